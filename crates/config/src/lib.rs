@@ -1,1 +1,202 @@
-//! placeholder
+//! Postern's configuration: `master.toml` and Postfix-style lookup tables.
+//!
+//! `master.toml` has two parts. `[main]` holds Postfix parameters
+//! (main.cf) with Postfix's names, defaults and `$name` expansion;
+//! `[[service]]` entries are master.cf lines (name, type, listen address,
+//! command, process limit, privilege, wakeup, and `-o`-like `options`).
+//!
+//! ```toml
+//! [main]
+//! myhostname = "mail.example.local"
+//! mydestination = ["$myhostname", "localhost.$mydomain", "localhost"]
+//! mynetworks = "127.0.0.0/8, [::1]/128"
+//!
+//! [[service]]
+//! name = "smtp"
+//! type = "inet"
+//! listen = "127.0.0.1:2525"
+//! command = "smtpd"
+//! options = { syslog_name = "postern/smtp" }
+//! ```
+//!
+//! A bad configuration is refused at load with file, line, parameter and
+//! value named (`master.toml:12: parameter "message_size_limit": invalid
+//! integer value "10M"`); unknown `[main]` parameters are warnings, kept in
+//! [`Config::warnings`].
+//!
+//! Precedence, as in Postfix: a service's `options` beat `[main]` (master.cf
+//! `-o` beats main.cf), and the `-o name=value` overrides given to
+//! [`Config::load`] for the whole run beat both.
+//!
+//! Where Postern differs from Postfix:
+//!
+//! * A parameter not in the table is kept as a user-defined macro, as
+//!   Postfix does, so `$mua_client_restrictions`-style references work; it
+//!   is reported as unknown only when nothing refers to it.
+//! * Text tables (`hash:` and friends) are read directly; no postmap step.
+//! * See [`defs`] for defaults that differ and Postern-only parameters.
+//!
+//! # Layout
+//!
+//! * `lib.rs` — [`Config`]: loading, validation, per-service views; errors.
+//! * [`defs`] — the parameter table [`PARAMS`] (name, default, kind).
+//! * `params` — [`Params`]: typed access, defaults, expansion.
+//! * `expand` — `$name` / `${name?value}` expansion with loop detection.
+//! * `value` — parsing of integers, booleans, times, sizes and lists.
+//! * `host` — derived defaults: host name and interface networks.
+//! * `service` — [`Service`], [`Endpoint`]: where a service listens.
+//! * `load` — TOML (with spans for line numbers) to `Config`.
+//! * [`table`] — lookup tables, [`Maps`],
+//!   [`NetworkList`].
+
+pub mod defs;
+mod expand;
+mod host;
+mod load;
+mod params;
+mod service;
+pub mod table;
+mod value;
+
+use std::path::{Path, PathBuf};
+
+pub use defs::{Kind, PARAMS, ParamDef};
+pub use params::{ParamEntry, Params};
+pub use service::{Endpoint, Service, ServiceType};
+pub use table::{Maps, NetworkList, Table, TableError};
+
+/// Where the master and tools look without `-c`.
+pub fn default_config_path() -> PathBuf {
+    PathBuf::from("/etc/postern/master.toml")
+}
+
+/// Errors that refuse a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", file.display())]
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML syntax, or a table/key that does not belong.
+    #[error("{}:{line}: {message}", file.display())]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A parameter value that does not parse (after expansion) or loops.
+    /// `line` is None for values from `-o` (and [`Params::set`]).
+    #[error("{}: parameter \"{param}\": {reason}", location(file, *line, param, value))]
+    Invalid {
+        file: PathBuf,
+        line: Option<usize>,
+        param: String,
+        value: String,
+        reason: String,
+    },
+    /// A malformed `-o` argument.
+    #[error("bad -o argument \"{arg}\": {reason}")]
+    Override { arg: String, reason: String },
+    /// A service whose listen address cannot be turned into sockets.
+    #[error("service \"{service}\": listen \"{listen}\": {reason}")]
+    Endpoint {
+        service: String,
+        listen: String,
+        reason: String,
+    },
+}
+
+fn location(file: &Path, line: Option<usize>, param: &str, value: &str) -> String {
+    match line {
+        Some(l) => format!("{}:{l}", file.display()),
+        None => format!("command line -o {param}={value}"),
+    }
+}
+
+/// Parameter names are Postfix's: letters, digits and underscores.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Parses one `-o name=value` argument.
+pub fn parse_override(arg: &str) -> Result<(String, String), ConfigError> {
+    let bad = |reason: &str| ConfigError::Override {
+        arg: arg.to_string(),
+        reason: reason.to_string(),
+    };
+    let (name, value) = arg
+        .split_once('=')
+        .ok_or_else(|| bad("expected name=value"))?;
+    let name = name.trim();
+    if !valid_name(name) {
+        return Err(bad("bad parameter name"));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+/// A loaded, validated `master.toml`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub services: Vec<Service>,
+    /// Non-fatal problems found at load (also logged with tracing).
+    pub warnings: Vec<String>,
+    /// `[main]` alone: the base of every per-service view.
+    base: Params,
+    /// `[main]` plus the `-o` overrides.
+    main: Params,
+    /// The `-o` overrides, re-applied on top of each service's options.
+    overrides: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Reads and validates the file; `overrides` are `-o name=value` pairs
+    /// applied on top of `[main]` and every service's options.
+    pub fn load(file: &Path, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Io {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Self::from_str(&text, file, overrides)
+    }
+
+    /// Parses `text` as if it came from `file` (for tests).
+    pub fn from_str(
+        text: &str,
+        file: &Path,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        load::parse(text, file, overrides, host::HostInfo::detect())
+    }
+
+    /// `[main]` plus the `-o` overrides.
+    pub fn main(&self) -> &Params {
+        &self.main
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The parameters a service runs with: `[main]`, then its options, then
+    /// the `-o` overrides. An unknown service gets [`Config::main`].
+    pub fn params_for(&self, service: &str) -> Params {
+        let Some(svc) = self.service(service) else {
+            return self.main.clone();
+        };
+        let mut p = self.base.clone();
+        for (k, v) in &svc.options {
+            p.insert(k, v, Some(svc.line));
+        }
+        for (k, v) in &self.overrides {
+            p.insert(k, v, None);
+        }
+        p
+    }
+
+    /// The directory of the config file; relative paths resolve here.
+    pub fn base_dir(&self) -> &Path {
+        self.main.base_dir()
+    }
+}

@@ -1,1 +1,54 @@
-//! placeholder
+//! Postern's inter-process protocol: every message exchanged between Postern
+//! processes is a serde type defined here, and this crate is the only code
+//! that turns them into bytes.
+//!
+//! A frame is a u32 big-endian body length followed by the body, encoded
+//! with bincode (kept inside the private `wire` module so it can be swapped).
+//! Frames larger than [`MAX_FRAME`] are refused before anything is
+//! allocated for them; mail bodies travel as a series of chunks of at most
+//! [`BODY_CHUNK`] bytes. Each connection opens with a [`Hello`] naming the
+//! [`Protocol`] and [`PROTOCOL_VERSION`], answered by a [`HelloReply`].
+//!
+//! Oversized, truncated or garbled input produces an [`IpcError`], never a
+//! panic; reads that may stall take a deadline from the caller.
+//!
+//! # Layout
+//! - `error` — [`IpcError`].
+//! - `wire` — bincode configuration, encode/decode of bodies (private).
+//! - `frame` — length-prefixed frames: [`encode`]/[`decode`],
+//!   [`write_frame`]/[`read_frame`] (tokio) and their `_sync` (std) twins.
+//! - `connection` — [`Connection`]: buffered, cancel-safe receive, request/
+//!   reply, and the hello exchange.
+//! - `hello` — [`Protocol`], [`Hello`], [`HelloReply`].
+//! - [`status`] — child ↔ master status socketpair messages.
+//! - [`control`] — qctl ↔ master messages.
+//!
+//! Modules `qmgr` (daemons ↔ queue manager), `delivery` (qmgr ↔ delivery
+//! agents, including chunked message bodies) and `tlsmgr` (TLS session
+//! cache and keys) are to be added here alongside the others, one module per
+//! [`Protocol`].
+
+mod connection;
+mod error;
+mod frame;
+mod hello;
+mod wire;
+
+pub mod control;
+pub mod status;
+
+pub use connection::Connection;
+pub use error::IpcError;
+pub use frame::{decode, encode, read_frame, read_frame_sync, write_frame, write_frame_sync};
+pub use hello::{Hello, HelloReply, Protocol};
+
+/// Largest frame body accepted or produced (1 MiB); message bodies travel in
+/// chunks (see [`BODY_CHUNK`]).
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// Size of one message-body chunk in the delivery/qmgr protocols; well under
+/// [`MAX_FRAME`] so a chunk plus its envelope always fits in one frame.
+pub const BODY_CHUNK: usize = 64 * 1024;
+
+/// Version carried in [`Hello`]; bump it on any incompatible message change.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,1 +1,67 @@
-//! placeholder
+//! postern-queue: the durable mail queue, stored in sled and linked only by
+//! qmgr (sled's directory lock makes it the single owner).
+//!
+//! It keeps DESIGN.md's promise: [`Incoming::commit`] returns — and smtpd
+//! says "250 2.0.0 Ok: queued as ID" — only after envelope and body are on
+//! stable storage. sled 0.34's `flush()` is not enough for that (it ends in
+//! `sync_file_range`, which neither flushes the device cache nor file
+//! metadata), so every durable write is a sled flush followed by
+//! `fdatasync` of sled's data file. A single committer thread performs that
+//! pair once for every request waiting at the time (group commit), so
+//! concurrent commits share one disk sync.
+//!
+//! Queue states follow Postfix: incoming (being received, deleted by
+//! recovery if we crashed), active, deferred (next try time + reason), hold,
+//! corrupt. A message leaves the queue when every recipient is sent or
+//! bounced. Any record that fails to decode moves its message to corrupt;
+//! nothing stored can make the store panic.
+//!
+//! # Layout
+//!
+//! One sled tree in the queue directory (sled's own files: `db`, the log
+//! that we fdatasync; `conf`; `snap.*`; `blobs/`). Keys, all prefixed by a
+//! kind byte so one `apply_batch` changes a message atomically:
+//!
+//! - `I id` — incoming marker, present from [`QueueStore::begin_message`]
+//!   until commit.
+//! - `B id chunk` — body, in chunks of at most [`CHUNK`] bytes, written as
+//!   they arrive so a big message is never held whole in memory.
+//! - `E id part` — the bincode [`Envelope`], split into parts of at most
+//!   [`CHUNK`] bytes.
+//! - `S id` — [`types::MessageMeta`]: state, attempts, last attempt.
+//! - `D time id` — due index (active first, then deferred by next try) so
+//!   [`QueueStore::due`] never scans the queue.
+//!
+//! sled writes any log item bigger than a quarter segment to its own file
+//! under `blobs/` and never fsyncs it, and a log item may be a whole leaf
+//! node (~17 entries). So values are capped at [`CHUNK`] (32 KiB) and the
+//! segment size is 8 MiB (blob threshold ~2 MiB): no blob is ever written,
+//! and the one fdatasync of `db` covers everything. The committer still
+//! checks `blobs/` after each flush and fsyncs any file it finds.
+//!
+//! Modules: `store` (open, recovery, operations, [`Incoming`],
+//! [`BodyReader`]), `commit` (group committer), `keys` (key layout), `codec`
+//! (the only bincode user), `id` ([`QueueId`]), `types` (serde types).
+//!
+//! Differences from Postfix: one database instead of one file per message
+//! in queue directories; queue IDs are 12 hex digits counting 10 µs ticks
+//! since 2020, so they sort by arrival.
+
+mod codec;
+mod commit;
+mod error;
+mod id;
+mod keys;
+mod store;
+pub mod types;
+
+pub use error::QueueError;
+pub use id::{ParseQueueIdError, QueueId};
+pub use store::{BodyReader, CHUNK, Incoming, QueueStore};
+pub use types::{
+    ClientInfo, CommitStats, Envelope, Notify, QueueState, RcptState, Recipient, RecoveryReport,
+    Ret, StoredMessage, Summary,
+};
+
+#[cfg(test)]
+mod tests;

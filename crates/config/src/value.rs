@@ -1,0 +1,195 @@
+//! Parsing of expanded parameter values: the pure functions behind
+//! `Params::int`, `bool`, `time`, `size` and `list`, and load-time
+//! validation.
+
+use std::time::Duration;
+
+use crate::defs::Kind;
+
+/// Postfix integer: optional sign and decimal digits.
+pub fn parse_int(s: &str) -> Option<i64> {
+    s.trim().parse::<i64>().ok()
+}
+
+/// `yes`/`no` as Postfix, plus `true`/`false` (TOML booleans arrive that way
+/// only if written as strings).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" => Some(true),
+        "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// Postfix time: digits and one optional unit (s m h d w); a bare number
+/// takes `default_unit`.
+pub fn parse_time(s: &str, default_unit: char) -> Option<Duration> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_lowercase()),
+        _ => (s, default_unit),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        'w' => 7 * 86400,
+        _ => return None,
+    };
+    n.checked_mul(mult).map(Duration::from_secs)
+}
+
+/// Bytes with an optional binary suffix: `k`, `m`, `g` (any case), or
+/// `KiB`, `MiB`, `GiB`. Decimal `MB` is refused rather than guessed at.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, suffix) = s.split_at(end);
+    if digits.is_empty() {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let mult: u64 = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Splits a list value as Postfix's `mystrtokq` does: separators are comma
+/// and whitespace, and text inside `{...}` (at any nesting) is kept whole so
+/// that `inline:{ a=b, c=d }` stays one element.
+pub fn split_list(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0usize;
+    for c in s.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                cur.push(c);
+            }
+            '}' => {
+                depth = depth.saturating_sub(1);
+                cur.push(c);
+            }
+            ',' | ' ' | '\t' | '\r' | '\n' if depth == 0 => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Checks an expanded value against its kind; the error is the `reason` of
+/// [`crate::ConfigError::Invalid`].
+pub fn check(kind: Kind, value: &str) -> Result<(), String> {
+    let ok = match kind {
+        Kind::Str | Kind::List | Kind::Path => true,
+        Kind::Int => parse_int(value).is_some(),
+        Kind::Bool => parse_bool(value).is_some(),
+        Kind::Time(u) => parse_time(value, u).is_some(),
+        Kind::Size => parse_size(value).is_some(),
+        Kind::Maps => {
+            for spec in split_list(value) {
+                crate::table::check_spec(&spec).map_err(|e| e.to_string())?;
+            }
+            true
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        let what = match kind {
+            Kind::Int => "integer",
+            Kind::Bool => "boolean",
+            Kind::Time(_) => "time",
+            Kind::Size => "size",
+            _ => "",
+        };
+        Err(format!("invalid {what} value \"{value}\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ints() {
+        assert_eq!(parse_int("10240000"), Some(10240000));
+        assert_eq!(parse_int("-1"), Some(-1));
+        assert_eq!(parse_int("10M"), None);
+        assert_eq!(parse_int(""), None);
+    }
+
+    #[test]
+    fn bools() {
+        assert_eq!(parse_bool("yes"), Some(true));
+        assert_eq!(parse_bool("No"), Some(false));
+        assert_eq!(parse_bool("true"), Some(true));
+        assert_eq!(parse_bool("maybe"), None);
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("60s", 's'), Some(Duration::from_secs(60)));
+        assert_eq!(parse_time("5", 'd'), Some(Duration::from_secs(5 * 86400)));
+        assert_eq!(parse_time("2m", 's'), Some(Duration::from_secs(120)));
+        assert_eq!(parse_time("1h", 's'), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_time("1w", 's'), Some(Duration::from_secs(604800)));
+        assert_eq!(parse_time("0", 'h'), Some(Duration::ZERO));
+        assert_eq!(parse_time("5x", 's'), None);
+        assert_eq!(parse_time("s", 's'), None);
+        assert_eq!(parse_time("1.5h", 's'), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Some(65536));
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("64m"), Some(64 << 20));
+        assert_eq!(parse_size("2k"), Some(2048));
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("10MB"), None);
+        assert_eq!(parse_size("MiB"), None);
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(
+            split_list("127.0.0.0/8, [::1]/128 192.168.1.0/24"),
+            vec!["127.0.0.0/8", "[::1]/128", "192.168.1.0/24"]
+        );
+        assert_eq!(
+            split_list("hash:/a, inline:{ a=b, { c = d e } }  static:x"),
+            vec!["hash:/a", "inline:{ a=b, { c = d e } }", "static:x"]
+        );
+        assert!(split_list(" , ").is_empty());
+    }
+
+    #[test]
+    fn check_reasons() {
+        assert_eq!(
+            check(Kind::Int, "10M").unwrap_err(),
+            "invalid integer value \"10M\""
+        );
+        assert!(check(Kind::Bool, "yes").is_ok());
+        assert!(check(Kind::Time('s'), "1d").is_ok());
+        assert!(check(Kind::Maps, "hash:/x, nosuch:/y").is_err());
+    }
+}

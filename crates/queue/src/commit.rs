@@ -1,0 +1,190 @@
+//! The group committer: one thread that turns many "make my writes durable"
+//! requests into one sled flush plus one fdatasync.
+//!
+//! A caller first applies its sled batch (in memory), then sends a request
+//! and blocks on its reply channel. The thread takes the first request,
+//! drains every other request already waiting, flushes, fdatasyncs the data
+//! file and answers them all. Every drained batch was applied before its
+//! request was sent, so the one flush covers them all.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use crate::types::CommitStats;
+
+/// Why a durable write failed; Clone because one failure answers a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SyncFailure {
+    /// The sled flush, the fdatasync, or a blob fsync failed.
+    Io(String),
+    /// An earlier fdatasync failed; after that the kernel may have dropped
+    /// dirty pages (fsyncgate), so nothing can be promised until reopen.
+    Poisoned,
+    /// The store is shutting down.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub requests: AtomicU64,
+    pub syncs: AtomicU64,
+    pub failed_syncs: AtomicU64,
+    pub blob_files_synced: AtomicU64,
+    pub poisoned: AtomicBool,
+    pub inject_failure: AtomicBool,
+    /// false = one sync per request (only for measuring the difference).
+    pub serial: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn stats(&self) -> CommitStats {
+        CommitStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            failed_syncs: self.failed_syncs.load(Ordering::Relaxed),
+            blob_files_synced: self.blob_files_synced.load(Ordering::Relaxed),
+        }
+    }
+}
+
+type Reply = mpsc::SyncSender<Result<(), SyncFailure>>;
+
+#[derive(Debug)]
+pub(crate) struct Committer {
+    tx: Option<mpsc::Sender<Reply>>,
+    thread: Option<JoinHandle<()>>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What the committer thread needs to make sled's log durable.
+pub(crate) struct Target {
+    pub db: sled::Db,
+    /// sled's log file (`<dir>/db`), opened once by us; fdatasync is per
+    /// inode, so our descriptor covers sled's writes.
+    pub data_file: File,
+    /// `<dir>/blobs`: sled writes values/nodes over its blob threshold
+    /// there and never fsyncs them. Our layout keeps it empty; if a file
+    /// ever appears we fsync it (and the directory) rather than lose it.
+    pub blob_dir: PathBuf,
+}
+
+impl Committer {
+    pub(crate) fn start(target: Target, shared: Arc<Shared>) -> std::io::Result<Committer> {
+        let (tx, rx) = mpsc::channel::<Reply>();
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("queue-commit".into())
+            .spawn(move || run(target, rx, sh))?;
+        Ok(Committer {
+            tx: Some(tx),
+            thread: Some(thread),
+            shared,
+        })
+    }
+
+    /// Blocks until everything written to sled before this call is on
+    /// stable storage.
+    pub(crate) fn sync(&self) -> Result<(), SyncFailure> {
+        self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+        let tx = self.tx.as_ref().ok_or(SyncFailure::Closed)?;
+        tx.send(reply_tx).map_err(|_| SyncFailure::Closed)?;
+        reply_rx.recv().unwrap_or(Err(SyncFailure::Closed))
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop; join so sled's Db (and
+        // with it the directory lock) is released when the store is gone.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(target: Target, rx: mpsc::Receiver<Reply>, shared: Arc<Shared>) {
+    let mut synced_blobs: HashSet<OsString> = HashSet::new();
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        if !shared.serial.load(Ordering::Relaxed) {
+            while let Ok(more) = rx.try_recv() {
+                group.push(more);
+            }
+        }
+        let result = sync_once(&target, &shared, &mut synced_blobs);
+        shared.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = &result {
+            shared.failed_syncs.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = ?e, waiters = group.len(), "queue commit failed");
+        }
+        for reply in group {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+fn sync_once(
+    t: &Target,
+    shared: &Shared,
+    synced_blobs: &mut HashSet<OsString>,
+) -> Result<(), SyncFailure> {
+    if shared.poisoned.load(Ordering::SeqCst) {
+        return Err(SyncFailure::Poisoned);
+    }
+    if shared.inject_failure.load(Ordering::SeqCst) {
+        return Err(SyncFailure::Io("injected commit failure".into()));
+    }
+    // sled's flush only writes its buffers and calls sync_file_range, which
+    // neither flushes the device cache nor the file size.
+    t.db.flush()
+        .map_err(|e| SyncFailure::Io(format!("sled flush: {e}")))?;
+    sync_blobs(t, shared, synced_blobs)?;
+    if let Err(e) = t.data_file.sync_data() {
+        shared.poisoned.store(true, Ordering::SeqCst);
+        return Err(SyncFailure::Io(format!("fdatasync of sled data file: {e}")));
+    }
+    Ok(())
+}
+
+fn sync_blobs(
+    t: &Target,
+    shared: &Shared,
+    synced: &mut HashSet<OsString>,
+) -> Result<(), SyncFailure> {
+    let io = |what: &str, e: std::io::Error| SyncFailure::Io(format!("{what}: {e}"));
+    let entries = match std::fs::read_dir(&t.blob_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("reading blobs dir", e)),
+    };
+    let mut present = HashSet::new();
+    let mut new = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| io("reading blobs dir", e))?;
+        let name = entry.file_name();
+        if !synced.contains(&name) {
+            File::open(entry.path())
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io("fsync of sled blob", e))?;
+            new += 1;
+            tracing::warn!(blob = ?entry.path(), "sled wrote a blob file; fsynced it");
+        }
+        present.insert(name);
+    }
+    if new > 0 {
+        File::open(&t.blob_dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io("fsync of blobs dir", e))?;
+        shared.blob_files_synced.fetch_add(new, Ordering::Relaxed);
+    }
+    // Forget blobs sled has garbage-collected.
+    *synced = present;
+    Ok(())
+}

@@ -1,0 +1,1001 @@
+//! `QueueStore`: opening, recovery, and the operations qmgr performs.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use sled::{Batch, IVec, Tree};
+
+use crate::commit::{Committer, Shared, SyncFailure, Target};
+use crate::error::QueueError;
+use crate::id::IdGen;
+use crate::keys::{self, BODY, DUE, ENVELOPE, INCOMING, STATE};
+use crate::types::{
+    CommitStats, Envelope, MessageMeta, QueueState, RcptState, RecoveryReport, StoredMessage,
+    Summary,
+};
+use crate::{QueueId, codec};
+
+/// Largest value we ever store (body chunks, envelope parts).
+pub const CHUNK: usize = 32 * 1024;
+
+/// sled segment size. sled stores any log item larger than a quarter
+/// segment as a separate, never-fsynced blob file, and a log item can be a
+/// whole leaf node (about 17 entries, more under concurrency). With 8 MiB
+/// segments that threshold is ~2 MiB, i.e. room for 60+ entries of
+/// [`CHUNK`] bytes, so nothing we store becomes a blob.
+const SEGMENT_SIZE: usize = 8 << 20;
+
+/// Stripes of per-message locks that serialise read-modify-write updates.
+const LOCK_STRIPES: usize = 64;
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    pub(crate) tree: Tree,
+    committer: Committer,
+    pub(crate) ids: IdGen,
+    locks: Vec<Mutex<()>>,
+    report: RecoveryReport,
+}
+
+/// The durable mail queue. Cheap to clone (all clones share one sled
+/// database and one group committer); the directory lock is released when
+/// the last clone and the last [`Incoming`] are dropped.
+///
+/// Every mutating call blocks until its change is on stable storage (sled
+/// flush + fdatasync through the group committer). qmgr calls them from
+/// `tokio::task::spawn_blocking`; concurrent callers share one sync.
+#[derive(Clone)]
+pub struct QueueStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for QueueStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueStore")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> QueueError {
+    QueueError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn commit_err(f: SyncFailure) -> QueueError {
+    QueueError::Commit(match f {
+        SyncFailure::Io(s) => s,
+        SyncFailure::Poisoned => {
+            "an earlier fdatasync failed; reopen the queue (restart qmgr)".into()
+        }
+        SyncFailure::Closed => "queue is shutting down".into(),
+    })
+}
+
+fn fsync_path(path: &Path) -> Result<(), QueueError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_err(path, e))
+}
+
+impl QueueStore {
+    /// Opens (creating if needed) the queue in `dir` and runs recovery.
+    /// Fails at once with [`QueueError::Locked`] if another process has it.
+    /// `cache_capacity` is sled's page cache size in bytes.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<QueueStore, QueueError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_capacity)
+            .segment_size(SEGMENT_SIZE)
+            .open()
+            .map_err(|e| match &e {
+                // sled reports its failed flock only as text.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    QueueError::Locked {
+                        dir: dir.to_path_buf(),
+                    }
+                }
+                _ => QueueError::Open {
+                    dir: dir.to_path_buf(),
+                    source: e,
+                },
+            })?;
+        let data_path = dir.join("db");
+        // No flock here: sled holds the lock on its own descriptor.
+        let data_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&data_path)
+            .map_err(|e| io_err(&data_path, e))?;
+        // sled writes `conf` and creates its files without fsyncing them or
+        // the directory; do it once so a fresh queue survives power loss.
+        fsync_path(&dir.join("conf"))?;
+        data_file.sync_all().map_err(|e| io_err(&data_path, e))?;
+        fsync_path(&dir.join("blobs"))?;
+        fsync_path(dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_path(parent)?;
+        }
+
+        let shared = Arc::new(Shared::default());
+        let tree: Tree = (*db).clone();
+        let committer = Committer::start(
+            Target {
+                db,
+                data_file,
+                blob_dir: dir.join("blobs"),
+            },
+            shared,
+        )
+        .map_err(|e| io_err(dir, e))?;
+        let mut inner = Inner {
+            dir: dir.to_path_buf(),
+            tree,
+            committer,
+            ids: IdGen::new(),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            report: RecoveryReport::default(),
+        };
+        inner.report = inner.recover()?;
+        tracing::info!(
+            dir = %dir.display(),
+            scheduled = inner.report.scheduled,
+            held = inner.report.held,
+            removed_incomplete = inner.report.removed_incomplete,
+            removed_done = inner.report.removed_done,
+            corrupt = inner.report.corrupt,
+            "queue opened"
+        );
+        Ok(QueueStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// [`QueueStore::open`], retrying while the directory is locked (a
+    /// previous qmgr is still exiting) for up to `total_wait`.
+    pub fn open_with_retry(
+        dir: &Path,
+        cache_capacity: u64,
+        total_wait: Duration,
+    ) -> Result<QueueStore, QueueError> {
+        let deadline = Instant::now() + total_wait;
+        loop {
+            match QueueStore::open(dir, cache_capacity) {
+                Err(QueueError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The queue directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// What recovery found when this store was opened.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.inner.report
+    }
+
+    /// Group-commit counters.
+    pub fn stats(&self) -> CommitStats {
+        self.inner.committer.shared.stats()
+    }
+
+    /// Test hook: make every following sync fail as if the disk were full.
+    #[doc(hidden)]
+    pub fn inject_commit_failure(&self, on: bool) {
+        self.inner
+            .committer
+            .shared
+            .inject_failure
+            .store(on, Ordering::SeqCst);
+    }
+
+    /// Benchmark hook: one flush+fdatasync per request instead of groups.
+    #[doc(hidden)]
+    pub fn set_serial_commits(&self, on: bool) {
+        self.inner
+            .committer
+            .shared
+            .serial
+            .store(on, Ordering::SeqCst);
+    }
+
+    /// Starts receiving a message. Its body is written to sled as it
+    /// arrives, in an "incoming" state that recovery deletes.
+    pub fn begin_message(&self) -> Result<Incoming, QueueError> {
+        let id = self.inner.ids.next();
+        let now = unix_now();
+        self.inner
+            .tree
+            .insert(keys::id_key(INCOMING, id), &now.to_be_bytes())?;
+        Ok(Incoming {
+            inner: self.inner.clone(),
+            id,
+            buf: Vec::new(),
+            next_chunk: 0,
+            size: 0,
+            finished: false,
+        })
+    }
+
+    /// The envelope and state of a committed message. A record that does not
+    /// decode moves the message to the corrupt state and returns
+    /// [`QueueError::Corrupt`].
+    pub fn get(&self, id: QueueId) -> Result<Option<StoredMessage>, QueueError> {
+        let inner = &self.inner;
+        let Some(meta) = inner.read_meta(id)? else {
+            return Ok(None);
+        };
+        let meta = match meta {
+            Ok(m) => m,
+            Err(reason) => return Err(inner.corrupt_now(id, reason)),
+        };
+        let env = match inner.read_envelope(id)? {
+            Some(Ok(env)) => env,
+            Some(Err(reason)) => return Err(inner.corrupt_now(id, reason)),
+            None => return Err(inner.corrupt_now(id, "envelope missing".into())),
+        };
+        Ok(Some(StoredMessage {
+            id,
+            envelope: env,
+            state: meta.state,
+            attempts: meta.attempts,
+            last_attempt_unix: meta.last_attempt_unix,
+        }))
+    }
+
+    /// Streams the body chunk by chunk (also an `io::Read`).
+    pub fn body_reader(&self, id: QueueId) -> Result<BodyReader, QueueError> {
+        let msg = self.get(id)?.ok_or(QueueError::NotFound(id))?;
+        Ok(BodyReader {
+            iter: self.inner.tree.scan_prefix(keys::id_key(BODY, id)),
+            id,
+            next_chunk: 0,
+            seen: 0,
+            expected: msg.envelope.size,
+            current: None,
+            pos: 0,
+        })
+    }
+
+    /// The whole body in memory; use [`QueueStore::body_reader`] for big
+    /// messages.
+    pub fn read_body(&self, id: QueueId) -> Result<Vec<u8>, QueueError> {
+        let mut out = Vec::new();
+        for chunk in self.body_reader(id)? {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    /// Sets the message-level state (durable).
+    pub fn set_state(&self, id: QueueId, state: QueueState) -> Result<(), QueueError> {
+        self.inner.update_meta(id, |m| m.state = state)
+    }
+
+    /// Puts a message on hold: it stays queued but is never due.
+    pub fn hold(&self, id: QueueId) -> Result<(), QueueError> {
+        self.set_state(id, QueueState::Hold)
+    }
+
+    /// Moves a held message back to active. Returns false (and changes
+    /// nothing) if it was not on hold.
+    pub fn release(&self, id: QueueId) -> Result<bool, QueueError> {
+        let mut released = false;
+        self.inner.update_meta(id, |m| {
+            if m.state == QueueState::Hold {
+                m.state = QueueState::Active;
+                released = true;
+            }
+        })?;
+        Ok(released)
+    }
+
+    /// Moves a message to the corrupt state (kept for the administrator,
+    /// never scheduled). Works even if its state record is unreadable.
+    pub fn mark_corrupt(&self, id: QueueId) -> Result<(), QueueError> {
+        let inner = &self.inner;
+        let _g = inner.lock(id);
+        let exists = inner.tree.contains_key(keys::id_key(STATE, id))?
+            || inner
+                .tree
+                .scan_prefix(keys::id_key(ENVELOPE, id))
+                .next()
+                .is_some();
+        if !exists {
+            return Err(QueueError::NotFound(id));
+        }
+        inner.write_corrupt(id)?;
+        inner.durable()
+    }
+
+    /// Records per-recipient outcomes (index into `envelope.recipients`).
+    /// Returns true if every recipient is now final; the caller then
+    /// [`QueueStore::remove`]s it (or use [`QueueStore::finish_attempt`]).
+    pub fn record_outcomes(
+        &self,
+        id: QueueId,
+        outcomes: &[(usize, RcptState)],
+    ) -> Result<bool, QueueError> {
+        let inner = &self.inner;
+        let _g = inner.lock(id);
+        let (_, env, parts) = inner.load(id)?;
+        let mut env = env;
+        apply_outcomes(id, &mut env, outcomes)?;
+        let mut batch = Batch::default();
+        inner.put_envelope(&mut batch, id, &env, parts)?;
+        inner.tree.apply_batch(batch)?;
+        inner.durable()?;
+        Ok(env.all_final())
+    }
+
+    /// Ends a delivery attempt in one durable write: records the outcomes,
+    /// counts the attempt, and either removes the message (every recipient
+    /// final; returns true) or moves it to `next`.
+    pub fn finish_attempt(
+        &self,
+        id: QueueId,
+        outcomes: &[(usize, RcptState)],
+        next: QueueState,
+        now_unix: i64,
+    ) -> Result<bool, QueueError> {
+        let inner = &self.inner;
+        let _g = inner.lock(id);
+        let (meta, mut env, parts) = inner.load(id)?;
+        apply_outcomes(id, &mut env, outcomes)?;
+        let mut batch = Batch::default();
+        let removed = env.all_final();
+        if removed {
+            inner.purge(&mut batch, id, Some(&meta))?;
+        } else {
+            inner.put_envelope(&mut batch, id, &env, parts)?;
+            let new = MessageMeta {
+                state: next,
+                attempts: meta.attempts.saturating_add(1),
+                last_attempt_unix: Some(now_unix),
+            };
+            inner.put_meta(&mut batch, id, Some(&meta), &new)?;
+        }
+        inner.tree.apply_batch(batch)?;
+        inner.durable()?;
+        Ok(removed)
+    }
+
+    /// Deletes a message and its body (durable). Returns false if there was
+    /// nothing to delete.
+    pub fn remove(&self, id: QueueId) -> Result<bool, QueueError> {
+        let inner = &self.inner;
+        let _g = inner.lock(id);
+        let meta = inner.read_meta(id)?.and_then(Result::ok);
+        let mut batch = Batch::default();
+        let n = inner.purge(&mut batch, id, meta.as_ref())?;
+        if n == 0 {
+            return Ok(false);
+        }
+        inner.tree.apply_batch(batch)?;
+        inner.durable()?;
+        Ok(true)
+    }
+
+    /// Every committed message, in arrival order, for `qctl list` / mailq.
+    /// Messages whose records do not decode are moved to corrupt and listed
+    /// as such.
+    pub fn list(&self) -> Result<Vec<Summary>, QueueError> {
+        let inner = &self.inner;
+        let mut out = Vec::new();
+        for item in inner.tree.scan_prefix([STATE]) {
+            let (k, _) = item?;
+            let Some(id) = keys::id_of_key(&k) else {
+                continue;
+            };
+            match self.get(id) {
+                Ok(Some(m)) => {
+                    let reason = match &m.state {
+                        QueueState::Deferred { reason, .. } => Some(reason.clone()),
+                        _ => None,
+                    };
+                    out.push(Summary {
+                        id,
+                        state: m.state,
+                        sender: m.envelope.sender,
+                        recipients: m
+                            .envelope
+                            .recipients
+                            .into_iter()
+                            .filter(|r| !r.state.is_final())
+                            .map(|r| r.address)
+                            .collect(),
+                        size: m.envelope.size,
+                        arrival_unix: m.envelope.arrival_unix,
+                        attempts: m.attempts,
+                        reason,
+                    });
+                }
+                Ok(None) => {}
+                Err(QueueError::Corrupt { reason, .. }) => out.push(Summary {
+                    id,
+                    state: QueueState::Corrupt,
+                    sender: String::new(),
+                    recipients: Vec::new(),
+                    size: 0,
+                    arrival_unix: 0,
+                    attempts: 0,
+                    reason: Some(reason),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Messages to attempt at `now`: all active ones (arrival order), then
+    /// deferred ones whose next try is due (earliest first). Reads only the
+    /// due index, not the whole queue.
+    pub fn due(&self, now_unix: i64) -> Result<Vec<QueueId>, QueueError> {
+        let inner = &self.inner;
+        let mut out = Vec::new();
+        for item in inner.tree.range(vec![DUE]..keys::due_upper(now_unix)) {
+            let (k, _) = item?;
+            let Some(id) = keys::id_of_due_key(&k) else {
+                inner.tree.remove(&k)?;
+                continue;
+            };
+            // The index may hold stale entries (a state record that was
+            // unreadable when it changed); drop those lazily.
+            let current = match inner.read_meta(id)? {
+                Some(Ok(m)) => keys::due_key(id, &m.state),
+                _ => None,
+            };
+            if current.as_deref() == Some(&k[..]) {
+                out.push(id);
+            } else {
+                inner.tree.remove(&k)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn apply_outcomes(
+    id: QueueId,
+    env: &mut Envelope,
+    outcomes: &[(usize, RcptState)],
+) -> Result<(), QueueError> {
+    for (index, state) in outcomes {
+        let r = env
+            .recipients
+            .get_mut(*index)
+            .ok_or(QueueError::BadRecipient { id, index: *index })?;
+        r.state = state.clone();
+    }
+    Ok(())
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A decoded record, or why it did not decode.
+type Decoded<T> = Result<T, String>;
+
+impl Inner {
+    fn lock(&self, id: QueueId) -> MutexGuard<'_, ()> {
+        let m = &self.locks[(id.as_u64() % LOCK_STRIPES as u64) as usize];
+        // The guarded data is (), so a poisoned lock carries no bad state.
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn durable(&self) -> Result<(), QueueError> {
+        self.committer.sync().map_err(commit_err)
+    }
+
+    fn read_meta(&self, id: QueueId) -> Result<Option<Decoded<MessageMeta>>, QueueError> {
+        Ok(self
+            .tree
+            .get(keys::id_key(STATE, id))?
+            .map(|v| codec::decode::<MessageMeta>(&v)))
+    }
+
+    /// The envelope, reassembled from its parts; also returns nothing if
+    /// there are no parts.
+    fn read_envelope(&self, id: QueueId) -> Result<Option<Decoded<Envelope>>, QueueError> {
+        Ok(self.read_envelope_parts(id)?.map(|(env, _)| env))
+    }
+
+    fn read_envelope_parts(
+        &self,
+        id: QueueId,
+    ) -> Result<Option<(Decoded<Envelope>, usize)>, QueueError> {
+        let mut bytes = Vec::new();
+        let mut parts = 0usize;
+        let mut gap = false;
+        for item in self.tree.scan_prefix(keys::id_key(ENVELOPE, id)) {
+            let (k, v) = item?;
+            if k.len() != 11 || u16::from_be_bytes([k[9], k[10]]) as usize != parts {
+                gap = true;
+            }
+            bytes.extend_from_slice(&v);
+            parts += 1;
+        }
+        if parts == 0 {
+            return Ok(None);
+        }
+        let env = if gap {
+            Err("envelope parts missing".to_string())
+        } else {
+            codec::decode::<Envelope>(&bytes)
+        };
+        Ok(Some((env, parts)))
+    }
+
+    /// Meta and envelope for an update; undecodable → corrupt.
+    fn load(&self, id: QueueId) -> Result<(MessageMeta, Envelope, usize), QueueError> {
+        let meta = match self.read_meta(id)? {
+            None => return Err(QueueError::NotFound(id)),
+            Some(Ok(m)) => m,
+            Some(Err(reason)) => return Err(self.corrupt_locked(id, reason)),
+        };
+        match self.read_envelope_parts(id)? {
+            Some((Ok(env), parts)) => Ok((meta, env, parts)),
+            Some((Err(reason), _)) => Err(self.corrupt_locked(id, reason)),
+            None => Err(self.corrupt_locked(id, "envelope missing".into())),
+        }
+    }
+
+    fn put_envelope(
+        &self,
+        batch: &mut Batch,
+        id: QueueId,
+        env: &Envelope,
+        old_parts: usize,
+    ) -> Result<(), QueueError> {
+        let bytes = codec::encode(env).map_err(QueueError::Encode)?;
+        let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
+        if chunks.len() > usize::from(u16::MAX) {
+            return Err(QueueError::Encode("envelope too large".into()));
+        }
+        for (i, c) in chunks.iter().enumerate() {
+            batch.insert(keys::envelope_key(id, i as u16), *c);
+        }
+        for i in chunks.len()..old_parts.min(usize::from(u16::MAX)) {
+            batch.remove(keys::envelope_key(id, i as u16));
+        }
+        Ok(())
+    }
+
+    /// Writes a new state record and moves the due-index entry.
+    fn put_meta(
+        &self,
+        batch: &mut Batch,
+        id: QueueId,
+        old: Option<&MessageMeta>,
+        new: &MessageMeta,
+    ) -> Result<(), QueueError> {
+        let old_due = old.and_then(|m| keys::due_key(id, &m.state));
+        let new_due = keys::due_key(id, &new.state);
+        if old_due != new_due {
+            if let Some(k) = old_due {
+                batch.remove(k);
+            }
+            if let Some(k) = &new_due {
+                batch.insert(k.clone(), IVec::default());
+            }
+        } else if let Some(k) = new_due {
+            batch.insert(k, IVec::default());
+        }
+        batch.insert(
+            keys::id_key(STATE, id),
+            codec::encode(new).map_err(QueueError::Encode)?,
+        );
+        Ok(())
+    }
+
+    fn update_meta(
+        &self,
+        id: QueueId,
+        change: impl FnOnce(&mut MessageMeta),
+    ) -> Result<(), QueueError> {
+        let _g = self.lock(id);
+        let old = match self.read_meta(id)? {
+            None => return Err(QueueError::NotFound(id)),
+            Some(Ok(m)) => m,
+            Some(Err(reason)) => return Err(self.corrupt_locked(id, reason)),
+        };
+        let mut new = old.clone();
+        change(&mut new);
+        if new == old {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        self.put_meta(&mut batch, id, Some(&old), &new)?;
+        self.tree.apply_batch(batch)?;
+        self.durable()
+    }
+
+    /// Adds removal of every record of `id` to `batch`; returns how many.
+    fn purge(
+        &self,
+        batch: &mut Batch,
+        id: QueueId,
+        meta: Option<&MessageMeta>,
+    ) -> Result<usize, QueueError> {
+        let mut n = 0;
+        for prefix in [INCOMING, BODY, ENVELOPE, STATE] {
+            for item in self.tree.scan_prefix(keys::id_key(prefix, id)) {
+                let (k, _) = item?;
+                batch.remove(k);
+                n += 1;
+            }
+        }
+        if let Some(k) = meta.and_then(|m| keys::due_key(id, &m.state)) {
+            batch.remove(k);
+        }
+        Ok(n)
+    }
+
+    /// State record → Corrupt (keeping the attempt count if readable).
+    fn write_corrupt(&self, id: QueueId) -> Result<(), QueueError> {
+        let old = self.read_meta(id)?.and_then(Result::ok);
+        let new = MessageMeta {
+            state: QueueState::Corrupt,
+            attempts: old.as_ref().map_or(0, |m| m.attempts),
+            last_attempt_unix: old.as_ref().and_then(|m| m.last_attempt_unix),
+        };
+        let mut batch = Batch::default();
+        self.put_meta(&mut batch, id, old.as_ref(), &new)?;
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Moves `id` to corrupt (caller holds its lock) and returns the error
+    /// to report.
+    fn corrupt_locked(&self, id: QueueId, reason: String) -> QueueError {
+        tracing::warn!(%id, %reason, "queue record does not decode; moving message to corrupt");
+        if let Err(e) = self.write_corrupt(id).and_then(|()| self.durable()) {
+            tracing::error!(%id, error = %e, "could not mark message corrupt");
+        }
+        QueueError::Corrupt { id, reason }
+    }
+
+    fn corrupt_now(&self, id: QueueId, reason: String) -> QueueError {
+        let _g = self.lock(id);
+        self.corrupt_locked(id, reason)
+    }
+
+    /// Runs at open, before anyone else can see the store.
+    fn recover(&self) -> Result<RecoveryReport, QueueError> {
+        let mut report = RecoveryReport::default();
+        let tree = &self.tree;
+
+        // 1. Messages still being received when we stopped.
+        let incoming: Vec<QueueId> = tree
+            .scan_prefix([INCOMING])
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| keys::id_of_key(&k)))
+            .collect();
+        for id in incoming {
+            self.ids.raise_floor(id);
+            let mut batch = Batch::default();
+            self.purge(&mut batch, id, None)?;
+            tree.apply_batch(batch)?;
+            report.removed_incomplete += 1;
+        }
+
+        // 2. The due index is derived data: rebuild it from state records.
+        let mut batch = Batch::default();
+        for k in tree.scan_prefix([DUE]).keys() {
+            batch.remove(k?);
+        }
+        tree.apply_batch(batch)?;
+
+        // 3. Committed messages.
+        let ids: Vec<QueueId> = tree
+            .scan_prefix([STATE])
+            .keys()
+            .filter_map(|k| k.ok().and_then(|k| keys::id_of_key(&k)))
+            .collect();
+        for id in ids {
+            self.ids.raise_floor(id);
+            let meta = match self.read_meta(id)? {
+                Some(Ok(m)) => m,
+                Some(Err(reason)) => {
+                    tracing::warn!(%id, %reason, "unreadable state record; message moved to corrupt");
+                    self.write_corrupt(id)?;
+                    report.corrupt += 1;
+                    continue;
+                }
+                None => continue,
+            };
+            if meta.state == QueueState::Corrupt {
+                report.corrupt += 1;
+                continue;
+            }
+            let env = match self.read_envelope(id)? {
+                Some(Ok(env)) => env,
+                other => {
+                    let reason = match other {
+                        Some(Err(r)) => r,
+                        _ => "envelope missing".into(),
+                    };
+                    tracing::warn!(%id, %reason, "unreadable envelope; message moved to corrupt");
+                    self.write_corrupt(id)?;
+                    report.corrupt += 1;
+                    continue;
+                }
+            };
+            if env.all_final() {
+                let mut batch = Batch::default();
+                self.purge(&mut batch, id, Some(&meta))?;
+                tree.apply_batch(batch)?;
+                report.removed_done += 1;
+            } else if let Some(k) = keys::due_key(id, &meta.state) {
+                tree.insert(k, IVec::default())?;
+                report.scheduled += 1;
+            } else {
+                report.held += 1;
+            }
+        }
+
+        // 4. Body or envelope records with neither a state record nor an
+        // incoming marker (e.g. chunks that reached disk before the marker
+        // did): leftovers of an unfinished receive.
+        for prefix in [BODY, ENVELOPE] {
+            let mut from = vec![prefix];
+            loop {
+                let next = tree
+                    .range(from.clone()..vec![prefix + 1])
+                    .next()
+                    .transpose()?;
+                let Some((k, _)) = next else { break };
+                let Some(id) = keys::id_of_key(&k) else {
+                    tree.remove(&k)?;
+                    continue;
+                };
+                self.ids.raise_floor(id);
+                if !tree.contains_key(keys::id_key(STATE, id))? {
+                    let mut batch = Batch::default();
+                    self.purge(&mut batch, id, None)?;
+                    tree.apply_batch(batch)?;
+                    report.removed_incomplete += 1;
+                }
+                from = keys::after_id(prefix, id);
+            }
+        }
+
+        self.durable()?;
+        Ok(report)
+    }
+}
+
+/// A message being received. Body bytes go to sled as they arrive, at most
+/// [`CHUNK`] bytes are buffered here. Dropping it without `commit` or
+/// `abort` discards the message.
+pub struct Incoming {
+    pub(crate) inner: Arc<Inner>,
+    id: QueueId,
+    buf: Vec<u8>,
+    next_chunk: u32,
+    size: u64,
+    pub(crate) finished: bool,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("id", &self.id)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Incoming {
+    /// The queue ID this message will have.
+    pub fn id(&self) -> QueueId {
+        self.id
+    }
+
+    /// Body bytes received so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends body bytes (any length; smtpd sends up to 64 KiB at a time).
+    /// Not durable until `commit`.
+    pub fn append_body(&mut self, mut data: &[u8]) -> Result<(), QueueError> {
+        self.size += data.len() as u64;
+        while !data.is_empty() {
+            if self.buf.is_empty() && data.len() >= CHUNK {
+                // Write straight from the caller's buffer.
+                self.write_chunk_from(&data[..CHUNK])?;
+                data = &data[CHUNK..];
+                continue;
+            }
+            let take = (CHUNK - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == CHUNK {
+                let full = std::mem::take(&mut self.buf);
+                self.write_chunk_from(&full)?;
+                self.buf = full;
+                self.buf.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn write_chunk_from(&mut self, chunk: &[u8]) -> Result<(), QueueError> {
+        self.inner
+            .tree
+            .insert(keys::body_key(self.id, self.next_chunk), chunk)?;
+        self.next_chunk += 1;
+        Ok(())
+    }
+
+    /// Stores the envelope and makes envelope and body durable. Returns
+    /// only after they are on stable storage (flush + fdatasync, shared
+    /// with concurrent commits). Blocking: qmgr calls it in
+    /// `spawn_blocking`. On error nothing of the message remains and the
+    /// client gets `451 4.3.0`.
+    pub fn commit(mut self, mut envelope: Envelope) -> Result<QueueId, QueueError> {
+        self.finished = true;
+        let id = self.id;
+        let result = self.try_commit(&mut envelope);
+        if result.is_err() {
+            // If the sync failed the records may or may not be on disk; if
+            // they are and this removal is lost, the message would be
+            // delivered although the client was told 451 — a duplicate,
+            // never a loss.
+            self.discard();
+        }
+        result.map(|()| id)
+    }
+
+    fn try_commit(&mut self, envelope: &mut Envelope) -> Result<(), QueueError> {
+        if !self.buf.is_empty() {
+            let rest = std::mem::take(&mut self.buf);
+            self.write_chunk_from(&rest)?;
+        }
+        envelope.size = self.size;
+        let inner = &self.inner;
+        let mut batch = Batch::default();
+        inner.put_envelope(&mut batch, self.id, envelope, 0)?;
+        let meta = MessageMeta {
+            state: QueueState::Active,
+            attempts: 0,
+            last_attempt_unix: None,
+        };
+        inner.put_meta(&mut batch, self.id, None, &meta)?;
+        // Dropping the marker in the same atomic batch is what turns the
+        // message from incoming into queued.
+        batch.remove(keys::id_key(INCOMING, self.id));
+        inner.tree.apply_batch(batch)?;
+        inner.durable()
+    }
+
+    /// Discards the partial message.
+    pub fn abort(mut self) -> Result<(), QueueError> {
+        self.finished = true;
+        let mut batch = Batch::default();
+        self.inner.purge(&mut batch, self.id, None)?;
+        self.inner.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn discard(&self) {
+        let mut batch = Batch::default();
+        // A failed commit may already have added the due-index entry.
+        let committed = MessageMeta {
+            state: QueueState::Active,
+            attempts: 0,
+            last_attempt_unix: None,
+        };
+        let res = self
+            .inner
+            .purge(&mut batch, self.id, Some(&committed))
+            .and_then(|_| Ok(self.inner.tree.apply_batch(batch)?));
+        if let Err(e) = res {
+            // Recovery removes it at the next open.
+            tracing::warn!(id = %self.id, error = %e, "could not discard message");
+        }
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.discard();
+        }
+    }
+}
+
+/// Streams a message body in order; an iterator of chunks and an
+/// `io::Read`. Ends with an error if chunks are missing or the message
+/// vanished meanwhile.
+pub struct BodyReader {
+    iter: sled::Iter,
+    id: QueueId,
+    next_chunk: u32,
+    seen: u64,
+    expected: u64,
+    current: Option<IVec>,
+    pos: usize,
+}
+
+impl std::fmt::Debug for BodyReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BodyReader")
+            .field("id", &self.id)
+            .field("seen", &self.seen)
+            .field("expected", &self.expected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Iterator for BodyReader {
+    type Item = Result<IVec, QueueError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let corrupt = |id, reason: String| Some(Err(QueueError::Corrupt { id, reason }));
+        match self.iter.next() {
+            Some(Ok((k, v))) => {
+                let n = k
+                    .get(9..13)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes);
+                if n != Some(self.next_chunk) {
+                    self.expected = self.seen; // stop reporting twice
+                    return corrupt(self.id, format!("body chunk {} missing", self.next_chunk));
+                }
+                self.next_chunk += 1;
+                self.seen += v.len() as u64;
+                Some(Ok(v))
+            }
+            Some(Err(e)) => Some(Err(e.into())),
+            None if self.seen != self.expected => {
+                let (seen, expected) = (self.seen, self.expected);
+                self.expected = self.seen;
+                corrupt(
+                    self.id,
+                    format!("body has {seen} bytes, envelope says {expected}"),
+                )
+            }
+            None => None,
+        }
+    }
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(cur) = &self.current
+                && self.pos < cur.len()
+            {
+                let n = (cur.len() - self.pos).min(out.len());
+                out[..n].copy_from_slice(&cur[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
+            }
+            match self.next() {
+                Some(Ok(chunk)) => {
+                    self.current = Some(chunk);
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+    }
+}
