@@ -22,11 +22,10 @@
 //! - `hello` — [`Protocol`], [`Hello`], [`HelloReply`].
 //! - [`status`] — child ↔ master status socketpair messages.
 //! - [`control`] — qctl ↔ master messages.
+//! - [`qmgr`] — daemons and qctl ↔ the queue manager (enqueue, queue listing).
+//! - [`delivery`] — qmgr ↔ delivery agents, with chunked message bodies.
 //!
-//! Modules `qmgr` (daemons ↔ queue manager), `delivery` (qmgr ↔ delivery
-//! agents, including chunked message bodies) and `tlsmgr` (TLS session
-//! cache and keys) are to be added here alongside the others, one module per
-//! [`Protocol`].
+//! A `tlsmgr` module (TLS session cache and keys) joins them with the TLS work.
 
 mod connection;
 mod error;
@@ -35,6 +34,8 @@ mod hello;
 mod wire;
 
 pub mod control;
+pub mod delivery;
+pub mod qmgr;
 pub mod status;
 
 pub use connection::Connection;

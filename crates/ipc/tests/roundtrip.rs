@@ -220,3 +220,20 @@ async fn large_frames_and_pipelining() {
     values.push(big);
     check_conn(values).await;
 }
+
+#[tokio::test]
+async fn qmgr_protocol() {
+    check_all(common::qmgr_requests()).await;
+    check_all(common::qmgr_replies()).await;
+    check_all(vec![
+        common::envelope(),
+        postern_ipc::qmgr::Envelope::default(),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn delivery_protocol() {
+    check_all(common::delivery_messages()).await;
+    check_all(common::delivery_replies()).await;
+}

@@ -38,6 +38,12 @@ pub(crate) struct Inner {
     pub(crate) ids: IdGen,
     locks: Vec<Mutex<()>>,
     report: RecoveryReport,
+    /// Messages whose commit failed and whose records could not be
+    /// removed (a full disk refuses even the removal): never shown or
+    /// scheduled by this process; recovery at the next open removes them
+    /// or, if they did reach the disk, delivers them (a duplicate of the
+    /// client's retry, never a loss).
+    abandoned: Mutex<std::collections::HashSet<QueueId>>,
 }
 
 /// The durable mail queue. Cheap to clone (all clones share one sled
@@ -141,6 +147,7 @@ impl QueueStore {
             ids: IdGen::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             report: RecoveryReport::default(),
+            abandoned: Mutex::new(std::collections::HashSet::new()),
         };
         inner.report = inner.recover()?;
         tracing::info!(
@@ -233,6 +240,9 @@ impl QueueStore {
     /// [`QueueError::Corrupt`].
     pub fn get(&self, id: QueueId) -> Result<Option<StoredMessage>, QueueError> {
         let inner = &self.inner;
+        if inner.is_abandoned(id) {
+            return Ok(None);
+        }
         let Some(meta) = inner.read_meta(id)? else {
             return Ok(None);
         };
@@ -450,6 +460,9 @@ impl QueueStore {
                 inner.tree.remove(&k)?;
                 continue;
             };
+            if inner.is_abandoned(id) {
+                continue;
+            }
             // The index may hold stale entries (a state record that was
             // unreadable when it changed); drop those lazily.
             let current = match inner.read_meta(id)? {
@@ -492,6 +505,13 @@ pub(crate) fn unix_now() -> i64 {
 type Decoded<T> = Result<T, String>;
 
 impl Inner {
+    fn is_abandoned(&self, id: QueueId) -> bool {
+        self.abandoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&id)
+    }
+
     fn lock(&self, id: QueueId) -> MutexGuard<'_, ()> {
         let m = &self.locks[(id.as_u64() % LOCK_STRIPES as u64) as usize];
         // The guarded data is (), so a poisoned lock carries no bad state.
@@ -907,8 +927,13 @@ impl Incoming {
             .purge(&mut batch, self.id, Some(&committed))
             .and_then(|_| Ok(self.inner.tree.apply_batch(batch)?));
         if let Err(e) = res {
-            // Recovery removes it at the next open.
+            // Recovery removes it at the next open; until then it is hidden.
             tracing::warn!(id = %self.id, error = %e, "could not discard message");
+            self.inner
+                .abandoned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.id);
         }
     }
 }

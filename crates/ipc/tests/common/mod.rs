@@ -190,3 +190,173 @@ impl Rng {
         (0..len).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+pub fn envelope() -> postern_ipc::qmgr::Envelope {
+    use postern_ipc::qmgr::{ClientInfo, Envelope, EnvelopeRecipient};
+    Envelope {
+        sender: "user1@hogehoge.local".into(),
+        recipients: vec![
+            EnvelopeRecipient {
+                address: "user@example.local".into(),
+                orcpt: None,
+                notify: vec![],
+            },
+            EnvelopeRecipient {
+                address: "ünï@example.jp".into(),
+                orcpt: Some("rfc822;u@example.jp".into()),
+                notify: vec!["SUCCESS".into(), "FAILURE".into()],
+            },
+        ],
+        client: Some(ClientInfo {
+            name: "unknown".into(),
+            addr: "127.0.0.1".into(),
+            helo: "localhost".into(),
+            protocol: "ESMTP".into(),
+            sasl_username: Some("alice".into()),
+        }),
+        envid: Some("QQ314159".into()),
+        ret: Some("HDRS".into()),
+        smtputf8: true,
+        body_8bit: false,
+    }
+}
+
+pub fn qmgr_requests() -> Vec<postern_ipc::qmgr::QmgrRequest> {
+    use postern_ipc::qmgr::QmgrRequest as Q;
+    vec![
+        Q::Begin,
+        Q::Body { data: vec![] },
+        Q::Body {
+            data: (0..=255u8).cycle().take(postern_ipc::BODY_CHUNK).collect(),
+        },
+        Q::Commit {
+            envelope: envelope(),
+        },
+        Q::Commit {
+            envelope: postern_ipc::qmgr::Envelope::default(),
+        },
+        Q::Abort,
+        Q::List,
+        Q::Hold {
+            id: "0A1B2C3D4E5F".into(),
+        },
+        Q::Release {
+            id: "0A1B2C3D4E5F".into(),
+        },
+        Q::Delete {
+            id: "0A1B2C3D4E5F".into(),
+        },
+        Q::Flush { id: None },
+        Q::Flush {
+            id: Some("0A1B2C3D4E5F".into()),
+        },
+    ]
+}
+
+pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
+    use postern_ipc::qmgr::{QmgrReply as R, QueueEntry};
+    vec![
+        R::Started {
+            id: "0A1B2C3D4E5F".into(),
+        },
+        R::Queued {
+            id: "0A1B2C3D4E5F".into(),
+        },
+        R::Failed {
+            reason: "No space left on device".into(),
+        },
+        R::Queue { messages: vec![] },
+        R::Queue {
+            messages: vec![QueueEntry {
+                id: "0A1B2C3D4E5F".into(),
+                state: "deferred".into(),
+                size: 1234,
+                arrival_unix: 1_700_000_000,
+                sender: String::new(),
+                recipients: vec![
+                    (
+                        "a@b".into(),
+                        Some("connect to b[192.0.2.1]:25: Connection refused".into()),
+                    ),
+                    ("c@d".into(), None),
+                ],
+                reason: Some("host b said: 451 try later".into()),
+                next_try_unix: Some(1_700_000_300),
+            }],
+        },
+        R::Done {
+            message: "held".into(),
+        },
+        R::Error {
+            message: "no such message".into(),
+        },
+    ]
+}
+
+pub fn delivery_messages() -> Vec<postern_ipc::delivery::DeliveryMessage> {
+    use postern_ipc::delivery::{DeliveryMessage as M, DeliveryRecipient, DeliveryRequest};
+    vec![
+        M::Request(DeliveryRequest {
+            queue_id: "0A1B2C3D4E5F".into(),
+            sender: "a@b".into(),
+            recipients: vec![DeliveryRecipient {
+                index: 3,
+                address: "user@example.local".into(),
+                orcpt: Some("rfc822;user@example.local".into()),
+                notify: vec!["NEVER".into()],
+            }],
+            transport: "smtp".into(),
+            nexthop: "[127.0.0.2]:25".into(),
+            arrival_unix: 1_700_000_000,
+            size: 42,
+            envid: None,
+            ret: Some("FULL".into()),
+            smtputf8: false,
+            body_8bit: true,
+            hop_count: 3,
+        }),
+        M::Request(DeliveryRequest::default()),
+        M::Body {
+            data: b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
+        },
+        M::End,
+    ]
+}
+
+pub fn delivery_replies() -> Vec<postern_ipc::delivery::DeliveryReply> {
+    use postern_ipc::delivery::{DeliveryReply, DeliveryStatus, RecipientResult};
+    let result = |index, status, dsn: &str, detail: &str| RecipientResult {
+        index,
+        status,
+        dsn: dsn.into(),
+        relay: "mx.example.net[192.0.2.7]:25".into(),
+        detail: detail.into(),
+        connect_secs: 0.25,
+        transmit_secs: 1.5,
+    };
+    vec![
+        DeliveryReply::default(),
+        DeliveryReply {
+            results: vec![
+                result(
+                    0,
+                    DeliveryStatus::Sent,
+                    "2.0.0",
+                    "250 2.0.0 Ok: queued as 4XyZ",
+                ),
+                result(
+                    1,
+                    DeliveryStatus::Deferred,
+                    "4.4.1",
+                    "connect to mx.example.net: Connection refused",
+                ),
+                result(
+                    2,
+                    DeliveryStatus::Bounced,
+                    "5.1.1",
+                    "550 5.1.1 <x@y>: User unknown",
+                ),
+            ],
+        },
+    ]
+}

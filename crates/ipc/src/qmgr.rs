@@ -1,0 +1,117 @@
+//! Daemons and qctl ↔ the queue manager over `$queue_directory/private/qmgr`,
+//! protocol [`crate::Protocol::Qmgr`].
+//!
+//! Enqueueing a message (smtpd, or local-delivery forwarding mail):
+//! [`QmgrRequest::Begin`] → [`QmgrReply::Started`]; any number of
+//! [`QmgrRequest::Body`] chunks (no reply, so they stream); then
+//! [`QmgrRequest::Commit`] → [`QmgrReply::Queued`] only once envelope and
+//! body are on stable storage, or [`QmgrReply::Failed`] (the client answers
+//! `451 4.3.0`). [`QmgrRequest::Abort`] drops the message in progress, as
+//! does closing the connection. One connection carries any number of
+//! messages, one after another.
+//!
+//! Queue operations for qctl (mailq, postsuper) are single request/reply.
+
+use serde::{Deserialize, Serialize};
+
+/// A request to qmgr.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum QmgrRequest {
+    /// Start receiving a new message.
+    Begin,
+    /// Up to [`crate::BODY_CHUNK`] bytes of the message (headers and body,
+    /// CRLF line endings, no dot-stuffing).
+    Body { data: Vec<u8> },
+    /// The envelope; commit durably.
+    Commit { envelope: Envelope },
+    /// Discard the message in progress.
+    Abort,
+    /// The queue listing (mailq).
+    List,
+    /// Put a message on hold (postsuper -h).
+    Hold { id: String },
+    /// Release a held message (postsuper -H).
+    Release { id: String },
+    /// Delete a message (postsuper -d).
+    Delete { id: String },
+    /// Retry deferred mail now (postqueue -f); `id` limits it to one message.
+    Flush { id: Option<String> },
+}
+
+/// qmgr's answer.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum QmgrReply {
+    Started {
+        id: String,
+    },
+    Queued {
+        id: String,
+    },
+    /// The message was not kept (disk full, I/O error): a temporary failure.
+    Failed {
+        reason: String,
+    },
+    Queue {
+        messages: Vec<QueueEntry>,
+    },
+    Done {
+        message: String,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// The envelope of a message handed to qmgr.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Envelope {
+    /// Empty for the null sender `<>`.
+    pub sender: String,
+    pub recipients: Vec<EnvelopeRecipient>,
+    pub client: Option<ClientInfo>,
+    /// DSN ENVID (RFC 3461), decoded.
+    pub envid: Option<String>,
+    /// DSN RET: `FULL` or `HDRS`.
+    pub ret: Option<String>,
+    pub smtputf8: bool,
+    pub body_8bit: bool,
+}
+
+/// One envelope recipient with its DSN parameters.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct EnvelopeRecipient {
+    pub address: String,
+    /// DSN ORCPT as `type;address`.
+    pub orcpt: Option<String>,
+    /// DSN NOTIFY keywords (`NEVER`, or some of `SUCCESS`, `FAILURE`, `DELAY`);
+    /// empty means the default (failure and delay).
+    pub notify: Vec<String>,
+}
+
+/// Who handed the message over, for the Received header and the log.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct ClientInfo {
+    /// `hostname` or `unknown`.
+    pub name: String,
+    pub addr: String,
+    pub helo: String,
+    /// `SMTP`, `ESMTP`, `ESMTPS`, `ESMTPSA`, `local`.
+    pub protocol: String,
+    pub sasl_username: Option<String>,
+}
+
+/// One message in the queue listing.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct QueueEntry {
+    pub id: String,
+    /// `active`, `deferred`, `hold`, `corrupt`.
+    pub state: String,
+    pub size: u64,
+    pub arrival_unix: i64,
+    pub sender: String,
+    /// Recipients not yet done, each with the reason of its last failure.
+    pub recipients: Vec<(String, Option<String>)>,
+    /// The message's last delay reason.
+    pub reason: Option<String>,
+    pub next_try_unix: Option<i64>,
+}
