@@ -12,6 +12,8 @@
 //! The binaries must be built first (`cargo build --workspace`, which
 //! `scripts/test` does).
 
+pub mod dns;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,1 @@
+//! Routing: Postfix trivial-rewrite semantics (being written).

@@ -1,0 +1,1 @@
+//! A small DNS server for tests (being written).
