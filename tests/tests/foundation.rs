@@ -490,3 +490,72 @@ fn a_daemon_started_by_hand_explains_itself() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("started by the Postern master"));
 }
+
+#[test]
+fn garbled_frames_end_the_connection_and_the_daemons_keep_serving() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let inst = Instance::start("", "");
+    let tlsmgr_before = inst.pids("tlsmgr");
+    let cases: [&[u8]; 3] = [
+        // A length prefix far over the maximum frame.
+        &[0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+        // A plausible length followed by garbage that is no hello.
+        &[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0x99],
+        // Half a length prefix, then the peer goes away.
+        &[0, 0],
+    ];
+    for socket in ["private/tlsmgr", "private/master"] {
+        for bytes in cases {
+            let mut s = UnixStream::connect(inst.queue_directory().join(socket)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            s.write_all(bytes).unwrap();
+            if bytes.len() == 2 {
+                drop(s);
+                continue;
+            }
+            // The daemon answers at most a refusal, then closes: read to EOF.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        }
+    }
+    // Nothing crashed or restarted, and both still serve a proper client.
+    assert_eq!(inst.pids("tlsmgr"), tlsmgr_before);
+    assert_eq!(inst.service_status("tlsmgr").unwrap()["restarts"], 0);
+    assert!(inst.status().is_some(), "the control socket still answers");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(inst.queue_directory().join("private/tlsmgr"))
+            .await
+            .unwrap();
+        let mut conn = postern_ipc::Connection::new(stream);
+        conn.client_hello(postern_ipc::Protocol::Tlsmgr, Duration::from_secs(5))
+            .await
+            .unwrap();
+    });
+    let log = inst.log();
+    assert!(
+        log.contains("warning: postern-tlsmgr:") || log.contains("warning: control connection:"),
+        "{log}"
+    );
+}
+
+#[test]
+fn master_daemon_mode_detaches_and_stops_on_request() {
+    let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let inst = Instance::create(smtp, &Instance::standard_config(smtp, "", ""));
+    let status = inst.master_command().arg("--daemon").status().unwrap();
+    assert!(status.success(), "the foreground part exits once detached");
+    assert!(inst.wait_all_ready(LONG), "{}", inst.log());
+    assert!(smtp_greeting(smtp).unwrap().starts_with("220 "));
+    let out = inst.qctl(&["stop"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_for(LONG, || TcpStream::connect(smtp).is_err()));
+}
