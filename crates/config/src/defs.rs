@@ -11,6 +11,8 @@
 //!   own addresses are trusted by `permit_mynetworks`.
 //! * `local_recipient_maps` drops Postfix's `proxy:` wrapper (there is no
 //!   proxymap daemon; `proxy:` is accepted and ignored in table specs).
+//! * `virtual_transport` is `local`: local-delivery also writes virtual
+//!   mailboxes (Postfix has a separate `virtual` delivery agent).
 //! * `myhostname`, `mydomain` and `mynetworks` have no literal default; they
 //!   are derived from the host at run time.
 //!
@@ -261,7 +263,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("virtual_mailbox_base", "", Path),
     p("virtual_mailbox_domains", "$virtual_mailbox_maps", List),
     p("virtual_mailbox_maps", "", Maps),
-    p("virtual_transport", "virtual", Str),
+    p("virtual_transport", "local", Str),
 ];
 
 /// The definition of `name`, if it is a known parameter.

@@ -1,1 +1,420 @@
-//! Routing: Postfix trivial-rewrite semantics (being written).
+//! Routing: Postfix's trivial-rewrite and cleanup address rules, as one
+//! pure library that qmgr uses to route each recipient and smtpd uses to
+//! decide relay permission.
+//!
+//! A recipient goes through these steps, in this order (as in Postfix):
+//!
+//! 1. [`Router::rewrite_recipient`] (cleanup): canonical form — a bare
+//!    `user` gets `@$myorigin`, `site!user` becomes `user@site`
+//!    (`swap_bangpath`), `user%domain` becomes `user@domain`
+//!    (`allow_percent_hack`), optionally `.$mydomain` is appended
+//!    (`append_dot_mydomain`) — then `recipient_canonical_maps`, then
+//!    `canonical_maps` (canonical(5)). Senders go through
+//!    [`Router::rewrite_sender`] with `sender_canonical_maps` instead.
+//! 2. [`Router::expand_virtual`] (cleanup): `virtual_alias_maps`
+//!    (virtual(5)), recursively, one address to many.
+//! 3. [`Router::resolve`] (trivial-rewrite): the [`AddressClass`] — local
+//!    (`mydestination`, this host's address literals), virtual alias,
+//!    virtual mailbox, relay (`relay_domains`) or default — its transport
+//!    and next hop (`relayhost` for relay and default), then
+//!    `transport_maps` overrides (transport(5)).
+//!
+//! [`Router::is_authorized_destination`] is what smtpd's
+//! `reject_unauth_destination` asks, and [`Router::fallback_route`] is where
+//! local delivery sends recipients it does not know (`fallback_transport`).
+//!
+//! Lookup tables are the config crate's [`postern_config::Maps`]; a file
+//! table re-reads itself when the file changes, so an edited transport
+//! table takes effect without a restart (Postfix needs `postmap` and a
+//! reload). Every [`RoutingError`] means "try again later": a table could
+//! not be read, or an expansion ran away; the caller defers (4xx), never
+//! bounces.
+//!
+//! Addresses are in Postfix's internal (unquoted) form: the domain is what
+//! follows the last `@`.
+//!
+//! ```
+//! use std::path::Path;
+//! use postern_config::Config;
+//! use postern_routing::{AddressClass, Router};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cfg = Config::from_str(
+//!     r#"[main]
+//!     myhostname = "hub.example.com"
+//!     relay_domains = "example.local"
+//!     transport_maps = "inline:{ example.local=:[192.168.1.100] }"
+//!     "#,
+//!     Path::new("/etc/postern/master.toml"),
+//!     &[],
+//! )?;
+//! let router = Router::from_params(cfg.main())?;
+//! let rcpt = router.rewrite_recipient("user@example.local")?;
+//! for addr in router.expand_virtual(&rcpt)? {
+//!     let route = router.resolve(&addr)?;
+//!     assert_eq!(route.class, AddressClass::Relay);
+//!     assert_eq!(route.to_string(), "relay:[192.168.1.100]");
+//!     assert!(!route.mx_lookup);
+//! }
+//! assert!(!router.is_authorized_destination("user@example.net")?);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Where Postern deliberately differs from Postfix:
+//!
+//! * `virtual_transport` defaults to `local` (Postfix: `virtual`), because
+//!   Postern's local-delivery also delivers to virtual mailboxes. An
+//!   explicit setting is honoured.
+//! * Own address literals (`user@[192.0.2.1]`) are local when the address is
+//!   listed in `inet_interfaces`/`proxy_interfaces`, or is a loopback
+//!   address with `inet_interfaces` `all` or `loopback-only`. The router
+//!   does no I/O, so it cannot list the host's interfaces for `all`; a
+//!   daemon that knows them passes them to [`Router::with_own_addresses`].
+//! * A `/file/name` entry in a domain list is refused at start; put the
+//!   domains in a table (`hash:/file/name`), which also reloads itself.
+//! * In host lists (`relay_domains`), a `.domain` entry always matches
+//!   subdomains, also in the parent-matches style.
+//! * `relayhost` and transport next hops are one destination (Postfix 3.5+
+//!   also accepts a list).
+//! * [`Router::expand_virtual`] drops duplicate results (Postfix's cleanup
+//!   does so when it writes the recipients).
+//! * `relocated_maps`, `sender_dependent_*`, address masquerading and
+//!   `luser_relay` are not implemented.
+//!
+//! # Layout
+//!
+//! * `lib.rs` — [`Router`] and its construction from [`Params`],
+//!   [`AddressClass`], [`Route`], [`RoutingError`].
+//! * `address` — internal-form address helpers and the canonical-form
+//!   rewrite (Postfix `rewrite.c`).
+//! * `lookup` — address-keyed table lookups (`mail_addr_find`), canonical
+//!   mapping and virtual alias expansion (`cleanup_map11`/`cleanup_map1n`).
+//! * `resolve` — address classes, transports, `transport_maps`, relay
+//!   permission (Postfix `resolve.c`, `transport.c`).
+//! * `domains` — `mydestination`/`relay_domains`-style domain lists.
+//! * `nexthop` — `[host]:port` and friends.
+
+mod address;
+mod domains;
+mod lookup;
+mod nexthop;
+mod resolve;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use postern_config::{Maps, Params, TableError};
+
+use address::Canon;
+use domains::{DomainList, Style};
+
+/// Why routing could not finish. Each one defers the mail (4xx).
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingError {
+    /// A table named by `param` could not be opened or read.
+    #[error("{param}: {source}")]
+    Table {
+        param: &'static str,
+        source: TableError,
+    },
+    /// A parameter value the router cannot work with (refused at start).
+    #[error("parameter \"{param}\": {reason}: \"{value}\"")]
+    Config {
+        param: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// Canonical or virtual alias mapping kept rewriting past the limit.
+    #[error("<{address}>: unreasonable {param} nesting (limit {limit})")]
+    Nesting {
+        param: &'static str,
+        address: String,
+        limit: usize,
+    },
+    /// Virtual alias expansion produced more than
+    /// `virtual_alias_expansion_limit` addresses.
+    #[error("<{address}>: unreasonable {param} expansion size (limit {limit})")]
+    ExpansionSize {
+        param: &'static str,
+        address: String,
+        limit: usize,
+    },
+}
+
+/// The address classes of ADDRESS_CLASS_README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AddressClass {
+    /// A domain in `mydestination`, this host's address literal, or no
+    /// domain at all.
+    Local,
+    /// A domain in `virtual_alias_domains`. A recipient that is still in
+    /// such a domain after virtual alias expansion is unknown, and routes
+    /// to the `error` transport.
+    VirtualAlias,
+    /// A domain in `virtual_mailbox_domains`.
+    VirtualMailbox,
+    /// A domain in `relay_domains`: this host is its MX, mail goes on.
+    Relay,
+    /// Everything else: mail to the outside, allowed only to trusted
+    /// clients.
+    Default,
+}
+
+/// Where one recipient goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub class: AddressClass,
+    /// The master.toml service that delivers (`smtp`, `relay`, `local`,
+    /// `error`, `discard`, ...). `relay` is an smtp-type transport.
+    pub transport: String,
+    /// The transport's destination: a domain (MX lookup), `[host]`,
+    /// `[host]:port`, `host:port`; for `error` and `discard` the reason
+    /// text.
+    pub nexthop: String,
+    /// The recipient as the delivery agent should see it: `user@domain`,
+    /// with `@$myhostname` added to a bare local part and routing operators
+    /// of local domains resolved (`user%other@here` -> `user@other`).
+    pub recipient: String,
+    /// Look up MX records for `host` (no brackets in the next hop).
+    pub mx_lookup: bool,
+    /// The host part of `nexthop` (brackets and `IPv6:` removed); empty for
+    /// `error` and `discard`.
+    pub host: String,
+    pub port: Option<u16>,
+    /// The local part still holds routing operators (`!`, `%`, `@`), so
+    /// the final destination is not the recipient domain. Relay permission
+    /// is refused for such addresses.
+    pub routed: bool,
+    /// The recipient domain is not a valid host name or address literal.
+    pub bad_domain: bool,
+}
+
+impl fmt::Display for Route {
+    /// `transport:nexthop`, the way transport(5) writes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport, self.nexthop)
+    }
+}
+
+/// The routing rules of one configuration. Cheap to share: lookups take
+/// `&self` and may run on many threads; clones share the open tables.
+#[derive(Clone, Debug)]
+pub struct Router {
+    /// Settings of the canonical-form rewrite.
+    canon: Canon,
+    /// Added to local addresses without a domain when resolving.
+    myhostname: String,
+    /// Compared with domains for local-part table lookups.
+    myorigin: String,
+    /// `recipient_delimiter`: any of these characters starts an extension.
+    delimiters: String,
+    /// `propagate_unmatched_extensions` names canonical / virtual.
+    propagate_canonical: bool,
+    propagate_virtual: bool,
+    mydestination: DomainList,
+    /// Address literals that count as this host.
+    own_addresses: Vec<IpAddr>,
+    virtual_alias_domains: DomainList,
+    virtual_mailbox_domains: DomainList,
+    relay_domains: DomainList,
+    canonical_maps: Maps,
+    sender_canonical_maps: Maps,
+    recipient_canonical_maps: Maps,
+    virtual_alias_maps: Maps,
+    transport_maps: Maps,
+    /// `parent_domain_matches_subdomains` names transport_maps: `domain`
+    /// keys match subdomains and `.domain` keys are not asked for.
+    transport_parent_matches: bool,
+    local_transport: String,
+    virtual_transport: String,
+    relay_transport: String,
+    default_transport: String,
+    relayhost: String,
+    fallback_transport: String,
+    recursion_limit: usize,
+    expansion_limit: usize,
+    /// Say "in virtual alias table" in the unknown-user text.
+    show_table_name: bool,
+    /// Permit relaying to routed addresses (Postfix
+    /// `allow_untrusted_routing`, default no).
+    allow_untrusted_routing: bool,
+}
+
+impl Router {
+    /// Reads the routing parameters and opens their tables. A missing
+    /// table file or a bad value is an error here, at start.
+    pub fn from_params(params: &Params) -> Result<Router, RoutingError> {
+        let maps = |param: &'static str| {
+            params
+                .maps(param)
+                .map_err(|source| RoutingError::Table { param, source })
+        };
+        let pdms = params.list("parent_domain_matches_subdomains");
+        let parent = |name: &str| pdms.iter().any(|p| p == name);
+        let propagate = opt(
+            params,
+            "propagate_unmatched_extensions",
+            "canonical, virtual",
+        );
+        let propagate: Vec<&str> = propagate
+            .split([',', ' ', '\t'])
+            .filter(|s| !s.is_empty())
+            .collect();
+
+        let transport = |param: &'static str, value: String| -> Result<String, RoutingError> {
+            let channel = value.split(':').next().unwrap_or_default();
+            if channel.trim().is_empty() {
+                return Err(RoutingError::Config {
+                    param,
+                    value,
+                    reason: "null transport is not allowed".into(),
+                });
+            }
+            Ok(value.trim().to_string())
+        };
+        let virtual_transport = if params.is_default("virtual_transport") {
+            "local".to_string()
+        } else {
+            params.get("virtual_transport")
+        };
+
+        let mut own_addresses = Vec::new();
+        for item in params
+            .list("inet_interfaces")
+            .into_iter()
+            .chain(split_words(&opt(params, "proxy_interfaces", "")))
+        {
+            match item.to_ascii_lowercase().as_str() {
+                "all" | "loopback-only" => {
+                    own_addresses.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                    own_addresses.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
+                }
+                other => {
+                    let bare = other.trim_start_matches('[').trim_end_matches(']');
+                    // Host names would need DNS; the daemon can add their
+                    // addresses with with_own_addresses().
+                    if let Ok(ip) = bare.parse() {
+                        own_addresses.push(ip);
+                    }
+                }
+            }
+        }
+
+        Ok(Router {
+            canon: Canon {
+                myorigin: params.get("myorigin"),
+                mydomain: params.get("mydomain"),
+                append_at_myorigin: bool_opt(params, "append_at_myorigin", true)?,
+                append_dot_mydomain: params.bool("append_dot_mydomain"),
+                swap_bangpath: params.bool("swap_bangpath"),
+                percent_hack: params.bool("allow_percent_hack"),
+            },
+            myhostname: params.get("myhostname"),
+            myorigin: params.get("myorigin"),
+            delimiters: params.get("recipient_delimiter"),
+            propagate_canonical: propagate.contains(&"canonical"),
+            propagate_virtual: propagate.contains(&"virtual"),
+            mydestination: DomainList::open(params, "mydestination", Style::Strings)?,
+            own_addresses,
+            virtual_alias_domains: DomainList::open(
+                params,
+                "virtual_alias_domains",
+                Style::Strings,
+            )?,
+            virtual_mailbox_domains: DomainList::open(
+                params,
+                "virtual_mailbox_domains",
+                Style::Strings,
+            )?,
+            relay_domains: DomainList::open(
+                params,
+                "relay_domains",
+                Style::Hosts {
+                    parent_matches: parent("relay_domains"),
+                },
+            )?,
+            canonical_maps: maps("canonical_maps")?,
+            sender_canonical_maps: maps("sender_canonical_maps")?,
+            recipient_canonical_maps: maps("recipient_canonical_maps")?,
+            virtual_alias_maps: maps("virtual_alias_maps")?,
+            transport_maps: maps("transport_maps")?,
+            transport_parent_matches: parent("transport_maps"),
+            local_transport: transport("local_transport", params.get("local_transport"))?,
+            virtual_transport: transport("virtual_transport", virtual_transport)?,
+            relay_transport: transport("relay_transport", params.get("relay_transport"))?,
+            default_transport: transport("default_transport", params.get("default_transport"))?,
+            relayhost: params.get("relayhost").trim().to_string(),
+            fallback_transport: params.get("fallback_transport").trim().to_string(),
+            recursion_limit: limit_opt(params, "virtual_alias_recursion_limit", 1000)?,
+            expansion_limit: limit_opt(params, "virtual_alias_expansion_limit", 1000)?,
+            show_table_name: bool_opt(params, "show_user_unknown_table_name", true)?,
+            allow_untrusted_routing: bool_opt(params, "allow_untrusted_routing", false)?,
+        })
+    }
+
+    /// Adds addresses of this host (its interfaces, for `inet_interfaces =
+    /// all`), so that `user@[address]` is a local recipient.
+    pub fn with_own_addresses(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Router {
+        for a in addrs {
+            if !self.own_addresses.contains(&a) {
+                self.own_addresses.push(a);
+            }
+        }
+        self
+    }
+}
+
+/// A parameter the config crate does not know yet: its value when set,
+/// else the Postfix default.
+fn opt(params: &Params, name: &str, default: &str) -> String {
+    match params.raw(name) {
+        Some(_) => params.get(name),
+        None => default.to_string(),
+    }
+}
+
+fn bool_opt(params: &Params, name: &'static str, default: bool) -> Result<bool, RoutingError> {
+    let v = opt(params, name, if default { "yes" } else { "no" });
+    match v.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(RoutingError::Config {
+            param: name,
+            value: v,
+            reason: "expected yes or no".into(),
+        }),
+    }
+}
+
+fn limit_opt(params: &Params, name: &'static str, default: usize) -> Result<usize, RoutingError> {
+    let v = opt(params, name, &default.to_string());
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| RoutingError::Config {
+            param: name,
+            value: v,
+            reason: "expected a positive integer".into(),
+        })
+}
+
+fn split_words(s: &str) -> Vec<String> {
+    s.split([',', ' ', '\t', '\n'])
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn router_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Router>();
+        check::<Route>();
+        check::<RoutingError>();
+    }
+}
