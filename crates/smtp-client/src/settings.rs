@@ -1,0 +1,196 @@
+//! The parameters one delivery needs, read from the service's [`Params`]
+//! for each request so that a reload (SIGHUP) applies to the next one.
+//!
+//! `smtp_mx_address_limit`, `smtp_mx_session_limit`,
+//! `smtp_connection_cache_on_demand`, `smtp_connection_cache_time_limit`
+//! and `proxy_interfaces` are Postfix parameters that Postern's parameter
+//! table does not list yet; they are read here, with Postfix's defaults
+//! when unset.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use postern_config::Params;
+
+/// Per-request settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// EHLO/HELO argument (`smtp_helo_name`, default `$myhostname`).
+    pub helo_name: String,
+    pub connect_timeout: Duration,
+    pub helo_timeout: Duration,
+    pub mail_timeout: Duration,
+    pub rcpt_timeout: Duration,
+    pub data_init_timeout: Duration,
+    pub data_xfer_timeout: Duration,
+    pub data_done_timeout: Duration,
+    pub quit_timeout: Duration,
+    /// Source addresses (`smtp_bind_address`, `smtp_bind_address6`).
+    pub bind4: Option<Ipv4Addr>,
+    pub bind6: Option<Ipv6Addr>,
+    /// Most addresses tried per delivery (`smtp_mx_address_limit`, 5; 0 = no limit).
+    pub mx_address_limit: usize,
+    /// Most SMTP sessions per delivery (`smtp_mx_session_limit`, 2; 0 = no limit).
+    pub mx_session_limit: usize,
+    /// How long a session may wait for the next request to its destination
+    /// (`smtp_connection_cache_time_limit`, 2s); zero when
+    /// `smtp_connection_cache_on_demand = no`.
+    pub cache_time_limit: Duration,
+    /// Which address families to use (`inet_protocols`).
+    pub ipv4: bool,
+    pub ipv6: bool,
+    /// Addresses that are this mail system (`inet_interfaces`,
+    /// `proxy_interfaces`), for "mail loops back to myself".
+    pub own_addresses: Vec<IpAddr>,
+}
+
+impl Settings {
+    pub fn from_params(p: &Params) -> Settings {
+        let helo_name = match p.get("smtp_helo_name") {
+            n if n.trim().is_empty() => p.get("myhostname"),
+            n => n.trim().to_string(),
+        };
+        let protocols = p.list("inet_protocols");
+        let all = protocols.is_empty() || protocols.iter().any(|v| v == "all");
+        let ipv4 = all || protocols.iter().any(|v| v == "ipv4");
+        let ipv6 = all || protocols.iter().any(|v| v == "ipv6");
+        Settings {
+            helo_name,
+            connect_timeout: p.time("smtp_connect_timeout"),
+            helo_timeout: p.time("smtp_helo_timeout"),
+            mail_timeout: p.time("smtp_mail_timeout"),
+            rcpt_timeout: p.time("smtp_rcpt_timeout"),
+            data_init_timeout: p.time("smtp_data_init_timeout"),
+            data_xfer_timeout: p.time("smtp_data_xfer_timeout"),
+            data_done_timeout: p.time("smtp_data_done_timeout"),
+            quit_timeout: p.time("smtp_quit_timeout"),
+            bind4: bind_address(p, "smtp_bind_address"),
+            bind6: bind_address(p, "smtp_bind_address6"),
+            mx_address_limit: count(p, "smtp_mx_address_limit", 5),
+            mx_session_limit: count(p, "smtp_mx_session_limit", 2),
+            cache_time_limit: cache_time_limit(p),
+            ipv4,
+            ipv6: ipv6 || !ipv4,
+            own_addresses: own_addresses(&p.list("inet_interfaces"), &p.list("proxy_interfaces")),
+        }
+    }
+}
+
+/// An unset or unparsable limit takes Postfix's default (with a warning
+/// for the unparsable one).
+fn count(p: &Params, name: &str, default: usize) -> usize {
+    let v = p.get(name);
+    if v.trim().is_empty() {
+        return default;
+    }
+    v.trim().parse().unwrap_or_else(|_| {
+        tracing::warn!("{name}: bad value \"{v}\"; using {default}");
+        default
+    })
+}
+
+fn cache_time_limit(p: &Params) -> Duration {
+    let on_demand = p.get("smtp_connection_cache_on_demand");
+    if matches!(on_demand.trim(), "no" | "false") {
+        return Duration::ZERO;
+    }
+    if p.get("smtp_connection_cache_time_limit").trim().is_empty() {
+        return Duration::from_secs(2);
+    }
+    p.time("smtp_connection_cache_time_limit")
+}
+
+fn bind_address<T: std::str::FromStr>(p: &Params, name: &str) -> Option<T> {
+    let v = p.get(name);
+    let v = v.trim();
+    if v.is_empty() {
+        return None;
+    }
+    let parsed = v.trim_start_matches('[').trim_end_matches(']').parse().ok();
+    if parsed.is_none() {
+        // Postfix refuses to run; deferring every message would hide the
+        // mistake less well than a warning on each delivery.
+        tracing::warn!("{name}: \"{v}\" is not an address of that family; not binding");
+    }
+    parsed
+}
+
+/// The `dns_servers` list: `ip`, `ip:port` or `[ipv6]:port`.
+pub fn dns_servers(p: &Params) -> Vec<SocketAddr> {
+    p.list("dns_servers")
+        .iter()
+        .filter_map(|s| {
+            let parsed = s
+                .parse::<SocketAddr>()
+                .ok()
+                .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+            if parsed.is_none() {
+                tracing::warn!("dns_servers: ignoring \"{s}\": not an address");
+            }
+            parsed
+        })
+        .collect()
+}
+
+/// This system's addresses, as Postfix's own_inet_addr_list(): the
+/// addresses in `inet_interfaces` (every interface's for `all`, the
+/// loopback ones for `loopback-only`) plus `proxy_interfaces`.
+/// Host names in these lists are not resolved (Postfix resolves them);
+/// write addresses.
+pub fn own_addresses(inet_interfaces: &[String], proxy_interfaces: &[String]) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for item in inet_interfaces.iter().chain(proxy_interfaces) {
+        match item.as_str() {
+            "all" => out.extend(interface_addresses()),
+            "loopback-only" => {
+                out.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                out.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
+            }
+            other => {
+                let other = other.trim_start_matches('[').trim_end_matches(']');
+                if let Ok(ip) = other.parse() {
+                    out.push(ip);
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        tracing::warn!("cannot list network interfaces; loop detection sees no own address");
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| a.address)
+        .filter_map(|s| {
+            if let Some(v4) = s.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_addresses_from_lists() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let own = own_addresses(&v(&["127.0.0.1", "[::1]"]), &v(&["192.0.2.7"]));
+        assert_eq!(
+            own,
+            ["127.0.0.1", "192.0.2.7", "::1"]
+                .map(|s| s.parse::<IpAddr>().unwrap())
+                .to_vec()
+        );
+        let all = own_addresses(&v(&["all"]), &[]);
+        assert!(all.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{all:?}");
+    }
+}
