@@ -24,8 +24,7 @@
 //! - [`control`] — qctl ↔ master messages.
 //! - [`qmgr`] — daemons and qctl ↔ the queue manager (enqueue, queue listing).
 //! - [`delivery`] — qmgr ↔ delivery agents, with chunked message bodies.
-//!
-//! A `tlsmgr` module (TLS session cache and keys) joins them with the TLS work.
+//! - [`tlsmgr`] — smtpd/smtp-client ↔ tlsmgr (session-ticket keys, client session cache).
 
 mod connection;
 mod error;
@@ -37,6 +36,7 @@ pub mod control;
 pub mod delivery;
 pub mod qmgr;
 pub mod status;
+pub mod tlsmgr;
 
 pub use connection::Connection;
 pub use error::IpcError;

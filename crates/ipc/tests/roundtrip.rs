@@ -237,3 +237,16 @@ async fn delivery_protocol() {
     check_all(common::delivery_messages()).await;
     check_all(common::delivery_replies()).await;
 }
+
+#[tokio::test]
+async fn tlsmgr_protocol() {
+    check_all(common::tlsmgr_requests()).await;
+    check_all(common::tlsmgr_replies()).await;
+    check_all(vec![common::ticket_key(0), common::ticket_key(255)]).await;
+    // The key never reaches a log through Debug.
+    let shown = format!("{:?}", common::ticket_key(7));
+    assert!(
+        shown.contains("<secret>") && !shown.contains("key: ["),
+        "{shown}"
+    );
+}

@@ -195,8 +195,9 @@ fn spawn_signal_watchers(events: mpsc::UnboundedSender<Event>) -> anyhow::Result
     Ok(())
 }
 
-/// `queue_directory` with `private/` (0700) and `public/` (0755), owned by
-/// mail_owner when the master runs as root.
+/// `queue_directory` with `private/` (0700), `public/` (0755) and `queue/`
+/// (0700, qmgr's store), owned by mail_owner when the master runs as root,
+/// as Postfix's queue subdirectories are owned by its mail_owner.
 fn prepare_directories(queue_directory: &Path, params: &Params) -> anyhow::Result<()> {
     std::fs::create_dir_all(queue_directory)
         .with_context(|| format!("create queue_directory {}", queue_directory.display()))?;
@@ -207,7 +208,7 @@ fn prepare_directories(queue_directory: &Path, params: &Params) -> anyhow::Resul
     } else {
         None
     };
-    for (name, mode) in [("private", 0o700), ("public", 0o755)] {
+    for (name, mode) in [("private", 0o700), ("public", 0o755), ("queue", 0o700)] {
         let dir = queue_directory.join(name);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;

@@ -360,3 +360,56 @@ pub fn delivery_replies() -> Vec<postern_ipc::delivery::DeliveryReply> {
         },
     ]
 }
+
+pub fn ticket_key(seed: u8) -> postern_ipc::tlsmgr::TicketKey {
+    postern_ipc::tlsmgr::TicketKey {
+        name: vec![seed; postern_ipc::tlsmgr::TICKET_KEY_NAME_LEN],
+        key: (0..postern_ipc::tlsmgr::TICKET_KEY_LEN as u8)
+            .map(|i| i ^ seed)
+            .collect(),
+        created_unix: 1_700_000_000 + i64::from(seed),
+        expires_unix: 1_700_007_200 + i64::from(seed),
+    }
+}
+
+pub fn tlsmgr_requests() -> Vec<postern_ipc::tlsmgr::TlsmgrRequest> {
+    use postern_ipc::tlsmgr::TlsmgrRequest as Q;
+    vec![
+        Q::TicketKeys,
+        Q::CacheGet {
+            key: "smtp:[mx.example.net]:25".into(),
+        },
+        Q::CacheGet { key: String::new() },
+        Q::CachePut {
+            key: "smtp:ünï.example.jp".into(),
+            value: (0..=255u8).collect(),
+            expires_unix: 1_700_003_600,
+        },
+        Q::CachePut {
+            key: "k".into(),
+            value: vec![],
+            expires_unix: i64::MIN,
+        },
+    ]
+}
+
+pub fn tlsmgr_replies() -> Vec<postern_ipc::tlsmgr::TlsmgrReply> {
+    use postern_ipc::tlsmgr::TlsmgrReply as R;
+    vec![
+        R::TicketKeys {
+            keys: vec![ticket_key(2), ticket_key(1)],
+            next_rotation_unix: 1_700_003_602,
+        },
+        R::TicketKeys {
+            keys: vec![],
+            next_rotation_unix: 0,
+        },
+        R::Value(None),
+        R::Value(Some(vec![])),
+        R::Value(Some(b"session".to_vec())),
+        R::Done,
+        R::Error {
+            message: "cache key too long".into(),
+        },
+    ]
+}

@@ -1,0 +1,176 @@
+//! TLS for Postern, on rustls with the ring provider: the server side for
+//! smtpd (certificates and keys from `smtpd_tls_*`, session tickets shared by
+//! every smtpd process), the client side for smtp-client
+//! (`smtp_tls_security_level`), certificate facts for `qctl status`, and the
+//! client of tlsmgr(8), which holds the ticket keys and the client session
+//! cache.
+//!
+//! Everything here builds its configs with `builder_with_provider(ring)`,
+//! so no other crypto provider is linked or needed as a process default.
+//!
+//! # Layout
+//! - `error` — [`TlsError`]: every failure names the file or parameter.
+//! - `pem` — reading certificate chains and private keys from PEM files.
+//! - [`certinfo`] — subject and expiry of a certificate ([`CertificateInfo`]).
+//! - [`server`] — smtpd's [`ServerConfig`](rustls::ServerConfig): one or
+//!   more certificate/key pairs, TLS 1.2 and 1.3, the shared ticketer.
+//! - [`client`] — smtp-client's [`ClientConfig`](rustls::ClientConfig) per
+//!   [`SecurityLevel`], and the verifier used when no verification is asked.
+//! - [`tickets`] — [`TicketKeys`]: the key ring smtpd gets from tlsmgr, and
+//!   the [`ProducesTickets`](rustls::server::ProducesTickets) that uses it.
+//! - [`tlsmgr_client`] — [`TlsmgrClient`]: requests to `private/tlsmgr`, and
+//!   the task that keeps a [`TicketKeys`] up to date.
+//! - [`summary`](mod@summary) — "TLSv1.3 with cipher ..." for Received headers and logs.
+//!
+//! # Use
+//! smtpd, once at start and again on reload:
+//! ```text
+//! let tickets = Arc::new(TicketKeys::new(lifetime_secs)); // smtpd_tls_session_cache_timeout
+//! let tlsmgr = Arc::new(TlsmgrClient::from_params(&params));
+//! let _ = tlsmgr_client::refresh_ticket_keys(&tlsmgr, &tickets).await; // keys before the first client
+//! spawn_ticket_refresh(tlsmgr, tickets.clone());
+//! let tls = server_config_from_params(&params, Some(tickets))?; // fatal error names the file
+//! ctx.status.certificates(tls.certificates.clone());
+//! // per session: tokio_rustls::TlsAcceptor::from(tls.config.clone()).accept(stream)
+//! // Received header: summary(conn.get_ref().1) => "TLSv1.3 with cipher ..."
+//! ```
+//! smtp-client: `client_config_from_params(&params)?` once; per delivery
+//! `TlsConnector::from(config)` with the MX host as the server name, and
+//! `SecurityLevel::requires_tls` to decide between plaintext and deferral.
+//!
+//! # Differences from Postfix
+//! - Only TLS 1.2 and 1.3 exist here; the `smtp(d)_tls_*protocols` lists
+//!   can only narrow that down. Cipher lists (`*_tls_ciphers`) are not used:
+//!   rustls offers only modern AEAD suites.
+//! - rustls cannot export a client session, so the smtp-client resumes from
+//!   its own in-process cache (shared by all its deliveries); tlsmgr's cache
+//!   holds opaque bytes per destination for what can be serialized.
+
+mod error;
+mod pem;
+
+pub mod certinfo;
+pub mod client;
+pub mod server;
+pub mod summary;
+pub mod tickets;
+pub mod tlsmgr_client;
+
+use std::sync::Arc;
+
+pub use certinfo::{CertificateInfo, certificate_info};
+pub use client::{ClientTls, SecurityLevel, client_config, client_config_from_params};
+pub use error::TlsError;
+pub use server::{CertKeyFiles, ServerTls, server_config, server_config_from_params};
+pub use summary::{TlsSummary, summary};
+pub use tickets::TicketKeys;
+pub use tlsmgr_client::{TlsmgrClient, spawn_ticket_refresh};
+
+/// The one crypto provider Postern uses: ring.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Seconds since the epoch, for key and cache expiry.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The TLS versions a Postfix protocol list allows, from rustls' two:
+/// `>=TLSv1.3`, `<=TLSv1.2`, `!TLSv1.2`, or plain names to allow only those.
+/// Names rustls does not implement (SSLv3, TLSv1, TLSv1.1) are ignored.
+pub fn protocol_versions(
+    param: &str,
+    items: &[String],
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsError> {
+    use rustls::version::{TLS12, TLS13};
+    let mut tls12 = true;
+    let mut tls13 = true;
+    let mut listed: Option<(bool, bool)> = None;
+    for item in items {
+        let item = item.trim();
+        let (op, name) = match item {
+            s if s.starts_with(">=") || s.starts_with("<=") => (&s[..2], &s[2..]),
+            s if s.starts_with('!') => ("!", &s[1..]),
+            s => ("", s),
+        };
+        let rank = match name.to_ascii_lowercase().as_str() {
+            "sslv2" | "sslv3" => 0,
+            "tlsv1" => 1,
+            "tlsv1.1" => 2,
+            "tlsv1.2" => 3,
+            "tlsv1.3" => 4,
+            "" => continue,
+            _ => {
+                return Err(TlsError::Config {
+                    param: param.to_string(),
+                    value: items.join(" "),
+                    reason: format!("unknown protocol {name:?}"),
+                });
+            }
+        };
+        match op {
+            ">=" => {
+                tls12 &= rank <= 3;
+                tls13 &= rank <= 4;
+            }
+            "<=" => {
+                tls12 &= rank >= 3;
+                tls13 &= rank >= 4;
+            }
+            "!" => {
+                tls12 &= rank != 3;
+                tls13 &= rank != 4;
+            }
+            _ => {
+                let l = listed.get_or_insert((false, false));
+                l.0 |= rank == 3;
+                l.1 |= rank == 4;
+            }
+        }
+    }
+    if let Some((l12, l13)) = listed {
+        tls12 &= l12;
+        tls13 &= l13;
+    }
+    let mut versions = Vec::new();
+    if tls13 {
+        versions.push(&TLS13);
+    }
+    if tls12 {
+        versions.push(&TLS12);
+    }
+    if versions.is_empty() {
+        return Err(TlsError::Config {
+            param: param.to_string(),
+            value: items.join(" "),
+            reason: "allows neither TLSv1.2 nor TLSv1.3".into(),
+        });
+    }
+    Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(spec: &str) -> Result<Vec<u16>, TlsError> {
+        let items: Vec<String> = spec.split_whitespace().map(String::from).collect();
+        protocol_versions("p", &items).map(|vs| vs.iter().map(|v| u16::from(v.version)).collect())
+    }
+
+    #[test]
+    fn protocol_lists() {
+        assert_eq!(v(">=TLSv1").unwrap(), [0x0304, 0x0303]);
+        assert_eq!(v("").unwrap(), [0x0304, 0x0303]);
+        assert_eq!(v(">=TLSv1.3").unwrap(), [0x0304]);
+        assert_eq!(v("<=TLSv1.2").unwrap(), [0x0303]);
+        assert_eq!(v("!SSLv2 !SSLv3 !TLSv1.3").unwrap(), [0x0303]);
+        assert_eq!(v("TLSv1.2").unwrap(), [0x0303]);
+        assert!(v("<=TLSv1.1").is_err());
+        assert!(v("TLSv9").is_err());
+    }
+}
