@@ -1,0 +1,183 @@
+//! Forwarding: an alias or .forward that names another domain puts a new
+//! message into the queue through qmgr (`private/qmgr`, protocol Qmgr),
+//! with the same sender and a `Delivered-To:` header on top so that a copy
+//! coming back is recognised as a loop.
+
+use std::path::Path;
+use std::time::Duration;
+
+use postern_ipc::delivery::DeliveryRequest;
+use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
+use postern_ipc::{BODY_CHUNK, Connection, Protocol};
+use tokio::io::AsyncReadExt;
+use tokio::net::UnixStream;
+
+/// Queues the message read from `message` for `recipients`; Ok is the new
+/// queue id, Err the reason to defer.
+pub async fn forward(
+    qmgr: &Path,
+    req: &DeliveryRequest,
+    recipients: &[String],
+    delivered_to: &str,
+    message: std::fs::File,
+    timeout: Duration,
+) -> Result<String, String> {
+    let stream = tokio::time::timeout(timeout, UnixStream::connect(qmgr))
+        .await
+        .map_err(|_| format!("connect to {}: timed out", qmgr.display()))?
+        .map_err(|e| format!("connect to {}: {e}", qmgr.display()))?;
+    let mut conn = Connection::new(stream);
+    let ipc = |e: postern_ipc::IpcError| format!("qmgr: {e}");
+    conn.client_hello(Protocol::Qmgr, timeout)
+        .await
+        .map_err(ipc)?;
+    match conn
+        .request(&QmgrRequest::Begin, timeout)
+        .await
+        .map_err(ipc)?
+    {
+        QmgrReply::Started { .. } => {}
+        other => return Err(format!("qmgr: unexpected answer to Begin: {other:?}")),
+    }
+    let mut first = format!("Delivered-To: {delivered_to}\r\n").into_bytes();
+    let mut file = tokio::fs::File::from_std(message);
+    loop {
+        let mut data = std::mem::take(&mut first);
+        let start = data.len();
+        data.resize(start + BODY_CHUNK - start.min(BODY_CHUNK), 0);
+        let n = read_full(&mut file, &mut data[start..])
+            .await
+            .map_err(|e| format!("read queued message: {e}"))?;
+        data.truncate(start + n);
+        if data.is_empty() {
+            break;
+        }
+        tokio::time::timeout(timeout, conn.send(&QmgrRequest::Body { data }))
+            .await
+            .map_err(|_| "qmgr: timed out sending the message".to_string())?
+            .map_err(ipc)?;
+        if n == 0 {
+            break;
+        }
+    }
+    let envelope = Envelope {
+        sender: req.sender.clone(),
+        recipients: recipients
+            .iter()
+            .map(|r| EnvelopeRecipient {
+                address: r.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        client: None,
+        envid: req.envid.clone(),
+        ret: req.ret.clone(),
+        smtputf8: req.smtputf8,
+        body_8bit: req.body_8bit,
+    };
+    match conn
+        .request(&QmgrRequest::Commit { envelope }, timeout)
+        .await
+        .map_err(ipc)?
+    {
+        QmgrReply::Queued { id } => Ok(id),
+        QmgrReply::Failed { reason } => Err(format!("qmgr: {reason}")),
+        other => Err(format!("qmgr: unexpected answer to Commit: {other:?}")),
+    }
+}
+
+/// Reads until `buf` is full or EOF.
+async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let got = file.read(&mut buf[n..]).await?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_ipc::qmgr::QmgrRequest;
+
+    /// A qmgr stand-in that accepts one message and returns what it got.
+    async fn fake_qmgr(listener: tokio::net::UnixListener) -> (Vec<u8>, Envelope) {
+        let (s, _) = listener.accept().await.unwrap();
+        let mut c = Connection::new(s);
+        c.server_hello(Protocol::Qmgr, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut body = Vec::new();
+        loop {
+            match c.recv::<QmgrRequest>().await.unwrap().unwrap() {
+                QmgrRequest::Begin => c
+                    .send(&QmgrReply::Started { id: "TMP".into() })
+                    .await
+                    .unwrap(),
+                QmgrRequest::Body { data } => body.extend(data),
+                QmgrRequest::Commit { envelope } => {
+                    c.send(&QmgrReply::Queued {
+                        id: "4ABCDEF".into(),
+                    })
+                    .await
+                    .unwrap();
+                    return (body, envelope);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn forwarding_queues_a_copy_with_delivered_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmgr");
+        let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let server = tokio::spawn(fake_qmgr(listener));
+        let msg = dir.path().join("m");
+        let big = "x".repeat(BODY_CHUNK * 2);
+        std::fs::write(&msg, format!("Subject: s\r\n\r\n{big}\r\n")).unwrap();
+        let req = DeliveryRequest {
+            sender: "s@example.org".into(),
+            ..Default::default()
+        };
+        let id = forward(
+            &sock,
+            &req,
+            &["far@example.net".into()],
+            "alias@example.local",
+            std::fs::File::open(&msg).unwrap(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(id, "4ABCDEF");
+        let (body, env) = server.await.unwrap();
+        let expected = format!("Delivered-To: alias@example.local\r\nSubject: s\r\n\r\n{big}\r\n");
+        assert_eq!(body, expected.as_bytes());
+        assert_eq!(env.sender, "s@example.org");
+        assert_eq!(env.recipients[0].address, "far@example.net");
+    }
+
+    #[tokio::test]
+    async fn no_qmgr_is_an_error_to_defer_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let msg = dir.path().join("m");
+        std::fs::write(&msg, "x\r\n").unwrap();
+        let err = forward(
+            &dir.path().join("absent"),
+            &DeliveryRequest::default(),
+            &["a@b".into()],
+            "c@d",
+            std::fs::File::open(&msg).unwrap(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.starts_with("connect to"), "{err}");
+    }
+}

@@ -1,0 +1,106 @@
+//! The result of one delivery attempt, before it becomes a
+//! `RecipientResult`: a status, an enhanced status code and Postfix's text.
+
+use postern_ipc::delivery::DeliveryStatus;
+
+/// What happened to one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: DeliveryStatus,
+    /// Enhanced status code (`2.0.0`, `4.2.0`, `5.1.1`).
+    pub dsn: String,
+    /// Postfix's wording: `delivered to mailbox`, `unknown user: "x"`.
+    pub text: String,
+}
+
+impl Outcome {
+    pub fn sent(text: impl Into<String>) -> Outcome {
+        Outcome {
+            status: DeliveryStatus::Sent,
+            dsn: "2.0.0".into(),
+            text: text.into(),
+        }
+    }
+
+    /// Deferred or bounced by the class of `dsn`; anything that is not a
+    /// 5.x.x code defers, so a garbled code never loses mail.
+    pub fn failed(dsn: &str, text: impl Into<String>) -> Outcome {
+        let status = if dsn.starts_with('5') {
+            DeliveryStatus::Bounced
+        } else {
+            DeliveryStatus::Deferred
+        };
+        Outcome {
+            status,
+            dsn: dsn.into(),
+            text: text.into(),
+        }
+    }
+
+    /// An internal failure: always a 4.3.0 deferral.
+    pub fn internal(text: impl Into<String>) -> Outcome {
+        Outcome::failed("4.3.0", text)
+    }
+
+    /// The one-line form a delivery helper prints: `DSN TEXT`.
+    pub fn to_line(&self) -> String {
+        let text: String = self
+            .text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        format!("{} {}", self.dsn, text)
+    }
+
+    /// Parses [`Outcome::to_line`]; `None` for anything else.
+    pub fn from_line(line: &str) -> Option<Outcome> {
+        let (dsn, text) = line.trim_end().split_once(' ')?;
+        let valid = dsn.len() >= 5
+            && dsn.split('.').count() == 3
+            && dsn
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !valid {
+            return None;
+        }
+        Some(if dsn.starts_with('2') {
+            Outcome {
+                status: DeliveryStatus::Sent,
+                dsn: dsn.into(),
+                text: text.into(),
+            }
+        } else {
+            Outcome::failed(dsn, text)
+        })
+    }
+}
+
+/// Postfix's `mbox_dsn()`: the status for a failed mailbox operation.
+/// Where Postfix bounces with `def_dsn` (permissions, missing directories)
+/// Postern defers with 4.2.0 instead, since those are the administrator's
+/// to fix and mail should wait for it.
+pub fn io_dsn(e: &std::io::Error) -> &'static str {
+    use nix::libc;
+    match e.raw_os_error() {
+        Some(libc::EFBIG) | Some(libc::EDQUOT) => "5.2.2",
+        Some(libc::ENOSPC) => "4.3.0",
+        _ => "4.2.0",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip() {
+        let o = Outcome::failed("5.2.2", "cannot update\nmailbox");
+        let back = Outcome::from_line(&o.to_line()).unwrap();
+        assert_eq!(back.status, DeliveryStatus::Bounced);
+        assert_eq!(back.text, "cannot update mailbox");
+        let s = Outcome::from_line("2.0.0 delivered to maildir\n").unwrap();
+        assert_eq!(s, Outcome::sent("delivered to maildir"));
+        assert!(Outcome::from_line("garbage here").is_none());
+        assert!(Outcome::from_line("").is_none());
+    }
+}

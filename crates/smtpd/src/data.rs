@@ -1,0 +1,319 @@
+//! DATA and BDAT: receiving the message and handing it to the queue.
+//!
+//! The queue ID comes from qmgr at the first DATA or BDAT. Content is
+//! streamed to qmgr in chunks as it arrives; nothing waits for the whole
+//! message. Whatever goes wrong after that (size, hops, a queue error, a
+//! refused bare LF) the rest of the message is still read, so the client
+//! and this server agree on where the next command starts, and qmgr is told
+//! to drop what it got.
+
+use std::net::IpAddr;
+
+use postern_ipc::qmgr::{ClientInfo, Envelope, EnvelopeRecipient};
+use postern_smtp::{Address, BareNewlinePolicy, Body, DataDecoder, Ret, data_start_reply};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::message::{Message, MessageSetup, ReceivedHeader, rfc5322_now};
+use crate::policy::Stage;
+use crate::queue::{Queue, QueueError};
+use crate::session::{IoError, Session, Step, Transaction, reply};
+
+/// A message arriving in BDAT chunks.
+#[derive(Debug)]
+pub struct Bdat {
+    id: String,
+    msg: Message,
+    /// The first queue error; the rest of the message is read and dropped.
+    failed: Option<QueueError>,
+}
+
+/// Sends full chunks to the queue unless it already failed.
+async fn send_chunks<Q: Queue>(
+    queue: &mut Q,
+    chunks: Vec<Vec<u8>>,
+    failed: &mut Option<QueueError>,
+) {
+    for chunk in chunks {
+        if failed.is_some() {
+            return;
+        }
+        if let Err(e) = queue.body(chunk).await {
+            *failed = Some(e);
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
+    /// The checks DATA and the first BDAT share; `Err` carries the step
+    /// after the refusal reply has been queued.
+    fn data_allowed(&mut self, verb: &str) -> Result<(), Step> {
+        match &self.tx {
+            None => {
+                self.io.reply(&reply("503 5.5.1 Error: need RCPT command"));
+                return Err(Step::Err);
+            }
+            Some(tx) if tx.recipients.is_empty() => {
+                self.io
+                    .reply(&reply("554 5.5.1 Error: no valid recipients"));
+                return Err(Step::Err);
+            }
+            Some(_) => {}
+        }
+        if let Some(refusal) = self.policy_check(Stage::Data, None) {
+            self.log_reject(verb, &refusal, None);
+            self.io.reply(&refusal);
+            return Err(Step::Err);
+        }
+        Ok(())
+    }
+
+    /// Asks qmgr for a queue ID and prepares the message with our
+    /// Received header.
+    async fn start_message(&mut self) -> Result<(String, Message), Step> {
+        let id = match self.queue.begin().await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!("{}: queue file write error: {e}", self.client.namaddr());
+                self.tx = None;
+                self.io
+                    .reply(&reply("451 4.3.0 Error: queue file write error"));
+                return Err(Step::Err);
+            }
+        };
+        tracing::info!("{id}: client={}", self.client.namaddr());
+        let date = rfc5322_now();
+        let single = match self.tx.as_ref().map(|t| t.recipients.as_slice()) {
+            Some([(rcpt, _)]) => Some(rcpt.to_string()),
+            _ => None,
+        };
+        let s = &self.settings;
+        // RFC 5321 address literal form, as Postfix writes it.
+        let client_addr = match self.client.addr {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("IPv6:{a}"),
+        };
+        let received = ReceivedHeader {
+            helo: self.helo.as_deref(),
+            client_name: &self.client.name,
+            client_addr: &client_addr,
+            hostname: &s.hostname,
+            mail_name: &s.mail_name,
+            protocol: self.protocol(),
+            id: &id,
+            single_recipient: single.as_deref(),
+            date: &date,
+        }
+        .to_string();
+        let msg = Message::new(MessageSetup {
+            id: &id,
+            hostname: &s.hostname,
+            received,
+            date: &date,
+            size_limit: s.message_size_limit,
+            line_limit: s.line_length_limit,
+            header_limit: s.header_size_limit,
+        });
+        Ok((id, msg))
+    }
+
+    pub(crate) async fn data(&mut self, command_bare_lf: bool) -> Result<Step, IoError> {
+        if self.tx.as_ref().is_some_and(|t| t.bdat.is_some()) {
+            self.io
+                .reply(&reply("503 5.5.1 Error: BDAT and DATA cannot be mixed"));
+            return Ok(Step::Err);
+        }
+        if let Err(step) = self.data_allowed("DATA") {
+            return Ok(step);
+        }
+        let (id, mut msg) = match self.start_message().await {
+            Ok(started) => started,
+            Err(step) => return Ok(step),
+        };
+        self.io.reply(&data_start_reply());
+        let mut decoder = DataDecoder::new(self.settings.bare_newline, 0);
+        if command_bare_lf {
+            decoder = decoder.after_bare_newline();
+        }
+        let mut decoded = Vec::new();
+        let mut failed = None;
+        let bare_lf = loop {
+            if !self.io.input().is_empty() {
+                let progress = decoder.feed(self.io.input(), &mut decoded);
+                self.io.consume(progress.consumed);
+                msg.push(&decoded);
+                decoded.clear();
+                send_chunks(&mut self.queue, msg.take_chunks(), &mut failed).await;
+                if progress.done {
+                    break progress.bare_newline_seen;
+                }
+            }
+            if let Err(e) = self.io.fill().await {
+                self.queue.abort().await;
+                self.tx = None;
+                return Err(e);
+            }
+        };
+        Ok(self.finish_message(id, msg, failed, bare_lf).await)
+    }
+
+    pub(crate) async fn bdat(&mut self, size: u64, last: bool) -> Result<Step, IoError> {
+        let in_progress = self.tx.as_mut().and_then(|t| t.bdat.take());
+        let mut bdat = match in_progress {
+            Some(bdat) => bdat,
+            None => {
+                let started = match self.data_allowed("BDAT") {
+                    Ok(()) => self.start_message().await,
+                    Err(step) => Err(step),
+                };
+                match started {
+                    Ok((id, msg)) => Bdat {
+                        id,
+                        msg,
+                        failed: None,
+                    },
+                    Err(step) => {
+                        self.io.discard(size).await?;
+                        return Ok(step);
+                    }
+                }
+            }
+        };
+        let mut left = size;
+        while left > 0 {
+            if self.io.input().is_empty()
+                && let Err(e) = self.io.fill().await
+            {
+                self.queue.abort().await;
+                self.tx = None;
+                return Err(e);
+            }
+            let input = self.io.input();
+            let take = (input.len() as u64).min(left) as usize;
+            bdat.msg.push(&input[..take]);
+            self.io.consume(take);
+            left -= take as u64;
+            send_chunks(&mut self.queue, bdat.msg.take_chunks(), &mut bdat.failed).await;
+        }
+        if last || bdat.msg.too_big() || bdat.failed.is_some() {
+            // RFC 3030: after a failed chunk the client sends no more.
+            return Ok(self
+                .finish_message(bdat.id, bdat.msg, bdat.failed, false)
+                .await);
+        }
+        self.io
+            .reply(&reply(&format!("250 2.0.0 Ok: {size} bytes")));
+        if let Some(tx) = self.tx.as_mut() {
+            tx.bdat = Some(bdat);
+        }
+        Ok(Step::Ok)
+    }
+
+    /// The end of the content: refuse, or commit and say `queued as`.
+    /// The transaction ends here either way.
+    async fn finish_message(
+        &mut self,
+        id: String,
+        mut msg: Message,
+        mut failed: Option<QueueError>,
+        bare_lf: bool,
+    ) -> Step {
+        self.last = "END-OF-MESSAGE";
+        send_chunks(&mut self.queue, msg.finish(), &mut failed).await;
+        let tx = self.tx.take();
+        let refusal = if bare_lf && self.settings.bare_newline == BareNewlinePolicy::Reject {
+            self.queue.abort().await;
+            self.bare_newline_refusal();
+            return Step::Close;
+        } else if msg.too_big() {
+            Some("552 5.3.4 Message size exceeds fixed limit")
+        } else if msg.hops() >= self.settings.hopcount_limit {
+            Some("554 5.4.0 Error: too many hops")
+        } else if let Some(e) = &failed {
+            tracing::warn!("{id}: queue file write error: {e}");
+            Some("451 4.3.0 Error: queue file write error")
+        } else {
+            None
+        };
+        if let Some(text) = refusal {
+            self.queue.abort().await;
+            self.io.reply(&reply(text));
+            return Step::Err;
+        }
+        let Some(tx) = tx else {
+            // Unreachable: a message is only started inside a transaction.
+            self.queue.abort().await;
+            self.io
+                .reply(&reply("451 4.3.0 Error: queue file write error"));
+            return Step::Err;
+        };
+        let envelope = self.envelope(tx);
+        match self.queue.commit(envelope).await {
+            Ok(queued) => {
+                self.io
+                    .reply(&reply(&format!("250 2.0.0 Ok: queued as {queued}")));
+                self.forgive();
+                Step::Ok
+            }
+            Err(e) => {
+                tracing::warn!("{id}: queue file write error: {e}");
+                self.queue.abort().await;
+                self.io
+                    .reply(&reply("451 4.3.0 Error: queue file write error"));
+                Step::Err
+            }
+        }
+    }
+
+    fn envelope(&self, tx: Transaction) -> Envelope {
+        let qualify = |a: &Address| {
+            if a.is_null() || a.domain().is_some() {
+                a.to_string()
+            } else {
+                format!("{a}@{}", self.settings.myorigin)
+            }
+        };
+        let recipients = tx
+            .recipients
+            .iter()
+            .map(|(addr, p)| EnvelopeRecipient {
+                address: qualify(addr),
+                orcpt: p
+                    .orcpt
+                    .as_ref()
+                    .map(|o| format!("{};{}", o.addr_type, o.addr)),
+                notify: p.notify.map_or_else(Vec::new, |n| {
+                    if n.is_never() {
+                        return vec!["NEVER".to_string()];
+                    }
+                    [
+                        (n.success, "SUCCESS"),
+                        (n.failure, "FAILURE"),
+                        (n.delay, "DELAY"),
+                    ]
+                    .into_iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, w)| w.to_string())
+                    .collect()
+                }),
+            })
+            .collect();
+        Envelope {
+            sender: qualify(&tx.sender),
+            recipients,
+            client: Some(ClientInfo {
+                name: self.client.name.clone(),
+                addr: self.client.addr.to_string(),
+                helo: self.helo.clone().unwrap_or_default(),
+                protocol: self.protocol().to_string(),
+                sasl_username: None,
+            }),
+            envid: tx.params.envid.clone(),
+            ret: tx.params.ret.map(|r| match r {
+                Ret::Full => "FULL".to_string(),
+                Ret::Hdrs => "HDRS".to_string(),
+            }),
+            smtputf8: tx.params.smtputf8,
+            body_8bit: matches!(tx.params.body, Some(Body::EightBitMime | Body::BinaryMime)),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! HELO, EHLO and the small verbs that need no transaction: VRFY, ETRN.
+
+use postern_smtp::{Address, Extension, ehlo_reply};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::policy::Stage;
+use crate::queue::Queue;
+use crate::session::{Session, Step, reply};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
+    /// HELO/EHLO: a new greeting also ends any transaction (RFC 5321
+    /// 4.1.4).
+    pub(crate) async fn helo(&mut self, name: String, esmtp: bool) -> Step {
+        self.reset_transaction().await;
+        if !self.settings.delay_reject {
+            let previous = self.helo.replace(name.clone());
+            if let Some(refusal) = self.policy_check(Stage::Helo, None) {
+                self.log_reject(if esmtp { "EHLO" } else { "HELO" }, &refusal, None);
+                self.helo = previous;
+                self.io.reply(&refusal);
+                return Step::Err;
+            }
+        }
+        self.helo = Some(name);
+        self.esmtp = esmtp;
+        let host = self.settings.hostname.clone();
+        if !esmtp {
+            self.io.reply(&reply(&format!("250 {host}")));
+            return Step::Ok;
+        }
+        let limit = self.settings.message_size_limit;
+        let mut ext = vec![
+            Extension::Pipelining,
+            Extension::Size((limit > 0).then_some(limit)),
+        ];
+        if self.settings.vrfy_enabled {
+            ext.push(Extension::Vrfy);
+        }
+        ext.extend([
+            Extension::Etrn,
+            Extension::EnhancedStatusCodes,
+            Extension::EightBitMime,
+            Extension::Dsn,
+            Extension::SmtpUtf8,
+            Extension::Chunking,
+        ]);
+        self.io.reply(&ehlo_reply(&host, &ext));
+        Step::Ok
+    }
+
+    /// VRFY answers 252 (cannot verify, will try) when enabled; Postern
+    /// keeps it off unless the administrator turns it on.
+    pub(crate) fn vrfy(&mut self, arg: &str) -> Step {
+        if !self.settings.vrfy_enabled {
+            self.io.reply(&reply("502 5.5.1 VRFY command is disabled"));
+            return Step::Err;
+        }
+        match Address::parse_path(arg) {
+            Ok(addr) if !addr.is_null() => {
+                self.io.reply(&reply(&format!("252 2.0.0 {arg}")));
+                Step::Ok
+            }
+            _ => {
+                self.io
+                    .reply(&reply("501 5.1.3 Bad recipient address syntax"));
+                Step::Err
+            }
+        }
+    }
+
+    /// ETRN: asks qmgr to retry deferred mail now.
+    pub(crate) async fn etrn(&mut self, _domain: &str) -> Step {
+        if self.settings.helo_required && self.helo.is_none() {
+            self.io
+                .reply(&reply("503 5.5.1 Error: send HELO/EHLO first"));
+            return Step::Err;
+        }
+        if self.tx.is_some() {
+            self.io
+                .reply(&reply("503 5.5.1 Error: MAIL transaction in progress"));
+            return Step::Err;
+        }
+        match self.queue.flush().await {
+            Ok(()) => {
+                self.io.reply(&reply("250 Queuing started"));
+                Step::Ok
+            }
+            Err(e) => {
+                tracing::warn!("ETRN from {}: {e}", self.client.namaddr());
+                self.io.reply(&reply("458 Unable to queue messages"));
+                Step::Err
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! MAIL FROM and RCPT TO: opening the transaction, the recipient limit,
+//! and the access policy.
+
+use postern_smtp::{Address, MailParams, RcptParams};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::policy::Stage;
+use crate::queue::Queue;
+use crate::session::{Session, Step, Transaction, reply};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
+    pub(crate) fn mail(&mut self, from: Address, params: MailParams) -> Step {
+        if self.settings.helo_required && self.helo.is_none() {
+            self.io
+                .reply(&reply("503 5.5.1 Error: send HELO/EHLO first"));
+            return Step::Err;
+        }
+        if self.tx.is_some() {
+            self.io
+                .reply(&reply("503 5.5.1 Error: nested MAIL command"));
+            return Step::Err;
+        }
+        let limit = self.settings.message_size_limit;
+        if limit > 0 && params.size.is_some_and(|s| s > limit) {
+            self.io
+                .reply(&reply("552 5.3.4 Message size exceeds fixed limit"));
+            return Step::Err;
+        }
+        let tx = Transaction {
+            sender: from,
+            params,
+            recipients: Vec::new(),
+            overshoot: 0,
+            bdat: None,
+        };
+        self.tx = Some(tx);
+        if !self.settings.delay_reject
+            && let Some(refusal) = self.policy_check(Stage::Mail, None)
+        {
+            self.log_reject("MAIL", &refusal, None);
+            self.tx = None;
+            self.io.reply(&refusal);
+            return Step::Err;
+        }
+        self.io.reply(&reply("250 2.1.0 Ok"));
+        Step::Ok
+    }
+
+    pub(crate) fn rcpt(&mut self, to: Address, params: RcptParams) -> Step {
+        let Some(tx) = self.tx.as_mut() else {
+            self.io.reply(&reply("503 5.5.1 Error: need MAIL command"));
+            return Step::Err;
+        };
+        let limit = self.settings.recipient_limit;
+        if limit > 0 && tx.recipients.len() >= limit {
+            self.io
+                .reply(&reply("452 4.5.3 Error: too many recipients"));
+            tx.overshoot += 1;
+            return if tx.overshoot <= self.settings.recipient_overshoot_limit {
+                Step::Soft
+            } else {
+                Step::Err
+            };
+        }
+        if !to.is_ascii() && !tx.params.smtputf8 {
+            self.io.reply(&reply(
+                "553 5.6.7 Must declare SMTPUTF8 to send unicode address",
+            ));
+            return Step::Err;
+        }
+        if let Some(refusal) = self.policy_check(Stage::Rcpt, Some(&to)) {
+            self.log_reject("RCPT", &refusal, Some(&to));
+            self.io.reply(&refusal);
+            return Step::Err;
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            tx.recipients.push((to, params));
+        }
+        self.io.reply(&reply("250 2.1.5 Ok"));
+        Step::Ok
+    }
+}

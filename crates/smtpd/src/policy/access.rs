@@ -1,0 +1,462 @@
+//! access(5) tables (`check_client_access` and friends) and the recipient
+//! table checks behind `reject_unlisted_recipient` / `_sender`.
+
+use std::collections::HashSet;
+
+use postern_config::{Table, TableError};
+use postern_smtp::Address;
+
+use super::domains::{Class, Resolved, is_fixed};
+use super::restriction::{self, AccessKind};
+use super::{
+    CLIENT, Eval, HELO, RECIPIENT, Refusal, SENDER, Subject, Tables, Verdict, config_error,
+    lookup_failure,
+};
+
+/// One lookup's answer: nothing found, or the verdict of what was found.
+enum Found {
+    Missed,
+    Hit(Verdict),
+}
+
+impl Eval<'_, '_> {
+    /// Runs one `check_*_access` restriction. The reply names what was
+    /// looked up (`<name[addr]>: Client host rejected: ...`).
+    pub(super) fn access(&mut self, kind: AccessKind, table: &Table, list: &Subject) -> Verdict {
+        let ctx = self.ctx;
+        let found = match kind {
+            AccessKind::Client => {
+                let s = Subject {
+                    name: self.client_namaddr(),
+                    class: CLIENT,
+                    acl: list.acl,
+                };
+                let name = ctx.client_name.to_lowercase();
+                let addr = ctx.client_addr.to_canonical().to_string();
+                self.domain_access(table, &name, false, &s)
+                    .and_then(|f| match f {
+                        Found::Missed => self.addr_access(table, &addr, &s),
+                        hit => Ok(hit),
+                    })
+            }
+            AccessKind::Helo => match ctx.helo {
+                Some(helo) => {
+                    let s = Subject {
+                        name: helo.to_string(),
+                        class: HELO,
+                        acl: list.acl,
+                    };
+                    let key = helo.trim_end_matches('.').to_lowercase();
+                    self.domain_access(table, &key, false, &s)
+                }
+                None => Ok(Found::Missed),
+            },
+            AccessKind::Sender => match ctx.sender {
+                Some(sender) if sender.is_null() => {
+                    let s = Subject {
+                        name: String::new(),
+                        class: SENDER,
+                        acl: list.acl,
+                    };
+                    let key = self.policy.null_key.clone();
+                    self.lookup_one(table, &key, false, &s)
+                }
+                Some(sender) => self.mail_access(table, sender, SENDER, list.acl),
+                None => Ok(Found::Missed),
+            },
+            AccessKind::Recipient => match ctx.recipient {
+                Some(rcpt) => self.mail_access(table, rcpt, RECIPIENT, list.acl),
+                None => Ok(Found::Missed),
+            },
+        };
+        match found {
+            Ok(Found::Hit(v)) => v,
+            Ok(Found::Missed) => Verdict::Dunno,
+            Err(e) => {
+                tracing::warn!("{e}");
+                lookup_failure(&list.name)
+            }
+        }
+    }
+
+    /// One key; `partial` lookups skip pattern tables (Postfix's
+    /// DICT_FLAG_FIXED rule).
+    fn lookup_one(
+        &mut self,
+        table: &Table,
+        key: &str,
+        partial: bool,
+        s: &Subject,
+    ) -> Result<Found, TableError> {
+        if partial && !is_fixed(table) {
+            return Ok(Found::Missed);
+        }
+        match table.lookup(key)? {
+            Some(value) => Ok(Found::Hit(self.table_result(table, &value, s))),
+            None => Ok(Found::Missed),
+        }
+    }
+
+    /// The name, then its parent domains: `example.com` (or `.example.com`
+    /// when `smtpd_access_maps` is not in
+    /// `parent_domain_matches_subdomains`), never for numeric names.
+    fn domain_access(
+        &mut self,
+        table: &Table,
+        domain: &str,
+        partial: bool,
+        s: &Subject,
+    ) -> Result<Found, TableError> {
+        if let hit @ Found::Hit(_) = self.lookup_one(table, domain, partial, s)? {
+            return Ok(hit);
+        }
+        let bare = domain.trim_start_matches('[').trim_end_matches(']');
+        if bare.parse::<std::net::IpAddr>().is_ok() {
+            return Ok(Found::Missed);
+        }
+        let mut rest = domain;
+        while let Some(dot) = rest[1.min(rest.len())..].find('.').map(|i| i + 1) {
+            let parent = &rest[dot..];
+            let key = if self.policy.access_parent {
+                &parent[1..]
+            } else {
+                parent
+            };
+            if key.is_empty() || key == "." {
+                break;
+            }
+            if let hit @ Found::Hit(_) = self.lookup_one(table, key, true, s)? {
+                return Ok(hit);
+            }
+            rest = &rest[dot..];
+        }
+        Ok(Found::Missed)
+    }
+
+    /// The address, then its parent networks: `1.2.3.4`, `1.2.3`, `1.2`,
+    /// `1`; IPv6 addresses are cut at each `:` from the right.
+    fn addr_access(&mut self, table: &Table, addr: &str, s: &Subject) -> Result<Found, TableError> {
+        let delim = if addr.contains(':') { ':' } else { '.' };
+        let mut key = addr;
+        let mut partial = false;
+        loop {
+            if let hit @ Found::Hit(_) = self.lookup_one(table, key, partial, s)? {
+                return Ok(hit);
+            }
+            partial = true;
+            match key.rfind(delim) {
+                Some(i) => key = &key[..i],
+                None => return Ok(Found::Missed),
+            }
+        }
+    }
+
+    /// Postfix's check_mail_access on the resolved address: `user+ext@domain`,
+    /// `user@domain`, the domain and its parents, `user+ext@`, `user@`.
+    /// An OK for a recipient that still carries routing is ignored.
+    fn mail_access(
+        &mut self,
+        table: &Table,
+        addr: &Address,
+        class: &'static str,
+        acl: Option<AccessKind>,
+    ) -> Result<Found, TableError> {
+        let s = Subject {
+            name: addr.to_string(),
+            class,
+            acl,
+        };
+        let res = self.policy.resolver.resolve(addr)?;
+        let suspicious = class == RECIPIENT && res.routed && !self.policy.allow_untrusted_routing;
+        let full = res.address();
+        let bare = self.strip_extension(&res.local);
+        let mut keys: Vec<(String, bool)> = vec![(full, false)];
+        if let Some(b) = &bare {
+            keys.push((format!("{b}@{}", res.domain), true));
+        }
+        let mut found = Found::Missed;
+        for (key, partial) in keys {
+            found = self.lookup_one(table, &key, partial, &s)?;
+            if matches!(found, Found::Hit(_)) {
+                break;
+            }
+        }
+        if matches!(found, Found::Missed) {
+            found = self.domain_access(table, &res.domain, true, &s)?;
+        }
+        if matches!(found, Found::Missed) {
+            let mut locals = vec![format!("{}@", res.local)];
+            if let Some(b) = &bare {
+                locals.push(format!("{b}@"));
+            }
+            for key in locals {
+                found = self.lookup_one(table, &key, true, &s)?;
+                if matches!(found, Found::Hit(_)) {
+                    break;
+                }
+            }
+        }
+        Ok(match found {
+            Found::Hit(Verdict::Permit) if suspicious => Found::Hit(Verdict::Dunno),
+            other => other,
+        })
+    }
+
+    /// `user+ext` -> `user` for any character of `recipient_delimiter`.
+    fn strip_extension(&self, local: &str) -> Option<String> {
+        let delims = &self.policy.recipient_delimiter;
+        if delims.is_empty() {
+            return None;
+        }
+        local
+            .char_indices()
+            .skip(1)
+            .find(|(_, c)| delims.contains(*c))
+            .map(|(i, _)| local[..i].to_string())
+    }
+
+    /// Postfix's check_table_result(): what an access table answer means.
+    fn table_result(&mut self, table: &Table, value: &str, s: &Subject) -> Verdict {
+        let value = value.trim();
+        let (cmd, text) = match value.split_once([' ', '\t']) {
+            Some((c, t)) => (c, t.trim_start()),
+            None => (value, ""),
+        };
+        let upper = cmd.to_ascii_uppercase();
+        let codes = &self.policy.codes;
+        let rejected = |text: &str, default: &str| {
+            let text = if text.is_empty() { default } else { text };
+            format!("<{}>: {} rejected: {}", s.name, s.class, text)
+        };
+        match upper.as_str() {
+            "DUNNO" => return Verdict::Dunno,
+            "OK" | "RELAY" => return Verdict::Permit,
+            _ if !cmd.is_empty() && cmd.bytes().all(|b| b.is_ascii_digit()) && text.is_empty() => {
+                // All-numeric: Postfix reads it as OK (a time stamp).
+                return Verdict::Permit;
+            }
+            "REJECT" => {
+                let (dsn, text) = split_dsn(text, (5, 7, 1));
+                return self.reject(
+                    codes.access_reject,
+                    fix_dsn(dsn, s.class),
+                    rejected(text, "Access denied"),
+                );
+            }
+            "DEFER" => {
+                let (dsn, text) = split_dsn(text, (4, 7, 1));
+                return Verdict::Refuse(Refusal::new(
+                    codes.access_defer,
+                    fix_dsn(dsn, s.class),
+                    rejected(text, "Access denied"),
+                ));
+            }
+            "DEFER_IF_PERMIT" | "DEFER_IF_REJECT" => {
+                let (dsn, text) = split_dsn(text, (4, 7, 1));
+                let refusal = Refusal::new(
+                    450,
+                    fix_dsn(dsn, s.class),
+                    rejected(text, "Service unavailable"),
+                );
+                let slot = match upper.as_str() {
+                    "DEFER_IF_PERMIT" => &mut self.defer_if_permit,
+                    _ => &mut self.defer_if_reject,
+                };
+                slot.get_or_insert(refusal);
+                return Verdict::Dunno;
+            }
+            "WARN" | "HOLD" | "DISCARD" | "FILTER" | "REDIRECT" | "BCC" | "PREPEND" | "INFO" => {
+                tracing::warn!(
+                    "access table {}: action {upper} for <{}> is not supported; ignored",
+                    table.spec(),
+                    s.name
+                );
+                return Verdict::Dunno;
+            }
+            _ => {}
+        }
+        let b = cmd.as_bytes();
+        if b.len() == 3
+            && !text.is_empty()
+            && (b[0] == b'4' || b[0] == b'5')
+            && b[1].is_ascii_digit()
+            && b[2].is_ascii_digit()
+        {
+            let code: u16 = cmd.parse().unwrap_or(451);
+            let (dsn, text) = split_dsn(text, (b[0] - b'0', 7, 1));
+            return self.reject(code, fix_dsn(dsn, s.class), rejected(text, "Access denied"));
+        }
+        if value.contains(':') {
+            tracing::warn!(
+                "access table {} has entry with lookup table: {value}; \
+                 define a restriction class and specify its name instead",
+                table.spec()
+            );
+            return Verdict::Refuse(config_error());
+        }
+        // Anything else is a list of restrictions, evaluated in place.
+        let tokens: Vec<String> = value
+            .split([',', ' ', '\t'])
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        if tokens.is_empty() {
+            return Verdict::Permit;
+        }
+        let mut no_tables = |spec: &str| {
+            Err(TableError::BadSpec {
+                spec: spec.to_string(),
+                reason: "tables are not allowed in access table results".into(),
+            })
+        };
+        let names: &HashSet<String> = &self.policy.class_names;
+        match restriction::parse_list(&tokens, names, &mut no_tables) {
+            Ok(list) => self.generic(&list, s),
+            Err(e) => {
+                tracing::warn!(
+                    "access table {}: bad restriction in \"{value}\": {e:?}",
+                    table.spec()
+                );
+                Verdict::Refuse(config_error())
+            }
+        }
+    }
+
+    /// Postfix's check_rcpt_maps(): is the address known in the tables of
+    /// its address class?
+    pub(super) fn check_rcpt_maps(&self, addr: &Address, class: &str) -> Verdict {
+        match self.rcpt_maps(addr, class) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("{e}");
+                lookup_failure(&addr.to_string())
+            }
+        }
+    }
+
+    fn rcpt_maps(&self, addr: &Address, class: &str) -> Result<Verdict, TableError> {
+        let p = self.policy;
+        let res = p.resolver.resolve(addr)?;
+        if self.addr_find(&p.canonical_maps, &res)?
+            || (class == SENDER && self.addr_find(&p.sender_canonical_maps, &res)?)
+            || self.addr_find(&p.virtual_alias_maps, &res)?
+        {
+            return Ok(Verdict::Dunno);
+        }
+        let detail = if class == SENDER { 0 } else { 1 };
+        let unknown = |code: u16, table: &str| {
+            let suffix = if p.show_table {
+                format!(" in {table}")
+            } else {
+                String::new()
+            };
+            Verdict::Refuse(Refusal::new(
+                code,
+                (5, 1, detail),
+                format!("<{addr}>: {class} rejected: User unknown{suffix}"),
+            ))
+        };
+        Ok(match res.class {
+            // Alias domains resolve to "User unknown" unless an alias hit above.
+            Class::Alias => unknown(p.codes.virtual_alias, "virtual alias table"),
+            Class::Local => {
+                let special = [p.double_bounce.as_str(), "postmaster", "mailer-daemon"];
+                if p.local_recipient_maps.is_empty()
+                    || special.iter().any(|s| res.local.eq_ignore_ascii_case(s))
+                    || self.addr_find(&p.local_recipient_maps, &res)?
+                {
+                    Verdict::Dunno
+                } else {
+                    unknown(p.codes.local_rcpt, "local recipient table")
+                }
+            }
+            Class::Virtual => {
+                if p.virtual_mailbox_maps.is_empty()
+                    || self.addr_find(&p.virtual_mailbox_maps, &res)?
+                {
+                    Verdict::Dunno
+                } else {
+                    unknown(p.codes.virtual_mailbox, "virtual mailbox table")
+                }
+            }
+            Class::Relay => {
+                if p.relay_recipient_maps.is_empty()
+                    || self.addr_find(&p.relay_recipient_maps, &res)?
+                {
+                    Verdict::Dunno
+                } else {
+                    unknown(p.codes.relay_rcpt, "relay recipient table")
+                }
+            }
+            Class::Default => Verdict::Dunno,
+        })
+    }
+
+    /// Postfix's mail_addr_find(): `user+ext@domain`, `user@domain`, then
+    /// for local domains `user+ext` and `user`, then `@domain`.
+    fn addr_find(&self, maps: &Tables, res: &Resolved) -> Result<bool, TableError> {
+        if maps.is_empty() {
+            return Ok(false);
+        }
+        let bare = self.strip_extension(&res.local);
+        if maps.lookup(&res.address(), false)?.is_some() {
+            return Ok(true);
+        }
+        if let Some(b) = &bare
+            && maps.lookup(&format!("{b}@{}", res.domain), true)?.is_some()
+        {
+            return Ok(true);
+        }
+        if res.class == Class::Local {
+            if maps.lookup(&res.local, true)?.is_some() {
+                return Ok(true);
+            }
+            if let Some(b) = &bare
+                && maps.lookup(b, true)?.is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(maps.lookup(&format!("@{}", res.domain), true)?.is_some())
+    }
+}
+
+/// Splits an optional leading RFC 3463 code off access table text.
+fn split_dsn(text: &str, default: (u8, u16, u16)) -> ((u8, u16, u16), &str) {
+    let (word, rest) = match text.split_once([' ', '\t']) {
+        Some((w, r)) => (w, r.trim_start()),
+        None => (text, ""),
+    };
+    let mut parts = word.split('.');
+    let num = |s: Option<&str>, max: usize| {
+        s.filter(|s| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u16>().ok())
+    };
+    match (
+        num(parts.next(), 1),
+        num(parts.next(), 3),
+        num(parts.next(), 3),
+        parts.next(),
+    ) {
+        (Some(a @ (2 | 4 | 5)), Some(b), Some(c), None) => ((a as u8, b, c), rest),
+        _ => (default, text),
+    }
+}
+
+/// Postfix's smtpd_dsn_fix(): address-status codes (X.1.Y) only make sense
+/// for the address they are about.
+fn fix_dsn(dsn: (u8, u16, u16), class: &str) -> (u8, u16, u16) {
+    let (a, b, c) = dsn;
+    if b != 1 {
+        return dsn;
+    }
+    match class {
+        SENDER => match c {
+            1 | 3 => (a, 1, 7),
+            2 => (a, 1, 8),
+            _ => dsn,
+        },
+        RECIPIENT => dsn,
+        _ => (a, 7, 1),
+    }
+}

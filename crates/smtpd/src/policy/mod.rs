@@ -1,0 +1,910 @@
+//! SMTP access policy: Postfix's `smtpd_*_restrictions`, relay control and
+//! the recipient table checks (Postfix's smtpd_check.c).
+//!
+//! [`Policy::from_params`] compiles the restriction lists once (opening
+//! every table they name); [`Policy::check`] evaluates the lists that apply
+//! at a [`Stage`] for one [`Check`] context and returns a [`Refusal`] with
+//! Postfix's exact reply when the request must be refused.
+//!
+//! Evaluation follows Postfix:
+//!
+//! * Each list is read left to right; the first restriction that permits
+//!   or refuses decides that list. A permit ends only its own list; a
+//!   refusal anywhere refuses the request.
+//! * With `smtpd_delay_reject = yes` (the default) everything happens at
+//!   RCPT: client, HELO, sender, then relay, then recipient restrictions
+//!   (recipient before relay when
+//!   `smtpd_relay_before_recipient_restrictions = no`); earlier stages
+//!   pass. With `no`, Connect, Helo and Mail evaluate their
+//!   own list and Rcpt only the relay and recipient lists. Data evaluates
+//!   `smtpd_data_restrictions`.
+//! * After the recipient lists, unless something already refused, the
+//!   implicit `reject_unlisted_recipient` check runs
+//!   (`smtpd_reject_unlisted_recipient = yes`), and at the end of the sender
+//!   list `reject_unlisted_sender` when `smtpd_reject_unlisted_sender = yes`.
+//! * The unqualified recipient `postmaster` is always accepted (RFC 5321).
+//! * Relay permission is judged on the resolved address (see `domains`): a
+//!   local part with `%`, `!` or `@` never earns relay access for a domain
+//!   it does not really go to.
+//!
+//! Where Postern differs:
+//!
+//! * No DNS here. `reject_unknown_sender_domain`,
+//!   `reject_unknown_recipient_domain` and `reject_unknown_helo_hostname`
+//!   treat a non-local domain as unknown only when it is not a valid host
+//!   name or has no dot; a domain that merely lacks A/AAAA/MX records
+//!   passes. DNS blocklists, policy servers and MX/NS access checks are
+//!   refused at load as unsupported.
+//! * An unknown restriction name, a missing table argument or a bare
+//!   `type:table` in `smtpd_data_restrictions` is an error at load
+//!   ([`PolicyError`]), not a `451 4.3.5` at run time; Postfix's check that
+//!   relay or recipient restrictions can refuse relaying is an error too.
+//!   Restriction names inside access table results are still only known at
+//!   run time and answer `451 4.3.5 Server configuration error`.
+//! * Access table actions HOLD, DISCARD, FILTER, REDIRECT, BCC, PREPEND and
+//!   WARN are logged and otherwise ignored (DUNNO).
+//! * With `smtpd_delay_reject = no`, a `defer_if_permit` raised at Connect,
+//!   Helo or Mail is not carried to Rcpt (each call is independent).
+//!
+//! # Layout
+//!
+//! * `mod.rs` — the public interface, compiling lists, stage drivers and
+//!   the evaluation of each restriction.
+//! * `restriction` — restriction names to [`Restriction`] values.
+//! * `domains` — domain match lists and the trivial-rewrite resolver.
+//! * `access` — access(5) table lookups and their results; recipient table
+//!   checks (`reject_unlisted_*`).
+
+mod access;
+mod domains;
+mod restriction;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use postern_config::{NetworkList, Params, Table, TableError};
+use postern_smtp::{Address, Reply};
+
+use domains::{Class, Resolved, Resolver};
+use restriction::{AccessKind, ParseError, Restriction};
+
+/// The protocol stage a check is made at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Connect,
+    Helo,
+    Mail,
+    Rcpt,
+    Data,
+}
+
+/// What is known about the session when a check is made.
+#[derive(Debug, Clone, Copy)]
+pub struct Check<'a> {
+    pub client_addr: IpAddr,
+    /// The verified client host name, or `unknown`.
+    pub client_name: &'a str,
+    pub helo: Option<&'a str>,
+    /// The MAIL FROM address; `Some(null)` for `<>`.
+    pub sender: Option<&'a Address>,
+    pub recipient: Option<&'a Address>,
+    /// Set once the client authenticated.
+    pub sasl_username: Option<&'a str>,
+}
+
+/// A refused request: the reply to send, and whether it is a temporary
+/// (4xx) refusal.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub reply: Reply,
+    pub temporary: bool,
+}
+
+impl Refusal {
+    fn new(code: u16, dsn: (u8, u16, u16), text: String) -> Refusal {
+        // The DSN class always follows the reply code (smtpd_check_reject).
+        let class = (code / 100) as u8;
+        Refusal {
+            reply: Reply::new(code, Some((class, dsn.1, dsn.2)), &text),
+            temporary: class == 4,
+        }
+    }
+}
+
+/// Why a configuration cannot be turned into a [`Policy`].
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("parameter \"{param}\": unknown restriction \"{name}\"")]
+    UnknownRestriction { param: String, name: String },
+    #[error("parameter \"{param}\": restriction \"{name}\" is not supported by Postern")]
+    Unsupported { param: String, name: String },
+    #[error("parameter \"{param}\": restriction \"{name}\" needs a type:table argument")]
+    MissingTable { param: String, name: String },
+    #[error(
+        "parameter \"{param}\": a bare table \"{spec}\" needs a check_*_access \
+         restriction before it"
+    )]
+    BareTable { param: String, spec: String },
+    #[error("parameter \"{param}\": {source}")]
+    Table { param: String, source: TableError },
+    #[error(
+        "in parameters smtpd_relay_restrictions and smtpd_recipient_restrictions, specify at \
+         least one working instance of: reject_unauth_destination, defer_unauth_destination, \
+         reject, defer or defer_if_permit"
+    )]
+    OpenRelay,
+}
+
+/// Reply codes Postfix makes configurable, with its defaults.
+#[derive(Debug, Clone)]
+struct Codes {
+    reject: u16,
+    defer: u16,
+    relay: u16,
+    access_reject: u16,
+    access_defer: u16,
+    non_fqdn: u16,
+    invalid_hostname: u16,
+    unknown_address: u16,
+    unknown_hostname: u16,
+    unknown_client: u16,
+    local_rcpt: u16,
+    relay_rcpt: u16,
+    virtual_alias: u16,
+    virtual_mailbox: u16,
+}
+
+impl Codes {
+    fn from_params(p: &Params) -> Codes {
+        let code = |name: &str, default: u16| -> u16 {
+            match p.get(name).trim().parse::<u16>() {
+                Ok(c) if (400..600).contains(&c) => c,
+                _ => default,
+            }
+        };
+        Codes {
+            reject: code("reject_code", 554),
+            defer: code("defer_code", 450),
+            relay: code("relay_domains_reject_code", 554),
+            access_reject: code("access_map_reject_code", 554),
+            access_defer: code("access_map_defer_code", 450),
+            non_fqdn: code("non_fqdn_reject_code", 504),
+            invalid_hostname: code("invalid_hostname_reject_code", 501),
+            unknown_address: code("unknown_address_reject_code", 450),
+            unknown_hostname: code("unknown_hostname_reject_code", 450),
+            unknown_client: code("unknown_client_reject_code", 450),
+            local_rcpt: code("unknown_local_recipient_reject_code", 550),
+            relay_rcpt: code("unknown_relay_recipient_reject_code", 550),
+            virtual_alias: code("unknown_virtual_alias_reject_code", 550),
+            virtual_mailbox: code("unknown_virtual_mailbox_reject_code", 550),
+        }
+    }
+}
+
+/// An ordered list of tables; the first answer wins.
+#[derive(Debug, Clone, Default)]
+struct Tables(Vec<Table>);
+
+impl Tables {
+    fn lookup(&self, key: &str, partial: bool) -> Result<Option<String>, TableError> {
+        for t in &self.0 {
+            if partial && !domains::is_fixed(t) {
+                continue;
+            }
+            if let Some(v) = t.lookup(key)? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The compiled policy of one smtpd service.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    client: Vec<Restriction>,
+    helo: Vec<Restriction>,
+    sender: Vec<Restriction>,
+    relay: Vec<Restriction>,
+    recipient: Vec<Restriction>,
+    data: Vec<Restriction>,
+    classes: HashMap<String, Vec<Restriction>>,
+    class_names: HashSet<String>,
+    delay_reject: bool,
+    relay_before_recipient: bool,
+    reject_unlisted_recipient: bool,
+    reject_unlisted_sender: bool,
+    allow_untrusted_routing: bool,
+    /// `smtpd_access_maps` is in `parent_domain_matches_subdomains`.
+    access_parent: bool,
+    mynetworks: NetworkList,
+    resolver: Resolver,
+    local_recipient_maps: Tables,
+    relay_recipient_maps: Tables,
+    virtual_alias_maps: Tables,
+    virtual_mailbox_maps: Tables,
+    /// canonical_maps and recipient_canonical_maps: a hit means "known".
+    canonical_maps: Tables,
+    /// sender_canonical_maps: a hit means "known" for senders.
+    sender_canonical_maps: Tables,
+    recipient_delimiter: String,
+    double_bounce: String,
+    null_key: String,
+    show_table: bool,
+    codes: Codes,
+}
+
+/// `smtpd_delay_reject`: whether client, HELO and sender restrictions wait
+/// until RCPT.
+pub fn delay_reject(params: &Params) -> bool {
+    bool_param(params, "smtpd_delay_reject", true)
+}
+
+/// A boolean parameter that may be missing from the config crate's table.
+fn bool_param(params: &Params, name: &str, default: bool) -> bool {
+    match params.get(name).trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" => true,
+        "no" | "false" => false,
+        _ => default,
+    }
+}
+
+/// A text parameter that may be missing from the config crate's table.
+fn str_param(params: &Params, name: &str, default: &str) -> String {
+    let v = params.get(name);
+    if params.raw(name).is_none() && v.is_empty() {
+        default.to_string()
+    } else {
+        v
+    }
+}
+
+impl Policy {
+    pub fn from_params(params: &Params) -> Result<Policy, PolicyError> {
+        let base = params.base_dir().to_path_buf();
+        let table_err = |param: &str| {
+            let param = param.to_string();
+            move |source| PolicyError::Table {
+                param: param.clone(),
+                source,
+            }
+        };
+        let class_names: HashSet<String> = params
+            .list("smtpd_restriction_classes")
+            .into_iter()
+            .collect();
+        let compile = |param: &str, allow_bare: bool| -> Result<Vec<Restriction>, PolicyError> {
+            let mut open = |spec: &str| Table::open(spec, &base);
+            let list = restriction::parse_list(&params.list(param), &class_names, &mut open)
+                .map_err(|e| match e {
+                    ParseError::Unknown(name) => PolicyError::UnknownRestriction {
+                        param: param.into(),
+                        name,
+                    },
+                    ParseError::Unsupported(name) => PolicyError::Unsupported {
+                        param: param.into(),
+                        name,
+                    },
+                    ParseError::MissingTable(name) => PolicyError::MissingTable {
+                        param: param.into(),
+                        name,
+                    },
+                    ParseError::Table(source) => PolicyError::Table {
+                        param: param.into(),
+                        source,
+                    },
+                })?;
+            if !allow_bare
+                && let Some(Restriction::BareMap(t)) =
+                    list.iter().find(|r| matches!(r, Restriction::BareMap(_)))
+            {
+                return Err(PolicyError::BareTable {
+                    param: param.into(),
+                    spec: t.spec().to_string(),
+                });
+            }
+            Ok(list)
+        };
+        let mut classes = HashMap::new();
+        for name in &class_names {
+            classes.insert(name.clone(), compile(name, true)?);
+        }
+        let policy_maps = |name: &str| -> Result<Tables, PolicyError> {
+            let aliases = params.list("alias_maps");
+            let tables = params
+                .list(name)
+                .iter()
+                .map(|spec| {
+                    // `$alias_maps` inside local_recipient_maps keeps the
+                    // aliases(5) file format.
+                    if aliases.contains(spec) {
+                        Table::open_aliases(spec, &base)
+                    } else {
+                        Table::open(spec, &base)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(table_err(name))?;
+            Ok(Tables(tables))
+        };
+        let mut canonical = policy_maps("recipient_canonical_maps")?;
+        canonical.0.extend(policy_maps("canonical_maps")?.0);
+
+        let policy = Policy {
+            client: compile("smtpd_client_restrictions", true)?,
+            helo: compile("smtpd_helo_restrictions", true)?,
+            sender: compile("smtpd_sender_restrictions", true)?,
+            relay: compile("smtpd_relay_restrictions", true)?,
+            recipient: compile("smtpd_recipient_restrictions", true)?,
+            data: compile("smtpd_data_restrictions", false)?,
+            classes,
+            class_names,
+            delay_reject: delay_reject(params),
+            relay_before_recipient: bool_param(
+                params,
+                "smtpd_relay_before_recipient_restrictions",
+                true,
+            ),
+            reject_unlisted_recipient: bool_param(params, "smtpd_reject_unlisted_recipient", true),
+            reject_unlisted_sender: bool_param(params, "smtpd_reject_unlisted_sender", false),
+            allow_untrusted_routing: bool_param(params, "allow_untrusted_routing", false),
+            access_parent: params
+                .list("parent_domain_matches_subdomains")
+                .iter()
+                .any(|p| p == "smtpd_access_maps"),
+            mynetworks: NetworkList::parse(&params.list("mynetworks"), &base)
+                .map_err(table_err("mynetworks"))?,
+            resolver: Resolver::from_params(params).map_err(|(param, source)| {
+                PolicyError::Table {
+                    param: param.into(),
+                    source,
+                }
+            })?,
+            local_recipient_maps: policy_maps("local_recipient_maps")?,
+            relay_recipient_maps: policy_maps("relay_recipient_maps")?,
+            virtual_alias_maps: policy_maps("virtual_alias_maps")?,
+            virtual_mailbox_maps: policy_maps("virtual_mailbox_maps")?,
+            canonical_maps: canonical,
+            sender_canonical_maps: policy_maps("sender_canonical_maps")?,
+            recipient_delimiter: params.get("recipient_delimiter"),
+            double_bounce: str_param(params, "double_bounce_sender", "double-bounce"),
+            null_key: str_param(params, "smtpd_null_access_lookup_key", "<>"),
+            show_table: bool_param(params, "show_user_unknown_table_name", true),
+            codes: Codes::from_params(params),
+        };
+        if !restriction::restricts_relay(&policy.relay, &policy.classes, 0)
+            && !restriction::restricts_relay(&policy.recipient, &policy.classes, 0)
+        {
+            return Err(PolicyError::OpenRelay);
+        }
+        Ok(policy)
+    }
+
+    /// Evaluates the restriction lists that apply at `stage`; `Ok(())`
+    /// means continue. See the module documentation for the order.
+    pub fn check(&self, stage: Stage, ctx: &Check<'_>) -> Result<(), Refusal> {
+        let mut ev = Eval::new(self, ctx);
+        match stage {
+            Stage::Connect | Stage::Helo | Stage::Mail if self.delay_reject => Ok(()),
+            Stage::Connect => ev.client_stage(),
+            Stage::Helo => ev.helo_stage(),
+            Stage::Mail => ev.sender_stage(),
+            Stage::Rcpt => ev.rcpt_stage(),
+            Stage::Data => ev.data_stage(),
+        }
+    }
+}
+
+/// The outcome of one restriction or list.
+#[derive(Debug)]
+enum Verdict {
+    Dunno,
+    Permit,
+    Refuse(Refusal),
+}
+
+/// What a list is about: the name and class printed in replies
+/// (`<name>: Class rejected: ...`), and the check a bare table means.
+#[derive(Debug, Clone)]
+struct Subject {
+    name: String,
+    class: &'static str,
+    acl: Option<AccessKind>,
+}
+
+const CLIENT: &str = "Client host";
+const HELO: &str = "Helo command";
+const SENDER: &str = "Sender address";
+const RECIPIENT: &str = "Recipient address";
+const DATA: &str = "Data command";
+
+/// Deepest nesting of restriction classes and table results.
+const MAX_RECURSION: usize = 100;
+
+/// The state of one [`Policy::check`] call.
+#[derive(Debug)]
+struct Eval<'p, 'c> {
+    policy: &'p Policy,
+    ctx: &'c Check<'c>,
+    /// Set by defer_if_permit: a later permit becomes this deferral.
+    defer_if_permit: Option<Refusal>,
+    /// Set by defer_if_reject: a later policy reject becomes this deferral.
+    defer_if_reject: Option<Refusal>,
+    warn_if_reject: bool,
+    /// The restriction being evaluated follows warn_if_reject.
+    warning: bool,
+    rcpt_maps_checked: bool,
+    sender_maps_checked: bool,
+    depth: usize,
+}
+
+impl<'p, 'c> Eval<'p, 'c> {
+    fn new(policy: &'p Policy, ctx: &'c Check<'c>) -> Self {
+        Eval {
+            policy,
+            ctx,
+            defer_if_permit: None,
+            defer_if_reject: None,
+            warn_if_reject: false,
+            warning: false,
+            rcpt_maps_checked: false,
+            sender_maps_checked: false,
+            depth: 0,
+        }
+    }
+
+    fn client_namaddr(&self) -> String {
+        format!(
+            "{}[{}]",
+            self.ctx.client_name,
+            self.ctx.client_addr.to_canonical()
+        )
+    }
+
+    fn client_stage(&mut self) -> Result<(), Refusal> {
+        let subject = Subject {
+            name: self.client_namaddr(),
+            class: CLIENT,
+            acl: Some(AccessKind::Client),
+        };
+        self.run_list(&self.policy.client, &subject)
+    }
+
+    fn helo_stage(&mut self) -> Result<(), Refusal> {
+        let Some(helo) = self.ctx.helo else {
+            return Ok(());
+        };
+        let subject = Subject {
+            name: helo.to_string(),
+            class: HELO,
+            acl: Some(AccessKind::Helo),
+        };
+        self.run_list(&self.policy.helo, &subject)
+    }
+
+    fn sender_stage(&mut self) -> Result<(), Refusal> {
+        let Some(sender) = self.ctx.sender else {
+            return Ok(());
+        };
+        let subject = Subject {
+            name: sender.to_string(),
+            class: SENDER,
+            acl: Some(AccessKind::Sender),
+        };
+        self.run_list(&self.policy.sender, &subject)?;
+        if self.policy.reject_unlisted_sender && !self.sender_maps_checked && !sender.is_null() {
+            self.sender_maps_checked = true;
+            if let Verdict::Refuse(r) = self.check_rcpt_maps(sender, SENDER) {
+                return Err(r);
+            }
+        }
+        Ok(())
+    }
+
+    fn rcpt_stage(&mut self) -> Result<(), Refusal> {
+        let Some(rcpt) = self.ctx.recipient else {
+            return Ok(());
+        };
+        if rcpt.is_postmaster() {
+            return Ok(());
+        }
+        if self.policy.delay_reject {
+            self.client_stage()?;
+            self.helo_stage()?;
+            self.sender_stage()?;
+        }
+        let subject = Subject {
+            name: rcpt.to_string(),
+            class: RECIPIENT,
+            acl: Some(AccessKind::Recipient),
+        };
+        let p = self.policy;
+        let (first, second) = match p.relay_before_recipient {
+            true => (&p.relay, &p.recipient),
+            false => (&p.recipient, &p.relay),
+        };
+        self.run_list(first, &subject)?;
+        self.run_list(second, &subject)?;
+        if let Some(deferral) = self.defer_if_permit.take() {
+            return Err(deferral);
+        }
+        if self.policy.reject_unlisted_recipient && !self.rcpt_maps_checked {
+            self.rcpt_maps_checked = true;
+            if let Verdict::Refuse(r) = self.check_rcpt_maps(rcpt, RECIPIENT) {
+                return Err(r);
+            }
+        }
+        Ok(())
+    }
+
+    fn data_stage(&mut self) -> Result<(), Refusal> {
+        let subject = Subject {
+            name: "DATA".into(),
+            class: DATA,
+            acl: None,
+        };
+        self.run_list(&self.policy.data, &subject)?;
+        match self.defer_if_permit.take() {
+            Some(deferral) => Err(deferral),
+            None => Ok(()),
+        }
+    }
+
+    /// One top-level list; `defer_if_reject` lasts only within it.
+    fn run_list(&mut self, list: &[Restriction], subject: &Subject) -> Result<(), Refusal> {
+        self.defer_if_reject = None;
+        self.warn_if_reject = false;
+        match self.generic(list, subject) {
+            Verdict::Refuse(r) => Err(r),
+            Verdict::Dunno | Verdict::Permit => Ok(()),
+        }
+    }
+
+    /// Postfix's generic_checks(): the first decisive restriction wins.
+    fn generic(&mut self, list: &[Restriction], subject: &Subject) -> Verdict {
+        if self.depth > MAX_RECURSION {
+            tracing::warn!("restriction classes or access tables nest too deeply");
+            return Verdict::Refuse(config_error());
+        }
+        self.depth += 1;
+        let mut result = Verdict::Dunno;
+        for r in list {
+            if matches!(r, Restriction::WarnIfReject) {
+                self.warn_if_reject = true;
+                continue;
+            }
+            let warn = std::mem::take(&mut self.warn_if_reject);
+            self.warning = warn;
+            let v = self.one(r, subject);
+            self.warning = false;
+            let v = match v {
+                Verdict::Refuse(refusal) if warn => {
+                    tracing::warn!(
+                        "reject_warning: {}: {}",
+                        self.client_namaddr(),
+                        refusal.reply
+                    );
+                    Verdict::Dunno
+                }
+                v => v,
+            };
+            if !matches!(v, Verdict::Dunno) {
+                result = v;
+                break;
+            }
+            if self.defer_if_permit.is_some() && self.defer_if_reject.is_some() {
+                break;
+            }
+        }
+        self.depth -= 1;
+        result
+    }
+
+    /// A policy refusal, turned into the pending deferral when
+    /// defer_if_reject was raised.
+    fn reject(&self, code: u16, dsn: (u8, u16, u16), text: String) -> Verdict {
+        if code / 100 == 5
+            && let Some(d) = &self.defer_if_reject
+        {
+            return Verdict::Refuse(d.clone());
+        }
+        Verdict::Refuse(Refusal::new(code, dsn, text))
+    }
+
+    fn one(&mut self, r: &Restriction, s: &Subject) -> Verdict {
+        use Restriction as R;
+        let codes = &self.policy.codes;
+        let ctx = self.ctx;
+        match r {
+            R::Permit => Verdict::Permit,
+            R::Reject => self.reject(
+                codes.reject,
+                (5, 7, 1),
+                format!("<{}>: {} rejected: Access denied", s.name, s.class),
+            ),
+            R::Defer => self.reject(
+                codes.defer,
+                (4, 3, 2),
+                format!("<{}>: {} rejected: Try again later", s.name, s.class),
+            ),
+            R::DeferIfPermit => {
+                self.defer_if_permit.get_or_insert_with(|| {
+                    Refusal::new(
+                        450,
+                        (4, 7, 0),
+                        format!(
+                            "<{}>: {} rejected: defer_if_permit requested",
+                            s.name, s.class
+                        ),
+                    )
+                });
+                Verdict::Dunno
+            }
+            R::DeferIfReject => {
+                self.defer_if_reject.get_or_insert_with(|| {
+                    Refusal::new(
+                        450,
+                        (4, 7, 0),
+                        format!(
+                            "<{}>: {} rejected: defer_if_reject requested",
+                            s.name, s.class
+                        ),
+                    )
+                });
+                Verdict::Dunno
+            }
+            R::WarnIfReject | R::RejectUnauthPipelining => Verdict::Dunno,
+            R::PermitMynetworks => match self.policy.mynetworks.contains(ctx.client_addr) {
+                true => Verdict::Permit,
+                false => Verdict::Dunno,
+            },
+            R::PermitSaslAuthenticated => match ctx.sasl_username {
+                Some(_) => Verdict::Permit,
+                None => Verdict::Dunno,
+            },
+            R::PermitAuthDestination => match ctx.recipient {
+                Some(rcpt) => match self.auth_destination(rcpt) {
+                    Ok(true) => Verdict::Permit,
+                    Ok(false) => Verdict::Dunno,
+                    Err(v) => v,
+                },
+                None => Verdict::Dunno,
+            },
+            R::RejectUnauthDestination | R::DeferUnauthDestination => {
+                let Some(rcpt) = ctx.recipient else {
+                    return Verdict::Dunno;
+                };
+                match self.auth_destination(rcpt) {
+                    Ok(true) => Verdict::Dunno,
+                    Ok(false) => {
+                        let text = format!("<{rcpt}>: Relay access denied");
+                        match r {
+                            R::RejectUnauthDestination => self.reject(codes.relay, (5, 7, 1), text),
+                            _ => Verdict::Refuse(Refusal::new(454, (4, 7, 1), text)),
+                        }
+                    }
+                    Err(v) => v,
+                }
+            }
+            R::RejectUnlistedRecipient => match ctx.recipient {
+                Some(rcpt) if !self.rcpt_maps_checked => {
+                    // Only a real check counts as done (not a warning).
+                    self.rcpt_maps_checked = !self.warning;
+                    self.check_rcpt_maps(rcpt, RECIPIENT)
+                }
+                _ => Verdict::Dunno,
+            },
+            R::RejectUnlistedSender => match ctx.sender {
+                Some(sender) if !sender.is_null() && !self.sender_maps_checked => {
+                    self.sender_maps_checked = !self.warning;
+                    self.check_rcpt_maps(sender, SENDER)
+                }
+                _ => Verdict::Dunno,
+            },
+            R::RejectUnknownClientHostname | R::RejectUnknownReverseClientHostname => {
+                if !ctx.client_name.eq_ignore_ascii_case("unknown") {
+                    return Verdict::Dunno;
+                }
+                let what = match r {
+                    R::RejectUnknownClientHostname => "hostname",
+                    _ => "reverse hostname",
+                };
+                self.reject(
+                    codes.unknown_client,
+                    (4, 7, 1),
+                    format!(
+                        "Client host rejected: cannot find your {what}, [{}]",
+                        ctx.client_addr.to_canonical()
+                    ),
+                )
+            }
+            R::RejectInvalidHeloHostname => match ctx.helo {
+                Some(helo) if !valid_helo(helo) => self.reject(
+                    codes.invalid_hostname,
+                    (5, 5, 2),
+                    match helo.starts_with('[') {
+                        true => format!("<{helo}>: {HELO} rejected: Invalid ip address"),
+                        false => format!("<{helo}>: {HELO} rejected: Invalid name"),
+                    },
+                ),
+                _ => Verdict::Dunno,
+            },
+            R::RejectNonFqdnHeloHostname => match ctx.helo {
+                Some(helo) if helo.starts_with('[') && !valid_helo(helo) => self.reject(
+                    codes.invalid_hostname,
+                    (5, 5, 2),
+                    format!("<{helo}>: {HELO} rejected: Invalid ip address"),
+                ),
+                Some(helo) if !helo.starts_with('[') && !is_fqdn(helo) => self.reject(
+                    codes.non_fqdn,
+                    (5, 5, 2),
+                    format!("<{helo}>: {HELO} rejected: need fully-qualified hostname"),
+                ),
+                _ => Verdict::Dunno,
+            },
+            R::RejectUnknownHeloHostname => match ctx.helo {
+                Some(helo) if helo.starts_with('[') && !valid_helo(helo) => self.reject(
+                    codes.invalid_hostname,
+                    (5, 5, 2),
+                    format!("<{helo}>: {HELO} rejected: Invalid ip address"),
+                ),
+                Some(helo) if !helo.starts_with('[') && !is_fqdn(helo) => self.reject(
+                    codes.unknown_hostname,
+                    (4, 7, 1),
+                    format!("<{helo}>: {HELO} rejected: Host not found"),
+                ),
+                _ => Verdict::Dunno,
+            },
+            R::RejectNonFqdnSender => match ctx.sender {
+                Some(a) if !a.is_null() => self.non_fqdn_address(a, SENDER),
+                _ => Verdict::Dunno,
+            },
+            R::RejectNonFqdnRecipient => match ctx.recipient {
+                Some(a) => self.non_fqdn_address(a, RECIPIENT),
+                None => Verdict::Dunno,
+            },
+            R::RejectUnknownSenderDomain => match ctx.sender {
+                Some(a) if !a.is_null() => self.unknown_address(a, SENDER),
+                _ => Verdict::Dunno,
+            },
+            R::RejectUnknownRecipientDomain => match ctx.recipient {
+                Some(a) => self.unknown_address(a, RECIPIENT),
+                None => Verdict::Dunno,
+            },
+            R::Access(kind, table) => self.access(*kind, table, s),
+            R::BareMap(table) => match s.acl {
+                Some(kind) => self.access(kind, table, s),
+                None => {
+                    tracing::warn!(
+                        "bare table {} in {} restrictions needs check_*_access",
+                        table.spec(),
+                        s.class
+                    );
+                    Verdict::Refuse(config_error())
+                }
+            },
+            R::Class(name) => match self.policy.classes.get(name) {
+                Some(list) => self.generic(list, s),
+                None => Verdict::Refuse(config_error()),
+            },
+        }
+    }
+
+    /// Resolves an address; a table failure becomes Postfix's temporary
+    /// lookup failure.
+    fn resolve(&self, addr: &Address) -> Result<Resolved, Verdict> {
+        self.policy.resolver.resolve(addr).map_err(|e| {
+            tracing::warn!("{e}");
+            lookup_failure(&addr.to_string())
+        })
+    }
+
+    /// Postfix's permit_auth_destination: final delivery here or a relay
+    /// domain, and no routing left in the local part.
+    fn auth_destination(&self, rcpt: &Address) -> Result<bool, Verdict> {
+        let res = self.resolve(rcpt)?;
+        if res.routed && !self.policy.allow_untrusted_routing {
+            return Ok(false);
+        }
+        Ok(res.class.is_final() || res.class == Class::Relay)
+    }
+
+    fn non_fqdn_address(&self, a: &Address, class: &str) -> Verdict {
+        if a.is_address_literal() {
+            return Verdict::Dunno;
+        }
+        match a.domain() {
+            Some(d) if is_fqdn(d) => Verdict::Dunno,
+            _ => self.reject(
+                self.policy.codes.non_fqdn,
+                (5, 5, 2),
+                format!("<{a}>: {class} rejected: need fully-qualified address"),
+            ),
+        }
+    }
+
+    /// reject_unknown_*_domain without DNS: local and virtual destinations
+    /// and address literals pass; a domain that is not a valid host name or
+    /// has no dot is "not found".
+    fn unknown_address(&self, a: &Address, class: &str) -> Verdict {
+        let res = match self.resolve(a) {
+            Ok(r) => r,
+            Err(v) => return v,
+        };
+        if res.class.is_final() || res.domain.starts_with('[') || is_fqdn(&res.domain) {
+            return Verdict::Dunno;
+        }
+        let detail = if class == SENDER { 8 } else { 2 };
+        self.reject(
+            self.policy.codes.unknown_address,
+            (4, 1, detail),
+            format!("<{a}>: {class} rejected: Domain not found"),
+        )
+    }
+}
+
+/// `451 4.3.5 Server configuration error`, Postfix's answer when a
+/// restriction cannot be evaluated as configured.
+fn config_error() -> Refusal {
+    Refusal::new(451, (4, 3, 5), "Server configuration error".into())
+}
+
+/// `451 4.3.0 <name>: Temporary lookup failure`.
+fn lookup_failure(name: &str) -> Verdict {
+    Verdict::Refuse(Refusal::new(
+        451,
+        (4, 3, 0),
+        format!("<{name}>: Temporary lookup failure"),
+    ))
+}
+
+/// Postfix's valid_hostname(): labels of letters, digits, `-` and `_`, not
+/// starting or ending with `-`, at most 63 characters, 255 in all, and not
+/// all-numeric. One trailing dot is allowed.
+fn valid_hostname(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > 255 {
+        return false;
+    }
+    let mut all_numeric = true;
+    for label in name.split('.') {
+        if label.is_empty()
+            || label.len() > 63
+            || label.starts_with('-')
+            || label.ends_with('-')
+            || !label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return false;
+        }
+        if !label.chars().all(|c| c.is_ascii_digit()) {
+            all_numeric = false;
+        }
+    }
+    !all_numeric
+}
+
+fn is_fqdn(name: &str) -> bool {
+    let trimmed = name.strip_suffix('.').unwrap_or(name);
+    valid_hostname(name) && trimmed.contains('.')
+}
+
+/// A HELO name is valid as a host name, an address literal `[1.2.3.4]` /
+/// `[IPv6:...]`, or (Postfix's backward compatibility) a bare address.
+fn valid_helo(helo: &str) -> bool {
+    if let Some(inner) = helo.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        let bare = match inner.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("ipv6:") => &inner[5..],
+            _ => inner,
+        };
+        return bare.parse::<IpAddr>().is_ok();
+    }
+    valid_hostname(helo) || helo.parse::<IpAddr>().is_ok()
+}

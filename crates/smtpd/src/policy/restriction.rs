@@ -1,0 +1,215 @@
+//! Restriction names: parsing a Postfix restriction list (a parameter value
+//! or the right-hand side of an access table entry) into [`Restriction`]s.
+
+use std::collections::HashSet;
+
+use postern_config::{Table, TableError};
+
+/// Which access check a bare `type:table` in a list stands for, and which
+/// one a `check_*_access` restriction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AccessKind {
+    Client,
+    Helo,
+    Sender,
+    Recipient,
+}
+
+/// One restriction, with its table already opened.
+#[derive(Debug, Clone)]
+pub(super) enum Restriction {
+    Permit,
+    Reject,
+    Defer,
+    DeferIfPermit,
+    DeferIfReject,
+    /// Turns a reject by the next restriction into a logged warning.
+    WarnIfReject,
+    PermitMynetworks,
+    PermitSaslAuthenticated,
+    PermitAuthDestination,
+    RejectUnauthDestination,
+    DeferUnauthDestination,
+    RejectUnlistedRecipient,
+    RejectUnlistedSender,
+    RejectUnknownClientHostname,
+    RejectUnknownReverseClientHostname,
+    RejectInvalidHeloHostname,
+    RejectNonFqdnHeloHostname,
+    RejectUnknownHeloHostname,
+    RejectNonFqdnSender,
+    RejectNonFqdnRecipient,
+    RejectUnknownSenderDomain,
+    RejectUnknownRecipientDomain,
+    /// Enforced by the session itself (`smtpd_forbid_unauth_pipelining`);
+    /// accepted here so that configurations from Postfix guides load.
+    RejectUnauthPipelining,
+    Access(AccessKind, Table),
+    /// `type:table` alone: the access check of the list it appears in.
+    BareMap(Table),
+    /// A name from `smtpd_restriction_classes`.
+    Class(String),
+}
+
+/// Why a list did not parse.
+#[derive(Debug)]
+pub(super) enum ParseError {
+    Unknown(String),
+    /// A Postfix restriction that Postern does not implement.
+    Unsupported(String),
+    MissingTable(String),
+    Table(TableError),
+}
+
+/// Restrictions Postfix has that need what Postern lacks here (DNS
+/// blocklists, policy servers, client certificates, MX lookups).
+const UNSUPPORTED: &[&str] = &[
+    "check_policy_service",
+    "reject_rbl_client",
+    "reject_rbl",
+    "reject_rhsbl_client",
+    "reject_rhsbl_helo",
+    "reject_rhsbl_sender",
+    "reject_rhsbl_recipient",
+    "reject_rhsbl_reverse_client",
+    "permit_dnswl_client",
+    "permit_rhswl_client",
+    "reject_maps_rbl",
+    "permit_mx_backup",
+    "permit_tls_clientcerts",
+    "permit_tls_all_clientcerts",
+    "check_ccert_access",
+    "check_client_mx_access",
+    "check_client_ns_access",
+    "check_client_a_access",
+    "check_helo_mx_access",
+    "check_helo_ns_access",
+    "check_helo_a_access",
+    "check_sender_mx_access",
+    "check_sender_ns_access",
+    "check_sender_a_access",
+    "check_recipient_mx_access",
+    "check_recipient_ns_access",
+    "check_recipient_a_access",
+    "check_reverse_client_hostname_access",
+    "reject_unverified_sender",
+    "reject_unverified_recipient",
+    "reject_unknown_forward_client_hostname",
+    "reject_sender_login_mismatch",
+    "reject_authenticated_sender_login_mismatch",
+    "reject_known_sender_login_mismatch",
+    "reject_unauthenticated_sender_login_mismatch",
+    "reject_unlisted_sender_login",
+    "reject_multi_recipient_bounce",
+    "permit_inet_interfaces",
+    "check_relay_domains",
+    "sleep",
+];
+
+/// Parses restriction names. `open` opens the table after a
+/// `check_*_access` (or a bare `type:table`); `classes` are the names
+/// defined in `smtpd_restriction_classes`.
+pub(super) fn parse_list(
+    tokens: &[String],
+    classes: &HashSet<String>,
+    open: &mut dyn FnMut(&str) -> Result<Table, TableError>,
+) -> Result<Vec<Restriction>, ParseError> {
+    use Restriction as R;
+    let mut out = Vec::new();
+    let mut iter = tokens.iter();
+    while let Some(tok) = iter.next() {
+        let name = tok.to_ascii_lowercase();
+        let access = match name.as_str() {
+            "check_client_access" => Some(AccessKind::Client),
+            "check_helo_access" => Some(AccessKind::Helo),
+            "check_sender_access" => Some(AccessKind::Sender),
+            "check_recipient_access" => Some(AccessKind::Recipient),
+            _ => None,
+        };
+        if let Some(kind) = access {
+            let spec = iter
+                .next()
+                .filter(|s| s.contains(':'))
+                .ok_or_else(|| ParseError::MissingTable(name.clone()))?;
+            out.push(R::Access(kind, open(spec).map_err(ParseError::Table)?));
+            continue;
+        }
+        let r = match name.as_str() {
+            "permit" => R::Permit,
+            "reject" => R::Reject,
+            "defer" => R::Defer,
+            "defer_if_permit" => R::DeferIfPermit,
+            "defer_if_reject" => R::DeferIfReject,
+            "warn_if_reject" => R::WarnIfReject,
+            "permit_mynetworks" => R::PermitMynetworks,
+            "permit_sasl_authenticated" => R::PermitSaslAuthenticated,
+            "permit_auth_destination" => R::PermitAuthDestination,
+            "reject_unauth_destination" => R::RejectUnauthDestination,
+            "defer_unauth_destination" => R::DeferUnauthDestination,
+            "reject_unlisted_recipient" | "check_recipient_maps" => R::RejectUnlistedRecipient,
+            "reject_unlisted_sender" => R::RejectUnlistedSender,
+            "reject_unknown_client_hostname" | "reject_unknown_client" => {
+                R::RejectUnknownClientHostname
+            }
+            "reject_unknown_reverse_client_hostname" => R::RejectUnknownReverseClientHostname,
+            "reject_invalid_helo_hostname" | "reject_invalid_hostname" => {
+                R::RejectInvalidHeloHostname
+            }
+            "reject_non_fqdn_helo_hostname" | "reject_non_fqdn_hostname" => {
+                R::RejectNonFqdnHeloHostname
+            }
+            "reject_unknown_helo_hostname" | "reject_unknown_hostname" => {
+                R::RejectUnknownHeloHostname
+            }
+            "reject_non_fqdn_sender" => R::RejectNonFqdnSender,
+            "reject_non_fqdn_recipient" => R::RejectNonFqdnRecipient,
+            "reject_unknown_sender_domain" | "reject_unknown_address" => {
+                R::RejectUnknownSenderDomain
+            }
+            "reject_unknown_recipient_domain" => R::RejectUnknownRecipientDomain,
+            "reject_unauth_pipelining" => R::RejectUnauthPipelining,
+            _ if tok.contains(':') => R::BareMap(open(tok).map_err(ParseError::Table)?),
+            _ if classes.contains(tok.as_str()) => R::Class(tok.clone()),
+            _ if UNSUPPORTED.contains(&name.as_str()) => {
+                return Err(ParseError::Unsupported(tok.clone()));
+            }
+            _ => return Err(ParseError::Unknown(tok.clone())),
+        };
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// True when the list can refuse relaying on its own (Postfix's check that
+/// relay or recipient restrictions are not an open relay).
+pub(super) fn restricts_relay(
+    list: &[Restriction],
+    classes: &std::collections::HashMap<String, Vec<Restriction>>,
+    depth: usize,
+) -> bool {
+    let mut skip = false;
+    for r in list {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        match r {
+            // A restriction after warn_if_reject only warns.
+            Restriction::WarnIfReject => skip = true,
+            Restriction::RejectUnauthDestination
+            | Restriction::DeferUnauthDestination
+            | Restriction::Reject
+            | Restriction::Defer
+            | Restriction::DeferIfPermit => return true,
+            Restriction::Class(name)
+                if depth < 10
+                    && classes
+                        .get(name)
+                        .is_some_and(|l| restricts_relay(l, classes, depth + 1)) =>
+            {
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}

@@ -1,0 +1,677 @@
+//! One SMTP session: the state machine over any `AsyncRead + AsyncWrite`
+//! stream, the command loop, error and junk counting, and the connect and
+//! disconnect log lines. The verbs live in their own files (`ehlo.rs`,
+//! `mail.rs`, `data.rs`); this file owns the I/O they share.
+//!
+//! Pipelining (RFC 2920): commands are read as they come, replies are
+//! queued, and the queue is flushed only when no further input is
+//! buffered, so a pipelined batch is answered in one write.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_daemon::Shutdown;
+use postern_smtp::{
+    Address, BareNewlinePolicy, Command, ErrorKind, MailParams, RcptParams, Reply, parse_command,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::data::Bdat;
+use crate::policy::{Check, Stage};
+use crate::queue::Queue;
+use crate::settings::Settings;
+
+/// Largest single read from the client.
+const READ_SIZE: usize = 64 * 1024;
+
+/// Who is connected.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The verified host name, or `unknown` (no reverse lookup is done).
+    pub name: String,
+    pub addr: IpAddr,
+}
+
+impl Client {
+    /// `name[addr]`, as every log line writes the client.
+    pub fn namaddr(&self) -> String {
+        format!("{}[{}]", self.name, self.addr)
+    }
+}
+
+/// Why the conversation stopped in the middle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoError {
+    /// `smtpd_timeout` passed while reading or writing.
+    Timeout,
+    /// The client went away (EOF, reset).
+    Lost,
+}
+
+/// The client stream with its input buffer and queued replies.
+#[derive(Debug)]
+pub struct Io<S> {
+    stream: S,
+    /// Input; the unread part is `buf[pos..]`.
+    buf: Vec<u8>,
+    pos: usize,
+    /// Replies not yet written.
+    out: Vec<u8>,
+    timeout: Duration,
+}
+
+/// A command line, or the fact that it was too long to be one.
+#[derive(Debug)]
+pub enum Line {
+    /// Without its line end; `bare_lf` when it ended in LF alone.
+    Text {
+        line: Vec<u8>,
+        bare_lf: bool,
+    },
+    TooLong,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
+    fn new(stream: S, timeout: Duration) -> Io<S> {
+        Io {
+            stream,
+            buf: Vec::new(),
+            pos: 0,
+            out: Vec::new(),
+            timeout,
+        }
+    }
+
+    /// Input received and not yet consumed.
+    pub fn input(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos >= self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Queues a reply; it goes out at the next flush.
+    pub fn reply(&mut self, reply: &Reply) {
+        reply.write_wire(&mut self.out);
+    }
+
+    pub async fn flush(&mut self) -> Result<(), IoError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let write = async {
+            self.stream.write_all(&out).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.timeout, write).await {
+            Err(_) => Err(IoError::Timeout),
+            Ok(Err(_)) => Err(IoError::Lost),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Reads more input. Queued replies are flushed first: the client may
+    /// be waiting for them before it sends anything else.
+    pub async fn fill(&mut self) -> Result<(), IoError> {
+        self.flush().await?;
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.reserve(READ_SIZE);
+        match tokio::time::timeout(self.timeout, self.stream.read_buf(&mut self.buf)).await {
+            Err(_) => Err(IoError::Timeout),
+            Ok(Err(_)) | Ok(Ok(0)) => Err(IoError::Lost),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// The next command line. A line longer than `limit` is read to its
+    /// end and discarded.
+    pub async fn read_line(&mut self, limit: usize) -> Result<Line, IoError> {
+        let mut skipping = false;
+        loop {
+            let input = self.input();
+            if let Some(i) = input.iter().position(|&b| b == b'\n') {
+                let result = if skipping || i > limit + 1 {
+                    Line::TooLong
+                } else {
+                    match input[..i].strip_suffix(b"\r") {
+                        Some(line) => Line::Text {
+                            line: line.to_vec(),
+                            bare_lf: false,
+                        },
+                        None => Line::Text {
+                            line: input[..i].to_vec(),
+                            bare_lf: true,
+                        },
+                    }
+                };
+                self.consume(i + 1);
+                return Ok(result);
+            }
+            if input.len() > limit + 1 {
+                skipping = true;
+                let n = input.len();
+                self.consume(n);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads and drops `n` octets (a BDAT chunk nobody will keep).
+    pub async fn discard(&mut self, mut n: u64) -> Result<(), IoError> {
+        while n > 0 {
+            if self.input().is_empty() {
+                self.fill().await?;
+            }
+            let take = (self.input().len() as u64).min(n) as usize;
+            self.consume(take);
+            n -= take as u64;
+        }
+        Ok(())
+    }
+}
+
+/// What a command did, for the error counter and the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Succeeded.
+    Ok,
+    /// Failed; counts toward `smtpd_hard_error_limit`.
+    Err,
+    /// Failed without counting (recipients over the limit, within the
+    /// overshoot allowance).
+    Soft,
+    /// QUIT: succeeded, and the session ends.
+    Quit,
+    /// The session must end now (non-SMTP command, bare LF refused,
+    /// unusable BDAT).
+    Close,
+}
+
+/// Per-verb success and total counts for the disconnect line, in the
+/// order Postfix prints them.
+const VERBS: [&str; 14] = [
+    "helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy",
+    "etrn", "quit", "unknown",
+];
+
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    ok: [u32; VERBS.len()],
+    total: [u32; VERBS.len()],
+}
+
+impl Counts {
+    pub(crate) fn record(&mut self, verb: &str, ok: bool) {
+        let i = VERBS
+            .iter()
+            .position(|v| *v == verb)
+            .unwrap_or(VERBS.len() - 1);
+        self.total[i] += 1;
+        if ok {
+            self.ok[i] += 1;
+        }
+    }
+
+    /// ` ehlo=1 mail=1 rcpt=0/1 commands=2/3`.
+    pub(crate) fn summary(&self) -> String {
+        let pair = |ok: u32, total: u32| {
+            if ok == total {
+                format!("{ok}")
+            } else {
+                format!("{ok}/{total}")
+            }
+        };
+        let mut s = String::new();
+        for (i, verb) in VERBS.iter().enumerate() {
+            if self.total[i] > 0 {
+                s.push_str(&format!(" {verb}={}", pair(self.ok[i], self.total[i])));
+            }
+        }
+        let ok: u32 = self.ok.iter().sum();
+        let total: u32 = self.total.iter().sum();
+        if total == 0 {
+            s.push_str(" commands=0/0");
+        } else {
+            s.push_str(&format!(" commands={}", pair(ok, total)));
+        }
+        s
+    }
+}
+
+/// The mail transaction between MAIL and the end of the message.
+#[derive(Debug)]
+pub struct Transaction {
+    pub sender: Address,
+    pub params: MailParams,
+    pub recipients: Vec<(Address, RcptParams)>,
+    /// RCPTs refused for the recipient limit.
+    pub overshoot: u32,
+    /// A message being received in BDAT chunks.
+    pub bdat: Option<Bdat>,
+}
+
+/// One SMTP session.
+#[derive(Debug)]
+pub struct Session<S, Q> {
+    pub(crate) io: Io<S>,
+    pub(crate) queue: Q,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) client: Client,
+    shutdown: Option<Shutdown>,
+    /// The HELO/EHLO argument.
+    pub(crate) helo: Option<String>,
+    /// EHLO rather than HELO: the protocol is ESMTP.
+    pub(crate) esmtp: bool,
+    pub(crate) tx: Option<Transaction>,
+    errors: u32,
+    junk: u32,
+    counts: Counts,
+    /// Set when the client was refused at connect (smtpd_delay_reject =
+    /// no): every command but QUIT is refused.
+    access_denied: bool,
+    /// The last command, for `timeout after DATA` style logs.
+    pub(crate) last: &'static str,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
+    pub fn new(
+        stream: S,
+        client: Client,
+        settings: Arc<Settings>,
+        queue: Q,
+        shutdown: Option<Shutdown>,
+    ) -> Self {
+        Session {
+            io: Io::new(stream, settings.timeout),
+            queue,
+            settings,
+            client,
+            shutdown,
+            helo: None,
+            esmtp: false,
+            tx: None,
+            errors: 0,
+            junk: 0,
+            counts: Counts::default(),
+            access_denied: false,
+            last: "CONNECT",
+        }
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self) {
+        let namaddr = self.client.namaddr();
+        tracing::info!("connect from {namaddr}");
+        let reason = self.converse().await;
+        match reason {
+            Some(IoError::Timeout) => {
+                let reply = format!(
+                    "421 4.4.2 {} Error: timeout exceeded",
+                    self.settings.hostname
+                );
+                self.final_reply(&reply).await;
+                tracing::info!("timeout after {} from {namaddr}", self.last);
+            }
+            // A client may hang up right after its message without QUIT.
+            Some(IoError::Lost) if self.last != "END-OF-MESSAGE" => {
+                tracing::info!("lost connection after {} from {namaddr}", self.last);
+            }
+            Some(IoError::Lost) | None => {}
+        }
+        self.reset_transaction().await;
+        tracing::info!("disconnect from {namaddr}{}", self.counts.summary());
+    }
+
+    /// Best effort, for replies right before hanging up.
+    async fn final_reply(&mut self, text: &str) {
+        if let Some(reply) = Reply::parse_line(text) {
+            self.io.reply(&reply);
+        }
+        let _ = self.io.flush().await;
+    }
+
+    /// The greeting and the command loop; `Some` when the conversation
+    /// broke off rather than ended.
+    async fn converse(&mut self) -> Option<IoError> {
+        if let Some(refusal) = self.connect_check() {
+            self.io.reply(&refusal);
+            self.access_denied = true;
+        } else {
+            self.io.reply(&Reply::new(220, None, &self.settings.banner));
+        }
+        loop {
+            if self.errors >= self.settings.hard_error_limit {
+                let reply = format!(
+                    "421 4.7.0 {} Error: too many errors",
+                    self.settings.hostname
+                );
+                self.final_reply(&reply).await;
+                tracing::info!(
+                    "too many errors after {} from {}",
+                    self.last,
+                    self.client.namaddr()
+                );
+                return None;
+            }
+            // A stopping server lets a transaction finish, then says so.
+            let idle = self.tx.is_none();
+            if idle && self.shutdown.as_ref().is_some_and(Shutdown::is_triggered) {
+                self.final_reply("421 4.3.2 Service shutting down, closing transmission channel")
+                    .await;
+                return None;
+            }
+            // A client that pipelines without reading must not make the
+            // reply queue grow without bound.
+            if self.io.out.len() > READ_SIZE
+                && let Err(e) = self.io.flush().await
+            {
+                return Some(e);
+            }
+            let limit = self.settings.line_length_limit;
+            let read = match self.shutdown.as_mut().filter(|_| idle) {
+                Some(shutdown) => tokio::select! {
+                    r = self.io.read_line(limit) => Some(r),
+                    _ = shutdown.triggered() => None,
+                },
+                None => Some(self.io.read_line(limit).await),
+            };
+            let line = match read {
+                None => continue,
+                Some(Err(e)) => return Some(e),
+                Some(Ok(line)) => line,
+            };
+            let (verb, step) = match line {
+                Line::TooLong => {
+                    self.io.reply(&reply("500 5.5.2 Error: line too long"));
+                    ("unknown", Step::Err)
+                }
+                Line::Text { line, .. } if self.sent_ahead(verb_of(&line)) => {
+                    self.pipelining_refusal(&line);
+                    (verb_of(&line), Step::Close)
+                }
+                Line::Text { line, bare_lf } => match self.command(&line, bare_lf).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        self.counts.record(verb_of(&line), false);
+                        return Some(e);
+                    }
+                },
+            };
+            self.counts
+                .record(verb, matches!(step, Step::Ok | Step::Quit));
+            if matches!(verb, "helo" | "ehlo" | "rset" | "noop" | "vrfy" | "etrn") {
+                self.junk += 1;
+                if self.junk > self.settings.junk_command_limit {
+                    self.errors += 1;
+                }
+            }
+            match step {
+                Step::Ok | Step::Soft => {}
+                Step::Err => {
+                    self.errors += 1;
+                    if self.errors > self.settings.soft_error_limit {
+                        // Tarpit: the reply waits, and so does the client.
+                        tokio::time::sleep(self.settings.error_sleep).await;
+                    }
+                }
+                Step::Quit | Step::Close => {
+                    let _ = self.io.flush().await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// True when the client sent more after a command that must end its
+    /// group (RFC 2920 3.1), or pipelined at all without being offered
+    /// PIPELINING (it said HELO, or nothing), and that is forbidden.
+    fn sent_ahead(&self, verb: &str) -> bool {
+        let must_be_last = !self.esmtp
+            || matches!(
+                verb,
+                "helo" | "ehlo" | "data" | "vrfy" | "noop" | "etrn" | "starttls" | "auth"
+            );
+        self.settings.forbid_unauth_pipelining && must_be_last && !self.io.input().is_empty()
+    }
+
+    /// `554 5.5.0` and hang up, logging what came too early.
+    fn pipelining_refusal(&mut self, line: &[u8]) {
+        self.last = last_name(verb_of(line));
+        let early = self.io.input();
+        let early: String = early[..early.len().min(100)]
+            .iter()
+            .flat_map(|&b| std::ascii::escape_default(b))
+            .map(char::from)
+            .collect();
+        tracing::info!(
+            "improper command pipelining after {} from {}: {early}",
+            self.last,
+            self.client.namaddr()
+        );
+        self.io
+            .reply(&reply("554 5.5.0 Error: SMTP protocol synchronization"));
+    }
+
+    /// smtpd_client_restrictions at connect, when smtpd_delay_reject = no.
+    fn connect_check(&self) -> Option<Reply> {
+        if self.settings.delay_reject {
+            return None;
+        }
+        let refusal = self.policy_check(Stage::Connect, None)?;
+        tracing::info!(
+            "NOQUEUE: reject: CONNECT from {}: {}; proto=SMTP",
+            self.client.namaddr(),
+            refusal
+        );
+        Some(refusal)
+    }
+
+    /// Runs the access policy for `stage`; the refusal reply, if any.
+    pub(crate) fn policy_check(&self, stage: Stage, recipient: Option<&Address>) -> Option<Reply> {
+        let policy = match &self.settings.policy {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("access policy unusable: {e}");
+                return Some(reply("451 4.3.5 Server configuration error"));
+            }
+        };
+        let check = Check {
+            client_addr: self.client.addr,
+            client_name: &self.client.name,
+            helo: self.helo.as_deref(),
+            sender: self.tx.as_ref().map(|t| &t.sender),
+            recipient,
+            sasl_username: None,
+        };
+        let refusal = policy.check(stage, &check).err()?;
+        tracing::debug!(temporary = refusal.temporary, "policy refusal at {stage:?}");
+        Some(refusal.reply)
+    }
+
+    /// `SMTP` or `ESMTP`, for the Received header and the logs.
+    pub(crate) fn protocol(&self) -> &'static str {
+        if self.esmtp { "ESMTP" } else { "SMTP" }
+    }
+
+    /// Logs a refusal the way Postfix does.
+    pub(crate) fn log_reject(&self, verb: &str, reply: &Reply, recipient: Option<&Address>) {
+        let mut line = format!(
+            "NOQUEUE: reject: {verb} from {}: {reply};",
+            self.client.namaddr()
+        );
+        if let Some(tx) = &self.tx {
+            line.push_str(&format!(" from={}", tx.sender.to_path()));
+        }
+        if let Some(rcpt) = recipient {
+            line.push_str(&format!(" to={}", rcpt.to_path()));
+        }
+        line.push_str(&format!(" proto={}", self.protocol()));
+        if let Some(helo) = &self.helo {
+            line.push_str(&format!(" helo=<{helo}>"));
+        }
+        tracing::info!("{line}");
+    }
+
+    /// Drops the transaction and any message being received by BDAT.
+    pub(crate) async fn reset_transaction(&mut self) {
+        if let Some(tx) = self.tx.take()
+            && tx.bdat.is_some()
+        {
+            self.queue.abort().await;
+        }
+    }
+
+    /// Dispatches one command line; returns the verb (for the counts) and
+    /// what happened.
+    async fn command(
+        &mut self,
+        line: &[u8],
+        bare_lf: bool,
+    ) -> Result<(&'static str, Step), IoError> {
+        let verb = verb_of(line);
+        self.last = last_name(verb);
+        if bare_lf && self.settings.bare_newline == BareNewlinePolicy::Reject {
+            self.bare_newline_refusal();
+            return Ok((verb, Step::Close));
+        }
+        let cmd = match parse_command(line) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                let step = match e.kind() {
+                    ErrorKind::NonSmtp => {
+                        tracing::warn!(
+                            "non-SMTP command from {}: {}",
+                            self.client.namaddr(),
+                            String::from_utf8_lossy(&line[..line.len().min(100)])
+                        );
+                        Step::Close
+                    }
+                    ErrorKind::BdatSyntax(Some(n)) => {
+                        self.io.discard(n).await?;
+                        Step::Err
+                    }
+                    _ if e.closes_session() => Step::Close,
+                    _ => Step::Err,
+                };
+                self.io.reply(e.reply());
+                return Ok((verb, step));
+            }
+        };
+        if self.access_denied && cmd != Command::Quit {
+            let text = format!(
+                "503 5.7.0 Error: access denied for {}",
+                self.client.namaddr()
+            );
+            self.io.reply(&reply(&text));
+            return Ok((verb, Step::Err));
+        }
+        let step = match cmd {
+            Command::Helo(name) => self.helo(name, false).await,
+            Command::Ehlo(name) => self.helo(name, true).await,
+            Command::Mail { from, params } => self.mail(from, params),
+            Command::Rcpt { to, params } => self.rcpt(to, params),
+            Command::Data => self.data(bare_lf).await?,
+            Command::Bdat { size, last } => self.bdat(size, last).await?,
+            Command::Rset => {
+                self.reset_transaction().await;
+                self.io.reply(&reply("250 2.0.0 Ok"));
+                Step::Ok
+            }
+            Command::Noop => {
+                self.io.reply(&reply("250 2.0.0 Ok"));
+                Step::Ok
+            }
+            Command::Quit => {
+                self.io.reply(&reply("221 2.0.0 Bye"));
+                Step::Quit
+            }
+            Command::Vrfy(arg) => self.vrfy(&arg),
+            Command::Etrn(arg) => self.etrn(&arg).await,
+            Command::Expn(_) | Command::Help => {
+                self.io
+                    .reply(&reply("502 5.5.2 Error: command not recognized"));
+                return Ok(("unknown", Step::Err));
+            }
+            Command::Starttls => {
+                self.io
+                    .reply(&reply("502 5.5.1 Error: command not implemented"));
+                Step::Err
+            }
+            Command::Auth { .. } => {
+                self.io
+                    .reply(&reply("503 5.5.1 Error: authentication not enabled"));
+                Step::Err
+            }
+        };
+        Ok((verb, step))
+    }
+
+    /// `smtpd_forbid_bare_newline = reject`: answer and hang up.
+    pub(crate) fn bare_newline_refusal(&mut self) {
+        let text = format!(
+            "{} 5.5.2 {} Error: bare <LF> received",
+            self.settings.bare_newline_code, self.settings.hostname
+        );
+        self.io.reply(&reply(&text));
+        tracing::info!(
+            "disconnect: bare <LF> received from {} after {}",
+            self.client.namaddr(),
+            self.last
+        );
+    }
+
+    /// After a message is queued the client starts with a clean slate.
+    pub(crate) fn forgive(&mut self) {
+        self.errors = 0;
+        self.junk = 0;
+    }
+}
+
+/// A reply from Postfix-style literal text; the texts are constants here,
+/// so a malformed one is a bug caught by the tests.
+pub(crate) fn reply(text: &str) -> Reply {
+    Reply::parse_line(text).unwrap_or_else(|| Reply::new(451, Some((4, 3, 0)), text))
+}
+
+/// The verb's name for the disconnect counts.
+fn verb_of(line: &[u8]) -> &'static str {
+    let word = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .next()
+        .unwrap_or(b"");
+    VERBS[..VERBS.len() - 1]
+        .iter()
+        .find(|v| v.as_bytes().eq_ignore_ascii_case(word))
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// The command's name in `... after RCPT from` logs.
+fn last_name(verb: &str) -> &'static str {
+    match verb {
+        "helo" => "HELO",
+        "ehlo" => "EHLO",
+        "starttls" => "STARTTLS",
+        "auth" => "AUTH",
+        "mail" => "MAIL",
+        "rcpt" => "RCPT",
+        "data" => "DATA",
+        "bdat" => "BDAT",
+        "rset" => "RSET",
+        "noop" => "NOOP",
+        "vrfy" => "VRFY",
+        "etrn" => "ETRN",
+        "quit" => "QUIT",
+        _ => "UNKNOWN",
+    }
+}

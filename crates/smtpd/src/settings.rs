@@ -1,0 +1,160 @@
+//! The parameters one session runs with, read once from [`Params`] when
+//! the session starts, so a SIGHUP reload applies to the next session and
+//! never changes one in progress.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_config::Params;
+use postern_smtp::BareNewlinePolicy;
+
+use crate::policy::{self, Policy};
+
+/// Postfix parameters that the config table does not know yet, with
+/// Postfix's defaults.
+const ERROR_SLEEP_TIME: Duration = Duration::from_secs(1);
+const JUNK_COMMAND_LIMIT: u32 = 100;
+const RECIPIENT_OVERSHOOT_LIMIT: u32 = 1000;
+const BARE_NEWLINE_REJECT_CODE: u16 = 521;
+
+/// Everything a session needs to know about its configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `$myhostname`: EHLO, Received, 421 replies, Message-ID.
+    pub hostname: String,
+    /// `$smtpd_banner`, after `220 `.
+    pub banner: String,
+    /// `$mail_name`, in the Received header.
+    pub mail_name: String,
+    /// `$myorigin`: the domain of unqualified envelope addresses.
+    pub myorigin: String,
+    /// `message_size_limit`; 0 means no limit.
+    pub message_size_limit: u64,
+    /// `smtpd_recipient_limit`; 0 means no limit.
+    pub recipient_limit: usize,
+    /// Excess recipients answered 452 before each one counts as an error.
+    pub recipient_overshoot_limit: u32,
+    /// `smtpd_timeout`: for each read and write.
+    pub timeout: Duration,
+    /// `smtpd_hard_error_limit`: the session ends at this many errors.
+    pub hard_error_limit: u32,
+    /// `smtpd_soft_error_limit`: above it, every reply waits `error_sleep`.
+    pub soft_error_limit: u32,
+    /// `smtpd_error_sleep_time`.
+    pub error_sleep: Duration,
+    /// `smtpd_junk_command_limit`: NOOP/RSET/VRFY/ETRN/HELO beyond this
+    /// count as errors.
+    pub junk_command_limit: u32,
+    /// `line_length_limit`: longest command line, and the unit in which
+    /// header lines are examined.
+    pub line_length_limit: usize,
+    /// `header_size_limit`: how much of the header section is examined.
+    pub header_size_limit: usize,
+    /// `hopcount_limit`: Received headers (ours included) that bounce.
+    pub hopcount_limit: usize,
+    /// VRFY answered at all (see the manual: off unless set explicitly).
+    pub vrfy_enabled: bool,
+    /// `smtpd_forbid_bare_newline`.
+    pub bare_newline: BareNewlinePolicy,
+    /// `smtpd_forbid_bare_newline_reject_code`.
+    pub bare_newline_code: u16,
+    /// `smtpd_helo_required`.
+    pub helo_required: bool,
+    /// `smtpd_forbid_unauth_pipelining`: hang up on a client that sends
+    /// ahead where RFC 2920 says it must wait.
+    pub forbid_unauth_pipelining: bool,
+    /// `smtpd_delay_reject`.
+    pub delay_reject: bool,
+    /// `$queue_directory/private/qmgr`.
+    pub qmgr_socket: PathBuf,
+    /// The access policy, or why it could not be built (then every RCPT
+    /// is deferred rather than allowed).
+    pub policy: Result<Arc<Policy>, String>,
+}
+
+impl Settings {
+    pub fn from_params(params: &Params) -> Settings {
+        let bare_newline = match params.get("smtpd_forbid_bare_newline").trim() {
+            "reject" | "yes" => BareNewlinePolicy::Reject,
+            "no" => BareNewlinePolicy::No,
+            "normalize" => BareNewlinePolicy::Normalize,
+            other => {
+                tracing::warn!(
+                    "smtpd_forbid_bare_newline: unknown value \"{other}\", using \"normalize\""
+                );
+                BareNewlinePolicy::Normalize
+            }
+        };
+        Settings {
+            hostname: params.get("myhostname"),
+            banner: params.get("smtpd_banner"),
+            mail_name: params.get("mail_name"),
+            myorigin: params.get("myorigin"),
+            message_size_limit: params.int("message_size_limit").max(0) as u64,
+            recipient_limit: params.int("smtpd_recipient_limit").max(0) as usize,
+            recipient_overshoot_limit: int_or(
+                params,
+                "smtpd_recipient_overshoot_limit",
+                RECIPIENT_OVERSHOOT_LIMIT,
+            ),
+            timeout: params.time("smtpd_timeout"),
+            hard_error_limit: params.int("smtpd_hard_error_limit").max(1) as u32,
+            soft_error_limit: params.int("smtpd_soft_error_limit").max(0) as u32,
+            error_sleep: time_or(params, "smtpd_error_sleep_time", ERROR_SLEEP_TIME),
+            junk_command_limit: int_or(params, "smtpd_junk_command_limit", JUNK_COMMAND_LIMIT),
+            line_length_limit: params.int("line_length_limit").max(512) as usize,
+            header_size_limit: params.int("header_size_limit").max(0) as usize,
+            hopcount_limit: params.int("hopcount_limit").max(1) as usize,
+            // Postern answers VRFY only when the administrator asked for it.
+            vrfy_enabled: !params.is_default("disable_vrfy_command")
+                && !params.bool("disable_vrfy_command"),
+            bare_newline,
+            bare_newline_code: int_or(
+                params,
+                "smtpd_forbid_bare_newline_reject_code",
+                BARE_NEWLINE_REJECT_CODE as u32,
+            ) as u16,
+            helo_required: params.bool("smtpd_helo_required"),
+            forbid_unauth_pipelining: params.bool("smtpd_forbid_unauth_pipelining"),
+            delay_reject: policy::delay_reject(params),
+            qmgr_socket: params.path("queue_directory").join("private/qmgr"),
+            policy: Policy::from_params(params).map(Arc::new).map_err(|e| {
+                // Logged once here; each RCPT is then deferred with 4.3.5.
+                tracing::error!("access policy: {e}");
+                e.to_string()
+            }),
+        }
+    }
+}
+
+/// A parameter that may be absent from the config table: its value when
+/// set and valid, else Postfix's default.
+fn int_or(params: &Params, name: &str, default: u32) -> u32 {
+    params
+        .raw(name)
+        .and_then(|_| params.get(name).trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn time_or(params: &Params, name: &str, default: Duration) -> Duration {
+    let Some(_) = params.raw(name) else {
+        return default;
+    };
+    let v = params.get(name);
+    let v = v.trim();
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&v[..i], &v[i..]),
+        None => (v, "s"),
+    };
+    let Ok(n) = num.parse::<u64>() else {
+        return default;
+    };
+    match unit {
+        "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => default,
+    }
+}
