@@ -15,7 +15,17 @@
 //!                     ready, then the old ones drain; no client is refused
 //!   reload            re-read master.toml (as SIGHUP to the master)
 //!   stop              stop the mail system and wait for the master to exit
-//!   flush             ask qmgr to retry deferred mail now
+//!   flush [ID]        retry deferred mail now (all, or one message), as
+//!                     postqueue -f / -i; asks qmgr, or the master to wake
+//!                     qmgr when qmgr cannot be reached directly
+//!   list              the mail queue in mailq format: a `*` after the ID
+//!                     marks an active message, `!` a held one; the reason
+//!                     of the last failure in parentheses above the
+//!                     recipients it applies to; with --json one object per
+//!                     line as postqueue -j
+//!   hold ID           put a message on hold (postsuper -h)
+//!   release ID        release a held message (postsuper -H)
+//!   delete ID         delete a message (postsuper -d)
 //!   config [-n] [-x] [NAME...]
 //!                     print parameters as `name = value`; -n only those
 //!                     set in the file or with -o, -x with $names expanded
@@ -29,9 +39,10 @@
 //!
 //! FILES
 //!   $queue_directory/private/master   the master's control socket
+//!   $queue_directory/private/qmgr     the queue manager's socket
 //!
 //! SEE ALSO
-//!   master(8), postconf(5)
+//!   master(8), qmgr(8), postconf(5), mailq(1), postsuper(1)
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -42,6 +53,7 @@ use clap::{Parser, Subcommand};
 use postern_config::Config;
 use postern_daemon::CommonArgs;
 use postern_ipc::control::{ControlReply, ControlRequest, MasterStatus};
+use postern_ipc::qmgr::{QmgrReply, QmgrRequest, QueueEntry};
 use postern_ipc::{Connection, Protocol};
 use tokio::net::UnixStream;
 
@@ -74,8 +86,16 @@ enum Command {
     Reload,
     /// Stop the mail system.
     Stop,
-    /// Retry deferred mail now.
-    Flush,
+    /// Retry deferred mail now (one message with ID).
+    Flush { id: Option<String> },
+    /// List the mail queue (mailq).
+    List,
+    /// Put a message on hold (postsuper -h).
+    Hold { id: String },
+    /// Release a held message (postsuper -H).
+    Release { id: String },
+    /// Delete a message (postsuper -d).
+    Delete { id: String },
     /// Print configuration parameters, like postconf.
     Config {
         /// Only parameters set in the file or with -o.
@@ -114,11 +134,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let socket = config
-            .main()
-            .path("queue_directory")
-            .join("private")
-            .join("master");
+        let private = config.main().path("queue_directory").join("private");
+        let socket = private.join("master");
+        let qmgr = private.join("qmgr");
         match cli.command {
             Command::Status => {
                 let reply = ask(&socket, ControlRequest::Status, IO_TIMEOUT).await?;
@@ -145,10 +163,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ask(&socket, ControlRequest::Reload, IO_TIMEOUT).await?,
                 cli.json,
             ),
-            Command::Flush => done(
-                ask(&socket, ControlRequest::Flush, IO_TIMEOUT).await?,
+            Command::Flush { id } => match ask_qmgr(&qmgr, QmgrRequest::Flush { id }).await {
+                Ok(reply) => qmgr_done(reply, cli.json),
+                // qmgr unreachable: the master reports why (not running,
+                // restarting) and wakes it when it can.
+                Err(_) => done(
+                    ask(&socket, ControlRequest::Flush, IO_TIMEOUT).await?,
+                    cli.json,
+                ),
+            },
+            Command::List => match ask_qmgr(&qmgr, QmgrRequest::List).await? {
+                QmgrReply::Queue { messages } => {
+                    if cli.json {
+                        print_queue_json(&messages)
+                    } else {
+                        print_queue(&messages);
+                        Ok(())
+                    }
+                }
+                other => qmgr_refuse(other),
+            },
+            Command::Hold { id } => {
+                qmgr_done(ask_qmgr(&qmgr, QmgrRequest::Hold { id }).await?, cli.json)
+            }
+            Command::Release { id } => qmgr_done(
+                ask_qmgr(&qmgr, QmgrRequest::Release { id }).await?,
                 cli.json,
             ),
+            Command::Delete { id } => {
+                qmgr_done(ask_qmgr(&qmgr, QmgrRequest::Delete { id }).await?, cli.json)
+            }
             Command::Stop => {
                 done(
                     ask(&socket, ControlRequest::Stop, IO_TIMEOUT).await?,
@@ -180,6 +224,150 @@ async fn ask(
     conn.request(&request, timeout)
         .await
         .context("control request")
+}
+
+/// One request to qmgr, one reply, after the hello.
+async fn ask_qmgr(socket: &Path, request: QmgrRequest) -> anyhow::Result<QmgrReply> {
+    let stream = UnixStream::connect(socket).await.map_err(|e| {
+        anyhow!(
+            "the queue manager is not running: cannot connect to {}: {e}",
+            socket.display()
+        )
+    })?;
+    let mut conn = Connection::new(stream);
+    conn.client_hello(Protocol::Qmgr, IO_TIMEOUT)
+        .await
+        .context("qmgr hello")?;
+    conn.request(&request, IO_TIMEOUT)
+        .await
+        .context("qmgr request")
+}
+
+fn qmgr_refuse(reply: QmgrReply) -> anyhow::Result<()> {
+    match reply {
+        QmgrReply::Error { message } => bail!("{message}"),
+        other => bail!("unexpected reply from qmgr: {other:?}"),
+    }
+}
+
+fn qmgr_done(reply: QmgrReply, json: bool) -> anyhow::Result<()> {
+    match reply {
+        QmgrReply::Done { message } => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": true, "message": message }));
+            } else {
+                println!("{message}");
+            }
+            Ok(())
+        }
+        other => qmgr_refuse(other),
+    }
+}
+
+/// The listing in mailq's layout.
+fn print_queue(messages: &[QueueEntry]) {
+    if messages.is_empty() {
+        println!("Mail queue is empty");
+        return;
+    }
+    println!("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------");
+    let mut bytes = 0u64;
+    for m in messages {
+        bytes += m.size;
+        let flag = match m.state.as_str() {
+            "active" => "*",
+            "hold" => "!",
+            "corrupt" => "#",
+            _ => "",
+        };
+        let sender = if m.sender.is_empty() {
+            "MAILER-DAEMON"
+        } else {
+            &m.sender
+        };
+        // The ID (with its flag) and the size share the 20 columns of
+        // `-Queue ID-  --Size--`, so the columns stay aligned with our
+        // 12-digit IDs.
+        let head = format!("{}{flag}", m.id);
+        let size = m.size.to_string();
+        let pad = 20usize.saturating_sub(head.len() + size.len()).max(1);
+        println!(
+            "{head}{:pad$}{size} {:<20.20} {sender}",
+            "",
+            arrival_time(m.arrival_unix)
+        );
+        // Recipients under the reason of their last failure, as mailq
+        // groups them.
+        let mut shown: Option<&str> = None;
+        for (rcpt, reason) in &m.recipients {
+            let reason = reason
+                .as_deref()
+                .or(m.reason.as_deref())
+                .filter(|r| !r.is_empty());
+            if reason.is_some() && reason != shown {
+                println!("({})", reason.unwrap_or_default());
+                shown = reason;
+            }
+            println!("{:42}{rcpt}", "");
+        }
+        println!();
+    }
+    let n = messages.len();
+    println!(
+        "-- {} Kbytes in {} Request{}.",
+        bytes.div_ceil(1024),
+        n,
+        if n == 1 { "" } else { "s" }
+    );
+}
+
+/// One JSON object per message and line, as `postqueue -j` prints them.
+fn print_queue_json(messages: &[QueueEntry]) -> anyhow::Result<()> {
+    for m in messages {
+        let recipients: Vec<serde_json::Value> = m
+            .recipients
+            .iter()
+            .map(|(address, reason)| {
+                let mut r = serde_json::json!({ "address": address });
+                if let Some(reason) = reason.as_ref().or(m.reason.as_ref()) {
+                    r["delay_reason"] = reason.clone().into();
+                }
+                r
+            })
+            .collect();
+        let obj = serde_json::json!({
+            "queue_name": m.state,
+            "queue_id": m.id,
+            "arrival_time": m.arrival_unix,
+            "message_size": m.size,
+            "sender": m.sender,
+            "recipients": recipients,
+            "next_try_time": m.next_try_unix,
+        });
+        println!("{}", serde_json::to_string(&obj)?);
+    }
+    Ok(())
+}
+
+/// `Mon Nov 23 16:47:57` in local time, as mailq prints arrival times.
+fn arrival_time(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = unix as libc::time_t;
+    // SAFETY: localtime_r only writes into the struct we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&t, &mut tm) };
+    format!(
+        "{} {} {:>2} {:02}:{:02}:{:02}",
+        DAYS[tm.tm_wday.clamp(0, 6) as usize],
+        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
 }
 
 fn refuse(reply: ControlReply) -> anyhow::Result<()> {

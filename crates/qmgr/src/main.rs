@@ -5,27 +5,256 @@
 //!   qmgr [--config PATH] [-o name=value ...]   (started by the master)
 //!
 //! DESCRIPTION
-//!   qmgr owns the mail queue: it is the only process that opens it. It
-//!   takes messages from smtpd, schedules deliveries to smtp-client and
-//!   local-delivery, retries deferred mail and returns bounces. The master
-//!   treats it as exclusive: a restart stops the old qmgr before the new
-//!   one starts, since the queue has one owner.
+//!   qmgr owns the mail queue: it is the only process that opens the sled
+//!   store in `$queue_directory/queue`. The master treats it as exclusive:
+//!   a restart stops the old qmgr before the new one opens the queue (the
+//!   new one waits for the old one's lock).
 //!
-//!   This version speaks the IPC hello on its socket and stays connected;
-//!   the requests it serves arrive with the work that needs them.
+//!   Receiving. On `private/qmgr` (protocol postern-qmgr) smtpd and
+//!   local-delivery hand over messages: Begin starts an incoming message,
+//!   body chunks are written to the store as they arrive, and Commit is
+//!   answered Queued only after envelope and body are on stable storage
+//!   (concurrent commits share one disk sync), or Failed with nothing kept.
+//!   A connection that closes or sends garbage loses only its unfinished
+//!   message.
+//!
+//!   Scheduling. At start (everything committed is scheduled again after a
+//!   crash), after each commit, on the master's wakeups and every
+//!   queue_run_delay, qmgr attempts the messages that are due: active ones
+//!   and deferred ones whose next try has come. The pending recipients of
+//!   a message are grouped by route (recipient domain in mydestination,
+//!   `localhost` or no domain: transport `local`; anything else: transport
+//!   `smtp` to relayhost or the recipient domain) and sent to the agent's
+//!   socket `private/TRANSPORT` in requests of at most
+//!   default_destination_recipient_limit recipients, with at most
+//!   default_destination_concurrency_limit requests per destination and
+//!   default_process_limit in all.
+//!
+//!   Outcomes. Each recipient is logged as Postfix does (`to=<...>,
+//!   relay=..., delay=..., delays=a/b/c/d, dsn=..., status=sent|deferred|
+//!   bounced (...)`). A message with deferred recipients moves to the
+//!   deferred queue with the reason and a next try after an exponential
+//!   backoff (minimal_backoff_time doubling per attempt up to
+//!   maximal_backoff_time). An agent that cannot be reached or breaks the
+//!   exchange defers with 4.3.0, never bounces. A message whose recipients
+//!   are all delivered or bounced is removed (`ID: removed`).
+//!
+//!   Bounces. Bounced recipients, and recipients still deferred after
+//!   maximal_queue_lifetime (bounce_queue_lifetime for the null sender;
+//!   logged `status=expired, returned to sender`), are reported to the
+//!   sender in an RFC 3464 notification that qmgr writes and queues itself
+//!   with the null sender (`ID: sender non-delivery notification: NEWID`),
+//!   unless the recipient asked NOTIFY=NEVER. A failed message with the
+//!   null sender is never bounced: 2bounce_notice_recipient gets a
+//!   postmaster copy from double-bounce@$myorigin, and if that fails too it
+//!   is discarded with a log line.
+//!
+//!   Queue operations for qctl: the listing (mailq), hold, release,
+//!   delete, and flush (deferred mail becomes due now).
+//!
+//! SECURITY
+//!   qmgr runs as mail_owner and talks only to local processes through
+//!   sockets in the private directory. It does not interpret message
+//!   content except to copy the headers into a notification.
+//!
+//! STANDARDS
+//!   RFC 3461 (DSN: NOTIFY, ORCPT, RET, ENVID), RFC 3463 (enhanced status
+//!   codes), RFC 3464 (delivery status notifications), RFC 5322 (message
+//!   format of the notifications).
+//!
+//! DIAGNOSTICS
+//!   Problems go to the mail log with `warning:`. A queue that cannot be
+//!   opened (locked longer than the wait, unreadable) is fatal; the master
+//!   restarts qmgr with backoff. A failed write answers the client Failed
+//!   (it says 451 4.3.0) and keeps nothing; after a failed fdatasync the
+//!   store can promise nothing more, so qmgr exits and the master starts
+//!   one that reopens it. A garbled frame on `private/qmgr` ends that
+//!   connection only.
+//!
+//!   Differences from Postfix: no separate bounce daemon (qmgr writes the
+//!   notifications; the returned message is cut to its headers above
+//!   50000 bytes); no delay warnings (delay_warning_time) and no success
+//!   notifications (NOTIFY=SUCCESS) yet; routing is the small subset
+//!   above, without transport_maps or relay_domains.
 //!
 //! CONFIGURATION PARAMETERS
-//!   drain_timeout   how long open connections may finish after SIGTERM
+//!   Queue and scheduling:
+//!   queue_directory                  where the queue and sockets live
+//!   sled_cache_capacity              page cache of the queue store
+//!   queue_run_delay                  how often deferred mail is scanned
+//!   minimal_backoff_time, maximal_backoff_time
+//!                                    limits of the retry backoff
+//!   default_destination_concurrency_limit
+//!                                    parallel requests per destination
+//!   default_destination_recipient_limit
+//!                                    recipients per delivery request
+//!   default_process_limit            parallel requests in all
+//!
+//!   Routing: mydestination, myhostname, relayhost.
+//!
+//!   Bounces: maximal_queue_lifetime, bounce_queue_lifetime,
+//!   2bounce_notice_recipient, myorigin.
+//!
+//!   Process: drain_timeout (how long open connections may finish after
+//!   SIGTERM).
+//!
+//! FILES
+//!   $queue_directory/queue           the sled queue store (the master
+//!                                    creates it for mail_owner)
+//!   $queue_directory/private/qmgr    this service's socket
+//!   $queue_directory/private/TRANSPORT
+//!                                    delivery agents (local, smtp)
 //!
 //! SEE ALSO
-//!   master(8)
+//!   master(8), smtpd(8), smtp-client(8), local-delivery(8), qctl(1)
 
+mod agent;
+mod bounce;
+mod logfmt;
+mod route;
+mod scheduler;
+mod service;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use postern_daemon::Context;
+use postern_queue::QueueStore;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::scheduler::Qmgr;
+
+/// How long a new qmgr waits for the previous one to let go of the queue.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+/// Connections served at once; more wait in the kernel backlog.
+const MAX_SESSIONS: usize = 4096;
 
 fn main() -> ExitCode {
-    postern_daemon::run("qmgr", |mut ctx| async move {
-        ctx.set_exclusive();
-        postern_daemon::ipc_service::serve(&mut ctx, postern_ipc::Protocol::Qmgr).await;
-        Ok(())
-    })
+    postern_daemon::run("qmgr", |ctx| async move { serve(ctx).await })
+}
+
+/// Where the sled store lives: `$queue_directory/queue`, which the master
+/// prepares for mail_owner; created here when qmgr runs without a master
+/// that did (an unprivileged development setup).
+fn store_directory(queue_directory: &Path) -> anyhow::Result<PathBuf> {
+    let dir = queue_directory.join("queue");
+    match std::fs::create_dir(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(dir),
+        Err(e) => Err(e).with_context(|| format!("create {}", dir.display())),
+    }
+}
+
+async fn serve(mut ctx: Context) -> anyhow::Result<()> {
+    ctx.set_exclusive();
+    let params = ctx.params();
+    let dir = store_directory(&params.path("queue_directory"))?;
+    let cache = params.size("sled_cache_capacity");
+    let store =
+        tokio::task::spawn_blocking(move || QueueStore::open_with_retry(&dir, cache, LOCK_WAIT))
+            .await?
+            .context("open the queue")?;
+    let global = usize::try_from(params.int("default_process_limit")).unwrap_or(100);
+    let q = Arc::new(Qmgr::new(
+        store,
+        ctx.config_watch(),
+        ctx.service.clone(),
+        global,
+    ));
+
+    // Recovery: whatever was committed before is due again.
+    q.scan().await;
+
+    // Our own accept loop rather than serve_sessions, so the loop below
+    // can use the context both for the master's wakeups and for counting
+    // sessions: accepted connections come to it through a channel.
+    let permits = Arc::new(Semaphore::new(MAX_SESSIONS));
+    let (accepted_tx, mut accepted_rx) = mpsc::channel(64);
+    let mut accepting = tokio::task::JoinSet::new();
+    for listener in std::mem::take(&mut ctx.listeners) {
+        let permits = permits.clone();
+        let accepted_tx = accepted_tx.clone();
+        let mut shutdown = ctx.shutdown.clone();
+        accepting.spawn(async move {
+            loop {
+                let permit = tokio::select! {
+                    _ = shutdown.triggered() => return,
+                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                };
+                let accepted = tokio::select! {
+                    _ = shutdown.triggered() => return,
+                    a = listener.accept() => a,
+                };
+                match accepted {
+                    Ok((stream, _peer)) => {
+                        if accepted_tx.send((stream, permit)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(accepted_tx);
+    ctx.ready();
+
+    let mut shutdown = ctx.shutdown.clone();
+    let mut master_wakeups = true;
+    let run_delay = || {
+        q.params()
+            .time("queue_run_delay")
+            .max(Duration::from_secs(1))
+    };
+    let mut next_run = tokio::time::Instant::now() + run_delay();
+    loop {
+        tokio::select! {
+            _ = shutdown.triggered() => break,
+            Some((stream, permit)) = accepted_rx.recv() => {
+                let guard = ctx.session();
+                let q = q.clone();
+                let shutdown = ctx.shutdown.clone();
+                tokio::spawn(async move {
+                    service::session(q, stream, shutdown).await;
+                    drop(guard);
+                    drop(permit);
+                });
+                continue;
+            }
+            w = ctx.wakeup(), if master_wakeups => {
+                if w.is_none() {
+                    master_wakeups = false;
+                    continue;
+                }
+            }
+            _ = q.rescan.notified() => {}
+            _ = q.broken.notified() => {
+                anyhow::bail!("queue store failed; restarting to reopen it");
+            }
+            _ = tokio::time::sleep_until(next_run) => {
+                next_run = tokio::time::Instant::now() + run_delay();
+            }
+        }
+        q.scan().await;
+    }
+
+    // Stop accepting; let open connections (a message being received) and
+    // running delivery attempts finish within drain_timeout. Whatever is
+    // cut stays queued, and the next qmgr repeats it.
+    while accepting.join_next().await.is_some() {}
+    let drain = q.params().time("drain_timeout");
+    let deadline = tokio::time::Instant::now() + drain;
+    while permits.available_permits() < MAX_SESSIONS && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    q.stop(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await;
+    Ok(())
 }

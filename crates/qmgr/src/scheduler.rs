@@ -1,0 +1,777 @@
+//! The scheduler: picks due messages, groups their pending recipients by
+//! route, sends delivery requests within the concurrency limits, and turns
+//! the agents' answers into queue state, log lines and bounces.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use postern_config::{Config, Params};
+use postern_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus};
+use postern_queue::{
+    Envelope, Notify as DsnNotify, QueueError, QueueId, QueueState, QueueStore, RcptState,
+    Recipient, Ret, StoredMessage,
+};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::agent::{self, AgentError};
+use crate::bounce::{self, Audience, Failed};
+use crate::logfmt;
+use crate::route::{Route, route};
+
+/// How long an agent may take to answer one request; a remote delivery
+/// has its own timeouts inside smtp-client, this only catches a hung agent.
+const AGENT_REPLY_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The local part of the sender of postmaster notifications about failed
+/// bounces; a failure of such a notification is dropped, never reported.
+const DOUBLE_BOUNCE: &str = "double-bounce";
+/// Messages with an attempt running at once (Postfix's
+/// qmgr_message_active_limit default); the rest wait in the store, not in
+/// memory, and a scan picks them up once attempts end.
+const ACTIVE_LIMIT: usize = 20_000;
+
+/// The queue manager's shared state, one per process.
+#[derive(Debug)]
+pub struct Qmgr {
+    pub store: QueueStore,
+    /// The configuration in force (replaced on reload).
+    config: watch::Receiver<Arc<Config>>,
+    service: String,
+    /// Messages with a delivery attempt running, so a scan never starts a
+    /// second attempt of the same message.
+    inflight: Mutex<HashSet<QueueId>>,
+    /// Exact arrival times of messages received by this process, for the
+    /// sub-second delays in the log (the store keeps whole seconds).
+    arrivals: Mutex<HashMap<QueueId, SystemTime>>,
+    /// Per-destination concurrency: `default_destination_concurrency_limit`
+    /// requests per (transport, nexthop).
+    destinations: Mutex<HashMap<Route, Arc<Semaphore>>>,
+    /// All requests at once, like the agents' process limit in Postfix.
+    global: Arc<Semaphore>,
+    /// Asks the scheduler loop for a scan now.
+    pub rescan: Notify,
+    /// A message was left for later because ACTIVE_LIMIT was reached.
+    skipped: AtomicBool,
+    /// Shutdown began: no new attempts.
+    stopping: AtomicBool,
+    /// The store can no longer promise durability (an fdatasync failed);
+    /// the main loop exits so the master starts a qmgr that reopens it.
+    pub broken: Notify,
+}
+
+/// Removes a message from the in-flight set when its attempt ends.
+struct InFlight<'a> {
+    q: &'a Qmgr,
+    id: QueueId,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(&self.q.inflight).remove(&self.id);
+        if self.q.skipped.swap(false, Ordering::Relaxed) {
+            self.q.rescan.notify_one();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn unix(t: SystemTime) -> i64 {
+    logfmt::since_epoch(t).as_secs() as i64
+}
+
+/// Runs a blocking store call off the async workers.
+pub async fn blocking<T, F>(f: F) -> Result<T, QueueError>
+where
+    F: FnOnce() -> Result<T, QueueError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(QueueError::Commit(format!("queue task failed: {e}"))))
+}
+
+/// One recipient's outcome of this attempt, with what the log line needs.
+#[derive(Debug, Clone)]
+struct Outcome {
+    index: usize,
+    status: DeliveryStatus,
+    dsn: String,
+    relay: String,
+    detail: String,
+    /// When the request went to the agent (None: no agent was reached).
+    handoff: Option<SystemTime>,
+    connect: Duration,
+    transmit: Duration,
+}
+
+impl Qmgr {
+    pub fn new(
+        store: QueueStore,
+        config: watch::Receiver<Arc<Config>>,
+        service: String,
+        global_limit: usize,
+    ) -> Qmgr {
+        Qmgr {
+            store,
+            config,
+            service,
+            inflight: Mutex::new(HashSet::new()),
+            arrivals: Mutex::new(HashMap::new()),
+            destinations: Mutex::new(HashMap::new()),
+            global: Arc::new(Semaphore::new(global_limit.max(1))),
+            rescan: Notify::new(),
+            skipped: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            broken: Notify::new(),
+        }
+    }
+
+    /// The parameters now in force.
+    pub fn params(&self) -> Params {
+        self.config.borrow().params_for(&self.service)
+    }
+
+    /// Remembers the exact arrival of a message just committed.
+    pub fn note_arrival(&self, id: QueueId, at: SystemTime) {
+        lock(&self.arrivals).insert(id, at);
+    }
+
+    /// Starts an attempt for `id` unless one is running.
+    pub fn schedule(self: &Arc<Self>, id: QueueId) {
+        if self.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        {
+            let mut inflight = lock(&self.inflight);
+            if inflight.len() >= ACTIVE_LIMIT {
+                self.skipped.store(true, Ordering::Relaxed);
+                return;
+            }
+            if !inflight.insert(id) {
+                return;
+            }
+        }
+        let q = self.clone();
+        tokio::spawn(async move {
+            let _guard = InFlight { q: &q, id };
+            q.attempt(id).await;
+        });
+    }
+
+    /// Stops starting attempts and waits up to `limit` for the running ones
+    /// (an attempt cut short is repeated by the next qmgr: a duplicate,
+    /// never a loss).
+    pub async fn stop(&self, limit: Duration) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + limit;
+        while !lock(&self.inflight).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// After a failed durable write: if the failure was an fdatasync, the
+    /// kernel may have dropped dirty pages and every later commit fails
+    /// ("reopen the queue"), so ask the main loop to exit and let the
+    /// master restart qmgr, whose recovery sees what really is on disk.
+    pub fn check_store(&self, e: &QueueError) {
+        if let QueueError::Commit(text) = e
+            && text.contains("fdatasync")
+        {
+            tracing::error!("queue store cannot guarantee durability any more: {text}");
+            self.stopping.store(true, Ordering::Relaxed);
+            self.broken.notify_one();
+        }
+    }
+
+    /// Schedules every message that is due now.
+    pub async fn scan(self: &Arc<Self>) {
+        let store = self.store.clone();
+        let now = unix(SystemTime::now());
+        match blocking(move || store.due(now)).await {
+            Ok(ids) => {
+                for id in ids {
+                    self.schedule(id);
+                }
+            }
+            Err(e) => tracing::warn!("queue scan failed: {e}"),
+        }
+    }
+
+    /// One delivery attempt of one message.
+    async fn attempt(self: &Arc<Self>, id: QueueId) {
+        let store = self.store.clone();
+        let msg = match blocking(move || store.get(id)).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("{id}: cannot read message: {e}");
+                return;
+            }
+        };
+        let now = SystemTime::now();
+        match &msg.state {
+            QueueState::Active => {}
+            QueueState::Deferred { next_try_unix, .. } if *next_try_unix <= unix(now) => {}
+            _ => return,
+        }
+        let params = self.params();
+        let env = &msg.envelope;
+        tracing::info!(
+            "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
+            env.sender,
+            env.size,
+            env.recipients.len()
+        );
+        let active_at = now;
+        let pending: Vec<usize> = (0..env.recipients.len())
+            .filter(|&i| !env.recipients[i].state.is_final())
+            .collect();
+
+        let mut groups: BTreeMap<Route, Vec<usize>> = BTreeMap::new();
+        for &i in &pending {
+            groups
+                .entry(route(&params, &env.recipients[i].address))
+                .or_default()
+                .push(i);
+        }
+        let per_request = usize::try_from(params.int("default_destination_recipient_limit"))
+            .unwrap_or(1)
+            .max(1);
+        let msg = Arc::new(msg);
+        let mut requests = tokio::task::JoinSet::new();
+        for (r, idxs) in groups {
+            for chunk in idxs.chunks(per_request) {
+                let q = self.clone();
+                let msg = msg.clone();
+                let r = r.clone();
+                let chunk = chunk.to_vec();
+                let queue_dir = params.path("queue_directory");
+                let limit = params.int("default_destination_concurrency_limit");
+                requests.spawn(async move { q.request(&msg, r, chunk, queue_dir, limit).await });
+            }
+        }
+        let mut outcomes = Vec::new();
+        while let Some(done) = requests.join_next().await {
+            match done {
+                Ok(mut o) => outcomes.append(&mut o),
+                Err(e) => tracing::warn!("{id}: delivery task failed: {e}"),
+            }
+        }
+        outcomes.sort_by_key(|o| o.index);
+        self.finish(&params, &msg, active_at, outcomes).await;
+    }
+
+    /// The permit for one more request to `r`.
+    fn destination(&self, r: &Route, limit: i64) -> Arc<Semaphore> {
+        lock(&self.destinations)
+            .entry(r.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(usize::try_from(limit).unwrap_or(1).max(1))))
+            .clone()
+    }
+
+    /// Forgets an idle destination, so the map does not grow with every
+    /// domain ever seen.
+    fn release_destination(&self, r: &Route, dest: Arc<Semaphore>) {
+        let mut map = lock(&self.destinations);
+        // Only the map and `dest` hold it: nobody waits or runs.
+        if Arc::strong_count(&dest) == 2 {
+            map.remove(r);
+        }
+    }
+
+    /// One delivery request for some recipients of one message.
+    async fn request(
+        &self,
+        msg: &StoredMessage,
+        r: Route,
+        idxs: Vec<usize>,
+        queue_dir: PathBuf,
+        limit: i64,
+    ) -> Vec<Outcome> {
+        let dest = self.destination(&r, limit);
+        // Destination first: requests waiting for a busy destination must
+        // not hold the global permits other destinations need.
+        let dest_permit = dest.clone().acquire_owned().await;
+        let global_permit = self.global.clone().acquire_owned().await;
+        let env = &msg.envelope;
+        let request = DeliveryRequest {
+            queue_id: msg.id.to_string(),
+            sender: env.sender.clone(),
+            recipients: idxs
+                .iter()
+                .map(|&i| {
+                    let rc = &env.recipients[i];
+                    DeliveryRecipient {
+                        index: i,
+                        address: rc.address.clone(),
+                        orcpt: rc.orcpt.clone(),
+                        notify: notify_words(rc.notify),
+                    }
+                })
+                .collect(),
+            transport: r.transport.clone(),
+            nexthop: r.nexthop.clone(),
+            arrival_unix: env.arrival_unix,
+            size: env.size,
+            envid: env.envid.clone(),
+            ret: env.ret.map(|r| match r {
+                Ret::Full => "FULL".to_string(),
+                Ret::Hdrs => "HDRS".to_string(),
+            }),
+            smtputf8: env.smtputf8,
+            body_8bit: env.body_8bit,
+            hop_count: 0,
+        };
+        let socket = queue_dir.join("private").join(&r.transport);
+        let handoff = SystemTime::now();
+        let result =
+            agent::deliver(&socket, request, &self.store, msg.id, AGENT_REPLY_TIMEOUT).await;
+        drop(global_permit);
+        drop(dest_permit);
+        self.release_destination(&r, dest);
+        let deferred = |detail: String, handoff: Option<SystemTime>| {
+            idxs.iter()
+                .map(|&index| Outcome {
+                    index,
+                    status: DeliveryStatus::Deferred,
+                    dsn: "4.3.0".into(),
+                    relay: "none".into(),
+                    detail: detail.clone(),
+                    handoff,
+                    connect: Duration::ZERO,
+                    transmit: Duration::ZERO,
+                })
+                .collect::<Vec<_>>()
+        };
+        match result {
+            Ok(reply) => outcomes_of(reply, &idxs, handoff),
+            Err(AgentError::Connect(e)) => deferred(
+                format!(
+                    "delivery temporarily suspended: connect to transport private/{}: {e}",
+                    r.transport
+                ),
+                None,
+            ),
+            Err(AgentError::Transport(e)) => {
+                tracing::warn!("{}: transport {}: {e}", msg.id, r.transport);
+                deferred(
+                    "delivery temporarily suspended: unknown mail transport error".into(),
+                    Some(handoff),
+                )
+            }
+            Err(AgentError::Queue(e)) => {
+                tracing::warn!("{}: cannot read queued message: {e}", msg.id);
+                deferred("queue file read error".into(), Some(handoff))
+            }
+        }
+    }
+
+    /// Logs the outcomes, queues bounces, and records the attempt.
+    async fn finish(
+        self: &Arc<Self>,
+        params: &Params,
+        msg: &StoredMessage,
+        active_at: SystemTime,
+        mut outcomes: Vec<Outcome>,
+    ) {
+        let id = msg.id;
+        let env = &msg.envelope;
+        let now = SystemTime::now();
+        let arrival = lock(&self.arrivals).get(&id).copied().unwrap_or_else(|| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(env.arrival_unix.max(0) as u64)
+        });
+        for o in &outcomes {
+            log_delivery(id, &env.recipients[o.index], o, arrival, active_at, now);
+        }
+
+        // A message past its lifetime that is still deferred is returned.
+        let lifetime = if env.sender.is_empty() {
+            params.time("bounce_queue_lifetime")
+        } else {
+            params.time("maximal_queue_lifetime")
+        };
+        let expired = logfmt::between(arrival, now) >= lifetime;
+        let mut expired_any = false;
+        if expired {
+            for o in outcomes
+                .iter_mut()
+                .filter(|o| o.status == DeliveryStatus::Deferred)
+            {
+                o.status = DeliveryStatus::Bounced;
+                expired_any = true;
+                // Keep the 4.x.x code: RFC 3463 says the failure was temporary.
+                o.detail = format!("expired: {}", o.detail);
+            }
+        }
+        if expired_any {
+            tracing::info!(
+                "{id}: from=<{}>, status=expired, returned to sender",
+                env.sender
+            );
+        }
+
+        // Bounces are queued before the recipients are marked bounced: a
+        // crash in between repeats the bounce instead of losing it.
+        let bounced: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| o.status == DeliveryStatus::Bounced)
+            .collect();
+        let bounce_ok = if bounced.is_empty() {
+            true
+        } else {
+            self.return_to_sender(params, msg, &bounced).await
+        };
+
+        let mut records = Vec::new();
+        let mut first_reason = None;
+        let at = unix(now);
+        for o in &outcomes {
+            let state = match o.status {
+                DeliveryStatus::Sent => RcptState::Sent {
+                    at,
+                    reply: o.detail.clone(),
+                },
+                DeliveryStatus::Bounced if bounce_ok => RcptState::Bounced {
+                    at,
+                    reply: o.detail.clone(),
+                    dsn: o.dsn.clone(),
+                },
+                DeliveryStatus::Bounced | DeliveryStatus::Deferred => {
+                    first_reason.get_or_insert_with(|| o.detail.clone());
+                    RcptState::Deferred {
+                        reason: o.detail.clone(),
+                    }
+                }
+            };
+            records.push((o.index, state));
+        }
+        if !bounce_ok && first_reason.is_some() {
+            first_reason = Some("cannot queue the non-delivery notification; will retry".into());
+        }
+        let next = QueueState::Deferred {
+            next_try_unix: at + backoff(params, msg.attempts).as_secs() as i64,
+            reason: first_reason.unwrap_or_default(),
+        };
+        let store = self.store.clone();
+        let result = blocking(move || {
+            // Hold placed meanwhile (qctl hold) wins over our next state.
+            let next = match store.get(id) {
+                Ok(Some(m)) if m.state == QueueState::Hold => QueueState::Hold,
+                Ok(None) => return Err(QueueError::NotFound(id)),
+                _ => next,
+            };
+            store.finish_attempt(id, &records, next, at)
+        })
+        .await;
+        match result {
+            Ok(true) => {
+                lock(&self.arrivals).remove(&id);
+                tracing::info!("{id}: removed");
+            }
+            Ok(false) => {}
+            // Deleted during the attempt (qctl delete).
+            Err(QueueError::NotFound(_)) => {
+                lock(&self.arrivals).remove(&id);
+            }
+            Err(e) => {
+                tracing::warn!("{id}: cannot record delivery status: {e}");
+                self.check_store(&e);
+            }
+        }
+    }
+
+    /// Queues the non-delivery notification for the bounced recipients;
+    /// false if it could not be queued (the recipients stay deferred).
+    async fn return_to_sender(
+        self: &Arc<Self>,
+        params: &Params,
+        msg: &StoredMessage,
+        bounced: &[&Outcome],
+    ) -> bool {
+        let env = &msg.envelope;
+        let id = msg.id;
+        let myhostname = params.get("myhostname");
+        let double_bounce = format!("{DOUBLE_BOUNCE}@{}", params.get("myorigin"));
+        if env.sender.eq_ignore_ascii_case(&double_bounce) {
+            tracing::info!("{id}: undeliverable postmaster notification discarded");
+            return true;
+        }
+        let failed: Vec<Failed> = bounced
+            .iter()
+            .map(|o| (o, &env.recipients[o.index]))
+            .filter(|(_, r)| r.notify.wants_failure() && !r.notify.contains(DsnNotify::NEVER))
+            .map(|(o, r)| Failed {
+                address: r.address.clone(),
+                orcpt: r.orcpt.clone(),
+                dsn: o.dsn.clone(),
+                relay: o.relay.clone(),
+                detail: o
+                    .detail
+                    .strip_prefix("expired: ")
+                    .unwrap_or(&o.detail)
+                    .to_string(),
+                expired: o.detail.starts_with("expired: "),
+            })
+            .collect();
+        // A bounce of a bounce goes to the postmaster, never to <>.
+        let (audience, to, sender) = if env.sender.is_empty() {
+            let pm = params.get("2bounce_notice_recipient");
+            (Audience::Postmaster, pm, double_bounce)
+        } else if failed.is_empty() {
+            return true; // NOTIFY=NEVER for every bounced recipient
+        } else {
+            (Audience::Sender, env.sender.clone(), String::new())
+        };
+        // The postmaster copy reports every failure regardless of NOTIFY.
+        let failed = if audience == Audience::Postmaster {
+            bounced
+                .iter()
+                .map(|o| {
+                    let r = &env.recipients[o.index];
+                    Failed {
+                        address: r.address.clone(),
+                        orcpt: r.orcpt.clone(),
+                        dsn: o.dsn.clone(),
+                        relay: o.relay.clone(),
+                        detail: o
+                            .detail
+                            .strip_prefix("expired: ")
+                            .unwrap_or(&o.detail)
+                            .to_string(),
+                        expired: o.detail.starts_with("expired: "),
+                    }
+                })
+                .collect()
+        } else {
+            failed
+        };
+        let store = self.store.clone();
+        let original = match blocking(move || store.read_body(id)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("{id}: cannot read message for the bounce: {e}");
+                return false;
+            }
+        };
+        let now = unix(SystemTime::now());
+        let text = bounce::build(&bounce::Report {
+            queue_id: &id.to_string(),
+            myhostname: &myhostname,
+            original_sender: &env.sender,
+            to: &to,
+            arrival_unix: env.arrival_unix,
+            now_unix: now,
+            envid: env.envid.as_deref(),
+            headers_only: env.ret == Some(Ret::Hdrs),
+            audience,
+            recipients: &failed,
+            original: &original,
+        });
+        match self.enqueue(sender, vec![Recipient::new(to)], text).await {
+            Ok(new) => {
+                let what = match audience {
+                    Audience::Sender => "sender",
+                    Audience::Postmaster => "postmaster",
+                };
+                tracing::info!("{id}: {what} non-delivery notification: {new}");
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{id}: cannot queue non-delivery notification: {e}");
+                false
+            }
+        }
+    }
+
+    /// Queues a message qmgr itself wrote (a notification) and schedules it.
+    pub async fn enqueue(
+        self: &Arc<Self>,
+        sender: String,
+        recipients: Vec<Recipient>,
+        body: Vec<u8>,
+    ) -> Result<QueueId, QueueError> {
+        let store = self.store.clone();
+        let arrived = SystemTime::now();
+        let envelope = Envelope {
+            sender,
+            recipients,
+            arrival_unix: unix(arrived),
+            ..Envelope::default()
+        };
+        let id = blocking(move || {
+            let mut incoming = store.begin_message()?;
+            incoming.append_body(&body)?;
+            incoming.commit(envelope)
+        })
+        .await?;
+        self.note_arrival(id, arrived);
+        self.schedule(id);
+        Ok(id)
+    }
+}
+
+/// The agent's results in our shape; a recipient it did not answer for is
+/// deferred.
+fn outcomes_of(reply: DeliveryReply, idxs: &[usize], handoff: SystemTime) -> Vec<Outcome> {
+    let mut by_index: HashMap<usize, _> = reply
+        .results
+        .into_iter()
+        .filter(|r| idxs.contains(&r.index))
+        .map(|r| (r.index, r))
+        .collect();
+    idxs.iter()
+        .map(|&index| match by_index.remove(&index) {
+            Some(r) => Outcome {
+                index,
+                status: r.status,
+                dsn: r.dsn,
+                relay: r.relay,
+                detail: r.detail,
+                handoff: Some(handoff),
+                connect: Duration::try_from_secs_f64(r.connect_secs).unwrap_or_default(),
+                transmit: Duration::try_from_secs_f64(r.transmit_secs).unwrap_or_default(),
+            },
+            None => Outcome {
+                index,
+                status: DeliveryStatus::Deferred,
+                dsn: "4.3.0".into(),
+                relay: "none".into(),
+                detail: "delivery temporarily suspended: mail transport returned no status".into(),
+                handoff: Some(handoff),
+                connect: Duration::ZERO,
+                transmit: Duration::ZERO,
+            },
+        })
+        .collect()
+}
+
+/// The `to=<...>, relay=..., delay=..., delays=a/b/c/d, dsn=..., status=...`
+/// line.
+fn log_delivery(
+    id: QueueId,
+    rcpt: &Recipient,
+    o: &Outcome,
+    arrival: SystemTime,
+    active_at: SystemTime,
+    now: SystemTime,
+) {
+    let status = match o.status {
+        DeliveryStatus::Sent => "sent",
+        DeliveryStatus::Deferred => "deferred",
+        DeliveryStatus::Bounced => "bounced",
+    };
+    let before_qmgr = logfmt::between(arrival, active_at);
+    let (in_qmgr, setup, xfer) = match o.handoff {
+        Some(h) => {
+            let in_qmgr = logfmt::between(active_at, h);
+            let total = logfmt::between(h, now);
+            // The agent measures its own c and d; time it did not account
+            // for (body streaming, IPC) counts as transmission.
+            let xfer = o.transmit.max(total.saturating_sub(o.connect));
+            (in_qmgr, o.connect, xfer)
+        }
+        None => (
+            logfmt::between(active_at, now),
+            Duration::ZERO,
+            Duration::ZERO,
+        ),
+    };
+    let orig_to = match rcpt.orcpt.as_deref().and_then(|o| o.split_once(';')) {
+        Some((_, addr)) if !addr.trim().eq_ignore_ascii_case(&rcpt.address) => {
+            format!(", orig_to=<{}>", addr.trim())
+        }
+        _ => String::new(),
+    };
+    tracing::info!(
+        "{id}: to=<{}>{orig_to}, relay={}, delay={}, delays={}/{}/{}/{}, dsn={}, status={status} ({})",
+        rcpt.address,
+        o.relay,
+        logfmt::delay(logfmt::between(arrival, now)),
+        logfmt::delay(before_qmgr),
+        logfmt::delay(in_qmgr),
+        logfmt::delay(setup),
+        logfmt::delay(xfer),
+        o.dsn,
+        o.detail
+    );
+}
+
+/// The wait before the next attempt: minimal_backoff_time, doubled for each
+/// earlier attempt, at most maximal_backoff_time.
+pub fn backoff(params: &Params, earlier_attempts: u32) -> Duration {
+    let min = params
+        .time("minimal_backoff_time")
+        .max(Duration::from_secs(1));
+    let max = params.time("maximal_backoff_time").max(min);
+    let factor = 1u32
+        .checked_shl(earlier_attempts.min(31))
+        .unwrap_or(u32::MAX);
+    min.checked_mul(factor).unwrap_or(max).min(max)
+}
+
+/// NOTIFY flags as the DSN keywords the agents expect.
+fn notify_words(n: DsnNotify) -> Vec<String> {
+    let mut out = Vec::new();
+    if n.contains(DsnNotify::NEVER) && n != DsnNotify::NONE_GIVEN {
+        out.push("NEVER".to_string());
+    }
+    for (flag, word) in [
+        (DsnNotify::SUCCESS, "SUCCESS"),
+        (DsnNotify::FAILURE, "FAILURE"),
+        (DsnNotify::DELAY, "DELAY"),
+    ] {
+        if n.contains(flag) && n != DsnNotify::NONE_GIVEN {
+            out.push(word.to_string());
+        }
+    }
+    out
+}
+
+/// The DSN keywords from the IPC envelope as stored flags.
+pub fn notify_flags(words: &[String]) -> DsnNotify {
+    words.iter().fold(DsnNotify::NONE_GIVEN, |acc, w| {
+        acc | match w.to_ascii_uppercase().as_str() {
+            "NEVER" => DsnNotify::NEVER,
+            "SUCCESS" => DsnNotify::SUCCESS,
+            "FAILURE" => DsnNotify::FAILURE,
+            "DELAY" => DsnNotify::DELAY,
+            _ => DsnNotify::NONE_GIVEN,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(extra: &str) -> Params {
+        let text = format!("[main]\nmyhostname = \"mail.example.local\"\n{extra}\n");
+        Config::from_str(&text, std::path::Path::new("/tmp/master.toml"), &[])
+            .unwrap()
+            .main()
+            .clone()
+    }
+
+    #[test]
+    fn backoff_doubles_between_the_limits() {
+        let p = params("minimal_backoff_time = \"300s\"\nmaximal_backoff_time = \"4000s\"");
+        let secs: Vec<u64> = (0..6).map(|n| backoff(&p, n).as_secs()).collect();
+        assert_eq!(secs, [300, 600, 1200, 2400, 4000, 4000]);
+        assert_eq!(backoff(&p, 100).as_secs(), 4000);
+    }
+
+    #[test]
+    fn notify_round_trips() {
+        let words = vec!["SUCCESS".to_string(), "failure".to_string()];
+        let flags = notify_flags(&words);
+        assert!(flags.wants_success() && flags.wants_failure() && !flags.wants_delay());
+        assert_eq!(notify_words(flags), ["SUCCESS", "FAILURE"]);
+        assert!(notify_words(notify_flags(&[])).is_empty());
+        assert_eq!(notify_words(notify_flags(&["NEVER".into()])), ["NEVER"]);
+    }
+}

@@ -1,0 +1,957 @@
+//! qmgr: receiving into the queue, scheduling, outcomes, bounces and the
+//! qctl queue commands. Each test runs the real master with only the qmgr
+//! service; the test itself plays the delivery agents by listening on
+//! `private/smtp` and `private/local` (no smtp-client or local service is
+//! configured, so the master leaves those paths alone), and plays smtpd by
+//! enqueueing over `private/qmgr`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postern_ipc::delivery::{
+    DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult,
+};
+use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
+use postern_ipc::{Connection, Protocol};
+use postern_tests::{Instance, free_port, wait_for};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+const LONG: Duration = Duration::from_secs(30);
+const IO: Duration = Duration::from_secs(10);
+
+/// An instance running only qmgr (plus the master), with `main_extra`.
+fn start(main_extra: &str) -> Instance {
+    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = Instance::standard_config(smtp, main_extra, "");
+    let mut parts = text.split("\n[[service]]\n");
+    let mut config = parts.next().unwrap().to_string();
+    for service in parts.filter(|s| s.contains("name = \"qmgr\"")) {
+        config.push_str("\n[[service]]\n");
+        config.push_str(service);
+    }
+    let inst = Instance::create(smtp, &config);
+    inst.launch()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn private(inst: &Instance, name: &str) -> PathBuf {
+    inst.queue_directory().join("private").join(name)
+}
+
+/// Hands a message to qmgr as smtpd does; the final reply (Queued or
+/// Failed).
+async fn enqueue_async(
+    socket: &Path,
+    sender: &str,
+    rcpts: &[EnvelopeRecipient],
+    body: &[u8],
+) -> QmgrReply {
+    let mut conn = Connection::new(UnixStream::connect(socket).await.unwrap());
+    conn.client_hello(Protocol::Qmgr, IO).await.unwrap();
+    let started: QmgrReply = conn.request(&QmgrRequest::Begin, IO).await.unwrap();
+    assert!(matches!(started, QmgrReply::Started { .. }), "{started:?}");
+    for chunk in body.chunks(postern_ipc::BODY_CHUNK) {
+        conn.send(&QmgrRequest::Body {
+            data: chunk.to_vec(),
+        })
+        .await
+        .unwrap();
+    }
+    let envelope = Envelope {
+        sender: sender.into(),
+        recipients: rcpts.to_vec(),
+        ..Envelope::default()
+    };
+    conn.request(&QmgrRequest::Commit { envelope }, IO)
+        .await
+        .unwrap()
+}
+
+fn rcpt(address: &str) -> EnvelopeRecipient {
+    EnvelopeRecipient {
+        address: address.into(),
+        ..EnvelopeRecipient::default()
+    }
+}
+
+/// Enqueues and returns the queue ID, asserting Queued.
+fn enqueue(inst: &Instance, sender: &str, rcpts: &[EnvelopeRecipient], body: &[u8]) -> String {
+    let socket = private(inst, "qmgr");
+    match runtime().block_on(enqueue_async(&socket, sender, rcpts, body)) {
+        QmgrReply::Queued { id } => id,
+        other => panic!("not queued: {other:?}\nlog:\n{}", inst.log()),
+    }
+}
+
+const BODY: &[u8] =
+    b"From: alice@example.org\r\nTo: bob@example.com\r\nSubject: test\r\n\r\nHello Bob.\r\n";
+
+/// What a fake agent does with a request.
+#[derive(Clone, Debug)]
+enum Action {
+    Sent,
+    Defer(&'static str),
+    Bounce(&'static str),
+    /// Never answer (a delivery in flight when qmgr dies).
+    Stall,
+    /// Answer Sent after a pause (a slow destination).
+    SlowSent(Duration),
+}
+
+#[derive(Clone, Debug)]
+struct Received {
+    request: DeliveryRequest,
+    body: Vec<u8>,
+    at: Instant,
+}
+
+type Decide = dyn Fn(&DeliveryRequest, usize) -> Action + Send + Sync;
+
+/// A delivery agent on `socket`, answering per `decide(request, n)` where
+/// n counts the requests before this one.
+struct Agent {
+    received: Arc<Mutex<Vec<Received>>>,
+    /// Requests being answered now, and the most ever at once.
+    busy: Arc<(AtomicUsize, AtomicUsize)>,
+}
+
+impl Agent {
+    fn start(
+        socket: PathBuf,
+        decide: impl Fn(&DeliveryRequest, usize) -> Action + Send + Sync + 'static,
+    ) -> Agent {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let busy = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let decide: Arc<Decide> = Arc::new(decide);
+        let _ = std::fs::remove_file(&socket);
+        let std_listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        // qmgr runs as mail_owner; the test may be root.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let rec = received.clone();
+        let busy_counts = busy.clone();
+        std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let listener = UnixListener::from_std(std_listener).unwrap();
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let rec = rec.clone();
+                    let decide = decide.clone();
+                    let busy = busy_counts.clone();
+                    tokio::spawn(async move { serve_agent(stream, rec, decide, busy).await });
+                }
+            })
+        });
+        Agent { received, busy }
+    }
+
+    fn max_concurrent(&self) -> usize {
+        self.busy.1.load(Ordering::SeqCst)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    fn wait_requests(&self, n: usize, inst: &Instance) -> Vec<Received> {
+        assert!(
+            wait_for(LONG, || self.received().len() >= n),
+            "agent got {} request(s), wanted {n}\nlog:\n{}",
+            self.received().len(),
+            inst.log()
+        );
+        self.received()
+    }
+}
+
+async fn serve_agent(
+    stream: UnixStream,
+    rec: Arc<Mutex<Vec<Received>>>,
+    decide: Arc<Decide>,
+    busy: Arc<(AtomicUsize, AtomicUsize)>,
+) {
+    let mut conn = Connection::new(stream);
+    if conn.server_hello(Protocol::Delivery, IO).await.is_err() {
+        return;
+    }
+    loop {
+        let request = match conn.recv::<DeliveryMessage>().await {
+            Ok(Some(DeliveryMessage::Request(r))) => r,
+            _ => return,
+        };
+        let mut body = Vec::new();
+        loop {
+            match conn.recv::<DeliveryMessage>().await {
+                Ok(Some(DeliveryMessage::Body { data })) => body.extend_from_slice(&data),
+                Ok(Some(DeliveryMessage::End)) => break,
+                _ => return,
+            }
+        }
+        let n = {
+            let mut r = rec.lock().unwrap();
+            r.push(Received {
+                request: request.clone(),
+                body,
+                at: Instant::now(),
+            });
+            r.len() - 1
+        };
+        let now = busy.0.fetch_add(1, Ordering::SeqCst) + 1;
+        busy.1.fetch_max(now, Ordering::SeqCst);
+        let action = decide(&request, n);
+        if let Action::SlowSent(pause) = action {
+            tokio::time::sleep(pause).await;
+        }
+        busy.0.fetch_sub(1, Ordering::SeqCst);
+        let (status, dsn, detail) = match action {
+            Action::Sent | Action::SlowSent(_) => (
+                DeliveryStatus::Sent,
+                "2.0.0",
+                "250 2.0.0 Ok: queued as 4XYZ",
+            ),
+            Action::Defer(t) => (DeliveryStatus::Deferred, "4.2.0", t),
+            Action::Bounce(t) => (DeliveryStatus::Bounced, "5.1.1", t),
+            Action::Stall => {
+                std::future::pending::<()>().await;
+                return;
+            }
+        };
+        let reply = DeliveryReply {
+            results: request
+                .recipients
+                .iter()
+                .map(|r| RecipientResult {
+                    index: r.index,
+                    status,
+                    dsn: dsn.into(),
+                    relay: "mx.example.com[127.0.0.1]:25".into(),
+                    detail: detail.into(),
+                    connect_secs: 0.01,
+                    transmit_secs: 0.02,
+                })
+                .collect(),
+        };
+        if conn.send(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn list(inst: &Instance) -> String {
+    let out = inst.qctl(&["list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn log_line_with(inst: &Instance, needles: &[&str]) -> Option<String> {
+    inst.log()
+        .lines()
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .map(str::to_string)
+}
+
+fn wait_log_line(inst: &Instance, needles: &[&str]) -> String {
+    let mut found = None;
+    wait_for(LONG, || {
+        found = log_line_with(inst, needles);
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no log line with {needles:?}:\n{}", inst.log()))
+}
+
+/// `delay=0.12, delays=0.01/0.01/0/0.1`: every number in Postfix's form.
+fn assert_delays(line: &str) {
+    let field = |name: &str| -> String {
+        let start = line
+            .find(name)
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+            + name.len();
+        line[start..].split(',').next().unwrap().to_string()
+    };
+    // A number, at most two decimals, no trailing zero after the point.
+    let is_number = |s: &str| {
+        s.parse::<f64>().is_ok()
+            && match s.split_once('.') {
+                Some((_, d)) => d.len() <= 2 && !d.ends_with('0'),
+                None => true,
+            }
+    };
+    assert!(is_number(&field(" delay=")), "{line}");
+    let delays = field(" delays=");
+    let parts: Vec<&str> = delays.split('/').collect();
+    assert_eq!(parts.len(), 4, "{line}");
+    assert!(parts.iter().all(|p| is_number(p)), "{line}");
+}
+
+#[test]
+fn a_sent_message_is_logged_postfix_style_and_removed() {
+    let inst = start("");
+    let agent = Agent::start(private(&inst, "smtp"), |_, _| Action::Sent);
+    let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
+
+    let got = agent.wait_requests(1, &inst);
+    let req = &got[0].request;
+    assert_eq!(req.queue_id, id);
+    assert_eq!(req.sender, "alice@example.org");
+    assert_eq!(req.transport, "smtp");
+    assert_eq!(req.nexthop, "example.com");
+    assert_eq!(req.recipients[0].address, "bob@example.com");
+    assert_eq!(got[0].body, BODY);
+
+    let from = wait_log_line(&inst, &[&format!("{id}: from=<alice@example.org>")]);
+    assert!(
+        from.contains(&format!("size={}, nrcpt=1 (queue active)", BODY.len())),
+        "{from}"
+    );
+    let sent = wait_log_line(
+        &inst,
+        &[&format!("{id}: to=<bob@example.com>"), "status=sent"],
+    );
+    assert!(sent.contains("postern/qmgr["), "{sent}");
+    assert!(
+        sent.contains(", relay=mx.example.com[127.0.0.1]:25, delay="),
+        "{sent}"
+    );
+    assert!(
+        sent.ends_with(", dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4XYZ)"),
+        "{sent}"
+    );
+    assert_delays(&sent);
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    assert!(wait_for(LONG, || list(&inst).contains("Mail queue is empty")));
+}
+
+#[test]
+fn a_queued_message_is_listed_and_survives_a_qmgr_kill() {
+    let inst = start("");
+    // The first delivery hangs until qmgr dies; the retry succeeds.
+    let agent = Agent::start(private(&inst, "smtp"), |_, n| {
+        if n == 0 { Action::Stall } else { Action::Sent }
+    });
+    let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
+    agent.wait_requests(1, &inst);
+
+    let text = list(&inst);
+    assert!(
+        text.starts_with("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{id}*")),
+        "active is marked with *: {text}"
+    );
+    assert!(text.contains("alice@example.org"), "{text}");
+    assert!(
+        text.contains(&format!("{:42}bob@example.com", "")),
+        "{text}"
+    );
+    assert!(text.contains("-- 1 Kbytes in 1 Request."), "{text}");
+
+    let old = inst.pids("qmgr");
+    assert_eq!(old.len(), 1);
+    unsafe { libc::kill(old[0] as i32, libc::SIGKILL) };
+    assert!(
+        wait_for(LONG, || {
+            let now = inst.pids("qmgr");
+            now.len() == 1 && now != old && inst.all_ready()
+        }),
+        "qmgr was not restarted:\n{}",
+        inst.log()
+    );
+    let got = agent.wait_requests(2, &inst);
+    assert_eq!(
+        got[1].request.queue_id, id,
+        "recovery delivers the same message"
+    );
+    wait_log_line(
+        &inst,
+        &[&format!("{id}: to=<bob@example.com>"), "status=sent"],
+    );
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    assert!(wait_for(LONG, || list(&inst).contains("Mail queue is empty")));
+}
+
+#[test]
+fn a_deferred_message_is_listed_with_its_reason_and_retried_after_the_backoff() {
+    let inst = start(
+        "minimal_backoff_time = \"3s\"\nmaximal_backoff_time = \"10s\"\nqueue_run_delay = \"1s\"",
+    );
+    let agent = Agent::start(private(&inst, "smtp"), |_, n| {
+        if n == 0 {
+            Action::Defer("450 4.2.0 <bob@example.com>: mailbox busy")
+        } else {
+            Action::Sent
+        }
+    });
+    let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
+    agent.wait_requests(1, &inst);
+    let deferred = wait_log_line(
+        &inst,
+        &[&format!("{id}: to=<bob@example.com>"), "status=deferred"],
+    );
+    assert!(
+        deferred
+            .ends_with("dsn=4.2.0, status=deferred (450 4.2.0 <bob@example.com>: mailbox busy)"),
+        "{deferred}"
+    );
+
+    let text = list(&inst);
+    assert!(
+        text.contains(&format!("{id} ")),
+        "deferred is not marked: {text}"
+    );
+    assert!(!text.contains(&format!("{id}*")), "{text}");
+    assert!(
+        text.contains("\n(450 4.2.0 <bob@example.com>: mailbox busy)\n"),
+        "{text}"
+    );
+    let json = inst.qctl(&["--json", "list"]);
+    let entry: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(entry["queue_name"], "deferred");
+    assert_eq!(entry["queue_id"], id.as_str());
+    assert_eq!(entry["recipients"][0]["address"], "bob@example.com");
+    assert_eq!(
+        entry["recipients"][0]["delay_reason"],
+        "450 4.2.0 <bob@example.com>: mailbox busy"
+    );
+
+    let got = agent.wait_requests(2, &inst);
+    let waited = got[1].at - got[0].at;
+    assert!(waited >= Duration::from_secs(2), "retried after {waited:?}");
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+}
+
+const USER_UNKNOWN: &str = "host mx.example.com[127.0.0.1] said: 550 5.1.1 <bob@example.com>: User unknown (in reply to RCPT TO command)";
+
+#[test]
+fn a_bounce_returns_a_delivery_status_notification_to_the_sender() {
+    let inst = start("");
+    let agent = Agent::start(private(&inst, "smtp"), |req, _| {
+        if req.sender.is_empty() {
+            Action::Sent
+        } else {
+            Action::Bounce(USER_UNKNOWN)
+        }
+    });
+    let bob = EnvelopeRecipient {
+        address: "bob@example.com".into(),
+        orcpt: Some("rfc822;bob@example.com".into()),
+        notify: Vec::new(),
+    };
+    let id = enqueue(&inst, "alice@example.org", &[bob], BODY);
+    let got = agent.wait_requests(2, &inst);
+    let dsn = &got[1];
+    assert_eq!(dsn.request.sender, "", "bounces use the null sender");
+    assert_eq!(dsn.request.recipients[0].address, "alice@example.org");
+    let text = String::from_utf8_lossy(&dsn.body);
+    for want in [
+        "From: MAILER-DAEMON@mail.example.local (Mail Delivery System)\r\n",
+        "To: alice@example.org\r\n",
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        "This is the mail system at host mail.example.local.",
+        "Content-Type: message/delivery-status\r\n",
+        "Reporting-MTA: dns; mail.example.local\r\n",
+        "Final-Recipient: rfc822; bob@example.com\r\n",
+        "Original-Recipient: rfc822;bob@example.com\r\n",
+        "Action: failed\r\n",
+        "Status: 5.1.1\r\n",
+        "Diagnostic-Code: smtp; 550 5.1.1 <bob@example.com>: User unknown\r\n",
+        "Content-Type: message/rfc822\r\n",
+        "Subject: test\r\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let bounced = wait_log_line(
+        &inst,
+        &[&format!("{id}: to=<bob@example.com>"), "status=bounced"],
+    );
+    assert!(bounced.contains("dsn=5.1.1"), "{bounced}");
+    let note = wait_log_line(
+        &inst,
+        &[&format!("{id}: sender non-delivery notification: ")],
+    );
+    let new_id = note.rsplit(' ').next().unwrap();
+    assert_eq!(dsn.request.queue_id, new_id);
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    wait_log_line(&inst, &[&format!("{new_id}: removed")]);
+}
+
+#[test]
+fn notify_never_suppresses_the_bounce() {
+    let inst = start("");
+    let agent = Agent::start(private(&inst, "smtp"), |_, _| Action::Bounce(USER_UNKNOWN));
+    let bob = EnvelopeRecipient {
+        address: "bob@example.com".into(),
+        orcpt: None,
+        notify: vec!["NEVER".into()],
+    };
+    let id = enqueue(&inst, "alice@example.org", &[bob], BODY);
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(agent.received().len(), 1, "no notification was sent");
+    assert!(
+        !inst.log().contains("non-delivery notification"),
+        "{}",
+        inst.log()
+    );
+}
+
+#[test]
+fn a_failed_bounce_goes_to_the_postmaster_never_to_the_null_sender() {
+    let inst = start("");
+    let smtp = Agent::start(private(&inst, "smtp"), |_, _| Action::Bounce(USER_UNKNOWN));
+    // The postmaster's copy fails too: it is dropped, not bounced again.
+    let local = Agent::start(private(&inst, "local"), |_, _| {
+        Action::Bounce("unknown user: \"postmaster\"")
+    });
+    let id = enqueue(&inst, "", &[rcpt("bob@example.com")], BODY);
+
+    let notice = &local.wait_requests(1, &inst)[0];
+    assert_eq!(notice.request.sender, "double-bounce@mail.example.local");
+    assert_eq!(notice.request.recipients[0].address, "postmaster");
+    assert_eq!(notice.request.transport, "local");
+    let text = String::from_utf8_lossy(&notice.body);
+    assert!(
+        text.contains("Subject: Postmaster Copy: Undelivered Mail"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Final-Recipient: rfc822; bob@example.com"),
+        "{text}"
+    );
+    wait_log_line(
+        &inst,
+        &[&format!("{id}: postmaster non-delivery notification: ")],
+    );
+    wait_log_line(&inst, &["undeliverable postmaster notification discarded"]);
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    assert!(
+        wait_for(LONG, || list(&inst).contains("Mail queue is empty")),
+        "{}",
+        list(&inst)
+    );
+    for r in smtp.received() {
+        assert_eq!(r.request.recipients.len(), 1);
+        assert_eq!(
+            r.request.recipients[0].address, "bob@example.com",
+            "nothing to <>"
+        );
+    }
+    assert!(!inst.log().contains("to=<>"), "{}", inst.log());
+}
+
+#[test]
+fn a_message_past_maximal_queue_lifetime_is_returned() {
+    let inst = start(
+        "maximal_queue_lifetime = \"2s\"\nminimal_backoff_time = \"1s\"\nmaximal_backoff_time = \"1s\"\nqueue_run_delay = \"1s\"",
+    );
+    let agent = Agent::start(private(&inst, "smtp"), |req, _| {
+        if req.sender.is_empty() {
+            Action::Sent
+        } else {
+            Action::Defer("451 4.3.0 try again later")
+        }
+    });
+    let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
+    wait_log_line(
+        &inst,
+        &[&format!(
+            "{id}: from=<alice@example.org>, status=expired, returned to sender"
+        )],
+    );
+    assert!(
+        wait_for(LONG, || agent
+            .received()
+            .iter()
+            .any(|r| r.request.sender.is_empty())),
+        "{}",
+        inst.log()
+    );
+    let dsn = agent
+        .received()
+        .into_iter()
+        .find(|r| r.request.sender.is_empty())
+        .unwrap();
+    let text = String::from_utf8_lossy(&dsn.body);
+    assert!(
+        text.contains("message has been in the queue too long"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Action: failed\r\nStatus: 4.2.0\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Diagnostic-Code: smtp; 451 4.3.0 try again later"),
+        "{text}"
+    );
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+}
+
+#[test]
+fn hold_release_and_delete_through_qctl() {
+    // No agent listens: the attempt defers, never bounces.
+    let inst = start("minimal_backoff_time = \"60s\"");
+    let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
+    let deferred = wait_log_line(
+        &inst,
+        &[&format!("{id}: to=<bob@example.com>"), "status=deferred"],
+    );
+    assert!(
+        deferred.contains(
+            "relay=none, delay="
+        ) && deferred.contains(
+            "dsn=4.3.0, status=deferred (delivery temporarily suspended: connect to transport private/smtp: No such file or directory)"
+        ),
+        "{deferred}"
+    );
+
+    let out = inst.qctl(&["hold", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_log_line(&inst, &[&format!("{id}: placed on hold")]);
+    assert!(list(&inst).contains(&format!("{id}!")), "{}", list(&inst));
+
+    let out = inst.qctl(&["release", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_log_line(&inst, &[&format!("{id}: released from hold")]);
+    assert!(!list(&inst).contains(&format!("{id}!")), "{}", list(&inst));
+    assert!(
+        !inst.qctl(&["release", &id]).status.success(),
+        "not on hold any more"
+    );
+
+    let out = inst.qctl(&["delete", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    assert_eq!(list(&inst), "Mail queue is empty\n");
+    assert!(!inst.qctl(&["delete", &id]).status.success());
+}
+
+#[test]
+fn flush_retries_deferred_mail_now() {
+    let inst = start("minimal_backoff_time = \"1h\"\nmaximal_backoff_time = \"2h\"");
+    let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
+    wait_log_line(
+        &inst,
+        &[&format!("{id}: to=<bob@example.com>"), "status=deferred"],
+    );
+    let agent = Agent::start(private(&inst, "smtp"), |_, _| Action::Sent);
+    let out = inst.qctl(&["flush"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    agent.wait_requests(1, &inst);
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+}
+
+#[test]
+fn a_garbled_frame_closes_the_connection_and_qmgr_keeps_serving() {
+    let inst = start("");
+    let agent = Agent::start(private(&inst, "smtp"), |_, _| Action::Sent);
+    let pids = inst.pids("qmgr");
+    let socket = private(&inst, "qmgr");
+    runtime().block_on(async {
+        let mut conn = Connection::new(UnixStream::connect(&socket).await.unwrap());
+        conn.client_hello(Protocol::Qmgr, IO).await.unwrap();
+        let mut stream = conn.into_inner();
+        stream
+            .write_all(&[0, 0, 0, 6, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa])
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(IO, stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0, "qmgr closes the connection");
+    });
+    let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
+    agent.wait_requests(1, &inst);
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    assert_eq!(inst.pids("qmgr"), pids, "no restart");
+    assert_eq!(inst.service_status("qmgr").unwrap()["restarts"], 0);
+}
+
+#[test]
+fn an_abandoned_message_is_not_queued() {
+    let inst = start("");
+    let socket = private(&inst, "qmgr");
+    runtime().block_on(async {
+        let mut conn = Connection::new(UnixStream::connect(&socket).await.unwrap());
+        conn.client_hello(Protocol::Qmgr, IO).await.unwrap();
+        let r: QmgrReply = conn.request(&QmgrRequest::Begin, IO).await.unwrap();
+        assert!(matches!(r, QmgrReply::Started { .. }));
+        conn.send(&QmgrRequest::Body {
+            data: BODY.to_vec(),
+        })
+        .await
+        .unwrap();
+        conn.send(&QmgrRequest::Abort).await.unwrap();
+        // The connection still serves: a request after the abort works.
+        let r: QmgrReply = conn.request(&QmgrRequest::List, IO).await.unwrap();
+        assert_eq!(
+            r,
+            QmgrReply::Queue {
+                messages: Vec::new()
+            }
+        );
+        conn.send(&QmgrRequest::Begin).await.unwrap();
+        // Closing mid-message drops it too.
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(list(&inst), "Mail queue is empty\n");
+}
+
+#[test]
+fn recipients_are_grouped_by_route_within_the_recipient_limit() {
+    let inst = start("default_destination_recipient_limit = \"2\"");
+    let smtp = Agent::start(private(&inst, "smtp"), |req, _| {
+        if req.sender.is_empty() {
+            Action::Sent
+        } else if req.nexthop == "example.net" {
+            Action::Bounce(USER_UNKNOWN)
+        } else {
+            Action::Sent
+        }
+    });
+    let local = Agent::start(private(&inst, "local"), |_, _| Action::Sent);
+    let rcpts: Vec<EnvelopeRecipient> = [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.net",
+        "e@mail.example.local",
+        "f@localhost",
+    ]
+    .iter()
+    .map(|a| rcpt(a))
+    .collect();
+    let id = enqueue(&inst, "alice@example.org", &rcpts, BODY);
+    wait_log_line(&inst, &[&format!("{id}: removed")]);
+
+    let mut remote: Vec<(String, Vec<String>)> = smtp
+        .received()
+        .iter()
+        .filter(|r| r.request.queue_id == id)
+        .map(|r| {
+            let rcpts = r.request.recipients.iter().map(|x| x.address.clone());
+            (r.request.nexthop.clone(), rcpts.collect())
+        })
+        .collect();
+    remote.sort();
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        remote,
+        [
+            (
+                "example.com".into(),
+                owned(&["a@example.com", "b@example.com"])
+            ),
+            ("example.com".into(), owned(&["c@example.com"])),
+            ("example.net".into(), owned(&["d@example.net"])),
+        ]
+    );
+    let mut locals: Vec<(String, String)> = local
+        .received()
+        .iter()
+        .flat_map(|r| {
+            let hop = r.request.nexthop.clone();
+            r.request
+                .recipients
+                .iter()
+                .map(move |x| (hop.clone(), x.address.clone()))
+        })
+        .collect();
+    locals.sort();
+    assert_eq!(
+        locals,
+        [
+            ("localhost".to_string(), "f@localhost".to_string()),
+            (
+                "mail.example.local".to_string(),
+                "e@mail.example.local".to_string()
+            ),
+        ]
+    );
+    // The notification names only the bounced recipient.
+    assert!(wait_for(LONG, || smtp
+        .received()
+        .iter()
+        .any(|r| r.request.sender.is_empty())));
+    let dsn = smtp
+        .received()
+        .into_iter()
+        .find(|r| r.request.sender.is_empty())
+        .unwrap();
+    let text = String::from_utf8_lossy(&dsn.body);
+    assert!(
+        text.contains("Final-Recipient: rfc822; d@example.net"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Final-Recipient: rfc822; a@example.com"),
+        "{text}"
+    );
+}
+
+#[test]
+fn destination_concurrency_is_limited() {
+    let inst = start("default_destination_concurrency_limit = \"1\"");
+    let agent = Agent::start(private(&inst, "smtp"), |_, _| {
+        Action::SlowSent(Duration::from_millis(300))
+    });
+    let ids: Vec<String> = (0..3)
+        .map(|_| enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY))
+        .collect();
+    for id in &ids {
+        wait_log_line(&inst, &[&format!("{id}: removed")]);
+    }
+    assert_eq!(agent.received().len(), 3);
+    assert_eq!(
+        agent.max_concurrent(),
+        1,
+        "one request at a time to example.com"
+    );
+}
+
+#[test]
+fn the_queue_survives_a_graceful_qmgr_restart() {
+    let inst = start("minimal_backoff_time = \"1h\"\nmaximal_backoff_time = \"2h\"");
+    let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
+    wait_log_line(
+        &inst,
+        &[&format!("{id}: to=<bob@example.com>"), "status=deferred"],
+    );
+    let before = inst.pids("qmgr");
+    let out = inst.qctl(&["restart", "qmgr"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_for(LONG, || {
+        let now = inst.pids("qmgr");
+        now.len() == 1 && now != before && inst.all_ready()
+    }));
+    let text = list(&inst);
+    assert!(text.contains(&format!("{id} ")), "{text}");
+    assert!(
+        text.contains("(delivery temporarily suspended: connect to transport private/smtp"),
+        "{text}"
+    );
+}
+
+/// Unmounts the tmpfs under a test queue (lazily: daemons may still be
+/// exiting).
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_answers_failed_and_keeps_nothing() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: needs root to mount a tmpfs");
+        return;
+    }
+    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = Instance::standard_config(smtp, "minimal_backoff_time = \"1h\"", "");
+    let mut parts = text.split("\n[[service]]\n");
+    let mut config = parts.next().unwrap().to_string();
+    for service in parts.filter(|s| s.contains("name = \"qmgr\"")) {
+        config.push_str("\n[[service]]\n");
+        config.push_str(service);
+    }
+    let created = Instance::create(smtp, &config);
+    let store = created.queue_directory().join("queue");
+    std::fs::create_dir_all(&store).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&store)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a tmpfs here");
+        return;
+    }
+    let _mount = Mount(store.clone());
+    let owner = nix::unistd::User::from_name(postern_tests::TEST_MAIL_OWNER)
+        .unwrap()
+        .unwrap();
+    nix::unistd::chown(&store, Some(owner.uid), Some(owner.gid)).unwrap();
+    let inst = created.launch();
+
+    let socket = private(&inst, "qmgr");
+    let body: Vec<u8> = b"Subject: big\r\n\r\n"
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(b'x', 1 << 20))
+        .collect();
+    let mut queued = Vec::new();
+    let mut failed = None;
+    let rt = runtime();
+    for _ in 0..200 {
+        match rt.block_on(enqueue_async(
+            &socket,
+            "alice@example.org",
+            &[rcpt("bob@example.com")],
+            &body,
+        )) {
+            QmgrReply::Queued { id } => queued.push(id),
+            QmgrReply::Failed { reason } => {
+                failed = Some(reason);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let reason = failed.expect("a 24 MiB queue must fill up");
+    assert!(!reason.is_empty());
+    assert!(!queued.is_empty(), "the first messages fit");
+    // Whatever qmgr does next (keep serving, or restart to reopen a store
+    // whose fdatasync failed), every listed message is one it said Queued.
+    let out = inst.qctl(&["--json", "list"]);
+    if out.status.success() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = entry["queue_id"].as_str().unwrap().to_string();
+            assert!(queued.contains(&id), "{id} was never queued");
+        }
+    }
+}
