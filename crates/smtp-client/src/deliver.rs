@@ -88,13 +88,19 @@ impl Delivery<'_> {
         let key = hop.to_string();
         if !s.cache_time_limit.is_zero() {
             while let Some(mut sess) = cache.take(&key) {
+                // A plaintext session from before a change to a level
+                // that requires TLS must not carry mail.
+                if s.tls.level.requires_tls() && !sess.is_tls() {
+                    protocol::quit(sess, s).await;
+                    continue;
+                }
                 if protocol::reset(&mut sess, s).await {
                     tracing::debug!(
                         "{}: reusing the session with {}",
                         self.req.queue_id,
                         sess.target.relay()
                     );
-                    self.session(sess, false, &key, cache, s, body).await?;
+                    self.session(sess, false, hop, cache, s, body).await?;
                     break;
                 }
             }
@@ -129,7 +135,7 @@ impl Delivery<'_> {
             sessions += 1;
             let last = i + 1 == targets.len()
                 || (s.mx_session_limit > 0 && sessions >= s.mx_session_limit);
-            self.session(sess, last, &key, cache, s, body).await?;
+            self.session(sess, last, hop, cache, s, body).await?;
             if last {
                 break;
             }
@@ -138,12 +144,14 @@ impl Delivery<'_> {
     }
 
     /// One transaction on `sess` for the pending recipients; afterwards
-    /// the session is cached or closed.
+    /// the session is cached or closed. A failed TLS handshake at level
+    /// `may` is followed by a second try over a new plaintext connection
+    /// to the same address, as Postfix does.
     async fn session<S>(
         &mut self,
         mut sess: Session,
         last: bool,
-        key: &str,
+        hop: &Nexthop,
         cache: &Cache,
         s: &Settings,
         body: &mut BodySource<'_, S>,
@@ -156,7 +164,22 @@ impl Delivery<'_> {
             .iter()
             .map(|&p| &self.req.recipients[p])
             .collect();
-        let report = protocol::deliver(&mut sess, s, self.req, &rcpts, body).await?;
+        let mut report = protocol::deliver(&mut sess, s, hop, self.req, &rcpts, body).await?;
+        if report.retry_plaintext {
+            tracing::info!(
+                "{}: TLS handshake with {} failed; trying again without TLS",
+                self.req.queue_id,
+                sess.target.relay()
+            );
+            match session::connect(&sess.target, s).await {
+                Ok(plain) => {
+                    sess = plain;
+                    sess.no_starttls = true;
+                    report = protocol::deliver(&mut sess, s, hop, self.req, &rcpts, body).await?;
+                }
+                Err(o) => tracing::info!("{}: {}", self.req.queue_id, o.detail),
+            }
+        }
         let relay = sess.target.relay();
         let mut still = Vec::new();
         for (k, o) in report.outcomes.iter().enumerate() {
@@ -172,7 +195,7 @@ impl Delivery<'_> {
         }
         self.pending = still;
         if report.reusable && !s.cache_time_limit.is_zero() {
-            if let Some(old) = cache.put(key.to_string(), sess, s.cache_time_limit) {
+            if let Some(old) = cache.put(hop.to_string(), sess, s.cache_time_limit) {
                 protocol::quit(old, s).await;
             }
         } else if report.reusable {

@@ -38,9 +38,67 @@
 //!
 //!   Connection cache: a session that ended its transaction cleanly waits
 //!   up to smtp_connection_cache_time_limit for the next request to the
-//!   same next hop, which then skips DNS, connect, greeting and EHLO and
-//!   sends RSET first (a failed RSET just opens a new session). Idle
-//!   sessions past the limit get QUIT.
+//!   same next hop, which then skips DNS, connect, greeting, EHLO, STARTTLS
+//!   and AUTH and sends RSET first (a failed RSET just opens a new
+//!   session). A cached TLS session stays TLS; a plaintext one is not used
+//!   when the TLS level requires TLS. Idle sessions past the limit get QUIT.
+//!
+//! TLS
+//!   After EHLO, when the server offers STARTTLS and smtp_tls_security_level
+//!   is not `none`, smtp-client sends STARTTLS, does the TLS handshake
+//!   (rustls, TLS 1.2 or 1.3) and sends EHLO again; what the server
+//!   offered before TLS is forgotten, and so is anything it sent after its
+//!   220 (the STARTTLS injection attack). The server name asked for (SNI)
+//!   and, at `verify`, the name its certificate must carry is the host
+//!   connected to: the MX host, or the host of a `[host]` next hop; an
+//!   address literal (`[192.0.2.1]`) sends no SNI.
+//!
+//!   none      no TLS, even when offered.
+//!   may       TLS when offered, the certificate not checked; plaintext
+//!             when STARTTLS is not offered or is refused. When the
+//!             handshake fails, the same server is tried once more over a
+//!             new plaintext connection, as Postfix does, unless a SASL
+//!             password exists for it.
+//!   encrypt   TLS required, the certificate not checked. No STARTTLS:
+//!             4.7.4 `TLS is required, but was not offered by host h[ip]`;
+//!             STARTTLS refused: `TLS is required, but host h[ip] refused
+//!             to start TLS: <reply>`; a failed handshake: 4.7.5 `Cannot
+//!             start TLS: handshake failure`.
+//!   verify    as encrypt, and the certificate chain must lead to a root in
+//!             smtp_tls_CAfile (4.7.5 `Server certificate not trusted`) and
+//!             name the host (4.7.5 `Server certificate not verified`).
+//!             `secure` is taken as `verify`.
+//!
+//!   These failures are failures of one server: the next MX host is tried.
+//!   A session is logged as Postfix logs it: `Untrusted TLS connection
+//!   established to h[ip]:port: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384
+//!   (256/256 bits)` (`Verified` at level verify). TLS sessions are
+//!   resumed from an in-process cache shared by every delivery of the
+//!   process, kept as long as the TLS parameters do not change.
+//!
+//! SASL AUTHENTICATION
+//!   With smtp_sasl_auth_enable = yes, a server that offers AUTH is logged
+//!   in to when smtp_sasl_password_maps has an entry for it, `key
+//!   user:password`, the keys tried in order: `[host]:port` and `[host]`
+//!   for a `[host]` next hop, the name of the host connected to, then
+//!   `domain:port` and `domain` for an MX next hop. No entry: no AUTH, as
+//!   Postfix's "talk to each other like strangers".
+//!
+//!   Mechanisms are PLAIN, else LOGIN, among those offered and allowed by
+//!   smtp_sasl_mechanism_filter. Both reveal the password to anyone who
+//!   can read the connection, so `noplaintext` in
+//!   smtp_sasl_security_options (the default, `noplaintext, noanonymous`)
+//!   forbids them without TLS: a plaintext relay host needs
+//!   `smtp_sasl_security_options = noanonymous`. Over TLS
+//!   smtp_sasl_tls_security_options applies (see DIFFERENCES).
+//!
+//!   With an entry, authentication is taken to be required: no usable
+//!   mechanism defers with 4.7.0 `SASL authentication failed: server h[ip]
+//!   offered no compatible authentication mechanisms for this type of
+//!   connection security`, and a refusal defers with `SASL authentication
+//!   failed; server h[ip] said: 535 5.7.8 ...` (a 5xx is deferred as 4xx,
+//!   as Postfix's default smtp_sasl_auth_soft_bounce = yes does; 4.7.0 when
+//!   the server gave no enhanced status code). Passwords are never logged.
 //!
 //! SECURITY
 //!   smtp-client talks to untrusted servers. It runs as mail_owner, holds
@@ -52,7 +110,9 @@
 //! STANDARDS
 //!   RFC 5321 (SMTP), RFC 1870 (SIZE), RFC 2920 (PIPELINING),
 //!   RFC 6152 (8BITMIME), RFC 3461 (DSN), RFC 6531 (SMTPUTF8),
-//!   RFC 3463 (enhanced status codes), RFC 7505 (null MX).
+//!   RFC 3463 (enhanced status codes), RFC 7505 (null MX),
+//!   RFC 3207 (STARTTLS), RFC 6066 (SNI), RFC 4954 (AUTH),
+//!   RFC 4616 (PLAIN).
 //!
 //! DIAGNOSTICS
 //!   Outcomes carry Postfix's texts: `host h[ip] said: <reply> (in reply
@@ -62,7 +122,8 @@
 //!   ...` (4.4.2), `Host or domain name not found. Name service error for
 //!   name=X type=MX: Host not found` (5.4.4; `..., try again` 4.4.3),
 //!   `Domain X does not accept mail (nullMX)` (5.1.0, as Postfix),
-//!   `mail for X loops back to myself` (5.4.6). An internal failure
+//!   `mail for X loops back to myself` (5.4.6); the TLS and SASL texts
+//!   above. An internal failure
 //!   defers with 4.3.0, never bounces. Failures that lead to the next MX
 //!   host are logged at info level; qmgr logs the to=<...> line.
 //!
@@ -86,6 +147,21 @@
 //!   smtp_connection_cache_on_demand (yes)  keep sessions for reuse
 //!   smtp_connection_cache_time_limit (2s)  how long an idle one waits
 //!
+//!   TLS:
+//!   smtp_tls_security_level (empty: none)  none, may, encrypt, verify
+//!   smtp_tls_CAfile             trusted roots for verify (PEM)
+//!   smtp_tls_protocols (>=TLSv1)          versions at may
+//!   smtp_tls_mandatory_protocols (>=TLSv1) versions at encrypt, verify
+//!                               (only TLSv1.2 and TLSv1.3 exist here)
+//!   smtp_starttls_timeout (300s) STARTTLS reply and the handshake
+//!
+//!   SASL authentication:
+//!   smtp_sasl_auth_enable (no)  log in where a password is known
+//!   smtp_sasl_password_maps     `key user:password` tables
+//!   smtp_sasl_mechanism_filter  mechanisms that may be used; empty: any
+//!   smtp_sasl_security_options (noplaintext, noanonymous)  without TLS
+//!   smtp_sasl_tls_security_options ($smtp_sasl_security_options)  over TLS
+//!
 //!   Timeouts:
 //!   smtp_connect_timeout (30s)  TCP connection
 //!   smtp_helo_timeout (300s)    greeting, EHLO/HELO
@@ -100,7 +176,23 @@
 //!   drain_timeout               how long deliveries may finish after SIGTERM
 //!
 //! DIFFERENCES FROM POSTFIX
-//!   No TLS or SASL yet. The body is streamed from qmgr, never re-read:
+//!   TLS: SNI is sent (the host name), as Postfix does with
+//!   `smtp_tls_servername = hostname`; Postfix's default sends none.
+//!   Per-destination policy (smtp_tls_policy_maps), DANE, fingerprint
+//!   levels, client certificates and smtp_tls_CApath are not implemented.
+//!   At may and encrypt the log says `Untrusted` even for a certificate a
+//!   CA file would trust (the chain is not examined there). TLS sessions
+//!   are resumed from the process's own cache, not from tlsmgr (rustls
+//!   cannot export a client session), and a TLS session stays in the
+//!   connection cache, where Postfix does not cache TLS connections.
+//!   A bad TLS setting (unknown level, unreadable CA file) is logged and
+//!   defers mail that requires TLS; Postfix refuses to start.
+//!   SASL: only PLAIN and LOGIN (no Cyrus library); with
+//!   smtp_sasl_tls_security_options left at its default, plaintext
+//!   mechanisms are allowed over TLS (Postfix would apply `noplaintext`
+//!   there too and find no mechanism); sender-dependent authentication
+//!   and the 535 failure cache are not implemented.
+//!   The body is streamed from qmgr, never re-read:
 //!   once it went to one server, recipients that server deferred are not
 //!   offered to the next MX host in the same delivery (qmgr retries them
 //!   later), where Postfix re-reads its queue file and tries them there.
@@ -123,8 +215,10 @@ mod nexthop;
 mod outcome;
 mod protocol;
 mod resolve;
+mod sasl;
 mod session;
 mod settings;
+mod tls;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! The SMTP conversation on an open [`Session`], as Postfix's
-//! smtp_proto.c: greeting, EHLO (HELO when EHLO is refused with 5xx), the
+//! smtp_proto.c: greeting, EHLO (HELO when EHLO is refused with 5xx),
+//! STARTTLS and EHLO again when the TLS level wants it ([`crate::tls`]),
+//! AUTH when a password is known for the server ([`crate::sasl`]), the
 //! SIZE check, then MAIL FROM, one RCPT TO per recipient and DATA — sent
 //! together when the server offers PIPELINING — the dot-stuffed body
 //! streamed from qmgr, and QUIT.
@@ -14,10 +16,14 @@ use postern_smtp::{
     Body, Capabilities, DataEncoder, MailParams, Notify, Orcpt, RcptParams, Reply, Ret,
 };
 
+use postern_tls::SecurityLevel;
+
 use crate::body::{BodyError, BodySource};
+use crate::nexthop::Nexthop;
 use crate::outcome::{Outcome, one_line, reply_dsn};
-use crate::session::{Session, Stage};
+use crate::session::{Session, Stage, TlsFailure};
 use crate::settings::Settings;
+use crate::{sasl, tls};
 
 /// Most bytes of pipelined commands written before reading their replies.
 const PIPELINE_BATCH: usize = 4096;
@@ -31,6 +37,9 @@ pub struct Report {
     pub handshake_done: Option<Instant>,
     /// The session is in a known state and may carry another transaction.
     pub reusable: bool,
+    /// The TLS handshake failed at level `may`: the same server is to be
+    /// tried again over a new plaintext connection.
+    pub retry_plaintext: bool,
 }
 
 /// Runs greeting and EHLO (unless the session is a cached one that did
@@ -40,6 +49,7 @@ pub struct Report {
 pub async fn deliver<S>(
     sess: &mut Session,
     s: &Settings,
+    hop: &Nexthop,
     req: &DeliveryRequest,
     rcpts: &[&DeliveryRecipient],
     body: &mut BodySource<'_, S>,
@@ -53,7 +63,7 @@ where
         let caps = match sess.caps.clone() {
             Some(caps) => caps,
             None => {
-                let caps = handshake(sess, s).await?;
+                let caps = handshake(sess, s, hop).await?;
                 sess.caps = Some(caps.clone());
                 caps
             }
@@ -62,9 +72,14 @@ where
         transaction(sess, s, req, rcpts, &caps, body, &mut outcomes).await
     }
     .await;
+    let mut retry_plaintext = false;
     let failure = match result {
         Ok(()) => None,
         Err(Failed::Smtp(o)) => Some(o),
+        Err(Failed::RetryPlaintext(o)) => {
+            retry_plaintext = true;
+            Some(o)
+        }
         Err(Failed::Body(e)) => return Err(e),
     };
     let outcomes = outcomes
@@ -79,6 +94,7 @@ where
         outcomes,
         handshake_done,
         reusable: failure.is_none() && !sess.closing,
+        retry_plaintext,
     })
 }
 
@@ -98,6 +114,9 @@ pub async fn reset(sess: &mut Session, s: &Settings) -> bool {
 enum Failed {
     /// Applies to every recipient still open.
     Smtp(Outcome),
+    /// The TLS handshake failed where TLS was optional; the outcome
+    /// stands if the plaintext retry cannot connect.
+    RetryPlaintext(Outcome),
     Body(BodyError),
 }
 
@@ -107,8 +126,13 @@ impl From<Outcome> for Failed {
     }
 }
 
-/// Greeting and EHLO (or HELO); the server's capabilities.
-async fn handshake(sess: &mut Session, s: &Settings) -> Result<Capabilities, Failed> {
+/// Greeting, EHLO (or HELO), STARTTLS and AUTH as configured; the
+/// server's capabilities (after STARTTLS, those it announced over TLS).
+async fn handshake(
+    sess: &mut Session,
+    s: &Settings,
+    hop: &Nexthop,
+) -> Result<Capabilities, Failed> {
     let greeting = sess.read(s.helo_timeout, Stage::Greeting).await?;
     if !greeting.is_positive() {
         // smtp_skip_5xx_greeting (Postfix's default): a server that greets
@@ -125,6 +149,21 @@ async fn handshake(sess: &mut Session, s: &Settings) -> Result<Capabilities, Fai
         )
         .into());
     }
+    let caps = hello(sess, s).await?;
+    let caps = starttls(sess, s, hop, caps).await?;
+    // smtp_sasl_auth_enable: log in when the server offers AUTH and the
+    // password tables know it; else go on as strangers.
+    if s.sasl.enabled
+        && !caps.auth.is_empty()
+        && let Some(creds) = sasl::credentials(s, hop, &sess.target.host)?
+    {
+        sasl::authenticate(sess, s, &caps, &creds).await?;
+    }
+    Ok(caps)
+}
+
+/// EHLO, or HELO for a server that refuses EHLO with 5xx.
+async fn hello(sess: &mut Session, s: &Settings) -> Result<Capabilities, Failed> {
     let ehlo = sess
         .command(
             &format!("EHLO {}", s.helo_name),
@@ -150,6 +189,114 @@ async fn handshake(sess: &mut Session, s: &Settings) -> Result<Capabilities, Fai
         return Err(Outcome::rejected(&helo, &sess.target.namaddr(), "HELO command").into());
     }
     Ok(Capabilities::default())
+}
+
+/// STARTTLS per `smtp_tls_security_level` (see [`crate::tls`]); the
+/// capabilities to go on with.
+async fn starttls(
+    sess: &mut Session,
+    s: &Settings,
+    hop: &Nexthop,
+    mut caps: Capabilities,
+) -> Result<Capabilities, Failed> {
+    let level = s.tls.level;
+    let namaddr = sess.target.namaddr();
+    if sess.is_tls() || !s.tls.wanted() {
+        return Ok(caps);
+    }
+    if caps.starttls
+        && !sess.no_starttls
+        && let Some(config) = s.tls.config.clone()
+    {
+        let reply = sess
+            .command("STARTTLS", s.starttls_timeout, Stage::Starttls)
+            .await?;
+        if reply.is_positive() {
+            return match handshake_tls(sess, s, config).await {
+                Ok(()) => Ok(hello(sess, s).await?),
+                Err(failure) => Err(tls_failed(sess, s, hop, failure)?),
+            };
+        }
+        if level.requires_tls() {
+            return Err(Outcome::from_code(
+                &reply,
+                format!(
+                    "TLS is required, but host {namaddr} refused to start TLS: {}",
+                    one_line(&reply)
+                ),
+            )
+            .into());
+        }
+        // `may`: go on in plaintext on this connection.
+        caps.starttls = false;
+        return Ok(caps);
+    }
+    if level.requires_tls() {
+        let o = if !caps.starttls || sess.no_starttls {
+            Outcome::deferred(
+                "4.7.4",
+                format!("TLS is required, but was not offered by host {namaddr}"),
+            )
+        } else {
+            if let Some(e) = &s.tls.error {
+                tracing::warn!("TLS is unavailable: {e}");
+            }
+            Outcome::deferred(
+                "4.7.5",
+                "TLS is required, but our TLS engine is unavailable",
+            )
+        };
+        return Err(o.into());
+    }
+    Ok(caps)
+}
+
+/// The handshake itself, logged as Postfix logs it when it succeeds.
+async fn handshake_tls(
+    sess: &mut Session,
+    s: &Settings,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<(), TlsFailure> {
+    let name = tls::server_name(&sess.target.host).ok_or_else(|| {
+        TlsFailure::Handshake(format!(
+            "\"{}\" is not a valid server name",
+            sess.target.host
+        ))
+    })?;
+    sess.start_tls(config, name, s.starttls_timeout).await?;
+    if let Some(summary) = sess.tls_summary() {
+        tracing::info!(
+            "{} TLS connection established to {}: {summary}",
+            tls::trust_word(s.tls.level),
+            sess.target.relay()
+        );
+    }
+    Ok(())
+}
+
+/// What a failed handshake means: a deferral (`Server certificate not
+/// trusted`, `... not verified`, `Cannot start TLS: handshake failure`),
+/// or at level `may` a plaintext retry, unless a SASL password exists
+/// for the server (TLS was to protect it).
+fn tls_failed(
+    sess: &Session,
+    s: &Settings,
+    hop: &Nexthop,
+    failure: TlsFailure,
+) -> Result<Failed, Failed> {
+    let namaddr = sess.target.namaddr();
+    let (text, why) = match failure {
+        TlsFailure::NotTrusted(why) => ("Server certificate not trusted", why),
+        TlsFailure::NotMatched(why) => ("Server certificate not verified", why),
+        TlsFailure::Handshake(why) => ("Cannot start TLS: handshake failure", why),
+    };
+    tracing::info!("TLS with {namaddr} failed: {text}: {why}");
+    let o = Outcome::deferred("4.7.5", text);
+    if s.tls.level == SecurityLevel::May && sasl::credentials(s, hop, &sess.target.host)?.is_none()
+    {
+        return Ok(Failed::RetryPlaintext(o));
+    }
+    Ok(Failed::Smtp(o))
 }
 
 async fn transaction<S>(

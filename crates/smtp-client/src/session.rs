@@ -1,16 +1,24 @@
-//! One TCP connection to a remote SMTP server: connecting from the
+//! One connection to a remote SMTP server: connecting from the
 //! configured source address, and reading replies and writing commands
-//! each within its stage's deadline. A broken or silent connection becomes
-//! an [`Outcome`] with Postfix's wording (`lost connection with h[ip]
-//! while ...`, `conversation with h[ip] timed out while ...`).
+//! each within its stage's deadline, in plaintext or, after STARTTLS
+//! ([`Session::start_tls`]), over TLS. A broken or silent connection
+//! becomes an [`Outcome`] with Postfix's wording (`lost connection with
+//! h[ip] while ...`, `conversation with h[ip] timed out while ...`).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use postern_smtp::{Capabilities, Reply, ReplyParser};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::outcome::Outcome;
 use crate::resolve::Target;
@@ -29,6 +37,8 @@ pub enum Stage {
     Dot,
     Rset,
     Quit,
+    Starttls,
+    Auth,
 }
 
 impl Stage {
@@ -45,20 +55,46 @@ impl Stage {
             Stage::Dot => "sending end of data -- message may be sent more than once",
             Stage::Rset => "sending RSET",
             Stage::Quit => "sending QUIT",
+            Stage::Starttls => "receiving the STARTTLS response",
+            Stage::Auth => "performing the AUTH handshake",
         }
     }
+}
+
+/// The connection under a session: TCP, then TLS after STARTTLS.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Between taking the TCP stream for the handshake and getting it
+    /// back; also what a failed handshake leaves.
+    Gone,
 }
 
 /// An open SMTP connection.
 #[derive(Debug)]
 pub struct Session {
-    stream: TcpStream,
+    stream: Stream,
     parser: ReplyParser,
     pub target: Target,
     /// What the server announced; None until the EHLO/HELO handshake.
     pub caps: Option<Capabilities>,
     /// The server said 421: it is closing, the session is not reusable.
     pub closing: bool,
+    /// Do not send STARTTLS: this is the plaintext retry after a failed
+    /// handshake at `smtp_tls_security_level = may`.
+    pub no_starttls: bool,
+}
+
+/// How a TLS handshake failed.
+#[derive(Debug)]
+pub enum TlsFailure {
+    /// The certificate does not lead to a root in smtp_tls_CAfile.
+    NotTrusted(String),
+    /// The certificate does not name the host.
+    NotMatched(String),
+    /// Anything else: protocol error, timeout, a peer that hung up.
+    Handshake(String),
 }
 
 /// Opens a TCP connection to `target` from `smtp_bind_address(6)` when set.
@@ -90,15 +126,57 @@ pub async fn connect(target: &Target, s: &Settings) -> Result<Session, Outcome> 
     // write): no reason to let Nagle hold them back.
     let _ = stream.set_nodelay(true);
     Ok(Session {
-        stream,
+        stream: Stream::Plain(stream),
         parser: ReplyParser::new(),
         target: target.clone(),
         caps: None,
         closing: false,
+        no_starttls: false,
     })
 }
 
 impl Session {
+    /// True once STARTTLS has succeeded; a cached session keeps its TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// The TLS handshake after the server's 220 to STARTTLS, within `t`.
+    /// `name` is what the server is asked for (SNI, for a DNS name) and
+    /// what its certificate must match when `config` verifies. On failure
+    /// the session is unusable: nothing more can be said on it.
+    pub async fn start_tls(
+        &mut self,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        t: Duration,
+    ) -> Result<(), TlsFailure> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(TlsFailure::Handshake("not a plaintext session".into()));
+        };
+        // Whatever the server sent after its 220 came before the
+        // handshake, so it cannot be trusted as a reply over TLS
+        // (the STARTTLS injection attack): forget it.
+        self.parser = ReplyParser::new();
+        let connect = TlsConnector::from(config).connect(name, tcp);
+        match tokio::time::timeout(t, connect).await {
+            Err(_) => Err(TlsFailure::Handshake("handshake timed out".into())),
+            Ok(Err(e)) => Err(classify(&e)),
+            Ok(Ok(tls)) => {
+                self.stream = Stream::Tls(Box::new(tls));
+                Ok(())
+            }
+        }
+    }
+
+    /// The negotiated protocol and cipher, for the log.
+    pub fn tls_summary(&self) -> Option<postern_tls::TlsSummary> {
+        match &self.stream {
+            Stream::Tls(tls) => postern_tls::summary(tls.get_ref().1),
+            _ => None,
+        }
+    }
+
     /// Reads one reply within `t`.
     pub async fn read(&mut self, t: Duration, stage: Stage) -> Result<Reply, Outcome> {
         let deadline = tokio::time::Instant::now() + t;
@@ -132,7 +210,13 @@ impl Session {
 
     /// Writes `bytes` within `t`.
     pub async fn write(&mut self, bytes: &[u8], t: Duration, stage: Stage) -> Result<(), Outcome> {
-        match tokio::time::timeout(t, self.stream.write_all(bytes)).await {
+        // TLS buffers records; flush so the command actually leaves.
+        let stream = &mut self.stream;
+        let io = async move {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(t, io).await {
             Err(_) => Err(self.timed_out(stage)),
             Ok(Err(_)) => Err(self.lost(stage)),
             Ok(Ok(())) => Ok(()),
@@ -171,6 +255,65 @@ impl Session {
                 stage.doing()
             ),
         )
+    }
+}
+
+/// Sorts a handshake error into Postfix's three complaints.
+fn classify(e: &io::Error) -> TlsFailure {
+    use rustls::CertificateError;
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(
+            c @ (CertificateError::NotValidForName
+            | CertificateError::NotValidForNameContext { .. }),
+        )) => TlsFailure::NotMatched(format!("{c:?}")),
+        Some(rustls::Error::InvalidCertificate(c)) => TlsFailure::NotTrusted(format!("{c:?}")),
+        Some(other) => TlsFailure::Handshake(other.to_string()),
+        None => TlsFailure::Handshake(strerror(e)),
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
+        }
     }
 }
 

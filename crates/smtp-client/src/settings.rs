@@ -5,12 +5,18 @@
 //! `smtp_connection_cache_on_demand`, `smtp_connection_cache_time_limit`
 //! and `proxy_interfaces` are Postfix parameters that Postern's parameter
 //! table does not list yet; they are read here, with Postfix's defaults
-//! when unset.
+//! when unset. So is `smtp_starttls_timeout`.
+//!
+//! The TLS config and the SASL password tables are built once per set of
+//! values and shared by later requests ([`TlsSettings`], [`SaslSettings`]).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use postern_config::Params;
+
+use crate::sasl::SaslSettings;
+use crate::tls::TlsSettings;
 
 /// Per-request settings.
 #[derive(Debug, Clone)]
@@ -42,6 +48,12 @@ pub struct Settings {
     /// Addresses that are this mail system (`inet_interfaces`,
     /// `proxy_interfaces`), for "mail loops back to myself".
     pub own_addresses: Vec<IpAddr>,
+    /// STARTTLS reply and TLS handshake (`smtp_starttls_timeout`, 300s).
+    pub starttls_timeout: Duration,
+    /// `smtp_tls_security_level` and its config.
+    pub tls: TlsSettings,
+    /// `smtp_sasl_*`.
+    pub sasl: SaslSettings,
 }
 
 impl Settings {
@@ -72,6 +84,12 @@ impl Settings {
             ipv4,
             ipv6: ipv6 || !ipv4,
             own_addresses: own_addresses(&p.list("inet_interfaces"), &p.list("proxy_interfaces")),
+            starttls_timeout: match p.get("smtp_starttls_timeout").trim() {
+                "" => Duration::from_secs(300),
+                _ => p.time("smtp_starttls_timeout"),
+            },
+            tls: TlsSettings::from_params(p),
+            sasl: SaslSettings::from_params(p),
         }
     }
 }
