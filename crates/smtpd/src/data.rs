@@ -80,7 +80,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 return Err(Step::Err);
             }
         };
-        tracing::info!("{id}: client={}", self.client.namaddr());
+        match &self.sasl {
+            Some(login) => tracing::info!(
+                "{id}: client={}, sasl_method={}, sasl_username={}",
+                self.client.namaddr(),
+                login.method,
+                login.username
+            ),
+            None => tracing::info!("{id}: client={}", self.client.namaddr()),
+        }
+        let tls = self
+            .tls
+            .as_ref()
+            .filter(|_| self.settings.tls_received_header)
+            .map(ToString::to_string);
         let date = rfc5322_now();
         let single = match self.tx.as_ref().map(|t| t.recipients.as_slice()) {
             Some([(rcpt, _)]) => Some(rcpt.to_string()),
@@ -99,6 +112,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             hostname: &s.hostname,
             mail_name: &s.mail_name,
             protocol: self.protocol(),
+            tls: tls.as_deref(),
             id: &id,
             single_recipient: single.as_deref(),
             date: &date,
@@ -305,7 +319,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 addr: self.client.addr.to_string(),
                 helo: self.helo.clone().unwrap_or_default(),
                 protocol: self.protocol().to_string(),
-                sasl_username: None,
+                sasl_username: self.sasl.as_ref().map(|l| l.username.clone()),
             }),
             envid: tx.params.envid.clone(),
             ret: tx.params.ret.map(|r| match r {

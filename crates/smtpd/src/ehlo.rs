@@ -36,8 +36,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         if self.settings.vrfy_enabled {
             ext.push(Extension::Vrfy);
         }
+        ext.push(Extension::Etrn);
+        if self.tls_config.is_some() && self.tls.is_none() {
+            ext.push(Extension::Starttls);
+        }
+        if let Some(sasl) = &self.settings.sasl
+            && (self.tls.is_some() || !self.settings.tls_auth_only)
+        {
+            let mechs = sasl.mechanisms(self.tls.is_some());
+            if !mechs.is_empty() {
+                ext.push(Extension::Auth(
+                    mechs.iter().map(|m| m.name().to_string()).collect(),
+                ));
+            }
+        }
         ext.extend([
-            Extension::Etrn,
             Extension::EnhancedStatusCodes,
             Extension::EightBitMime,
             Extension::Dsn,

@@ -20,6 +20,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 .reply(&reply("503 5.5.1 Error: nested MAIL command"));
             return Step::Err;
         }
+        if params.auth.is_some() && self.settings.sasl.is_none() {
+            self.io
+                .reply(&reply("503 5.5.4 Error: authentication disabled"));
+            return Step::Err;
+        }
         let limit = self.settings.message_size_limit;
         if limit > 0 && params.size.is_some_and(|s| s > limit) {
             self.io

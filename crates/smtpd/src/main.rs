@@ -13,8 +13,9 @@
 //!   (SIGHUP) applies to the next session and never to one in progress.
 //!
 //!   The session speaks SMTP and ESMTP (RFC 5321): HELO, EHLO, MAIL, RCPT,
-//!   DATA, BDAT, RSET, NOOP, QUIT, VRFY, ETRN. EHLO announces PIPELINING,
-//!   SIZE, VRFY (only when enabled), ETRN, ENHANCEDSTATUSCODES, 8BITMIME,
+//!   DATA, BDAT, RSET, NOOP, QUIT, VRFY, ETRN, STARTTLS, AUTH. EHLO
+//!   announces PIPELINING, SIZE, VRFY (only when enabled), ETRN, STARTTLS
+//!   and AUTH (when configured, see below), ENHANCEDSTATUSCODES, 8BITMIME,
 //!   DSN, SMTPUTF8 and CHUNKING. Replies and their enhanced status codes
 //!   are Postfix's, word for word, so that scripts and people who know
 //!   Postfix read them unchanged.
@@ -40,6 +41,42 @@
 //!   (hopcount_limit), or that qmgr cannot keep, is read to its end and
 //!   then refused; qmgr drops what it got.
 //!
+//!   TLS (RFC 3207): with smtpd_tls_security_level = may, EHLO offers
+//!   STARTTLS (only while the session is in plaintext); `220 2.0.0 Ready
+//!   to start TLS` is followed by the handshake, after which the session
+//!   starts over: the client must send EHLO again, and STARTTLS is no
+//!   longer offered. Whatever the client sent after the STARTTLS line and
+//!   before the handshake is thrown away unread (CVE-2011-0411). With
+//!   `encrypt`, every command but HELO, EHLO, STARTTLS, RSET, NOOP and QUIT
+//!   is answered `530 5.7.0 Must issue a STARTTLS command first`. With
+//!   smtpd_tls_wrappermode = yes (a per-service option, for SMTPS on 465)
+//!   the handshake comes right after accept, before the greeting. Session
+//!   tickets are sealed with keys from tlsmgr(8), so a client resumes its
+//!   session with any smtpd process of any service, and across smtpd
+//!   restarts. Under TLS the protocol is ESMTPS (SMTPS after HELO) in the
+//!   Received header, the logs and the envelope; the Received header also
+//!   gets Postfix's `(using TLSv1.3 with cipher ... (256/256 bits))`
+//!   clause.
+//!
+//!   SMTP AUTH (RFC 4954): with smtpd_sasl_auth_enable = yes, EHLO offers
+//!   `AUTH PLAIN LOGIN`, plus CRAM-MD5 when the user table holds a
+//!   recoverable secret. Users and password hashes come from the table
+//!   named by smtpd_sasl_users, one `username hash` line each; the hash is
+//!   argon2 (`$argon2id$...`), SHA-512 or SHA-256 crypt (`$6$...`,
+//!   `$5$...`, as made by `openssl passwd -6`), or `{plain}secret`. Only
+//!   `{plain}` entries can log in with CRAM-MD5, which needs the secret
+//!   itself; since such an entry is readable by anyone who reads the table,
+//!   CRAM-MD5 stays off until the administrator writes one. A login is
+//!   answered `235 2.7.0 Authentication successful`, a failed one `535
+//!   5.7.8 Error: authentication failed: authentication failure` after a
+//!   delay that doubles with each failure in a row from the same client
+//!   address (0.5s, 1s, 2s, ... at most 10s; remembered per process for 15
+//!   minutes). After AUTH the protocol is ESMTPA (ESMTPSA under TLS);
+//!   permit_sasl_authenticated then lets the client relay, and
+//!   reject_sender_login_mismatch (with smtpd_sender_login_maps) keeps it
+//!   to its own sender addresses. MAIL's `AUTH=` parameter is accepted and
+//!   ignored.
+//!
 //!   The end of DATA is `<CR><LF>.<CR><LF>` only: a bare LF never ends the
 //!   message, so a second message cannot be smuggled inside the first
 //!   (CVE-2023-51764). What a bare LF means otherwise is
@@ -64,20 +101,48 @@
 //!   queue file at the first accepted RCPT), so `ID: client=NAME[ADDR]`
 //!   is logged then.
 //!
-//!   STARTTLS and AUTH are not offered yet (`502`/`503` replies).
+//!   The certificate and key files are read after the switch to
+//!   mail_owner (Postfix reads them as root), so they must be readable
+//!   by mail_owner. A missing, unreadable or mismatched file is fatal at
+//!   start, with the file named, and the master throttles the service; on
+//!   reload (SIGHUP) such a file is logged as an error and the running
+//!   certificates stay in use.
+//!
+//!   The Received header notes the TLS protocol and cipher unless
+//!   smtpd_tls_received_header is set to `no` explicitly (Postfix adds the
+//!   clause only when it is set to yes).
+//!
+//!   AUTH before TLS under smtpd_tls_auth_only is answered `538 5.7.11
+//!   Encryption required for requested authentication mechanism` (RFC 4954
+//!   section 6; Postfix answers `504 5.5.4` with the same text).
+//!   smtpd_tls_security_level = encrypt implies smtpd_tls_auth_only.
+//!
+//!   SASL is built in: smtpd_sasl_type and smtpd_sasl_path are not used,
+//!   and the users come from smtpd_sasl_users rather than Cyrus or
+//!   Dovecot. `noanonymous` is always in force (there is no ANONYMOUS
+//!   mechanism); `noplaintext` hides PLAIN and LOGIN. Acting for another
+//!   user (a PLAIN authorization identity different from the login) is
+//!   refused.
+//!
+//!   Client certificates are never requested (smtpd_tls_ask_ccert,
+//!   smtpd_tls_req_ccert and permit_tls_clientcerts are not supported).
 //!
 //! SECURITY
 //!   smtpd talks to anyone on the network. It runs as mail_owner, holds no
 //!   mail of its own and keeps at most one chunk of a message in memory.
-//!   Every read and write has the smtpd_timeout deadline; command lines are
-//!   bounded by line_length_limit; a client making too many errors is
-//!   slowed down and then disconnected.
+//!   Every read and write has the smtpd_timeout deadline, the TLS handshake
+//!   too; command lines are bounded by line_length_limit; a client making
+//!   too many errors is slowed down and then disconnected. Passwords are
+//!   checked off the async threads (argon2 is slow on purpose), and
+//!   password guessing is slowed down per client address.
 //!
 //! STANDARDS
 //!   RFC 5321 (SMTP), RFC 1870 (SIZE), RFC 1985 (ETRN), RFC 2034
 //!   (enhanced status codes), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING),
 //!   RFC 3461 (DSN), RFC 5322 (message format), RFC 6152 (8BITMIME),
-//!   RFC 6531 (SMTPUTF8).
+//!   RFC 6531 (SMTPUTF8), RFC 3207 (STARTTLS), RFC 8446 and 5246 (TLS
+//!   1.3 and 1.2), RFC 4954 (AUTH), RFC 4616 (PLAIN), RFC 2195 (CRAM-MD5),
+//!   RFC 3848 (ESMTPS/ESMTPA/ESMTPSA).
 //!
 //! DIAGNOSTICS
 //!   Log lines follow Postfix: `connect from NAME[ADDR]`, `ID:
@@ -88,6 +153,20 @@
 //!   ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5` (`ok/total` where some
 //!   failed). Problems reaching qmgr are logged as warnings and the client
 //!   gets `451 4.3.0 Error: queue file write error`.
+//!
+//!   TLS: `Anonymous TLS connection established from NAME[ADDR]: TLSv1.3
+//!   with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)`; a failed
+//!   handshake logs `SSL_accept error from NAME[ADDR]: reason` and `lost
+//!   connection after STARTTLS from ...`. Certificate problems at start:
+//!   `fatal: private key in KEY does not match the certificate in CERT`,
+//!   `fatal: cannot read FILE: ...`.
+//!
+//!   AUTH: `ID: client=NAME[ADDR], sasl_method=PLAIN, sasl_username=alice`
+//!   for mail from an authenticated client, and `warning: NAME[ADDR]: SASL
+//!   PLAIN authentication failed: authentication failure,
+//!   sasl_username=alice` for each failure. An unreadable user table is
+//!   logged as an error and AUTH is answered `454 4.7.0 Temporary
+//!   authentication failure`.
 //!
 //! CONFIGURATION PARAMETERS
 //!   Greeting and identity
@@ -130,12 +209,40 @@
 //!     smtpd_helo_restrictions, smtpd_sender_restrictions,
 //!     smtpd_relay_restrictions, smtpd_recipient_restrictions,
 //!     smtpd_data_restrictions, mynetworks, relay_domains, mydestination
+//!     smtpd_sender_login_maps  sender address (or @domain) to the logins
+//!                           that may use it, for
+//!                           reject_sender_login_mismatch and its
+//!                           authenticated/unauthenticated/known variants
+//!
+//!   TLS
+//!     smtpd_tls_security_level  none (default), may, or encrypt
+//!     smtpd_tls_cert_file, smtpd_tls_key_file  PEM certificate chain and
+//!                           private key (RSA, ECDSA or Ed25519); the key
+//!                           file defaults to the certificate file
+//!     smtpd_tls_chain_files  key-and-chain files, one per algorithm,
+//!                           instead of the two above
+//!     smtpd_tls_protocols, smtpd_tls_mandatory_protocols  narrow TLSv1.2
+//!                           and TLSv1.3 down (the latter with encrypt)
+//!     smtpd_tls_wrappermode  TLS from the start (SMTPS); set it per
+//!                           service
+//!     smtpd_tls_auth_only   AUTH only under TLS (no)
+//!     smtpd_tls_received_header  the TLS clause in Received (see
+//!                           DIFFERENCES)
+//!     smtpd_tls_session_cache_timeout  the lifetime of session tickets
+//!                           (3600s; tlsmgr rotates the keys that often)
+//!
+//!   SASL authentication
+//!     smtpd_sasl_auth_enable  offer AUTH (no)
+//!     smtpd_sasl_users      the user table (Postern): `username hash`
+//!     smtpd_sasl_security_options  noanonymous (always), noplaintext;
+//!                           smtpd_sasl_tls_security_options under TLS
 //!
 //! FILES
 //!   $queue_directory/private/qmgr   where messages are handed over
+//!   $queue_directory/private/tlsmgr  where session ticket keys come from
 //!
 //! SEE ALSO
-//!   master(8), qmgr(8), postconf(5)
+//!   master(8), qmgr(8), tlsmgr(8), postconf(5)
 //!
 //! # Layout
 //!
@@ -143,8 +250,11 @@
 //! - `ehlo`: HELO/EHLO, VRFY, ETRN. `mail`: MAIL, RCPT. `data`: DATA, BDAT.
 //! - `message`: the outgoing content (Received, header scan, chunks).
 //! - `queue`: the qmgr client behind the `Queue` trait.
+//! - `tls`: STARTTLS, wrapper mode and the stream that changes under the
+//!   session. `auth`: AUTH, the user table and the failure tarpit.
 //! - `settings`: the parameters of one session. `policy`: access policy.
 
+mod auth;
 mod data;
 mod ehlo;
 mod mail;
@@ -153,23 +263,64 @@ mod policy;
 mod queue;
 mod session;
 mod settings;
+mod tls;
 
 #[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use postern_config::Config;
+use postern_config::{Config, Params};
+use postern_daemon::status::StatusSender;
 use postern_daemon::{Context, Peer, serve_sessions};
+use postern_tls::{TicketKeys, TlsmgrClient};
+use rustls::ServerConfig;
 
 use crate::queue::Qmgr;
 use crate::session::{Client, Session};
 use crate::settings::Settings;
 
-/// The settings built for one configuration (compared by pointer).
-type Cached = (Arc<Config>, Arc<Settings>);
+/// The settings and TLS configuration built for one configuration
+/// (compared by pointer).
+type Cached = (Arc<Config>, Arc<Settings>, Option<Arc<ServerConfig>>);
+
+/// How long the first fetch of ticket keys may hold up the start.
+const FIRST_KEYS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the service needs a certificate: STARTTLS offered or required,
+/// or wrapper mode.
+fn tls_wanted(params: &Params) -> bool {
+    tls::Level::parse(&params.get("smtpd_tls_security_level")) != tls::Level::None
+        || params.bool("smtpd_tls_wrappermode")
+}
+
+/// The TLS state shared by every session of the process: the ticket keys
+/// (from tlsmgr, so any smtpd process resumes any other's sessions) and
+/// what is needed to rebuild the server configuration on reload.
+#[derive(Debug)]
+struct TlsState {
+    tickets: Arc<TicketKeys>,
+    tlsmgr: Arc<TlsmgrClient>,
+    refreshing: AtomicBool,
+    status: StatusSender,
+}
+
+impl TlsState {
+    /// Builds the server configuration for `params`, publishes its
+    /// certificates to `qctl status`, and keeps ticket keys coming.
+    fn build(&self, params: &Params) -> Result<Arc<ServerConfig>, postern_tls::TlsError> {
+        let tls = postern_tls::server_config_from_params(params, Some(self.tickets.clone()))?;
+        self.status.certificates(tls.certificates.clone());
+        if !self.refreshing.swap(true, Ordering::Relaxed) {
+            postern_tls::spawn_ticket_refresh(self.tlsmgr.clone(), self.tickets.clone());
+        }
+        Ok(tls.config)
+    }
+}
 
 fn main() -> ExitCode {
     postern_daemon::run("smtpd", serve)
@@ -181,19 +332,49 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     let drain = params.time("drain_timeout");
     let watch = ctx.config_watch();
     let service = ctx.service.clone();
-    // Settings (with the compiled policy) are built once per configuration,
-    // not once per session.
-    let cache: Arc<Mutex<Option<Cached>>> = Arc::new(Mutex::new(None));
+    let lifetime = params.time("smtpd_tls_session_cache_timeout").as_secs();
+    let state = Arc::new(TlsState {
+        tickets: Arc::new(TicketKeys::new(lifetime.min(u64::from(u32::MAX)) as u32)),
+        tlsmgr: Arc::new(TlsmgrClient::from_params(&params)),
+        refreshing: AtomicBool::new(false),
+        status: ctx.status.clone(),
+    });
+    // Certificates are read at start: a missing, unreadable or mismatched
+    // file is fatal here, with its name, rather than a failed handshake
+    // later. The first keys are fetched before the first client, so its
+    // session can be resumed by any process.
+    let first_tls = if tls_wanted(&params) {
+        let config = state.build(&params)?;
+        let fetch = postern_tls::tlsmgr_client::refresh_ticket_keys(&state.tlsmgr, &state.tickets);
+        match tokio::time::timeout(FIRST_KEYS_TIMEOUT, fetch).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("cannot get session ticket keys yet: {e}"),
+            Err(_) => tracing::warn!("cannot get session ticket keys yet: tlsmgr does not answer"),
+        }
+        Some(config)
+    } else {
+        None
+    };
+    // Settings (with the compiled policy) and the TLS configuration are
+    // built once per configuration, not once per session.
+    let cache: Arc<Mutex<Option<Cached>>> = Arc::new(Mutex::new(Some((
+        watch.borrow().clone(),
+        Arc::new(Settings::from_params(&params)),
+        first_tls,
+    ))));
     serve_sessions(&mut ctx, max, drain, move |stream, peer, shutdown| {
         let config = watch.borrow().clone();
-        let settings = {
+        let (settings, tls) = {
             let mut cached = cache.lock().unwrap_or_else(|e| e.into_inner());
             match cached.as_ref() {
-                Some((c, s)) if Arc::ptr_eq(c, &config) => s.clone(),
+                Some((c, s, t)) if Arc::ptr_eq(c, &config) => (s.clone(), t.clone()),
                 _ => {
-                    let s = Arc::new(Settings::from_params(&config.params_for(&service)));
-                    *cached = Some((config, s.clone()));
-                    s
+                    let params = config.params_for(&service);
+                    let s = Arc::new(Settings::from_params(&params));
+                    let previous = cached.as_ref().and_then(|(_, _, t)| t.clone());
+                    let t = reload_tls(&state, &params, previous);
+                    *cached = Some((config, s.clone(), t.clone()));
+                    (s, t)
                 }
             }
         };
@@ -208,8 +389,29 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
             },
         };
         let queue = Qmgr::new(settings.qmgr_socket.clone());
-        Session::new(stream, client, settings, queue, Some(shutdown)).run()
+        Session::new(stream, client, settings, queue, Some(shutdown))
+            .with_tls(tls)
+            .run()
     })
     .await;
     Ok(())
+}
+
+/// The TLS configuration after a reload (SIGHUP): new sessions use the
+/// new certificates; if they cannot be loaded, the running ones stay.
+fn reload_tls(
+    state: &TlsState,
+    params: &Params,
+    previous: Option<Arc<ServerConfig>>,
+) -> Option<Arc<ServerConfig>> {
+    if !tls_wanted(params) {
+        return None;
+    }
+    match state.build(params) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            tracing::error!("reload: {e}; keeping the previous TLS configuration");
+            previous
+        }
+    }
 }

@@ -266,6 +266,9 @@ pub struct ReceivedHeader<'a> {
     pub hostname: &'a str,
     pub mail_name: &'a str,
     pub protocol: &'a str,
+    /// `TLSv1.3 with cipher ... (256/256 bits)` when the session is
+    /// encrypted and the clause is wanted.
+    pub tls: Option<&'a str>,
     pub id: &'a str,
     pub single_recipient: Option<&'a str>,
     pub date: &'a str,
@@ -275,14 +278,22 @@ impl std::fmt::Display for ReceivedHeader<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Received: from {} ({} [{}])\r\n\tby {} ({}) with {} id {}",
+            "Received: from {} ({} [{}])\r\n\t",
             self.helo.unwrap_or(self.client_name),
             self.client_name,
             self.client_addr,
-            self.hostname,
-            self.mail_name,
-            self.protocol,
-            self.id
+        )?;
+        if let Some(tls) = self.tls {
+            // Postfix's layout; Postern never asks for client certificates.
+            write!(
+                f,
+                "(using {tls})\r\n\t(No client certificate requested)\r\n\t"
+            )?;
+        }
+        write!(
+            f,
+            "by {} ({}) with {} id {}",
+            self.hostname, self.mail_name, self.protocol, self.id
         )?;
         match self.single_recipient {
             Some(rcpt) => write!(f, "\r\n\tfor <{rcpt}>; {}\r\n", self.date),
@@ -446,6 +457,7 @@ mod tests {
             hostname: "mx",
             mail_name: "Postern",
             protocol: "SMTP",
+            tls: None,
             id: "ID1",
             single_recipient: Some("user@example.local"),
             date: "D",
@@ -460,6 +472,15 @@ mod tests {
         assert_eq!(
             h.to_string(),
             "Received: from unknown (unknown [127.0.0.1])\r\n\tby mx (Postern) with ESMTP id ID1;\r\n\tD\r\n"
+        );
+        h.protocol = "ESMTPSA";
+        h.tls = Some("TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)");
+        assert_eq!(
+            h.to_string(),
+            "Received: from unknown (unknown [127.0.0.1])\r\n\t\
+             (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n\t\
+             (No client certificate requested)\r\n\t\
+             by mx (Postern) with ESMTPSA id ID1;\r\n\tD\r\n"
         );
     }
 }

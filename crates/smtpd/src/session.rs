@@ -15,12 +15,16 @@ use postern_daemon::Shutdown;
 use postern_smtp::{
     Address, BareNewlinePolicy, Command, ErrorKind, MailParams, RcptParams, Reply, parse_command,
 };
+use postern_tls::TlsSummary;
+use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::auth::Login;
 use crate::data::Bdat;
 use crate::policy::{Check, Stage};
 use crate::queue::Queue;
 use crate::settings::Settings;
+use crate::tls::{Conn, Level};
 
 /// Largest single read from the client.
 const READ_SIZE: usize = 64 * 1024;
@@ -52,7 +56,8 @@ pub enum IoError {
 /// The client stream with its input buffer and queued replies.
 #[derive(Debug)]
 pub struct Io<S> {
-    stream: S,
+    /// Plain until STARTTLS (or from the start in wrapper mode).
+    stream: Conn<S>,
     /// Input; the unread part is `buf[pos..]`.
     buf: Vec<u8>,
     pos: usize,
@@ -75,7 +80,7 @@ pub enum Line {
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     fn new(stream: S, timeout: Duration) -> Io<S> {
         Io {
-            stream,
+            stream: Conn::Plain(stream),
             buf: Vec::new(),
             pos: 0,
             out: Vec::new(),
@@ -94,6 +99,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
             self.buf.clear();
             self.pos = 0;
         }
+    }
+
+    /// Drops everything received and not yet read: at STARTTLS, whatever
+    /// the client sent in plaintext after it must never be executed.
+    pub fn discard_input(&mut self) {
+        if !self.input().is_empty() {
+            tracing::debug!(
+                "discarding {} octets of pipelined plaintext",
+                self.input().len()
+            );
+        }
+        self.buf.clear();
+        self.pos = 0;
+    }
+
+    /// Ends a TLS session with close_notify, so the client knows it saw
+    /// everything (best effort, briefly).
+    pub async fn close_tls(&mut self) {
+        if let Conn::Tls(tls) = &mut self.stream {
+            let _ = tokio::time::timeout(Duration::from_secs(2), tls.shutdown()).await;
+        }
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Conn<S> {
+        &mut self.stream
     }
 
     /// Queues a reply; it goes out at the next flush.
@@ -281,6 +311,12 @@ pub struct Session<S, Q> {
     access_denied: bool,
     /// The last command, for `timeout after DATA` style logs.
     pub(crate) last: &'static str,
+    /// The server's TLS configuration; `None` when TLS is off.
+    pub(crate) tls_config: Option<Arc<ServerConfig>>,
+    /// Set once the handshake is done.
+    pub(crate) tls: Option<TlsSummary>,
+    /// Set by a successful AUTH; cleared by STARTTLS.
+    pub(crate) sasl: Option<Login>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
@@ -305,7 +341,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             counts: Counts::default(),
             access_denied: false,
             last: "CONNECT",
+            tls_config: None,
+            tls: None,
+            sasl: None,
         }
+    }
+
+    /// Offers STARTTLS (or, in wrapper mode, starts with the handshake)
+    /// with `config`.
+    pub fn with_tls(mut self, config: Option<Arc<ServerConfig>>) -> Self {
+        self.tls_config = config;
+        self
     }
 
     /// Runs the session to its end.
@@ -329,6 +375,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             Some(IoError::Lost) | None => {}
         }
         self.reset_transaction().await;
+        if reason.is_none() {
+            self.io.close_tls().await;
+        }
         tracing::info!("disconnect from {namaddr}{}", self.counts.summary());
     }
 
@@ -343,6 +392,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     /// The greeting and the command loop; `Some` when the conversation
     /// broke off rather than ended.
     async fn converse(&mut self) -> Option<IoError> {
+        // SMTPS: TLS from the first byte, before the greeting.
+        if self.settings.wrappermode
+            && let Err(e) = self.start_tls().await
+        {
+            self.last = "CONNECT";
+            return Some(e);
+        }
         if let Some(refusal) = self.connect_check() {
             self.io.reply(&refusal);
             self.access_denied = true;
@@ -491,16 +547,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             helo: self.helo.as_deref(),
             sender: self.tx.as_ref().map(|t| &t.sender),
             recipient,
-            sasl_username: None,
+            sasl_username: self.sasl.as_ref().map(|l| l.username.as_str()),
         };
         let refusal = policy.check(stage, &check).err()?;
         tracing::debug!(temporary = refusal.temporary, "policy refusal at {stage:?}");
         Some(refusal.reply)
     }
 
-    /// `SMTP` or `ESMTP`, for the Received header and the logs.
+    /// `SMTP` or `ESMTP`, with `S` under TLS and `A` once authenticated
+    /// (RFC 3848), for the Received header, the logs and the envelope.
     pub(crate) fn protocol(&self) -> &'static str {
-        if self.esmtp { "ESMTP" } else { "SMTP" }
+        match (self.esmtp, self.tls.is_some(), self.sasl.is_some()) {
+            (false, false, false) => "SMTP",
+            (false, true, false) => "SMTPS",
+            (false, false, true) => "SMTPA",
+            (false, true, true) => "SMTPSA",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
+        }
     }
 
     /// Logs a refusal the way Postfix does.
@@ -575,6 +641,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             self.io.reply(&reply(&text));
             return Ok((verb, Step::Err));
         }
+        // smtpd_tls_security_level = encrypt: only what leads to TLS.
+        if self.settings.tls_level == Level::Encrypt
+            && self.tls.is_none()
+            && !matches!(
+                cmd,
+                Command::Helo(_)
+                    | Command::Ehlo(_)
+                    | Command::Starttls
+                    | Command::Rset
+                    | Command::Noop
+                    | Command::Quit
+            )
+        {
+            self.io
+                .reply(&reply("530 5.7.0 Must issue a STARTTLS command first"));
+            return Ok((verb, Step::Err));
+        }
         let step = match cmd {
             Command::Helo(name) => self.helo(name, false).await,
             Command::Ehlo(name) => self.helo(name, true).await,
@@ -602,16 +685,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                     .reply(&reply("502 5.5.2 Error: command not recognized"));
                 return Ok(("unknown", Step::Err));
             }
-            Command::Starttls => {
-                self.io
-                    .reply(&reply("502 5.5.1 Error: command not implemented"));
-                Step::Err
-            }
-            Command::Auth { .. } => {
-                self.io
-                    .reply(&reply("503 5.5.1 Error: authentication not enabled"));
-                Step::Err
-            }
+            Command::Starttls => self.starttls().await?,
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
         };
         Ok((verb, step))
     }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use postern_config::Params;
 use postern_smtp::BareNewlinePolicy;
 
+use crate::auth::Sasl;
 use crate::policy::{self, Policy};
+use crate::tls::Level;
 
 /// Postfix parameters that the config table does not know yet, with
 /// Postfix's defaults.
@@ -68,6 +70,17 @@ pub struct Settings {
     pub delay_reject: bool,
     /// `$queue_directory/private/qmgr`.
     pub qmgr_socket: PathBuf,
+    /// `smtpd_tls_security_level`.
+    pub tls_level: Level,
+    /// `smtpd_tls_wrappermode`: TLS from the first byte (SMTPS).
+    pub wrappermode: bool,
+    /// `smtpd_tls_auth_only` (implied by the `encrypt` level).
+    pub tls_auth_only: bool,
+    /// The `(using TLSv1.3 with cipher ...)` clause in Received (see the
+    /// manual: on unless smtpd_tls_received_header is set to no).
+    pub tls_received_header: bool,
+    /// SMTP AUTH, when `smtpd_sasl_auth_enable = yes`.
+    pub sasl: Option<Arc<Sasl>>,
     /// The access policy, or why it could not be built (then every RCPT
     /// is deferred rather than allowed).
     pub policy: Result<Arc<Policy>, String>,
@@ -86,7 +99,14 @@ impl Settings {
                 BareNewlinePolicy::Normalize
             }
         };
+        let tls_level = Level::parse(&params.get("smtpd_tls_security_level"));
         Settings {
+            tls_level,
+            wrappermode: params.bool("smtpd_tls_wrappermode"),
+            tls_auth_only: params.bool("smtpd_tls_auth_only") || tls_level == Level::Encrypt,
+            tls_received_header: params.is_default("smtpd_tls_received_header")
+                || params.bool("smtpd_tls_received_header"),
+            sasl: Sasl::from_params(params).map(Arc::new),
             hostname: params.get("myhostname"),
             banner: params.get("smtpd_banner"),
             mail_name: params.get("mail_name"),

@@ -768,3 +768,174 @@ async fn ipv6_clients_appear_as_address_literals() {
         "2001:db8::5"
     );
 }
+
+/// SMTP AUTH without TLS (smtpd_tls_auth_only = no): users in a table
+/// file that lives as long as the returned handle.
+fn auth_config(users: &str, extra: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sasl_users");
+    std::fs::write(&path, users).unwrap();
+    let config = format!(
+        "smtpd_sasl_auth_enable = \"yes\"\n\
+         smtpd_sasl_users = \"hash:{}\"\n\
+         smtpd_relay_restrictions = \"permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination\"\n\
+         {extra}",
+        path.display()
+    );
+    (dir, config)
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// `openssl passwd -6 -salt saltsalt secret`
+const SECRET_HASH: &str = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+
+#[tokio::test]
+async fn auth_plain_allows_relay_and_marks_the_envelope() {
+    let (_dir, extra) = auth_config(&format!("alice {SECRET_HASH}\n"), "");
+    let input = format!(
+        "EHLO client\r\nAUTH PLAIN {}\r\nMAIL FROM:<alice@example.local> AUTH=<>\r\n\
+         RCPT TO:<bob@example.net>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+        b64("\0alice\0secret")
+    );
+    let (out, queue) = talk(&extra, OUTSIDE, &input).await;
+    assert!(
+        out.contains("250-ETRN\r\n250-AUTH PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("235 2.7.0 Authentication successful\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
+        "{out}"
+    );
+    let seen = queue.0.lock().unwrap();
+    let (_, envelope, body) = &seen.queued[0];
+    let client = envelope.client.as_ref().unwrap();
+    assert_eq!(client.protocol, "ESMTPA");
+    assert_eq!(client.sasl_username.as_deref(), Some("alice"));
+    assert!(String::from_utf8_lossy(body).contains("with ESMTPA id"));
+}
+
+#[tokio::test]
+async fn auth_failures_login_and_relay_refusal() {
+    let (_dir, extra) = auth_config(&format!("alice {SECRET_HASH}\nbob {{plain}}pw\n"), "");
+    let input = format!(
+        "EHLO client\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<bob@example.net>\r\nRSET\r\n\
+         AUTH PLAIN {}\r\nAUTH LOGIN\r\n{}\r\n{}\r\nAUTH LOGIN\r\n*\r\nAUTH CRAM-MD5 =\r\n\
+         AUTH LOGIN {}\r\n{}\r\nAUTH PLAIN\r\nQUIT\r\n",
+        b64("\0alice\0wrong"),
+        b64("alice"),
+        b64("nope"),
+        b64("bob"),
+        b64("pw"),
+    );
+    let (out, _) = talk(&extra, OUTSIDE, &input).await;
+    // With a {plain} entry, CRAM-MD5 is offered too.
+    assert!(out.contains("250-AUTH PLAIN LOGIN CRAM-MD5\r\n"), "{out}");
+    let tail = lines(&[
+        "554 5.7.1 <bob@example.net>: Relay access denied",
+        "250 2.0.0 Ok",
+        "535 5.7.8 Error: authentication failed: authentication failure",
+        "334 VXNlcm5hbWU6",
+        "334 UGFzc3dvcmQ6",
+        "535 5.7.8 Error: authentication failed: authentication failure",
+        "334 VXNlcm5hbWU6",
+        "501 5.7.0 Authentication aborted",
+        "535 5.7.8 Error: authentication failed: authentication failure",
+        "334 UGFzc3dvcmQ6",
+        "235 2.7.0 Authentication successful",
+        "503 5.5.1 Error: already authenticated",
+        "221 2.0.0 Bye",
+    ]);
+    assert!(out.ends_with(&tail), "{out}");
+}
+
+#[tokio::test]
+async fn auth_only_and_encrypt_without_tls() {
+    let (_dir, extra) = auth_config(
+        &format!("alice {SECRET_HASH}\n"),
+        "smtpd_tls_auth_only = \"yes\"",
+    );
+    let input = format!(
+        "EHLO client\r\nAUTH PLAIN {}\r\nSTARTTLS\r\nQUIT\r\n",
+        b64("\0alice\0secret")
+    );
+    let (out, _) = talk(&extra, OUTSIDE, &input).await;
+    assert!(!out.contains("AUTH"), "{out}");
+    assert!(
+        out.ends_with(&lines(&[
+            "538 5.7.11 Encryption required for requested authentication mechanism",
+            "502 5.5.1 Error: command not implemented",
+            "221 2.0.0 Bye",
+        ])),
+        "{out}"
+    );
+
+    let (out, _) = talk(
+        "smtpd_tls_security_level = \"encrypt\"",
+        INSIDE,
+        "EHLO client\r\nMAIL FROM:<a@x.org>\r\nNOOP\r\nAUTH PLAIN =\r\nQUIT\r\n",
+    )
+    .await;
+    assert!(
+        out.ends_with(&lines(&[
+            "530 5.7.0 Must issue a STARTTLS command first",
+            "250 2.0.0 Ok",
+            "530 5.7.0 Must issue a STARTTLS command first",
+            "221 2.0.0 Bye",
+        ])),
+        "{out}"
+    );
+
+    // AUTH= on MAIL needs AUTH to be enabled.
+    let (out, _) = talk(
+        "",
+        INSIDE,
+        "EHLO client\r\nMAIL FROM:<a@x.org> AUTH=<>\r\nQUIT\r\n",
+    )
+    .await;
+    assert!(
+        out.contains("503 5.5.4 Error: authentication disabled\r\n"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn sender_login_maps_guard_the_postmaster_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let logins = dir.path().join("sender_logins");
+    std::fs::write(&logins, "postmaster@example.local alice\n").unwrap();
+    let (_users, extra) = auth_config(
+        "alice {plain}a\nbob {plain}b\n",
+        &format!(
+            "smtpd_sender_login_maps = \"hash:{}\"\n\
+             smtpd_sender_restrictions = \"reject_sender_login_mismatch\"",
+            logins.display()
+        ),
+    );
+    let session = |auth: Option<&str>| {
+        let login = auth.map_or(String::new(), |a| format!("AUTH PLAIN {}\r\n", b64(a)));
+        format!(
+            "EHLO client\r\n{login}MAIL FROM:<postmaster@example.local>\r\n\
+             RCPT TO:<user@example.local>\r\nQUIT\r\n"
+        )
+    };
+    let (out, _) = talk(&extra, OUTSIDE, &session(None)).await;
+    assert!(
+        out.contains(
+            "553 5.7.1 <postmaster@example.local>: Sender address rejected: not logged in\r\n"
+        ),
+        "{out}"
+    );
+    let (out, _) = talk(&extra, OUTSIDE, &session(Some("\0bob\0b"))).await;
+    assert!(out.contains(
+        "553 5.7.1 <postmaster@example.local>: Sender address rejected: not owned by user bob\r\n"
+    ), "{out}");
+    let (out, _) = talk(&extra, OUTSIDE, &session(Some("\0alice\0a"))).await;
+    assert!(
+        out.contains("235 2.7.0 Authentication successful\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
+        "{out}"
+    );
+}

@@ -45,6 +45,11 @@
 //!   WARN are logged and otherwise ignored (DUNNO).
 //! * With `smtpd_delay_reject = no`, a `defer_if_permit` raised at Connect,
 //!   Helo or Mail is not carried to Rcpt (each call is independent).
+//! * `smtpd_sender_login_maps` is looked up with the whole sender address,
+//!   then without its address extension, then `@domain`; Postfix also
+//!   tries the bare local part for local domains. The owners are a list of
+//!   login names (`553 5.7.1 <addr>: Sender address rejected: not owned by
+//!   user NAME`, or `... not logged in`).
 //!
 //! # Layout
 //!
@@ -68,7 +73,7 @@ use postern_config::{NetworkList, Params, Table, TableError};
 use postern_smtp::{Address, Reply};
 
 use domains::{Class, Resolved, Resolver};
-use restriction::{AccessKind, ParseError, Restriction};
+use restriction::{AccessKind, LoginCheck, ParseError, Restriction};
 
 /// The protocol stage a check is made at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -233,6 +238,9 @@ pub struct Policy {
     canonical_maps: Tables,
     /// sender_canonical_maps: a hit means "known" for senders.
     sender_canonical_maps: Tables,
+    /// smtpd_sender_login_maps: sender address (or `@domain`) to the
+    /// logins that may use it.
+    sender_login_maps: Tables,
     recipient_delimiter: String,
     double_bounce: String,
     null_key: String,
@@ -372,6 +380,7 @@ impl Policy {
             virtual_mailbox_maps: policy_maps("virtual_mailbox_maps")?,
             canonical_maps: canonical,
             sender_canonical_maps: policy_maps("sender_canonical_maps")?,
+            sender_login_maps: policy_maps("smtpd_sender_login_maps")?,
             recipient_delimiter: params.get("recipient_delimiter"),
             double_bounce: str_param(params, "double_bounce_sender", "double-bounce"),
             null_key: str_param(params, "smtpd_null_access_lookup_key", "<>"),
@@ -777,6 +786,10 @@ impl<'p, 'c> Eval<'p, 'c> {
                 Some(a) => self.unknown_address(a, RECIPIENT),
                 None => Verdict::Dunno,
             },
+            R::SenderLogin(check) => match ctx.sender {
+                Some(a) if !a.is_null() => self.sender_login(*check, a),
+                _ => Verdict::Dunno,
+            },
             R::Access(kind, table) => self.access(*kind, table, s),
             R::BareMap(table) => match s.acl {
                 Some(kind) => self.access(kind, table, s),
@@ -794,6 +807,82 @@ impl<'p, 'c> Eval<'p, 'c> {
                 None => Verdict::Refuse(config_error()),
             },
         }
+    }
+
+    /// Postfix's reject_*sender_login_mismatch: the owners of `sender`
+    /// in smtpd_sender_login_maps against the SASL login.
+    fn sender_login(&self, check: LoginCheck, sender: &Address) -> Verdict {
+        let owners = match self.sender_owners(sender) {
+            Ok(o) => o,
+            Err(v) => return v,
+        };
+        let refuse = |why: String| {
+            Verdict::Refuse(Refusal::new(
+                553,
+                (5, 7, 1),
+                format!("<{sender}>: {SENDER} rejected: {why}"),
+            ))
+        };
+        match (self.ctx.sasl_username, owners) {
+            (Some(user), owners)
+                if matches!(check, LoginCheck::Mismatch | LoginCheck::Authenticated)
+                    || (check == LoginCheck::Known && owners.is_some()) =>
+            {
+                let owned = owners
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(user));
+                match owned {
+                    true => Verdict::Dunno,
+                    false => refuse(format!("not owned by user {user}")),
+                }
+            }
+            (None, Some(_))
+                if matches!(
+                    check,
+                    LoginCheck::Mismatch | LoginCheck::Unauthenticated | LoginCheck::Known
+                ) =>
+            {
+                refuse("not logged in".into())
+            }
+            _ => Verdict::Dunno,
+        }
+    }
+
+    /// The logins that own `sender`: looked up as the whole address, then
+    /// without its address extension, then as `@domain`.
+    fn sender_owners(&self, sender: &Address) -> Result<Option<Vec<String>>, Verdict> {
+        let maps = &self.policy.sender_login_maps;
+        if maps.is_empty() {
+            return Ok(None);
+        }
+        let full = sender.to_string().to_ascii_lowercase();
+        let mut keys = vec![full.clone()];
+        if let Some((local, domain)) = full.rsplit_once('@') {
+            let delims = &self.policy.recipient_delimiter;
+            if let Some(i) = local.find(|c| !delims.is_empty() && delims.contains(c)) {
+                keys.push(format!("{}@{domain}", &local[..i]));
+            }
+            keys.push(format!("@{domain}"));
+        }
+        for key in keys {
+            match maps.lookup(&key, false) {
+                Ok(Some(v)) => {
+                    let owners = v
+                        .split([',', ' ', '\t'])
+                        .filter(|o| !o.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    return Ok(Some(owners));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("smtpd_sender_login_maps: {e}");
+                    return Err(lookup_failure(&full));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Resolves an address; a table failure becomes Postfix's temporary

@@ -44,11 +44,27 @@ pub(super) enum Restriction {
     /// Enforced by the session itself (`smtpd_forbid_unauth_pipelining`);
     /// accepted here so that configurations from Postfix guides load.
     RejectUnauthPipelining,
+    /// smtpd_sender_login_maps checks: which logins may use which
+    /// sender addresses.
+    SenderLogin(LoginCheck),
     Access(AccessKind, Table),
     /// `type:table` alone: the access check of the list it appears in.
     BareMap(Table),
     /// A name from `smtpd_restriction_classes`.
     Class(String),
+}
+
+/// The `reject_*sender_login_mismatch` family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LoginCheck {
+    /// Both of the next two.
+    Mismatch,
+    /// A logged-in client may only use the addresses its login owns.
+    Authenticated,
+    /// An address that has an owner needs a login.
+    Unauthenticated,
+    /// Like `Mismatch`, but only for addresses that have an owner.
+    Known,
 }
 
 /// Why a list did not parse.
@@ -95,10 +111,6 @@ const UNSUPPORTED: &[&str] = &[
     "reject_unverified_sender",
     "reject_unverified_recipient",
     "reject_unknown_forward_client_hostname",
-    "reject_sender_login_mismatch",
-    "reject_authenticated_sender_login_mismatch",
-    "reject_known_sender_login_mismatch",
-    "reject_unauthenticated_sender_login_mismatch",
     "reject_unlisted_sender_login",
     "reject_multi_recipient_bounce",
     "permit_inet_interfaces",
@@ -168,6 +180,14 @@ pub(super) fn parse_list(
             }
             "reject_unknown_recipient_domain" => R::RejectUnknownRecipientDomain,
             "reject_unauth_pipelining" => R::RejectUnauthPipelining,
+            "reject_sender_login_mismatch" => R::SenderLogin(LoginCheck::Mismatch),
+            "reject_authenticated_sender_login_mismatch" => {
+                R::SenderLogin(LoginCheck::Authenticated)
+            }
+            "reject_unauthenticated_sender_login_mismatch" => {
+                R::SenderLogin(LoginCheck::Unauthenticated)
+            }
+            "reject_known_sender_login_mismatch" => R::SenderLogin(LoginCheck::Known),
             _ if tok.contains(':') => R::BareMap(open(tok).map_err(ParseError::Table)?),
             _ if classes.contains(tok.as_str()) => R::Class(tok.clone()),
             _ if UNSUPPORTED.contains(&name.as_str()) => {

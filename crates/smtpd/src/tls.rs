@@ -1,0 +1,188 @@
+//! TLS in the session: the stream before and after the handshake
+//! ([`Conn`]), the security level, and STARTTLS itself.
+//!
+//! The handshake replaces the plain stream inside the session's `Io`; every
+//! byte the client sent after the STARTTLS line and before the handshake is
+//! thrown away first, so plaintext pipelined behind STARTTLS can never be
+//! taken as a command of the encrypted session (CVE-2011-0411).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use postern_tls::TlsSummary;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::server::TlsStream;
+
+use crate::queue::Queue;
+use crate::session::{IoError, Session, Step, reply};
+
+/// `smtpd_tls_security_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// No STARTTLS.
+    None,
+    /// STARTTLS offered.
+    May,
+    /// STARTTLS required before mail (and AUTH).
+    Encrypt,
+}
+
+impl Level {
+    /// Postfix's values; `dane`, `verify` and `secure` are client levels
+    /// and mean `encrypt` here, as for Postfix's smtpd. Unknown is `none`,
+    /// with a warning.
+    pub fn parse(value: &str) -> Level {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "none" => Level::None,
+            "may" => Level::May,
+            "encrypt" | "dane" | "dane-only" | "fingerprint" | "verify" | "secure" => {
+                Level::Encrypt
+            }
+            other => {
+                tracing::warn!("smtpd_tls_security_level: unknown value \"{other}\", using none");
+                Level::None
+            }
+        }
+    }
+}
+
+/// The client stream: plain, or TLS after STARTTLS or in wrapper mode.
+#[derive(Debug)]
+pub enum Conn<S> {
+    Plain(S),
+    Tls(Box<TlsStream<S>>),
+    /// Only during a failed handshake: the stream is gone.
+    Closed,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Conn<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Conn<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Closed => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Runs the server handshake on a plain stream within `timeout`; the
+/// summary of the session, or why it failed (for the log).
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    config: Arc<ServerConfig>,
+    timeout: std::time::Duration,
+) -> Result<TlsSummary, (IoError, String)> {
+    let plain = match std::mem::replace(conn, Conn::Closed) {
+        Conn::Plain(s) => s,
+        other => {
+            *conn = other;
+            return Err((IoError::Lost, "TLS already active".into()));
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(plain)).await {
+        Err(_) => return Err((IoError::Timeout, "timeout".into())),
+        Ok(Err(e)) => return Err((IoError::Lost, e.to_string())),
+        Ok(Ok(tls)) => tls,
+    };
+    let summary = postern_tls::summary(tls.get_ref().1)
+        .ok_or_else(|| (IoError::Lost, "no session after the handshake".to_string()))?;
+    *conn = Conn::Tls(Box::new(tls));
+    Ok(summary)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
+    /// The handshake (after STARTTLS or at connect in wrapper mode), with
+    /// Postfix's log lines.
+    pub(crate) async fn start_tls(&mut self) -> Result<(), IoError> {
+        let Some(config) = self.tls_config.clone() else {
+            return Err(IoError::Lost);
+        };
+        // CVE-2011-0411: nothing sent in plaintext survives the handshake.
+        self.io.discard_input();
+        let timeout = self.settings.timeout;
+        match handshake(self.io.conn_mut(), config, timeout).await {
+            Ok(summary) => {
+                tracing::info!(
+                    "Anonymous TLS connection established from {}: {summary}",
+                    self.client.namaddr()
+                );
+                self.tls = Some(summary);
+                Ok(())
+            }
+            Err((e, why)) => {
+                tracing::info!("SSL_accept error from {}: {why}", self.client.namaddr());
+                Err(e)
+            }
+        }
+    }
+
+    /// STARTTLS (RFC 3207). After the handshake the session starts over:
+    /// the client must say EHLO again, and nothing it said before counts.
+    pub(crate) async fn starttls(&mut self) -> Result<Step, IoError> {
+        if self.tls.is_some() {
+            self.io.reply(&reply("554 5.5.1 Error: TLS already active"));
+            return Ok(Step::Err);
+        }
+        if self.tls_config.is_none() {
+            self.io
+                .reply(&reply("502 5.5.1 Error: command not implemented"));
+            return Ok(Step::Err);
+        }
+        if self.settings.helo_required && self.helo.is_none() {
+            self.io
+                .reply(&reply("503 5.5.1 Error: send HELO/EHLO first"));
+            return Ok(Step::Err);
+        }
+        if self.tx.is_some() {
+            self.io
+                .reply(&reply("503 5.5.1 Error: MAIL transaction in progress"));
+            return Ok(Step::Err);
+        }
+        self.io.reply(&reply("220 2.0.0 Ready to start TLS"));
+        self.io.flush().await?;
+        self.start_tls().await?;
+        self.reset_transaction().await;
+        self.helo = None;
+        self.esmtp = false;
+        self.sasl = None;
+        Ok(Step::Ok)
+    }
+}

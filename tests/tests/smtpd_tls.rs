@@ -1,0 +1,752 @@
+//! smtpd with TLS and SMTP AUTH against the real master (scenarios S4 and
+//! S5): STARTTLS, the STARTTLS injection defence, AUTH and relay
+//! permission, the tarpit on failed logins, SMTPS (wrapper mode) with
+//! Python's smtplib and swaks, session resumption with `openssl s_client`
+//! across smtpd processes and restarts, certificate errors at startup,
+//! `qctl status` certificates and certificate reload.
+//!
+//! Certificates are made here with rcgen. The external clients need the
+//! Debian packages `openssl`, `python3`, `swaks` and `libnet-ssleay-perl`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use postern_tests::{Instance, TEST_MAIL_OWNER, free_port, wait_for};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+
+const LONG: Duration = Duration::from_secs(30);
+const HOST: &str = "mail.example.local";
+
+/// `openssl passwd -6 -salt saltsalt secret`: alice's password is "secret".
+const ALICE: &str = "alice $6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+/// carol's secret is recoverable, so CRAM-MD5 is offered.
+const CAROL: &str = "carol {plain}carolpw";
+
+/// The secured server of S4: TLS may, AUTH only under TLS, relay for
+/// authenticated clients only. The test client (127.0.0.1) is outside
+/// mynetworks, which lists a network nobody connects from.
+const SECURED: &str = r#"mydomain = "example.local"
+mydestination = "$myhostname, localhost"
+mynetworks = "10.255.255.0/24"
+relay_domains = "example.local"
+smtpd_relay_restrictions = "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
+smtpd_tls_security_level = "may"
+smtpd_tls_cert_file = "cert.pem"
+smtpd_tls_key_file = "key.pem"
+smtpd_tls_auth_only = "yes"
+smtpd_sasl_auth_enable = "yes"
+smtpd_sasl_users = "hash:sasl_users""#;
+
+/// Ports of one test instance.
+struct Ports {
+    smtp: SocketAddr,
+    smtps: SocketAddr,
+}
+
+fn loopback() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+/// master.toml: `smtp` (2 processes), `smtps` in wrapper mode, and tlsmgr.
+/// Lines of `extra` replace the SECURED lines with the same name.
+fn config(ports: &Ports, extra: &str) -> String {
+    config_with(ports, extra, "")
+}
+
+/// [`config`] with more services.
+fn config_with(ports: &Ports, extra: &str, services: &str) -> String {
+    let key = |l: &str| l.split('=').next().unwrap_or("").trim().to_string();
+    let replaced: Vec<String> = extra.lines().map(key).collect();
+    let main: String = SECURED
+        .lines()
+        .filter(|l| !replaced.contains(&key(l)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    format!(
+        r#"[main]
+myhostname = "{HOST}"
+maillog_file = "maillog"
+queue_directory = "queue"
+mail_owner = "{TEST_MAIL_OWNER}"
+service_throttle_time = "2s"
+drain_timeout = "5s"
+heartbeat_timeout = "5s"
+{main}{extra}
+
+[[service]]
+name = "smtp"
+type = "inet"
+listen = "{}"
+command = "smtpd"
+process_limit = 2
+
+[[service]]
+name = "smtps"
+type = "inet"
+listen = "{}"
+command = "smtpd"
+process_limit = 1
+options = {{ smtpd_tls_wrappermode = "yes", smtpd_tls_auth_only = "no" }}
+
+[[service]]
+name = "tlsmgr"
+type = "unix"
+listen = "tlsmgr"
+command = "tlsmgr"
+{services}"#,
+        ports.smtp, ports.smtps
+    )
+}
+
+/// A self-signed ECDSA certificate for `cn`: (cert PEM, key PEM).
+fn certificate(cn: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![cn.to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Writes the certificate, key and user table into the instance directory.
+fn write_files(dir: &Path) -> String {
+    let (cert, key) = certificate(HOST);
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+    std::fs::write(dir.join("sasl_users"), format!("{ALICE}\n{CAROL}\n")).unwrap();
+    cert
+}
+
+fn start(extra: &str) -> (Instance, Ports) {
+    let ports = Ports {
+        smtp: loopback(),
+        smtps: loopback(),
+    };
+    let inst = Instance::create(ports.smtp, &config(&ports, extra));
+    write_files(inst.dir.path());
+    (inst.launch(), ports)
+}
+
+/// Accepts any server certificate: these tests check Postern's TLS, not
+/// the PKI.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn client_config() -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+/// A line-oriented SMTP client over a plain or TLS stream.
+struct Smtp<S: Read + Write> {
+    r: BufReader<S>,
+}
+
+impl<S: Read + Write> Smtp<S> {
+    fn try_reply(&mut self) -> std::io::Result<String> {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line)? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, all));
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return Ok(all);
+            }
+        }
+    }
+
+    fn reply(&mut self) -> String {
+        self.try_reply().expect("reply")
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let w = self.r.get_mut();
+        w.write_all(bytes).unwrap();
+        w.flush().unwrap();
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+}
+
+fn tcp(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Connects in plaintext; the client and the greeting.
+fn connect(addr: SocketAddr) -> (Smtp<TcpStream>, String) {
+    let mut c = Smtp {
+        r: BufReader::new(tcp(addr)),
+    };
+    let greeting = c.reply();
+    (c, greeting)
+}
+
+/// Runs the TLS handshake on a plain connection (after `220 Ready`).
+fn handshake(sock: TcpStream) -> Smtp<Tls> {
+    let name = ServerName::try_from(HOST).unwrap();
+    let conn = ClientConnection::new(client_config(), name).unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+    }
+    Smtp {
+        r: BufReader::new(tls),
+    }
+}
+
+fn starttls(mut c: Smtp<TcpStream>) -> Smtp<Tls> {
+    assert_eq!(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS\r\n");
+    assert!(c.r.buffer().is_empty());
+    handshake(c.r.into_inner())
+}
+
+fn b64(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn ehlo_keywords(reply: &str) -> Vec<&str> {
+    reply.lines().skip(1).map(|l| &l[4..]).collect()
+}
+
+#[test]
+fn starttls_then_auth_then_relay() {
+    let (inst, ports) = start("");
+    let (mut c, greeting) = connect(ports.smtp);
+    assert_eq!(greeting, format!("220 {HOST} ESMTP Postern\r\n"));
+    let ehlo = c.cmd("EHLO client.example");
+    let keywords = ehlo_keywords(&ehlo);
+    assert!(keywords.contains(&"STARTTLS"), "{ehlo}");
+    // smtpd_tls_auth_only: no AUTH in plaintext, neither offered nor taken.
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", b64("\0alice\0secret"))),
+        "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+    );
+    assert_eq!(c.cmd("MAIL FROM:<alice@example.local>"), "250 2.1.0 Ok\r\n");
+    assert_eq!(
+        c.cmd("RCPT TO:<friend@example.net>"),
+        "554 5.7.1 <friend@example.net>: Relay access denied\r\n"
+    );
+    assert_eq!(c.cmd("RSET"), "250 2.0.0 Ok\r\n");
+
+    let mut t = starttls(c);
+    // A new session: EHLO again, and no STARTTLS any more.
+    let ehlo = t.cmd("EHLO client.example");
+    let keywords = ehlo_keywords(&ehlo);
+    assert!(!keywords.contains(&"STARTTLS"), "{ehlo}");
+    assert!(keywords.contains(&"AUTH PLAIN LOGIN CRAM-MD5"), "{ehlo}");
+    assert_eq!(t.cmd("STARTTLS"), "554 5.5.1 Error: TLS already active\r\n");
+    // Encrypted is not authenticated.
+    assert_eq!(t.cmd("MAIL FROM:<alice@example.local>"), "250 2.1.0 Ok\r\n");
+    assert_eq!(
+        t.cmd("RCPT TO:<friend@example.net>"),
+        "554 5.7.1 <friend@example.net>: Relay access denied\r\n"
+    );
+    assert_eq!(t.cmd("RSET"), "250 2.0.0 Ok\r\n");
+    assert_eq!(
+        t.cmd(&format!("AUTH PLAIN {}", b64("\0alice\0secret"))),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    assert_eq!(
+        t.cmd("MAIL FROM:<alice@example.local> AUTH=<>"),
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(t.cmd("RCPT TO:<friend@example.net>"), "250 2.1.5 Ok\r\n");
+    assert_eq!(t.cmd("QUIT"), "221 2.0.0 Bye\r\n");
+    assert!(
+        inst.wait_log(
+            "Anonymous TLS connection established from unknown[127.0.0.1]: TLSv1.3 with cipher ",
+            LONG
+        ),
+        "{}",
+        inst.log()
+    );
+    assert!(
+        inst.wait_log(
+            "to=<friend@example.net> proto=ESMTPS helo=<client.example>",
+            LONG
+        ),
+        "{}",
+        inst.log()
+    );
+    assert!(
+        inst.wait_log(
+            "disconnect from unknown[127.0.0.1] ehlo=2 starttls=1/2 auth=1/2 mail=3 rcpt=1/3 rset=2 quit=1 commands=11/15",
+            LONG
+        ),
+        "{}",
+        inst.log()
+    );
+}
+
+#[test]
+fn failed_logins_are_refused_and_slowed_down() {
+    let (inst, ports) = start("");
+    let (c, _) = connect(ports.smtp);
+    let mut t = starttls(c);
+    t.cmd("EHLO client.example");
+    let mut took = Vec::new();
+    for _ in 0..2 {
+        let start = Instant::now();
+        assert_eq!(
+            t.cmd(&format!("AUTH PLAIN {}", b64("\0alice\0guess"))),
+            "535 5.7.8 Error: authentication failed: authentication failure\r\n"
+        );
+        took.push(start.elapsed());
+    }
+    assert!(
+        took[1] >= took[0] + Duration::from_millis(300),
+        "the second failure was not slower: {took:?}"
+    );
+    // LOGIN, step by step.
+    assert_eq!(t.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(t.cmd(&b64("alice")), "334 UGFzc3dvcmQ6\r\n");
+    assert_eq!(
+        t.cmd(&b64("secret")),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    assert_eq!(
+        t.cmd("AUTH LOGIN"),
+        "503 5.5.1 Error: already authenticated\r\n"
+    );
+    t.cmd("QUIT");
+    assert!(
+        inst.wait_log(
+            "warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: authentication failure, sasl_username=alice",
+            LONG
+        ),
+        "{}",
+        inst.log()
+    );
+}
+
+#[test]
+fn plaintext_pipelined_after_starttls_is_never_executed() {
+    // Without the synchronization check the bytes reach STARTTLS itself,
+    // which must throw them away.
+    let (inst, ports) = start("smtpd_forbid_unauth_pipelining = \"no\"");
+    let (mut c, _) = connect(ports.smtp);
+    c.cmd("EHLO client.example");
+    c.send(b"STARTTLS\r\nRSET\r\n");
+    assert_eq!(c.reply(), "220 2.0.0 Ready to start TLS\r\n");
+    let mut t = handshake(c.r.into_inner());
+    // The first reply under TLS answers this EHLO, not the injected RSET.
+    let ehlo = t.cmd("EHLO client.example");
+    assert!(ehlo.starts_with(&format!("250-{HOST}\r\n")), "{ehlo}");
+    assert_eq!(t.cmd("QUIT"), "221 2.0.0 Bye\r\n");
+    assert!(
+        inst.wait_log(
+            "disconnect from unknown[127.0.0.1] ehlo=2 starttls=1 quit=1 commands=4",
+            LONG
+        ),
+        "{}",
+        inst.log()
+    );
+
+    // With the default smtpd_forbid_unauth_pipelining = yes the client is
+    // sent away before any TLS.
+    let (inst, ports) = start("");
+    let (mut c, _) = connect(ports.smtp);
+    c.cmd("EHLO client.example");
+    c.send(b"STARTTLS\r\nRSET\r\n");
+    assert_eq!(
+        c.reply(),
+        "554 5.5.0 Error: SMTP protocol synchronization\r\n"
+    );
+    assert!(c.try_reply().is_err());
+    assert!(inst.wait_log("improper command pipelining after STARTTLS", LONG));
+}
+
+#[test]
+fn encrypt_level_requires_starttls() {
+    let (_inst, ports) = start("smtpd_tls_security_level = \"encrypt\"");
+    let (mut c, _) = connect(ports.smtp);
+    c.cmd("EHLO client.example");
+    assert_eq!(
+        c.cmd("MAIL FROM:<a@example.net>"),
+        "530 5.7.0 Must issue a STARTTLS command first\r\n"
+    );
+    let mut t = starttls(c);
+    t.cmd("EHLO client.example");
+    assert_eq!(t.cmd("MAIL FROM:<a@example.net>"), "250 2.1.0 Ok\r\n");
+}
+
+#[test]
+fn smtps_wrapper_mode_with_python_smtplib() {
+    let (inst, ports) = start("");
+    // smtplib prefers CRAM-MD5, which carol's recoverable secret allows.
+    let script = format!(
+        r#"
+import smtplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL("127.0.0.1", {port}, context=ctx, timeout=20)
+s.ehlo("client.example")
+print("auth:", s.esmtp_features.get("auth"))
+print("login:", s.login("carol", "carolpw"))
+print("mail:", s.mail("carol@example.local")[0])
+print("rcpt:", s.rcpt("friend@example.net")[0])
+s.quit()
+"#,
+        port = ports.smtps.port()
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        inst.log()
+    );
+    assert!(stdout.contains(" PLAIN LOGIN CRAM-MD5\n"), "{stdout}");
+    assert!(
+        stdout.contains("login: (235, b'2.7.0 Authentication successful')"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("mail: 250\nrcpt: 250\n"), "{stdout}");
+    assert!(inst.wait_log("Anonymous TLS connection established", LONG));
+}
+
+/// swaks against the server; its transcript.
+fn swaks(args: &[&str]) -> String {
+    let out = Command::new("swaks")
+        .args([
+            "--from",
+            "alice@example.local",
+            "--to",
+            "friend@example.net",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            "secret",
+            "--quit-after",
+            "RCPT",
+            "--timeout",
+            "20",
+        ])
+        .args(args)
+        .output()
+        .expect("run swaks");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn swaks_with_starttls_and_with_smtps() {
+    let (_inst, ports) = start("");
+    let smtp = ports.smtp.to_string();
+    let out = swaks(&["--server", &smtp, "--tls"]);
+    assert!(out.contains("<-  220 2.0.0 Ready to start TLS"), "{out}");
+    assert!(out.contains("235 2.7.0 Authentication successful"), "{out}");
+    assert!(out.contains("250 2.1.5 Ok"), "{out}");
+    let smtps = ports.smtps.to_string();
+    let out = swaks(&["--server", &smtps, "--tls-on-connect"]);
+    assert!(out.contains("235 2.7.0 Authentication successful"), "{out}");
+    assert!(out.contains("250 2.1.5 Ok"), "{out}");
+}
+
+/// One `openssl s_client -starttls smtp` session that stays long enough
+/// to receive its session tickets; its standard output.
+fn s_client(addr: SocketAddr, session_arg: &str, file: &Path) -> String {
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-starttls",
+            "smtp",
+            "-crlf",
+        ])
+        .arg(session_arg)
+        .arg(file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    std::thread::sleep(Duration::from_millis(700));
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"QUIT\n");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The pids of smtpd processes that logged a TLS session.
+fn tls_pids(log: &str) -> std::collections::BTreeSet<String> {
+    log.lines()
+        .filter(|l| l.contains("Anonymous TLS connection established"))
+        .filter_map(|l| {
+            let start = l.find("postern/smtpd[")? + "postern/smtpd[".len();
+            let len = l[start..].find(']')?;
+            Some(l[start..start + len].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn sessions_resume_on_any_process_and_after_a_restart() {
+    let (inst, ports) = start("");
+    let file = inst.dir.path().join("tls-session");
+    let first = s_client(ports.smtp, "-sess_out", &file);
+    assert!(first.contains("New, TLSv1.3"), "{first}\n{}", inst.log());
+    let mut resumed = 0;
+    for _ in 0..20 {
+        let again = s_client(ports.smtp, "-sess_in", &file);
+        assert!(again.contains("Reused, TLSv1.3"), "{again}\n{}", inst.log());
+        resumed += 1;
+        if resumed >= 3 && tls_pids(&inst.log()).len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        tls_pids(&inst.log()).len(),
+        2,
+        "no session landed on the other smtpd process:\n{}",
+        inst.log()
+    );
+
+    let before = inst.pids("smtp");
+    let out = inst.qctl(&["restart", "smtp"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_for(LONG, || {
+        let now = inst.pids("smtp");
+        now.len() == 2 && now.iter().all(|p| !before.contains(p)) && inst.all_ready()
+    }));
+    let after = s_client(ports.smtp, "-sess_in", &file);
+    assert!(after.contains("Reused, TLSv1.3"), "{after}\n{}", inst.log());
+}
+
+#[test]
+fn status_shows_certificates_and_reload_replaces_them() {
+    let (inst, ports) = start("");
+    let smtp = inst.service_status("smtp").unwrap();
+    let certs = smtp["certificates"].as_array().cloned().unwrap_or_default();
+    assert_eq!(certs.len(), 1, "{smtp}");
+    assert!(
+        certs[0]["subject"].as_str().unwrap().contains(HOST),
+        "{smtp}"
+    );
+    assert!(certs[0]["not_after_unix"].as_i64().unwrap() > 4_000_000_000);
+    let text = String::from_utf8_lossy(&inst.qctl(&["status"]).stdout).to_string();
+    assert!(text.contains("cert.pem"), "{text}");
+
+    // A new certificate in the same files, then a reload: new sessions
+    // get it.
+    let (cert, key) = certificate("renewed.example.local");
+    std::fs::write(inst.dir.path().join("cert.pem"), &cert).unwrap();
+    std::fs::write(inst.dir.path().join("key.pem"), key).unwrap();
+    assert!(inst.qctl(&["reload"]).status.success());
+    let renewed = wait_for(LONG, || {
+        let (c, _) = connect(ports.smtp);
+        let mut c = c;
+        c.cmd("EHLO client.example");
+        let t = starttls(c);
+        let der = t.r.get_ref().conn.peer_certificates().unwrap()[0].clone();
+        names_renewed(der.as_ref())
+    });
+    assert!(renewed, "{}", inst.log());
+    assert!(wait_for(LONG, || {
+        inst.service_status("smtp").is_some_and(|s| {
+            s["certificates"][0]["subject"]
+                .as_str()
+                .is_some_and(|v| v.contains("renewed.example.local"))
+        })
+    }));
+}
+
+/// Whether the DER certificate names renewed.example.local (a byte search
+/// is enough for certificates made here).
+fn names_renewed(der: &[u8]) -> bool {
+    let needle = b"renewed.example.local";
+    der.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Kills a master started by hand, and its daemons, at the end.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn bad_key_files_are_fatal_and_throttle_the_service() {
+    for (case, expect) in [
+        ("mismatch", "fatal: private key in "),
+        ("missing", "fatal: cannot read "),
+    ] {
+        let ports = Ports {
+            smtp: loopback(),
+            smtps: loopback(),
+        };
+        let inst = Instance::create(ports.smtp, &config(&ports, ""));
+        write_files(inst.dir.path());
+        let key = inst.dir.path().join("key.pem");
+        match case {
+            "mismatch" => std::fs::write(&key, certificate(HOST).1).unwrap(),
+            _ => std::fs::remove_file(&key).unwrap(),
+        }
+        let _master = Group(inst.master_command().spawn().expect("start master"));
+        assert!(inst.wait_log(expect, LONG), "{case}: {}", inst.log());
+        let fatal = inst
+            .log()
+            .lines()
+            .find(|l| l.contains(expect))
+            .unwrap()
+            .to_string();
+        assert!(fatal.contains(&key.display().to_string()), "{fatal}");
+        assert!(
+            inst.wait_log("smtpd: bad command startup -- throttling", LONG),
+            "{case}: {}",
+            inst.log()
+        );
+    }
+}
+
+#[test]
+fn authenticated_mail_is_queued_with_the_login_logged() {
+    let ports = Ports {
+        smtp: loopback(),
+        smtps: loopback(),
+    };
+    // qmgr keeps the message; its delivery goes to a closed loopback
+    // port and is only deferred.
+    let qmgr = "\n[[service]]\nname = \"qmgr\"\ntype = \"unix\"\nlisten = \"qmgr\"\ncommand = \"qmgr\"\nwakeup = \"300s\"\n";
+    let text = config_with(&ports, "relayhost = \"[127.0.0.1]:9\"", qmgr);
+    let inst = Instance::create(ports.smtp, &text);
+    write_files(inst.dir.path());
+    let inst = inst.launch();
+    let (c, _) = connect(ports.smtp);
+    let mut t = starttls(c);
+    t.cmd("EHLO client.example");
+    assert_eq!(t.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6\r\n");
+    t.cmd(&b64("alice"));
+    assert_eq!(
+        t.cmd(&b64("secret")),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    t.cmd("MAIL FROM:<alice@example.local>");
+    assert_eq!(t.cmd("RCPT TO:<friend@example.net>"), "250 2.1.5 Ok\r\n");
+    assert_eq!(t.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+    t.send(b"Subject: hi\r\n\r\nhello\r\n");
+    let queued = t.cmd(".");
+    assert!(
+        queued.starts_with("250 2.0.0 Ok: queued as "),
+        "{queued}\n{}",
+        inst.log()
+    );
+    let id = queued.trim_end()["250 2.0.0 Ok: queued as ".len()..].to_string();
+    assert_eq!(t.cmd("QUIT"), "221 2.0.0 Bye\r\n");
+    assert!(
+        inst.wait_log(
+            &format!("{id}: client=unknown[127.0.0.1], sasl_method=LOGIN, sasl_username=alice"),
+            LONG
+        ),
+        "{}",
+        inst.log()
+    );
+}
