@@ -26,6 +26,9 @@
 //!   hold ID           put a message on hold (postsuper -h)
 //!   release ID        release a held message (postsuper -H)
 //!   delete ID         delete a message (postsuper -d)
+//!   passwd [--scheme argon2|sha512|plain] USER
+//!                     add or change USER in the smtpd_sasl_users table,
+//!                     the password read from standard input
 //!   config [-n] [-x] [NAME...]
 //!                     print parameters as `name = value`; -n only those
 //!                     set in the file or with -o, -x with $names expanded
@@ -43,6 +46,8 @@
 //!
 //! SEE ALSO
 //!   master(8), qmgr(8), postconf(5), mailq(1), postsuper(1)
+
+mod passwd;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -96,6 +101,14 @@ enum Command {
     Release { id: String },
     /// Delete a message (postsuper -d).
     Delete { id: String },
+    /// Add or change an SMTP AUTH user in smtpd_sasl_users; the password
+    /// is read from standard input.
+    Passwd {
+        user: String,
+        /// How to store it.
+        #[arg(long, value_enum, default_value = "argon2")]
+        scheme: passwd::Scheme,
+    },
     /// Print configuration parameters, like postconf.
     Config {
         /// Only parameters set in the file or with -o.
@@ -129,6 +142,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     } = &cli.command
     {
         return print_config(&config, *non_default, *expand, names, cli.json);
+    }
+    if let Command::Passwd { user, scheme } = &cli.command {
+        return passwd::run(&config, user, *scheme);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -200,7 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )?;
                 wait_for_exit(&socket).await
             }
-            Command::Config { .. } => unreachable!("handled above"),
+            Command::Config { .. } | Command::Passwd { .. } => unreachable!("handled above"),
         }
     })
 }
