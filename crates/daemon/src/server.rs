@@ -254,6 +254,7 @@ where
     ) {
         log::early_fatal(program, format!("open maillog_file: {e}"));
     }
+    raise_descriptor_limit();
     if let Err(e) = privs::drop_privileges(&params.get("mail_owner"), inherited.privileged) {
         log::fatal(e);
     }
@@ -327,6 +328,29 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => log::fatal(format!("{e:#}")),
+    }
+}
+
+/// One process serves thousands of sessions, each a descriptor: lift the
+/// soft limit to the hard one (while still root, the hard limit may be
+/// raised too, to what the kernel allows).
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, mut hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if nix::unistd::Uid::effective().is_root()
+        && let Ok(max) = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        && let Ok(max) = max.trim().parse::<u64>()
+        && max > hard
+        && setrlimit(Resource::RLIMIT_NOFILE, max, max).is_ok()
+    {
+        hard = max;
+    }
+    if soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!("cannot raise the descriptor limit to {hard}: {e}");
     }
 }
 
