@@ -8,6 +8,11 @@
 //! - [`Instance`]: one running Postern (its directory, config, master).
 //! - [`bin_dir`], [`qctl`]: the built binaries.
 //! - [`free_port`], [`smtp_greeting`], [`wait_for`]: small tools for tests.
+//! - [`SmtpClient`]: a line-by-line SMTP client (optionally from a given
+//!   source address, to play a client inside or outside mynetworks).
+//! - [`Sink`]: a plain SMTP server that records what it receives, "the
+//!   outside" of multi-server scenarios.
+//! - [`dns`]: an authoritative DNS server for MX and address answers.
 //!
 //! The binaries must be built first (`cargo build --workspace`, which
 //! `scripts/test` does).
@@ -151,6 +156,12 @@ listen = "smtp"
 command = "smtp-client"
 
 [[service]]
+name = "relay"
+type = "unix"
+listen = "relay"
+command = "smtp-client"
+
+[[service]]
 name = "local"
 type = "unix"
 listen = "local"
@@ -165,6 +176,45 @@ command = "tlsmgr"
 {services_extra}
 "#
         )
+    }
+
+    /// Starts an instance whose smtpd listens on `ip` port 25 and whose
+    /// outgoing connections leave from `ip` (inet_interfaces and
+    /// smtp_bind_address, unless `main_extra` sets them), so that several
+    /// instances on 127.0.0.x play separate servers. Port 25 needs root.
+    ///
+    /// `files` are written into the instance's directory before the start
+    /// (tables the config names must exist); a name ending in `/` is made
+    /// a directory anyone may write (mailboxes written as default_privs).
+    /// `{dir}` in `main_extra` and in file contents stands for the
+    /// directory.
+    pub fn start_at(ip: std::net::Ipv4Addr, main_extra: &str, files: &[(&str, &str)]) -> Instance {
+        let smtp = SocketAddr::from((ip, 25));
+        let inst = Self::create(smtp, "");
+        let dir = inst.dir.path().display().to_string();
+        for (name, content) in files {
+            let path = inst.dir.path().join(name);
+            if name.ends_with('/') {
+                std::fs::create_dir_all(&path).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            } else {
+                std::fs::write(&path, content.replace("{dir}", &dir)).unwrap();
+            }
+        }
+        let set = |name: &str| {
+            main_extra
+                .lines()
+                .any(|l| l.split('=').next().is_some_and(|k| k.trim() == name))
+        };
+        let mut main = String::new();
+        for name in ["inet_interfaces", "smtp_bind_address"] {
+            if !set(name) {
+                main.push_str(&format!("{name} = \"{ip}\"\n"));
+            }
+        }
+        main.push_str(&main_extra.replace("{dir}", &dir));
+        inst.write_config(&Self::standard_config(smtp, &main, ""));
+        inst.launch()
     }
 
     /// Writes the config and starts the master; waits until every service
@@ -364,6 +414,36 @@ pub struct SmtpClient {
 impl SmtpClient {
     pub fn connect(addr: SocketAddr) -> std::io::Result<(SmtpClient, String)> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        Self::greeted(stream)
+    }
+
+    /// Connects from the local address `source` (any 127.0.0.x works on
+    /// Linux loopback), to play a client in or out of mynetworks.
+    pub fn connect_from(
+        source: std::net::Ipv4Addr,
+        addr: SocketAddr,
+    ) -> std::io::Result<(SmtpClient, String)> {
+        use nix::sys::socket::{
+            AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket,
+        };
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &SockaddrIn::from(std::net::SocketAddrV4::new(source, 0)),
+        )?;
+        let SocketAddr::V4(v4) = addr else {
+            return Err(std::io::Error::other("IPv4 only"));
+        };
+        connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(v4))?;
+        Self::greeted(TcpStream::from(fd))
+    }
+
+    fn greeted(stream: TcpStream) -> std::io::Result<(SmtpClient, String)> {
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         let writer = stream.try_clone()?;
         let mut client = SmtpClient {
@@ -397,5 +477,146 @@ impl SmtpClient {
     pub fn cmd(&mut self, line: &str) -> std::io::Result<String> {
         self.writer.write_all(format!("{line}\r\n").as_bytes())?;
         self.read_reply()
+    }
+}
+
+/// One message a [`Sink`] accepted.
+#[derive(Debug, Clone)]
+pub struct SinkMessage {
+    /// The client's address (whose smtp_bind_address it was).
+    pub peer: SocketAddr,
+    pub helo: String,
+    /// MAIL FROM address without the brackets; empty for `<>`.
+    pub sender: String,
+    /// Accepted RCPT TO addresses, without the brackets.
+    pub recipients: Vec<String>,
+    /// The content, dot-stuffing undone, CRLF line ends.
+    pub data: String,
+}
+
+/// A plain SMTP server standing for "the outside": it accepts whatever
+/// arrives (EHLO without extensions, one thread per connection) and
+/// records it. [`Sink::set_rcpt_reply`] makes it refuse recipients, say
+/// with a 4xx, until told otherwise.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub addr: SocketAddr,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<SinkMessage>>>,
+    rcpt_reply: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Sink {
+    /// Listens on `ip` at `port` (25 needs root; 0 picks a free port).
+    pub fn start(ip: std::net::Ipv4Addr, port: u16) -> Sink {
+        let listener = TcpListener::bind((ip, port))
+            .unwrap_or_else(|e| panic!("bind sink on {ip}:{port}: {e}"));
+        let sink = Sink {
+            addr: listener.local_addr().unwrap(),
+            messages: Default::default(),
+            rcpt_reply: std::sync::Arc::new(std::sync::Mutex::new("250 2.1.5 Ok".into())),
+        };
+        let s = sink.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let _ = s.session(stream);
+                });
+            }
+        });
+        sink
+    }
+
+    /// The reply to each later RCPT TO (`250 2.1.5 Ok` at first).
+    pub fn set_rcpt_reply(&self, reply: &str) {
+        *self.rcpt_reply.lock().unwrap() = reply.to_string();
+    }
+
+    pub fn messages(&self) -> Vec<SinkMessage> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` messages arrived; returns them all.
+    pub fn wait_messages(&self, n: usize, limit: Duration) -> Vec<SinkMessage> {
+        wait_for(limit, || self.messages.lock().unwrap().len() >= n);
+        self.messages()
+    }
+
+    fn session(&self, stream: TcpStream) -> std::io::Result<()> {
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let peer = stream.peer_addr()?;
+        let mut w = stream.try_clone()?;
+        let mut r = BufReader::new(stream);
+        let say = |w: &mut TcpStream, text: &str| w.write_all(format!("{text}\r\n").as_bytes());
+        say(&mut w, "220 sink.test ESMTP")?;
+        let (mut helo, mut sender, mut rcpts) = (String::new(), String::new(), Vec::new());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let cmd = line.trim_end().to_string();
+            let upper = cmd.to_ascii_uppercase();
+            let arg = |prefix: &str| {
+                cmd[prefix.len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            };
+            if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                helo = cmd[4..].trim().to_string();
+                say(&mut w, "250 sink.test")?;
+            } else if upper.starts_with("MAIL FROM:") {
+                sender = arg("MAIL FROM:");
+                rcpts.clear();
+                say(&mut w, "250 2.1.0 Ok")?;
+            } else if upper.starts_with("RCPT TO:") {
+                let reply = self.rcpt_reply.lock().unwrap().clone();
+                if reply.starts_with('2') {
+                    rcpts.push(arg("RCPT TO:"));
+                }
+                say(&mut w, &reply)?;
+            } else if upper == "DATA" {
+                if rcpts.is_empty() {
+                    say(&mut w, "554 5.5.1 Error: no valid recipients")?;
+                    continue;
+                }
+                say(&mut w, "354 End data with <CR><LF>.<CR><LF>")?;
+                let mut data = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line)? == 0 {
+                        return Ok(());
+                    }
+                    if line.trim_end_matches(['\r', '\n']) == "." {
+                        break;
+                    }
+                    data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                }
+                let mut all = self.messages.lock().unwrap();
+                all.push(SinkMessage {
+                    peer,
+                    helo: helo.clone(),
+                    sender: sender.clone(),
+                    recipients: std::mem::take(&mut rcpts),
+                    data,
+                });
+                let n = all.len();
+                drop(all);
+                say(&mut w, &format!("250 2.0.0 Ok: queued as SINK{n}"))?;
+            } else if upper == "QUIT" {
+                say(&mut w, "221 2.0.0 Bye")?;
+                return Ok(());
+            } else if upper == "RSET" {
+                rcpts.clear();
+                say(&mut w, "250 2.0.0 Ok")?;
+            } else {
+                say(&mut w, "250 2.0.0 Ok")?;
+            }
+        }
     }
 }

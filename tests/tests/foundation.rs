@@ -20,7 +20,10 @@ fn master_starts_every_service_and_smtpd_greets_with_the_banner() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["local", "qmgr", "smtp", "smtp-client", "tlsmgr"]);
+    assert_eq!(
+        names,
+        ["local", "qmgr", "relay", "smtp", "smtp-client", "tlsmgr"]
+    );
     assert_eq!(
         inst.pids("smtp").len(),
         2,

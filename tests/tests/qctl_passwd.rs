@@ -17,7 +17,12 @@ fn passwd(inst: &Instance, user: &str, password: &str, scheme: &str) -> std::pro
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -27,7 +32,11 @@ fn plain(user: &str, password: &str) -> String {
     let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in raw.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -43,12 +52,15 @@ fn plain(user: &str, password: &str) -> String {
 fn auth(inst: &Instance, user: &str, password: &str) -> String {
     let (mut c, _) = SmtpClient::connect(inst.smtp).unwrap();
     c.cmd("EHLO client.example").unwrap();
-    c.cmd(&format!("AUTH PLAIN {}", plain(user, password))).unwrap()
+    c.cmd(&format!("AUTH PLAIN {}", plain(user, password)))
+        .unwrap()
 }
 
 #[test]
 fn qctl_passwd_adds_and_changes_users_that_smtpd_accepts() {
-    let smtp = format!("127.0.0.1:{}", postern_tests::free_port()).parse().unwrap();
+    let smtp = format!("127.0.0.1:{}", postern_tests::free_port())
+        .parse()
+        .unwrap();
     let main = "smtpd_sasl_auth_enable = \"yes\"\nsmtpd_sasl_users = \"texthash:sasl_users\"";
     let inst = Instance::create(smtp, &Instance::standard_config(smtp, main, ""));
     let table = inst.dir.path().join("sasl_users");
@@ -57,17 +69,39 @@ fn qctl_passwd_adds_and_changes_users_that_smtpd_accepts() {
 
     for scheme in ["argon2", "sha512"] {
         let out = passwd(&inst, "alice", &format!("s3cret-{scheme}"), scheme);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = std::fs::read_to_string(&table).unwrap();
-        assert!(text.contains("# SMTP AUTH users") && text.contains("bob {plain}bobsecret"), "{text}");
-        assert_eq!(text.lines().filter(|l| l.starts_with("alice ")).count(), 1, "{text}");
-        let prefix = if scheme == "argon2" { "alice $argon2id$" } else { "alice $6$" };
+        assert!(
+            text.contains("# SMTP AUTH users") && text.contains("bob {plain}bobsecret"),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("alice ")).count(),
+            1,
+            "{text}"
+        );
+        let prefix = if scheme == "argon2" {
+            "alice $argon2id$"
+        } else {
+            "alice $6$"
+        };
         assert!(text.contains(prefix), "{text}");
-        assert!(!text.contains(&format!("s3cret-{scheme}")), "no clear text stored");
+        assert!(
+            !text.contains(&format!("s3cret-{scheme}")),
+            "no clear text stored"
+        );
         // smtpd sees the new password once the table's change is noticed.
         assert!(
-            wait_for(Duration::from_secs(10), || auth(&inst, "alice", &format!("s3cret-{scheme}"))
-                .starts_with("235 2.7.0")),
+            wait_for(Duration::from_secs(10), || auth(
+                &inst,
+                "alice",
+                &format!("s3cret-{scheme}")
+            )
+            .starts_with("235 2.7.0")),
             "{}",
             inst.log()
         );

@@ -77,10 +77,16 @@ pub struct RecipientResult {
     pub transmit_secs: f64,
 }
 
-/// Sent, deferred or bounced, as Postfix's status= field.
+/// Sent, deferred or bounced, as Postfix's status= field; or handed
+/// back to qmgr for another route.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
     Sent,
     Deferred,
     Bounced,
+    /// Local delivery found no such local user and `fallback_transport`
+    /// is set: nothing was delivered, and qmgr sends the recipient to the
+    /// fallback route instead (Postfix's local(8) does that hand-over
+    /// itself; here qmgr owns routing). `dsn` and `detail` say why.
+    Fallback,
 }

@@ -124,6 +124,7 @@ fn status_name(s: DeliveryStatus) -> &'static str {
         DeliveryStatus::Sent => "sent",
         DeliveryStatus::Deferred => "deferred",
         DeliveryStatus::Bounced => "bounced",
+        DeliveryStatus::Fallback => "fallback",
     }
 }
 
@@ -211,7 +212,28 @@ impl<'a> Ctx<'a> {
             }
         };
         let items = resolve::resolve_local(&env, &self.rules, &local, address);
+        if let Some(o) = self.fallback(&items) {
+            return o;
+        }
         self.carry_out(req, address, items, msg, done).await
+    }
+
+    /// With `fallback_transport` set, a recipient that is no local user
+    /// (its whole expansion is "unknown user") goes back to qmgr, which
+    /// routes it there, instead of bouncing (Postfix local(8)'s
+    /// fallback_transport; qmgr holds the routing here).
+    fn fallback(&self, items: &[Item]) -> Option<Outcome> {
+        if self.params.get("fallback_transport").trim().is_empty() {
+            return None;
+        }
+        let unknown = |i: &Item| matches!(i, Item::Fail(o) if o.dsn == "5.1.1" && o.text.starts_with("unknown user:"));
+        match items.first() {
+            Some(Item::Fail(o)) if items.iter().all(unknown) => Some(Outcome {
+                status: DeliveryStatus::Fallback,
+                ..o.clone()
+            }),
+            _ => None,
+        }
     }
 
     /// Performs each destination and folds the outcomes into one.
@@ -730,6 +752,36 @@ impl Env for SysEnv<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_users_go_back_to_qmgr_only_with_a_fallback_transport() {
+        let params = |extra: &str| {
+            let text = format!("[main]\nmyhostname = \"mail.example.local\"\n{extra}\n");
+            postern_config::Config::from_str(&text, Path::new("/tmp/master.toml"), &[])
+                .unwrap()
+                .main()
+                .clone()
+        };
+        let agent = Agent::default();
+        let unknown = vec![Item::Fail(resolve::unknown_user("bob"))];
+        let mixed = vec![
+            Item::Fail(resolve::unknown_user("bob")),
+            Item::Deliver(Dest::Remote("bob@example.net".into())),
+        ];
+        let without = params("");
+        assert_eq!(Ctx::new(&agent, &without).fallback(&unknown), None);
+        let with = params("fallback_transport = \"smtp:[10.0.0.1]\"");
+        let ctx = Ctx::new(&agent, &with);
+        let o = ctx.fallback(&unknown).expect("fallback");
+        assert_eq!(o.status, DeliveryStatus::Fallback);
+        assert_eq!(o.dsn, "5.1.1");
+        assert_eq!(
+            ctx.fallback(&mixed),
+            None,
+            "only a wholly unknown expansion"
+        );
+        assert_eq!(ctx.fallback(&[]), None);
+    }
 
     #[test]
     fn only_a_safe_forward_file_counts() {

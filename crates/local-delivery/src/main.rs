@@ -52,7 +52,9 @@
 //!   reach the list's owner (Postfix with expand_owner_alias = no).
 //!
 //!   A name without an alias must be a Unix account (else 5.1.1 `unknown
-//!   user: "name"`). When the account has a `~/.forward` that it (or root)
+//!   user: "name"`; with fallback_transport set, the result is
+//!   `fallback` instead, and qmgr sends the recipient to that transport).
+//!   When the account has a `~/.forward` that it (or root)
 //!   owns and that is not world-writable, its contents are expanded like an
 //!   alias with the user's rights; otherwise mail goes to the mailbox:
 //!   through mailbox_command when one is set (run like any command, as
@@ -102,7 +104,7 @@
 //!   the mail should wait for it.
 //!
 //!   Only `~/.forward` is read (no forward_path). mailbox_command_maps,
-//!   mailbox_transport, fallback_transport, biff, expand_owner_alias and
+//!   mailbox_transport, luser_relay, biff, expand_owner_alias and
 //!   X-Original-To are not supported. Dates in `From ` lines are in UTC.
 //!
 //! SECURITY
@@ -139,6 +141,7 @@
 //!     default_privs          rights of alias commands and files (nobody)
 //!     propagate_unmatched_extensions
 //!                            where `+ext` is carried on (alias, forward, include)
+//!     fallback_transport     set: unknown users go back to qmgr for it
 //!   Mailboxes:
 //!     mailbox_command        command that delivers instead (procmail, an LDA)
 //!     home_mailbox           mailbox in the home directory (`Maildir/`)

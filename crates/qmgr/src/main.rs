@@ -18,17 +18,53 @@
 //!   A connection that closes or sends garbage loses only its unfinished
 //!   message.
 //!
+//!   Address rewriting. Before the durable write qmgr does what Postfix's
+//!   cleanup(8) does to the envelope: the sender goes through the
+//!   canonical form (`user` gets `@$myorigin`), sender_canonical_maps and
+//!   canonical_maps; each recipient through the canonical form,
+//!   recipient_canonical_maps, canonical_maps, then virtual_alias_maps,
+//!   where one address may become several (`@region.example
+//!   @gov.example` rewrites a whole domain). A recipient whose address
+//!   changed keeps the client's address as its ORCPT when the client gave
+//!   none, so DSNs and the log (`orig_to=<...>`) still show it; duplicate
+//!   results are dropped. A table that cannot be read answers Failed (the
+//!   client hears 451) and keeps nothing. Notifications qmgr writes itself
+//!   are rewritten the same way.
+//!
 //!   Scheduling. At start (everything committed is scheduled again after a
 //!   crash), after each commit, on the master's wakeups and every
 //!   queue_run_delay, qmgr attempts the messages that are due: active ones
 //!   and deferred ones whose next try has come. The pending recipients of
-//!   a message are grouped by route (recipient domain in mydestination,
-//!   `localhost` or no domain: transport `local`; anything else: transport
-//!   `smtp` to relayhost or the recipient domain) and sent to the agent's
-//!   socket `private/TRANSPORT` in requests of at most
-//!   default_destination_recipient_limit recipients, with at most
-//!   default_destination_concurrency_limit requests per destination and
-//!   default_process_limit in all.
+//!   a message are routed as Postfix's trivial-rewrite(8) does (the
+//!   postern-routing crate): the address class (local: mydestination and
+//!   this host's addresses; virtual alias; virtual mailbox; relay:
+//!   relay_domains; default), its transport (local_transport,
+//!   virtual_transport, relay_transport, default_transport) and next hop
+//!   (the recipient domain, or relayhost for relay and default), then
+//!   transport_maps overrides (`domain`, `.parent`, `transport:nexthop`,
+//!   an empty transport keeping the class default, `[host]:port` without
+//!   MX lookup). Recipients are grouped by (transport, next hop) and sent
+//!   to the agent listening on `private/TRANSPORT` (so `smtp` and `relay`
+//!   are both smtp-client services in master.toml, as in master.cf) in
+//!   requests of at most default_destination_recipient_limit recipients,
+//!   with at most default_destination_concurrency_limit requests per
+//!   destination and default_process_limit in all.
+//!
+//!   Three transports need no agent: `error:TEXT` bounces (dsn 5.0.0, or
+//!   a leading 5.X.X code in TEXT; an unknown user of a virtual alias
+//!   domain gets 5.1.1), `retry:TEXT` defers (4.0.0), `discard:TEXT` is
+//!   logged `status=sent (TEXT)`; all with `relay=none`.
+//!
+//!   The Router is built once per configuration and again after a reload
+//!   (SIGHUP, `qctl reload`); its tables re-read their files when they
+//!   change, so an edited transport table applies to the next delivery
+//!   without a reload. A configuration the Router refuses (a missing table
+//!   file) defers every delivery with 4.3.0 until it is fixed.
+//!
+//!   Fallback. When local-delivery answers `fallback` for a recipient (no
+//!   such local user, and fallback_transport is set), qmgr routes it to
+//!   fallback_transport (`smtp:[hub]`; no next hop: the recipient domain)
+//!   and delivers it there in the same attempt.
 //!
 //!   Outcomes. Each recipient is logged as Postfix does (`to=<...>,
 //!   relay=..., delay=..., delays=a/b/c/d, dsn=..., status=sent|deferred|
@@ -74,8 +110,12 @@
 //!   Differences from Postfix: no separate bounce daemon (qmgr writes the
 //!   notifications; the returned message is cut to its headers above
 //!   50000 bytes); no delay warnings (delay_warning_time) and no success
-//!   notifications (NOTIFY=SUCCESS) yet; routing is the small subset
-//!   above, without transport_maps or relay_domains.
+//!   notifications (NOTIFY=SUCCESS) yet. Address rewriting happens in
+//!   qmgr at commit (there is no cleanup daemon), so header addresses are
+//!   not rewritten, only the envelope. fallback_transport is carried out
+//!   by qmgr on local-delivery's word rather than by local(8) itself.
+//!   relocated_maps, address masquerading and luser_relay are not
+//!   implemented (see postern-routing).
 //!
 //! CONFIGURATION PARAMETERS
 //!   Queue and scheduling:
@@ -90,7 +130,18 @@
 //!                                    recipients per delivery request
 //!   default_process_limit            parallel requests in all
 //!
-//!   Routing: mydestination, myhostname, relayhost.
+//!   Address rewriting (at commit): myorigin, mydomain,
+//!   append_at_myorigin, append_dot_mydomain, swap_bangpath,
+//!   allow_percent_hack, canonical_maps, sender_canonical_maps,
+//!   recipient_canonical_maps, virtual_alias_maps,
+//!   virtual_alias_recursion_limit, virtual_alias_expansion_limit,
+//!   propagate_unmatched_extensions, recipient_delimiter.
+//!
+//!   Routing (at delivery): mydestination, myhostname, inet_interfaces,
+//!   proxy_interfaces, virtual_alias_domains, virtual_mailbox_domains,
+//!   relay_domains, parent_domain_matches_subdomains, transport_maps,
+//!   local_transport, virtual_transport, relay_transport,
+//!   default_transport, relayhost, fallback_transport.
 //!
 //!   Bounces: maximal_queue_lifetime, bounce_queue_lifetime,
 //!   2bounce_notice_recipient, myorigin.
@@ -103,7 +154,8 @@
 //!                                    creates it for mail_owner)
 //!   $queue_directory/private/qmgr    this service's socket
 //!   $queue_directory/private/TRANSPORT
-//!                                    delivery agents (local, smtp)
+//!                                    delivery agents (local, smtp, relay,
+//!                                    any transport master.toml defines)
 //!
 //! SEE ALSO
 //!   master(8), smtpd(8), smtp-client(8), local-delivery(8), qctl(1)

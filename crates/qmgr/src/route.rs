@@ -1,96 +1,323 @@
-//! Which delivery agent gets a recipient. A deliberately small subset of
-//! trivial-rewrite(8): local domains (mydestination, `localhost`, or no
-//! domain at all) go to `local`, everything else to `smtp` via `relayhost`
-//! or the recipient's domain. transport_maps, relay_domains and virtual
-//! domains replace this one function later.
+//! Where each recipient goes: a small adapter between postern-routing's
+//! [`Router`] (Postfix's trivial-rewrite and cleanup rules) and the
+//! scheduler. It keeps one Router per configuration and turns a routing
+//! answer into either a delivery agent (`private/TRANSPORT`) or one of
+//! the outcomes qmgr decides itself: the `error`, `retry` and `discard`
+//! transports need no agent (Postfix runs error(8) and discard(8) for
+//! them; their whole job is the log line and the status).
 
-use postern_config::Params;
+use std::sync::{Arc, Mutex};
 
-/// A delivery route: the transport (also the name of the agent's socket
-/// under `private/`) and the next hop handed to it.
+use postern_config::Config;
+use postern_ipc::delivery::DeliveryStatus;
+use postern_queue::Recipient;
+use postern_routing::{AddressClass, Router, RoutingError};
+
+/// A delivery destination: the transport (also the name of the agent's
+/// socket under `private/`) and the next hop handed to it. Requests are
+/// grouped and their concurrency limited per destination.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Route {
     pub transport: String,
     pub nexthop: String,
 }
 
-/// The domain part of an address, lower-cased; empty when there is none.
-pub fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-        .unwrap_or_default()
+/// What to do with one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Hand it to the agent of this route.
+    Agent(Route),
+    /// Settled here without an agent (`relay=none`).
+    Internal {
+        status: DeliveryStatus,
+        dsn: String,
+        text: String,
+    },
 }
 
-/// Decides the transport and next hop for one recipient.
-pub fn route(params: &Params, recipient: &str) -> Route {
-    let domain = domain_of(recipient);
-    let local = domain.is_empty()
-        || domain == "localhost"
-        || params
-            .list("mydestination")
-            .iter()
-            .any(|d| d.trim_end_matches('.').eq_ignore_ascii_case(&domain));
-    if local {
-        let nexthop = if domain.is_empty() {
-            params.get("myhostname")
-        } else {
-            domain
-        };
-        return Route {
-            transport: "local".into(),
-            nexthop,
-        };
-    }
-    let relayhost = params.get("relayhost");
-    Route {
-        transport: "smtp".into(),
-        nexthop: if relayhost.trim().is_empty() {
-            domain
-        } else {
-            relayhost.trim().to_string()
+/// The decision for a resolved route.
+pub fn decide(r: &postern_routing::Route) -> Decision {
+    let internal = |status, default_dsn: &str, text: &str| {
+        let (dsn, text) = split_dsn(text, default_dsn);
+        Decision::Internal { status, dsn, text }
+    };
+    match r.transport.as_str() {
+        // An unknown user of a virtual alias domain: Postfix's
+        // trivial-rewrite writes "5.1.1 User unknown ..." as the next hop.
+        "error" if r.class == AddressClass::VirtualAlias => {
+            internal(DeliveryStatus::Bounced, "5.1.1", &r.nexthop)
+        }
+        "error" => internal(DeliveryStatus::Bounced, "5.0.0", &r.nexthop),
+        "retry" => internal(DeliveryStatus::Deferred, "4.0.0", &r.nexthop),
+        "discard" => Decision::Internal {
+            status: DeliveryStatus::Sent,
+            dsn: "2.0.0".into(),
+            text: r.nexthop.clone(),
         },
+        // The transport names a socket file: nothing that climbs out of
+        // the private directory.
+        t if t.is_empty() || t.contains('/') || t == ".." => Decision::Internal {
+            status: DeliveryStatus::Deferred,
+            dsn: "4.3.0".into(),
+            text: format!("mail transport unavailable: bad transport name \"{t}\""),
+        },
+        t => Decision::Agent(Route {
+            transport: t.to_string(),
+            nexthop: r.nexthop.clone(),
+        }),
     }
+}
+
+/// error(8)'s reading of its next hop: an optional leading enhanced
+/// status code of the right class (`5.1.1 gone` or `4.7.1 later`), then
+/// the text.
+fn split_dsn(text: &str, default: &str) -> (String, String) {
+    let text = text.trim();
+    if let Some((code, rest)) = text.split_once(' ') {
+        let parts: Vec<&str> = code.split('.').collect();
+        let valid = parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+        if valid && code.as_bytes()[0] == default.as_bytes()[0] {
+            return (code.to_string(), rest.trim().to_string());
+        }
+    }
+    (default.to_string(), text.to_string())
+}
+
+/// The Router of the configuration in force, built once per
+/// configuration: a reload (SIGHUP) hands qmgr a new [`Config`], and the
+/// next use builds a new Router from it. Between reloads the Router's
+/// tables re-read their files when they change.
+#[derive(Debug, Default)]
+pub struct Routers {
+    current: Mutex<Option<(Arc<Config>, Built)>>,
+}
+
+/// A Router, or why the configuration gave none.
+type Built = Result<Arc<Router>, String>;
+
+impl Routers {
+    /// The Router for `config` (with `service`'s overrides), or why none
+    /// could be built (a missing table file, a bad value): the caller
+    /// defers, and the next configuration is tried afresh.
+    pub fn get(&self, config: &Arc<Config>, service: &str) -> Built {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((c, r)) = current.as_ref()
+            && Arc::ptr_eq(c, config)
+        {
+            return r.clone();
+        }
+        let built = Router::from_params(&config.params_for(service))
+            .map(Arc::new)
+            .map_err(|e| {
+                tracing::warn!("routing configuration: {e}");
+                e.to_string()
+            });
+        *current = Some((config.clone(), built.clone()));
+        built
+    }
+}
+
+/// Postfix's cleanup on the envelope: the sender through
+/// `rewrite_sender`; each recipient through `rewrite_recipient`, then
+/// `virtual_alias_maps` (one may become several). A recipient whose
+/// address changed keeps the client's address as its ORCPT when the
+/// client gave none, so that DSNs and the log (`orig_to=`) still name it.
+/// Duplicates (same address, any case) are dropped: the first stays.
+pub fn rewrite_envelope(
+    router: &Router,
+    sender: &str,
+    recipients: Vec<Recipient>,
+) -> Result<(String, Vec<Recipient>), RoutingError> {
+    let sender = router.rewrite_sender(sender)?;
+    let mut out: Vec<Recipient> = Vec::with_capacity(recipients.len());
+    let mut seen = std::collections::HashSet::new();
+    for r in recipients {
+        let rewritten = router.rewrite_recipient(&r.address)?;
+        for address in router.expand_virtual(&rewritten)? {
+            if address.is_empty() || !seen.insert(address.to_ascii_lowercase()) {
+                continue;
+            }
+            let orcpt = match &r.orcpt {
+                None if address != r.address => Some(format!("rfc822;{}", r.address)),
+                other => other.clone(),
+            };
+            out.push(Recipient {
+                address,
+                orcpt,
+                notify: r.notify,
+                state: r.state.clone(),
+            });
+        }
+    }
+    Ok((sender, out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern_config::Config;
+    use postern_queue::{Notify, RcptState};
 
-    fn params(extra: &str) -> Params {
+    fn config(extra: &str) -> Arc<Config> {
         let text = format!("[main]\nmyhostname = \"mail.example.local\"\n{extra}\n");
-        Config::from_str(&text, std::path::Path::new("/tmp/master.toml"), &[])
-            .unwrap()
-            .main()
-            .clone()
+        Arc::new(Config::from_str(&text, std::path::Path::new("/tmp/master.toml"), &[]).unwrap())
     }
 
-    #[test]
-    fn local_domains_go_to_local() {
-        let p = params("");
-        for rcpt in [
-            "user@mail.example.local",
-            "user@localhost",
-            "postmaster",
-            "u@MAIL.example.local",
-        ] {
-            assert_eq!(route(&p, rcpt).transport, "local", "{rcpt}");
+    fn router(extra: &str) -> Arc<Router> {
+        Routers::default().get(&config(extra), "qmgr").unwrap()
+    }
+
+    fn decision(router: &Router, rcpt: &str) -> Decision {
+        decide(&router.resolve(rcpt).unwrap())
+    }
+
+    fn agent(transport: &str, nexthop: &str) -> Decision {
+        Decision::Agent(Route {
+            transport: transport.into(),
+            nexthop: nexthop.into(),
+        })
+    }
+
+    fn rcpt(address: &str) -> Recipient {
+        Recipient {
+            address: address.into(),
+            orcpt: None,
+            notify: Notify::NONE_GIVEN,
+            state: RcptState::Pending,
         }
     }
 
     #[test]
-    fn others_go_to_smtp_via_their_domain_or_the_relayhost() {
-        let p = params("");
+    fn classes_pick_the_agent_and_next_hop() {
+        let r = router(
+            "relay_domains = \"example.local\"\n\
+             transport_maps = \"inline:{ example.local=:[192.168.1.100], \
+             { gone.example=error:5.1.1 gone away }, later.example=retry:busy, \
+             { spam.example=discard:spam trap } }\"",
+        );
         assert_eq!(
-            route(&p, "a@Example.ORG"),
-            Route {
-                transport: "smtp".into(),
-                nexthop: "example.org".into()
+            decision(&r, "user@mail.example.local"),
+            agent("local", "mail.example.local")
+        );
+        assert_eq!(
+            decision(&r, "postmaster"),
+            agent("local", "mail.example.local")
+        );
+        assert_eq!(
+            decision(&r, "user@example.local"),
+            agent("relay", "[192.168.1.100]")
+        );
+        assert_eq!(decision(&r, "a@example.org"), agent("smtp", "example.org"));
+        assert_eq!(
+            decision(&r, "a@gone.example"),
+            Decision::Internal {
+                status: DeliveryStatus::Bounced,
+                dsn: "5.1.1".into(),
+                text: "gone away".into()
             }
         );
-        let p = params("relayhost = \"[10.0.0.1]:587\"");
-        assert_eq!(route(&p, "a@example.org").nexthop, "[10.0.0.1]:587");
-        assert_eq!(route(&p, "a@localhost").transport, "local");
+        assert_eq!(
+            decision(&r, "a@later.example"),
+            Decision::Internal {
+                status: DeliveryStatus::Deferred,
+                dsn: "4.0.0".into(),
+                text: "busy".into()
+            }
+        );
+        assert_eq!(
+            decision(&r, "a@spam.example"),
+            Decision::Internal {
+                status: DeliveryStatus::Sent,
+                dsn: "2.0.0".into(),
+                text: "spam trap".into()
+            }
+        );
+        let r = router("relayhost = \"[10.0.0.1]:587\"");
+        assert_eq!(
+            decision(&r, "a@example.org"),
+            agent("smtp", "[10.0.0.1]:587")
+        );
+    }
+
+    #[test]
+    fn unknown_virtual_alias_users_bounce_5_1_1() {
+        let r = router("virtual_alias_domains = \"v.example\"");
+        assert_eq!(
+            decision(&r, "nobody@v.example"),
+            Decision::Internal {
+                status: DeliveryStatus::Bounced,
+                dsn: "5.1.1".into(),
+                text: "User unknown in virtual alias table".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_envelope_is_rewritten_expanded_and_deduplicated() {
+        let r = router(
+            "myorigin = \"example.local\"\n\
+             virtual_alias_maps = \"inline:{ @region.example=@gov.example, \
+             { team@example.org=a@example.org, b@example.org } }\"",
+        );
+        let (sender, rcpts) = rewrite_envelope(
+            &r,
+            "alice",
+            vec![
+                rcpt("joe@region.example"),
+                rcpt("team@example.org"),
+                rcpt("B@example.org"),
+                rcpt("bob@example.net"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(sender, "alice@example.local");
+        let got: Vec<(&str, Option<&str>)> = rcpts
+            .iter()
+            .map(|r| (r.address.as_str(), r.orcpt.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("joe@gov.example", Some("rfc822;joe@region.example")),
+                ("a@example.org", Some("rfc822;team@example.org")),
+                ("b@example.org", Some("rfc822;team@example.org")),
+                ("bob@example.net", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_router_is_built_once_per_configuration() {
+        let routers = Routers::default();
+        let c = config("");
+        let a = routers.get(&c, "qmgr").unwrap();
+        let b = routers.get(&c, "qmgr").unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let reloaded = config("relayhost = \"[10.0.0.1]\"");
+        let n = routers.get(&reloaded, "qmgr").unwrap();
+        assert!(!Arc::ptr_eq(&a, &n));
+        assert!(
+            routers
+                .get(&config("transport_maps = \"hash:/no/such/file\""), "qmgr")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn dsn_codes_in_error_texts() {
+        assert_eq!(
+            split_dsn("5.7.1 no", "5.0.0"),
+            ("5.7.1".into(), "no".into())
+        );
+        assert_eq!(
+            split_dsn("4.7.1 no", "5.0.0"),
+            ("5.0.0".into(), "4.7.1 no".into())
+        );
+        assert_eq!(
+            split_dsn("plain text", "4.0.0"),
+            ("4.0.0".into(), "plain text".into())
+        );
     }
 }

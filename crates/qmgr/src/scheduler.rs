@@ -14,12 +14,13 @@ use postern_queue::{
     Envelope, Notify as DsnNotify, QueueError, QueueId, QueueState, QueueStore, RcptState,
     Recipient, Ret, StoredMessage,
 };
+use postern_routing::Router;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::agent::{self, AgentError};
 use crate::bounce::{self, Audience, Failed};
 use crate::logfmt;
-use crate::route::{Route, route};
+use crate::route::{self, Decision, Route, Routers};
 
 /// How long an agent may take to answer one request; a remote delivery
 /// has its own timeouts inside smtp-client, this only catches a hung agent.
@@ -39,6 +40,8 @@ pub struct Qmgr {
     /// The configuration in force (replaced on reload).
     config: watch::Receiver<Arc<Config>>,
     service: String,
+    /// The routing rules of the configuration in force.
+    routers: Routers,
     /// Messages with a delivery attempt running, so a scan never starts a
     /// second attempt of the same message.
     inflight: Mutex<HashSet<QueueId>>,
@@ -109,6 +112,22 @@ struct Outcome {
     transmit: Duration,
 }
 
+impl Outcome {
+    /// An outcome qmgr decided without an agent (`relay=none`).
+    fn internal(index: usize, status: DeliveryStatus, dsn: String, detail: String) -> Outcome {
+        Outcome {
+            index,
+            status,
+            dsn,
+            relay: "none".into(),
+            detail,
+            handoff: None,
+            connect: Duration::ZERO,
+            transmit: Duration::ZERO,
+        }
+    }
+}
+
 impl Qmgr {
     pub fn new(
         store: QueueStore,
@@ -120,6 +139,7 @@ impl Qmgr {
             store,
             config,
             service,
+            routers: Routers::default(),
             inflight: Mutex::new(HashSet::new()),
             arrivals: Mutex::new(HashMap::new()),
             destinations: Mutex::new(HashMap::new()),
@@ -134,6 +154,13 @@ impl Qmgr {
     /// The parameters now in force.
     pub fn params(&self) -> Params {
         self.config.borrow().params_for(&self.service)
+    }
+
+    /// The Router of the configuration now in force (rebuilt after a
+    /// reload), or why there is none.
+    pub fn router(&self) -> Result<Arc<Router>, String> {
+        let config = self.config.borrow().clone();
+        self.routers.get(&config, &self.service)
     }
 
     /// Remembers the exact arrival of a message just committed.
@@ -232,17 +259,87 @@ impl Qmgr {
             .filter(|&i| !env.recipients[i].state.is_final())
             .collect();
 
+        // Route each pending recipient (trivial-rewrite); error, retry
+        // and discard are settled here, the rest go to agents.
+        let router = self.router();
+        let mut outcomes = Vec::new();
         let mut groups: BTreeMap<Route, Vec<usize>> = BTreeMap::new();
-        for &i in &pending {
-            groups
-                .entry(route(&params, &env.recipients[i].address))
-                .or_default()
-                .push(i);
+        for (i, decision) in resolve_all(&router, env, &pending).await {
+            let address = &env.recipients[i].address;
+            match decision {
+                Ok(Decision::Agent(r)) => groups.entry(r).or_default().push(i),
+                Ok(Decision::Internal { status, dsn, text }) => {
+                    outcomes.push(Outcome::internal(i, status, dsn, text));
+                }
+                Err(e) => {
+                    tracing::warn!("{id}: cannot route <{address}>: {e}");
+                    outcomes.push(Outcome::internal(
+                        i,
+                        DeliveryStatus::Deferred,
+                        "4.3.0".into(),
+                        format!("address resolver failure: {e}"),
+                    ));
+                }
+            }
         }
+        let msg = Arc::new(msg);
+        let mut delivered = self.deliver_groups(&params, &msg, groups).await;
+
+        // Local delivery handed back recipients it does not know: they go
+        // to fallback_transport now, in the same attempt. What comes back
+        // as fallback again (a fallback that is local itself) is deferred.
+        let (fallback, done): (Vec<Outcome>, Vec<Outcome>) = delivered
+            .into_iter()
+            .partition(|o| o.status == DeliveryStatus::Fallback);
+        delivered = done;
+        if !fallback.is_empty() {
+            let mut groups: BTreeMap<Route, Vec<usize>> = BTreeMap::new();
+            for o in fallback {
+                let address = &msg.envelope.recipients[o.index].address;
+                let fallback_route = router
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| r.fallback_route(address))
+                    .map(|r| route::decide(&r));
+                match fallback_route {
+                    Some(Decision::Agent(r)) => groups.entry(r).or_default().push(o.index),
+                    Some(Decision::Internal { status, dsn, text }) => {
+                        outcomes.push(Outcome::internal(o.index, status, dsn, text));
+                    }
+                    None => outcomes.push(Outcome::internal(
+                        o.index,
+                        DeliveryStatus::Deferred,
+                        "4.3.0".into(),
+                        format!("{} (fallback_transport is not set in qmgr)", o.detail),
+                    )),
+                }
+            }
+            for mut o in self.deliver_groups(&params, &msg, groups).await {
+                if o.status == DeliveryStatus::Fallback {
+                    o.status = DeliveryStatus::Deferred;
+                    o.dsn = "4.3.0".into();
+                    o.detail = format!("mail forwarding loop: fallback_transport: {}", o.detail);
+                }
+                delivered.push(o);
+            }
+        }
+        outcomes.append(&mut delivered);
+        outcomes.sort_by_key(|o| o.index);
+        self.finish(&params, &msg, active_at, outcomes).await;
+    }
+
+    /// Sends the grouped recipients to their agents in requests of at
+    /// most default_destination_recipient_limit recipients, all at once
+    /// within the concurrency limits, and collects the outcomes.
+    async fn deliver_groups(
+        self: &Arc<Self>,
+        params: &Params,
+        msg: &Arc<StoredMessage>,
+        groups: BTreeMap<Route, Vec<usize>>,
+    ) -> Vec<Outcome> {
         let per_request = usize::try_from(params.int("default_destination_recipient_limit"))
             .unwrap_or(1)
             .max(1);
-        let msg = Arc::new(msg);
         let mut requests = tokio::task::JoinSet::new();
         for (r, idxs) in groups {
             for chunk in idxs.chunks(per_request) {
@@ -259,11 +356,10 @@ impl Qmgr {
         while let Some(done) = requests.join_next().await {
             match done {
                 Ok(mut o) => outcomes.append(&mut o),
-                Err(e) => tracing::warn!("{id}: delivery task failed: {e}"),
+                Err(e) => tracing::warn!("{}: delivery task failed: {e}", msg.id),
             }
         }
-        outcomes.sort_by_key(|o| o.index);
-        self.finish(&params, &msg, active_at, outcomes).await;
+        outcomes
     }
 
     /// The permit for one more request to `r`.
@@ -441,7 +537,7 @@ impl Qmgr {
                     reply: o.detail.clone(),
                     dsn: o.dsn.clone(),
                 },
-                DeliveryStatus::Bounced | DeliveryStatus::Deferred => {
+                DeliveryStatus::Bounced | DeliveryStatus::Deferred | DeliveryStatus::Fallback => {
                     first_reason.get_or_insert_with(|| o.detail.clone());
                     RcptState::Deferred {
                         reason: o.detail.clone(),
@@ -595,6 +691,21 @@ impl Qmgr {
         recipients: Vec<Recipient>,
         body: Vec<u8>,
     ) -> Result<QueueId, QueueError> {
+        // Notifications go through the same rewriting as received mail
+        // (virtual aliases may redirect the sender's address); if the
+        // tables cannot be read, the addresses are used as they are.
+        let (sender, recipients) = match self.router() {
+            Ok(router) => {
+                let (s, r) = (sender.clone(), recipients.clone());
+                tokio::task::spawn_blocking(move || route::rewrite_envelope(&router, &s, r))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .filter(|(_, r)| !r.is_empty())
+                    .unwrap_or((sender, recipients))
+            }
+            Err(_) => (sender, recipients),
+        };
         let store = self.store.clone();
         let arrived = SystemTime::now();
         let envelope = Envelope {
@@ -613,6 +724,42 @@ impl Qmgr {
         self.schedule(id);
         Ok(id)
     }
+}
+
+/// The routing decision for each of the `pending` recipients. Table
+/// lookups may re-read a changed file, so they run off the async workers.
+async fn resolve_all(
+    router: &Result<Arc<Router>, String>,
+    env: &Envelope,
+    pending: &[usize],
+) -> Vec<(usize, Result<Decision, String>)> {
+    let router = match router {
+        Ok(r) => r.clone(),
+        Err(e) => return pending.iter().map(|&i| (i, Err(e.clone()))).collect(),
+    };
+    let work: Vec<(usize, String)> = pending
+        .iter()
+        .map(|&i| (i, env.recipients[i].address.clone()))
+        .collect();
+    let indices = pending.to_vec();
+    tokio::task::spawn_blocking(move || {
+        work.into_iter()
+            .map(|(i, address)| {
+                let decision = router
+                    .resolve(&address)
+                    .map(|r| route::decide(&r))
+                    .map_err(|e| e.to_string());
+                (i, decision)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|e| {
+        indices
+            .into_iter()
+            .map(|i| (i, Err(format!("routing task failed: {e}"))))
+            .collect()
+    })
 }
 
 /// The agent's results in our shape; a recipient it did not answer for is
@@ -664,6 +811,8 @@ fn log_delivery(
         DeliveryStatus::Sent => "sent",
         DeliveryStatus::Deferred => "deferred",
         DeliveryStatus::Bounced => "bounced",
+        // Replaced by the fallback route's outcome before logging.
+        DeliveryStatus::Fallback => "deferred",
     };
     let before_qmgr = logfmt::between(arrival, active_at);
     let (in_qmgr, setup, xfer) = match o.handoff {

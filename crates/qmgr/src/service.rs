@@ -13,6 +13,7 @@ use postern_queue::{
 };
 
 use crate::logfmt;
+use crate::route;
 use crate::scheduler::{Qmgr, blocking, notify_flags};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -131,18 +132,29 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
             reason: "message has no recipients".into(),
         };
     }
+    let recipients: Vec<Recipient> = envelope
+        .recipients
+        .into_iter()
+        .map(|r| Recipient {
+            address: r.address,
+            orcpt: r.orcpt,
+            notify: notify_flags(&r.notify),
+            state: RcptState::Pending,
+        })
+        .collect();
+    // Cleanup's address rewriting happens before the durable write, so
+    // the queue holds the final recipients; a table that cannot be read
+    // keeps nothing and the client hears 451.
+    let (sender, recipients) = match rewrite(q, envelope.sender, recipients).await {
+        Ok(r) => r,
+        Err(reason) => {
+            tracing::warn!("{}: {reason}", incoming.id());
+            return QmgrReply::Failed { reason };
+        }
+    };
     let stored = Envelope {
-        sender: envelope.sender,
-        recipients: envelope
-            .recipients
-            .into_iter()
-            .map(|r| Recipient {
-                address: r.address,
-                orcpt: r.orcpt,
-                notify: notify_flags(&r.notify),
-                state: RcptState::Pending,
-            })
-            .collect(),
+        sender,
+        recipients,
         arrival_unix: logfmt::since_epoch(began).as_secs() as i64,
         size: 0,
         client: envelope.client.map(|c| ClientInfo {
@@ -181,6 +193,25 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
             }
         }
     }
+}
+
+/// The envelope through the Router's rewriting and virtual alias
+/// expansion (table lookups may read files: off the async workers).
+async fn rewrite(
+    q: &Arc<Qmgr>,
+    sender: String,
+    recipients: Vec<Recipient>,
+) -> Result<(String, Vec<Recipient>), String> {
+    let router = q.router()?;
+    let result = tokio::task::spawn_blocking(move || {
+        route::rewrite_envelope(&router, &sender, recipients).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("address rewriting failed: {e}")))?;
+    if result.1.is_empty() {
+        return Err("message has no recipients after address rewriting".into());
+    }
+    Ok(result)
 }
 
 /// qctl's requests: listing, hold, release, delete, flush.

@@ -356,6 +356,12 @@ pub fn delivery_replies() -> Vec<postern_ipc::delivery::DeliveryReply> {
                     "5.1.1",
                     "550 5.1.1 <x@y>: User unknown",
                 ),
+                result(
+                    3,
+                    DeliveryStatus::Fallback,
+                    "5.1.1",
+                    "unknown user: \"nobody-here\"",
+                ),
             ],
         },
     ]
