@@ -114,7 +114,7 @@ impl DnsServer {
 
     /// Serves `records` at `bind` (port 0 picks a free one).
     pub fn start_on(bind: SocketAddr, records: Vec<Record>) -> DnsServer {
-        let udp = UdpSocket::bind(bind).expect("bind DNS UDP socket");
+        let (udp, tcp) = bind_pair(bind);
         let addr = udp.local_addr().unwrap();
         // Short timeouts so the threads notice `stop` promptly.
         udp.set_read_timeout(Some(Duration::from_millis(50)))
@@ -129,8 +129,8 @@ impl DnsServer {
                 serve_udp(udp, &zone, &stop, &queries)
             }));
         }
-        // TCP is a convenience: skip it if someone holds the TCP port.
-        if let Ok(tcp) = TcpListener::bind(addr) {
+        // TCP is a convenience: skipped if someone holds a given TCP port.
+        if let Some(tcp) = tcp {
             tcp.set_nonblocking(true).unwrap();
             let (zone, stop, queries) = (zone.clone(), stop.clone(), queries.clone());
             threads.push(std::thread::spawn(move || {
@@ -169,6 +169,21 @@ impl DnsServer {
     pub fn queries(&self) -> usize {
         self.queries.load(Ordering::Relaxed)
     }
+}
+
+/// A UDP socket and, when it can be had, the TCP listener on the same
+/// port. With port 0 it retries until both bind, so a TCP port taken by
+/// another test never leaves the server without TCP.
+fn bind_pair(bind: SocketAddr) -> (UdpSocket, Option<TcpListener>) {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind(bind).expect("bind DNS UDP socket");
+        match TcpListener::bind(udp.local_addr().unwrap()) {
+            Ok(tcp) => return (udp, Some(tcp)),
+            Err(_) if bind.port() == 0 => continue,
+            Err(_) => return (udp, None),
+        }
+    }
+    (UdpSocket::bind(bind).expect("bind DNS UDP socket"), None)
 }
 
 impl Drop for DnsServer {
