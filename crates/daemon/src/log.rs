@@ -1,7 +1,7 @@
 //! Logging in Postfix's mail log format, through `tracing`.
 //!
 //! Each event becomes one line,
-//! `Nov 23 16:11:27.123456 mail.example.local postern/smtpd[4242]: text`,
+//! `Nov 23 16:11:27 mail.example.local postern/smtpd[4242]: text`,
 //! so pflogsumm and grep-based habits keep working. Warnings and errors get
 //! Postfix's `warning: ` and `error: ` prefixes; [`fatal`] logs `fatal: `
 //! and exits. Lines go to `maillog_file` when set (opened for append, one
@@ -95,8 +95,8 @@ impl Visit for LineFields {
     }
 }
 
-/// Local time as syslog writes it, with microseconds as Postfix's
-/// `maillog_file` does.
+/// Local time as syslog and Postfix's `maillog_file` write it
+/// (`Nov  3 16:11:27`), the form log tools such as pflogsumm parse.
 fn timestamp() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -109,13 +109,12 @@ fn timestamp() -> String {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     format!(
-        "{} {:02} {:02}:{:02}:{:02}.{:06}",
+        "{} {:2} {:02}:{:02}:{:02}",
         MONTHS[tm.tm_mon.clamp(0, 11) as usize],
         tm.tm_mday,
         tm.tm_hour,
         tm.tm_min,
-        tm.tm_sec,
-        now.subsec_micros()
+        tm.tm_sec
     )
 }
 

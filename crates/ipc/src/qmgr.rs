@@ -10,7 +10,10 @@
 //! does closing the connection. One connection carries any number of
 //! messages, one after another.
 //!
-//! Queue operations for qctl (mailq, postsuper) are single request/reply.
+//! Queue operations for qctl (mailq, postsuper) are single request/reply,
+//! except [`QmgrRequest::Show`]: [`QmgrReply::Message`] (the envelope),
+//! then the message in [`QmgrReply::Body`] chunks, then [`QmgrReply::End`]
+//! (or [`QmgrReply::Error`] alone).
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +39,15 @@ pub enum QmgrRequest {
     Delete { id: String },
     /// Retry deferred mail now (postqueue -f); `id` limits it to one message.
     Flush { id: Option<String> },
+    /// The envelope and the message (postcat -q).
+    Show { id: String },
+    /// Delete every message (postsuper -d ALL); answered with a
+    /// [`QmgrReply::Count`].
+    DeleteAll,
+    /// Requeue one message or, with no `id`, every message (postsuper -r):
+    /// active and due now, the deferral reasons cleared, held messages
+    /// released. Answered with a [`QmgrReply::Count`].
+    Requeue { id: Option<String> },
 }
 
 /// qmgr's answer.
@@ -60,6 +72,20 @@ pub enum QmgrReply {
     Error {
         message: String,
     },
+    /// How many messages a DeleteAll or Requeue changed.
+    Count {
+        count: u64,
+    },
+    /// The envelope of the message a Show asked for; the message follows.
+    Message {
+        message: Box<MessageInfo>,
+    },
+    /// Up to [`crate::BODY_CHUNK`] bytes of the shown message.
+    Body {
+        data: Vec<u8>,
+    },
+    /// The end of the shown message.
+    End,
 }
 
 /// The envelope of a message handed to qmgr.
@@ -114,4 +140,39 @@ pub struct QueueEntry {
     /// The message's last delay reason.
     pub reason: Option<String>,
     pub next_try_unix: Option<i64>,
+}
+
+/// The envelope and queue state of one message, for `qctl show`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct MessageInfo {
+    pub id: String,
+    /// `active`, `deferred`, `hold`, `corrupt`.
+    pub state: String,
+    pub size: u64,
+    pub arrival_unix: i64,
+    /// Empty for the null sender.
+    pub sender: String,
+    pub recipients: Vec<RecipientInfo>,
+    /// The message's last delay reason.
+    pub reason: Option<String>,
+    pub next_try_unix: Option<i64>,
+    pub attempts: u32,
+    pub last_attempt_unix: Option<i64>,
+    pub client: Option<ClientInfo>,
+    pub envid: Option<String>,
+    /// `FULL` or `HDRS`.
+    pub ret: Option<String>,
+}
+
+/// One recipient of a shown message.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct RecipientInfo {
+    pub address: String,
+    pub orcpt: Option<String>,
+    /// `pending`, `sent`, `bounced`, `deferred`.
+    pub state: String,
+    /// The last reply or failure reason, if any.
+    pub reason: Option<String>,
+    /// The enhanced status code of a bounce.
+    pub dsn: Option<String>,
 }

@@ -25,7 +25,18 @@
 //!                     line as postqueue -j
 //!   hold ID           put a message on hold (postsuper -h)
 //!   release ID        release a held message (postsuper -H)
-//!   delete ID         delete a message (postsuper -d)
+//!   show ID           the message as postcat -q shows it: the envelope
+//!                     (queue state, size, arrival time, attempts, next
+//!                     try and delay reason, client, sender, and each
+//!                     recipient with its state and last reply or
+//!                     reason), then the message itself; with --json one
+//!                     object with the envelope fields and `message`
+//!   delete ID|ALL     delete a message (postsuper -d); ALL deletes every
+//!                     message and says `postsuper: Deleted: N messages`
+//!   requeue ID|ALL    requeue a message or all of them (postsuper -r):
+//!                     active and due now, the deferral reasons cleared,
+//!                     held messages released (corrupt ones stay); says
+//!                     `postsuper: Requeued: N messages`
 //!   passwd [--scheme argon2|sha512|plain] USER
 //!                     add or change USER in the smtpd_sasl_users table,
 //!                     the password read from standard input
@@ -58,7 +69,7 @@ use clap::{Parser, Subcommand};
 use postern_config::Config;
 use postern_daemon::CommonArgs;
 use postern_ipc::control::{ControlReply, ControlRequest, MasterStatus};
-use postern_ipc::qmgr::{QmgrReply, QmgrRequest, QueueEntry};
+use postern_ipc::qmgr::{MessageInfo, QmgrReply, QmgrRequest, QueueEntry};
 use postern_ipc::{Connection, Protocol};
 use tokio::net::UnixStream;
 
@@ -99,8 +110,12 @@ enum Command {
     Hold { id: String },
     /// Release a held message (postsuper -H).
     Release { id: String },
-    /// Delete a message (postsuper -d).
+    /// Delete a message, or every message with ALL (postsuper -d).
     Delete { id: String },
+    /// Show a message's envelope and content (postcat -q).
+    Show { id: String },
+    /// Requeue a message, or every message with ALL (postsuper -r).
+    Requeue { id: String },
     /// Add or change an SMTP AUTH user in smtpd_sasl_users; the password
     /// is read from standard input.
     Passwd {
@@ -206,9 +221,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ask_qmgr(&qmgr, QmgrRequest::Release { id }).await?,
                 cli.json,
             ),
+            Command::Delete { id } if id == "ALL" => counted(
+                ask_qmgr(&qmgr, QmgrRequest::DeleteAll).await?,
+                "Deleted",
+                cli.json,
+            ),
             Command::Delete { id } => {
                 qmgr_done(ask_qmgr(&qmgr, QmgrRequest::Delete { id }).await?, cli.json)
             }
+            Command::Requeue { id } => {
+                let id = (id != "ALL").then_some(id);
+                counted(
+                    ask_qmgr(&qmgr, QmgrRequest::Requeue { id }).await?,
+                    "Requeued",
+                    cli.json,
+                )
+            }
+            Command::Show { id } => show(&qmgr, id, cli.json).await,
             Command::Stop => {
                 done(
                     ask(&socket, ControlRequest::Stop, IO_TIMEOUT).await?,
@@ -278,6 +307,183 @@ fn qmgr_done(reply: QmgrReply, json: bool) -> anyhow::Result<()> {
         }
         other => qmgr_refuse(other),
     }
+}
+
+/// A count answer in postsuper's words: `postsuper: Deleted: 3 messages`.
+fn counted(reply: QmgrReply, verb: &str, json: bool) -> anyhow::Result<()> {
+    match reply {
+        QmgrReply::Count { count } => {
+            let message = format!(
+                "postsuper: {verb}: {count} message{}",
+                if count == 1 { "" } else { "s" }
+            );
+            if json {
+                let mut obj = serde_json::json!({ "ok": true, "message": message });
+                obj[verb.to_ascii_lowercase()] = count.into();
+                println!("{obj}");
+            } else {
+                println!("{message}");
+            }
+            Ok(())
+        }
+        other => qmgr_refuse(other),
+    }
+}
+
+/// `qctl show`: the envelope, then the message streamed in chunks.
+async fn show(socket: &Path, id: String, json: bool) -> anyhow::Result<()> {
+    let stream = UnixStream::connect(socket).await.map_err(|e| {
+        anyhow!(
+            "the queue manager is not running: cannot connect to {}: {e}",
+            socket.display()
+        )
+    })?;
+    let mut conn = Connection::new(stream);
+    conn.client_hello(Protocol::Qmgr, IO_TIMEOUT)
+        .await
+        .context("qmgr hello")?;
+    let info = match conn
+        .request(&QmgrRequest::Show { id }, IO_TIMEOUT)
+        .await
+        .context("qmgr request")?
+    {
+        QmgrReply::Message { message } => message,
+        other => return qmgr_refuse(other),
+    };
+    let mut body = Vec::new();
+    loop {
+        let reply: Option<QmgrReply> = conn.recv_timeout(IO_TIMEOUT).await.context("qmgr reply")?;
+        match reply {
+            Some(QmgrReply::Body { data }) => body.extend_from_slice(&data),
+            Some(QmgrReply::End) => break,
+            Some(other) => return qmgr_refuse(other),
+            None => bail!("qmgr closed the connection in the middle of the message"),
+        }
+    }
+    if json {
+        print_message_json(&info, &body)
+    } else {
+        print_message(&info, &body)
+    }
+}
+
+/// The envelope and content in postcat's layout, lines ending in LF.
+fn print_message(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let place = format!("{}/{}", m.state, m.id);
+    let mut out = String::new();
+    out.push_str(&format!("*** ENVELOPE RECORDS {place} ***\n"));
+    out.push_str(&format!("queue_state: {}\n", m.state));
+    out.push_str(&format!("message_size: {}\n", m.size));
+    out.push_str(&format!(
+        "message_arrival_time: {}\n",
+        full_time(m.arrival_unix)
+    ));
+    out.push_str(&format!("delivery_attempts: {}\n", m.attempts));
+    if let Some(t) = m.last_attempt_unix {
+        out.push_str(&format!("last_attempt_time: {}\n", full_time(t)));
+    }
+    if let Some(t) = m.next_try_unix {
+        out.push_str(&format!("next_attempt_time: {}\n", full_time(t)));
+    }
+    if let Some(reason) = &m.reason {
+        out.push_str(&format!("delay_reason: {reason}\n"));
+    }
+    if let Some(c) = &m.client {
+        out.push_str(&format!("client_name: {}\n", c.name));
+        out.push_str(&format!("client_address: {}\n", c.addr));
+        out.push_str(&format!("helo_name: {}\n", c.helo));
+        out.push_str(&format!("protocol_name: {}\n", c.protocol));
+        if let Some(u) = &c.sasl_username {
+            out.push_str(&format!("sasl_username: {u}\n"));
+        }
+    }
+    if let Some(envid) = &m.envid {
+        out.push_str(&format!("dsn_envid: {envid}\n"));
+    }
+    if let Some(ret) = &m.ret {
+        out.push_str(&format!("dsn_ret: {ret}\n"));
+    }
+    out.push_str(&format!("sender: {}\n", m.sender));
+    for r in &m.recipients {
+        if let Some(orcpt) = &r.orcpt {
+            out.push_str(&format!("original_recipient: {orcpt}\n"));
+        }
+        out.push_str(&format!("recipient: {}\n", r.address));
+        let mut state = r.state.clone();
+        if let Some(dsn) = &r.dsn {
+            state.push_str(&format!(" dsn={dsn}"));
+        }
+        if let Some(reason) = &r.reason {
+            state.push_str(&format!(" ({reason})"));
+        }
+        out.push_str(&format!("recipient_state: {state}\n"));
+    }
+    out.push_str(&format!("*** MESSAGE CONTENTS {place} ***\n"));
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    let mut text = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\r' && body.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        text.push(body[i]);
+        i += 1;
+    }
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        text.push(b'\n');
+    }
+    stdout.write_all(&text)?;
+    stdout.write_all(format!("*** MESSAGE FILE END {place} ***\n").as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The shown message as one JSON object, with postqueue -j's field names
+/// where it has them.
+fn print_message_json(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> {
+    let recipients: Vec<serde_json::Value> = m
+        .recipients
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "address": r.address,
+                "orig_rcpt": r.orcpt,
+                "state": r.state,
+                "reason": r.reason,
+                "dsn": r.dsn,
+            })
+        })
+        .collect();
+    let client = m.client.as_ref().map(|c| {
+        serde_json::json!({
+            "name": c.name,
+            "address": c.addr,
+            "helo": c.helo,
+            "protocol": c.protocol,
+            "sasl_username": c.sasl_username,
+        })
+    });
+    let obj = serde_json::json!({
+        "queue_name": m.state,
+        "queue_id": m.id,
+        "arrival_time": m.arrival_unix,
+        "message_size": m.size,
+        "sender": m.sender,
+        "recipients": recipients,
+        "delay_reason": m.reason,
+        "next_try_time": m.next_try_unix,
+        "attempts": m.attempts,
+        "last_attempt_time": m.last_attempt_unix,
+        "client": client,
+        "envid": m.envid,
+        "ret": m.ret,
+        "message": String::from_utf8_lossy(body),
+    });
+    println!("{}", serde_json::to_string(&obj)?);
+    Ok(())
 }
 
 /// The listing in mailq's layout.
@@ -363,6 +569,15 @@ fn print_queue_json(messages: &[QueueEntry]) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&obj)?);
     }
     Ok(())
+}
+
+/// `Mon Nov 23 16:47:57 2026` in local time, as postcat prints times.
+fn full_time(unix: i64) -> String {
+    let t = unix as libc::time_t;
+    // SAFETY: localtime_r only writes into the struct we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    unsafe { libc::localtime_r(&t, &mut tm) };
+    format!("{} {}", arrival_time(unix), tm.tm_year + 1900)
 }
 
 /// `Mon Nov 23 16:47:57` in local time, as mailq prints arrival times.

@@ -86,7 +86,24 @@
 //!   is discarded with a log line.
 //!
 //!   Queue operations for qctl: the listing (mailq), hold, release,
-//!   delete, and flush (deferred mail becomes due now).
+//!   delete (one message, or all: postsuper -d ALL, each logged `ID:
+//!   removed`), flush (deferred mail becomes due now), requeue (one
+//!   message or all, postsuper -r: active and due at once, held ones
+//!   released, the deferral reasons of the message and its recipients
+//!   cleared, logged `ID: requeued`; an attempt running at that moment
+//!   leaves the message active rather than deferred), and show (postcat
+//!   -q: the envelope with each recipient's state and last reply or
+//!   reason, then the message in chunks). Deleting a message whose
+//!   delivery attempt is running drops the attempt's outcome.
+//!
+//!   Mail log. qmgr writes the queue lines of Postfix's format that
+//!   pflogsumm reads: `ID: from=<...>, size=N, nrcpt=N (queue active)`,
+//!   per recipient `ID: to=<...>, [orig_to=<...>, ]relay=..., delay=...,
+//!   delays=a/b/c/d, dsn=X.Y.Z, status=sent|deferred|bounced (...)`, and
+//!   `ID: removed`. Debian's pflogsumm 1.1.5 reads them with
+//!   `--syslog-name=postern`, but only from lines whose timestamp has
+//!   whole seconds (`Nov 23 16:11:27 host`), not the microsecond stamps
+//!   maillog_file writes.
 //!
 //! SECURITY
 //!   qmgr runs as mail_owner and talks only to local processes through

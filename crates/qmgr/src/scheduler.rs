@@ -45,6 +45,9 @@ pub struct Qmgr {
     /// Messages with a delivery attempt running, so a scan never starts a
     /// second attempt of the same message.
     inflight: Mutex<HashSet<QueueId>>,
+    /// Messages requeued (qctl requeue) while an attempt ran: that attempt
+    /// leaves them active instead of deferred.
+    requeued: Mutex<HashSet<QueueId>>,
     /// Exact arrival times of messages received by this process, for the
     /// sub-second delays in the log (the store keeps whole seconds).
     arrivals: Mutex<HashMap<QueueId, SystemTime>>,
@@ -73,6 +76,7 @@ struct InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         lock(&self.q.inflight).remove(&self.id);
+        lock(&self.q.requeued).remove(&self.id);
         if self.q.skipped.swap(false, Ordering::Relaxed) {
             self.q.rescan.notify_one();
         }
@@ -141,6 +145,7 @@ impl Qmgr {
             service,
             routers: Routers::default(),
             inflight: Mutex::new(HashSet::new()),
+            requeued: Mutex::new(HashSet::new()),
             arrivals: Mutex::new(HashMap::new()),
             destinations: Mutex::new(HashMap::new()),
             global: Arc::new(Semaphore::new(global_limit.max(1))),
@@ -166,6 +171,14 @@ impl Qmgr {
     /// Remembers the exact arrival of a message just committed.
     pub fn note_arrival(&self, id: QueueId, at: SystemTime) {
         lock(&self.arrivals).insert(id, at);
+    }
+
+    /// Marks a requeued message whose attempt, if one is running, must
+    /// leave it active and due.
+    pub fn note_requeue(&self, id: QueueId) {
+        if lock(&self.inflight).contains(&id) {
+            lock(&self.requeued).insert(id);
+        }
     }
 
     /// Starts an attempt for `id` unless one is running.
@@ -553,6 +566,9 @@ impl Qmgr {
             next_try_unix: at + backoff(params, msg.attempts).as_secs() as i64,
             reason: first_reason.unwrap_or_default(),
         };
+        // Requeued meanwhile (qctl requeue): active and due again.
+        let requeued = lock(&self.requeued).remove(&id);
+        let next = if requeued { QueueState::Active } else { next };
         let store = self.store.clone();
         let result = blocking(move || {
             // Hold placed meanwhile (qctl hold) wins over our next state.
@@ -569,7 +585,13 @@ impl Qmgr {
                 lock(&self.arrivals).remove(&id);
                 tracing::info!("{id}: removed");
             }
-            Ok(false) => {}
+            Ok(false) => {
+                if requeued {
+                    // A scan once this attempt is out of the in-flight
+                    // set (InFlight's drop) tries it again.
+                    self.skipped.store(true, Ordering::Relaxed);
+                }
+            }
             // Deleted during the attempt (qctl delete).
             Err(QueueError::NotFound(_)) => {
                 lock(&self.arrivals).remove(&id);

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use postern_daemon::{Shutdown, Stream};
-use postern_ipc::qmgr::{self as proto, QmgrReply, QmgrRequest, QueueEntry};
+use postern_ipc::qmgr::{
+    self as proto, MessageInfo, QmgrReply, QmgrRequest, QueueEntry, RecipientInfo,
+};
 use postern_ipc::{Connection, IpcError, Protocol};
 use postern_queue::{
     ClientInfo, Envelope, Incoming, QueueError, QueueId, QueueState, RcptState, Recipient, Ret,
@@ -102,6 +104,12 @@ pub async fn session(q: Arc<Qmgr>, stream: Stream, mut shutdown: Shutdown) {
             }
             QmgrRequest::Abort => {
                 rx = Receiving::Idle;
+                None
+            }
+            QmgrRequest::Show { id } => {
+                if !show(&q, &mut conn, &id).await {
+                    return;
+                }
                 None
             }
             other => Some(admin(&q, other).await),
@@ -290,14 +298,210 @@ async fn admin(q: &Arc<Qmgr>, request: QmgrRequest) -> QmgrReply {
                 message: format!("queue flush requested: {n} deferred message(s) rescheduled"),
             })
         }
+        QmgrRequest::DeleteAll => blocking(move || delete_all(&store)).await,
+        QmgrRequest::Requeue { id } => {
+            let only = match id.as_deref().map(parse).transpose() {
+                Ok(only) => only,
+                Err(r) => return r,
+            };
+            let requeued = blocking(move || requeue(&store, only)).await;
+            match requeued {
+                Ok(ids) if ids.is_empty() && only.is_some() => Ok(QmgrReply::Error {
+                    message: format!(
+                        "{}: no such message in the queue",
+                        only.map(|i| i.to_string()).unwrap_or_default()
+                    ),
+                }),
+                Ok(ids) => {
+                    for &id in &ids {
+                        // An attempt running now would otherwise defer
+                        // it again when it ends.
+                        q.note_requeue(id);
+                        q.schedule(id);
+                    }
+                    Ok(QmgrReply::Count {
+                        count: ids.len() as u64,
+                    })
+                }
+                Err(e) => Err(e),
+            }
+        }
         QmgrRequest::Begin
         | QmgrRequest::Body { .. }
         | QmgrRequest::Commit { .. }
-        | QmgrRequest::Abort => unreachable!("handled by the session"),
+        | QmgrRequest::Abort
+        | QmgrRequest::Show { .. } => unreachable!("handled by the session"),
     };
     result.unwrap_or_else(|e| QmgrReply::Error {
         message: e.to_string(),
     })
+}
+
+/// Deletes every message (postsuper -d ALL); the number deleted.
+fn delete_all(store: &postern_queue::QueueStore) -> Result<QmgrReply, QueueError> {
+    let mut count = 0u64;
+    for s in store.list()? {
+        if store.remove(s.id)? {
+            tracing::info!("{}: removed", s.id);
+            count += 1;
+        }
+    }
+    Ok(QmgrReply::Count { count })
+}
+
+/// postsuper -r: the message (or every message but corrupt ones) becomes
+/// active and due now, held ones included, with the deferral reasons of
+/// the message and its recipients cleared. The IDs requeued.
+fn requeue(
+    store: &postern_queue::QueueStore,
+    only: Option<QueueId>,
+) -> Result<Vec<QueueId>, QueueError> {
+    let mut done = Vec::new();
+    let ids: Vec<QueueId> = match only {
+        Some(id) => vec![id],
+        None => store.list()?.into_iter().map(|s| s.id).collect(),
+    };
+    for id in ids {
+        let Some(m) = store.get(id)? else {
+            continue;
+        };
+        if m.state == QueueState::Corrupt {
+            continue;
+        }
+        let cleared: Vec<(usize, RcptState)> = m
+            .envelope
+            .recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r.state, RcptState::Deferred { .. }))
+            .map(|(i, _)| (i, RcptState::Pending))
+            .collect();
+        if !cleared.is_empty() {
+            store.record_outcomes(id, &cleared)?;
+        }
+        store.set_state(id, QueueState::Active)?;
+        tracing::info!("{id}: requeued");
+        done.push(id);
+    }
+    Ok(done)
+}
+
+/// postcat -q: the envelope, then the message in chunks, then End. False
+/// when the connection broke.
+async fn show(q: &Arc<Qmgr>, conn: &mut Connection<Stream>, id: &str) -> bool {
+    let id = match id.parse::<QueueId>() {
+        Ok(id) => id,
+        Err(e) => {
+            return conn
+                .send(&QmgrReply::Error {
+                    message: e.to_string(),
+                })
+                .await
+                .is_ok();
+        }
+    };
+    let store = q.store.clone();
+    let found = blocking(move || {
+        let Some(m) = store.get(id)? else {
+            return Ok(None);
+        };
+        let body = store.read_body(id)?;
+        Ok(Some((m, body)))
+    })
+    .await;
+    let (m, body) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return conn
+                .send(&QmgrReply::Error {
+                    message: format!("{id}: no such message in the queue"),
+                })
+                .await
+                .is_ok();
+        }
+        Err(e) => {
+            return conn
+                .send(&QmgrReply::Error {
+                    message: format!("{id}: {e}"),
+                })
+                .await
+                .is_ok();
+        }
+    };
+    let env = m.envelope;
+    let (reason, next_try_unix) = match &m.state {
+        QueueState::Deferred {
+            next_try_unix,
+            reason,
+        } => (
+            Some(reason.clone()).filter(|r| !r.is_empty()),
+            Some(*next_try_unix),
+        ),
+        _ => (None, None),
+    };
+    let info = MessageInfo {
+        id: id.to_string(),
+        state: m.state.name().to_string(),
+        size: env.size,
+        arrival_unix: env.arrival_unix,
+        sender: env.sender,
+        recipients: env
+            .recipients
+            .into_iter()
+            .map(|r| {
+                let (state, reason, dsn) = match r.state {
+                    RcptState::Pending => ("pending", None, None),
+                    RcptState::Sent { reply, .. } => ("sent", Some(reply), None),
+                    RcptState::Bounced { reply, dsn, .. } => ("bounced", Some(reply), Some(dsn)),
+                    RcptState::Deferred { reason } => ("deferred", Some(reason), None),
+                };
+                RecipientInfo {
+                    address: r.address,
+                    orcpt: r.orcpt,
+                    state: state.into(),
+                    reason,
+                    dsn,
+                }
+            })
+            .collect(),
+        reason,
+        next_try_unix,
+        attempts: m.attempts,
+        last_attempt_unix: m.last_attempt_unix,
+        client: env.client.map(|c| proto::ClientInfo {
+            name: c.name,
+            addr: c.addr,
+            helo: c.helo,
+            protocol: c.protocol,
+            sasl_username: c.sasl_username,
+        }),
+        envid: env.envid,
+        ret: env.ret.map(|r| match r {
+            Ret::Full => "FULL".to_string(),
+            Ret::Hdrs => "HDRS".to_string(),
+        }),
+    };
+    if conn
+        .send(&QmgrReply::Message {
+            message: Box::new(info),
+        })
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    for chunk in body.chunks(postern_ipc::BODY_CHUNK) {
+        if conn
+            .send(&QmgrReply::Body {
+                data: chunk.to_vec(),
+            })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    conn.send(&QmgrReply::End).await.is_ok()
 }
 
 /// Makes deferred mail due now, keeping its last reason for the listing.

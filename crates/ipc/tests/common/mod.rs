@@ -250,6 +250,14 @@ pub fn qmgr_requests() -> Vec<postern_ipc::qmgr::QmgrRequest> {
         Q::Flush {
             id: Some("0A1B2C3D4E5F".into()),
         },
+        Q::Show {
+            id: "0A1B2C3D4E5F".into(),
+        },
+        Q::DeleteAll,
+        Q::Requeue { id: None },
+        Q::Requeue {
+            id: Some("0A1B2C3D4E5F".into()),
+        },
     ]
 }
 
@@ -290,6 +298,54 @@ pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
         R::Error {
             message: "no such message".into(),
         },
+        R::Count { count: 0 },
+        R::Count { count: 20_000 },
+        R::Message {
+            message: Box::default(),
+        },
+        R::Message {
+            message: Box::new(postern_ipc::qmgr::MessageInfo {
+                id: "0A1B2C3D4E5F".into(),
+                state: "deferred".into(),
+                size: 1234,
+                arrival_unix: 1_700_000_000,
+                sender: "a@b".into(),
+                recipients: vec![
+                    postern_ipc::qmgr::RecipientInfo {
+                        address: "c@d".into(),
+                        orcpt: Some("rfc822;C@d".into()),
+                        state: "deferred".into(),
+                        reason: Some("connect to d[192.0.2.1]:25: Connection refused".into()),
+                        dsn: None,
+                    },
+                    postern_ipc::qmgr::RecipientInfo {
+                        address: "e@f".into(),
+                        orcpt: None,
+                        state: "bounced".into(),
+                        reason: Some("host f said: 550 no".into()),
+                        dsn: Some("5.1.1".into()),
+                    },
+                ],
+                reason: Some("connect to d[192.0.2.1]:25: Connection refused".into()),
+                next_try_unix: Some(1_700_000_300),
+                attempts: 2,
+                last_attempt_unix: Some(1_700_000_100),
+                client: Some(postern_ipc::qmgr::ClientInfo {
+                    name: "unknown".into(),
+                    addr: "192.0.2.9".into(),
+                    helo: "x".into(),
+                    protocol: "ESMTP".into(),
+                    sasl_username: None,
+                }),
+                envid: Some("E1".into()),
+                ret: Some("HDRS".into()),
+            }),
+        },
+        R::Body { data: vec![] },
+        R::Body {
+            data: b"Subject: hi\r\n\r\nbody\r\n".to_vec(),
+        },
+        R::End,
     ]
 }
 
