@@ -17,6 +17,7 @@
 //! The binaries must be built first (`cargo build --workspace`, which
 //! `scripts/test` does).
 
+pub mod certs;
 pub mod dns;
 
 use std::io::{BufRead, BufReader, Write};
@@ -370,6 +371,25 @@ command = "tlsmgr"
         std::fs::read_to_string(self.dir.path().join("master.stderr")).unwrap_or_default()
     }
 
+    /// The first log line holding every needle.
+    pub fn log_line_with(&self, needles: &[&str]) -> Option<String> {
+        self.log()
+            .lines()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_string)
+    }
+
+    /// Waits up to 30 s for a log line holding every needle; panics with
+    /// the log if none appears.
+    pub fn wait_log_line(&self, needles: &[&str]) -> String {
+        let mut found = None;
+        wait_for(Duration::from_secs(30), || {
+            found = self.log_line_with(needles);
+            found.is_some()
+        });
+        found.unwrap_or_else(|| panic!("no log line with {needles:?}:\n{}", self.log()))
+    }
+
     /// Waits until the log contains `needle`.
     pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
         wait_for(limit, || self.log().contains(needle))
@@ -471,6 +491,16 @@ impl SmtpClient {
 
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.writer.write_all(bytes)
+    }
+
+    /// Sends `line` and asserts the reply starts with `want`; the reply.
+    pub fn expect(&mut self, line: &str, want: &str) -> String {
+        let reply = self.cmd(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert!(
+            reply.starts_with(want),
+            "{line} -> {reply:?}, want {want:?}"
+        );
+        reply
     }
 
     /// Sends `line` + CRLF and returns the reply.
@@ -619,4 +649,27 @@ impl Sink {
             }
         }
     }
+}
+
+/// The initial response of `AUTH PLAIN` for `user` and `password`.
+pub fn auth_plain(user: &str, password: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let raw = format!("\0{user}\0{password}");
+    let mut out = String::new();
+    for chunk in raw.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

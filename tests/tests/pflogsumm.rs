@@ -76,30 +76,21 @@ fn grand_totals(pflogsumm: &std::path::Path, log: &str) -> (BTreeMap<String, u64
     (totals, report)
 }
 
-fn expect(c: &mut SmtpClient, line: &str, want: &str) -> String {
-    let reply = c.cmd(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-    assert!(
-        reply.starts_with(want),
-        "{line} -> {reply:?}, want {want:?}"
-    );
-    reply
-}
-
 /// One session, one message, waiting for each reply; the queue ID.
 fn send(inst: &Instance, sender: &str, rcpt: &str, n: usize) -> String {
     let (mut c, greeting) = SmtpClient::connect(inst.smtp).unwrap();
     assert!(greeting.starts_with("220 "), "{greeting}");
-    expect(&mut c, "EHLO client.example", "250");
-    expect(&mut c, &format!("MAIL FROM:<{sender}>"), "250 2.1.0");
-    expect(&mut c, &format!("RCPT TO:<{rcpt}>"), "250 2.1.5");
-    expect(&mut c, "DATA", "354 ");
+    c.expect("EHLO client.example", "250");
+    c.expect(&format!("MAIL FROM:<{sender}>"), "250 2.1.0");
+    c.expect(&format!("RCPT TO:<{rcpt}>"), "250 2.1.5");
+    c.expect("DATA", "354 ");
     c.send_raw(
         format!("Subject: report {n}\r\nMessage-ID: <r{n}@client.example>\r\n\r\nbody {n}\r\n")
             .as_bytes(),
     )
     .unwrap();
-    let queued = expect(&mut c, ".", "250 2.0.0 Ok: queued as ");
-    expect(&mut c, "QUIT", "221");
+    let queued = c.expect(".", "250 2.0.0 Ok: queued as ");
+    c.expect("QUIT", "221");
     queued.trim_end().rsplit(' ').next().unwrap().to_string()
 }
 
@@ -144,14 +135,13 @@ fn pflogsumm_counts_what_went_through_the_instance() {
     // One refused at RCPT: relaying for an outside client.
     {
         let (mut c, _) = SmtpClient::connect(inst.smtp).unwrap();
-        expect(&mut c, "EHLO client.example", "250");
-        expect(&mut c, "MAIL FROM:<sender@client.example>", "250 2.1.0");
-        expect(
-            &mut c,
+        c.expect("EHLO client.example", "250");
+        c.expect("MAIL FROM:<sender@client.example>", "250 2.1.0");
+        c.expect(
             "RCPT TO:<someone@elsewhere.example>",
             "554 5.7.1 <someone@elsewhere.example>: Relay access denied",
         );
-        expect(&mut c, "QUIT", "221");
+        c.expect("QUIT", "221");
     }
     // One bounced: no such local user. The notification goes to bob,
     // a local mailbox, and is delivered there.

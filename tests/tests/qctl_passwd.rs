@@ -26,34 +26,14 @@ fn passwd(inst: &Instance, user: &str, password: &str, scheme: &str) -> std::pro
     child.wait_with_output().unwrap()
 }
 
-/// AUTH PLAIN's initial response for `user` / `password`.
-fn plain(user: &str, password: &str) -> String {
-    let raw = format!("\0{user}\0{password}");
-    let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in raw.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(table[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 fn auth(inst: &Instance, user: &str, password: &str) -> String {
     let (mut c, _) = SmtpClient::connect(inst.smtp).unwrap();
     c.cmd("EHLO client.example").unwrap();
-    c.cmd(&format!("AUTH PLAIN {}", plain(user, password)))
-        .unwrap()
+    c.cmd(&format!(
+        "AUTH PLAIN {}",
+        postern_tests::auth_plain(user, password)
+    ))
+    .unwrap()
 }
 
 #[test]

@@ -21,27 +21,14 @@ fn main_config(relayhost: &str) -> String {
     )
 }
 
-fn expect(c: &mut SmtpClient, line: &str, want: &str) -> String {
-    let reply = c.cmd(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-    assert!(
-        reply.starts_with(want),
-        "{line} -> {reply:?}, want {want:?}"
-    );
-    reply
-}
-
 /// One message through smtpd, waiting for each reply; its queue ID.
 fn send(to: SocketAddr, n: usize) -> String {
     let (mut c, greeting) = SmtpClient::connect(to).unwrap();
     assert!(greeting.starts_with("220 "), "{greeting}");
-    expect(&mut c, "EHLO client.example", "250");
-    expect(&mut c, "MAIL FROM:<sender@client.example>", "250 2.1.0");
-    expect(
-        &mut c,
-        &format!("RCPT TO:<far{n}@remote.example>"),
-        "250 2.1.5",
-    );
-    expect(&mut c, "DATA", "354 ");
+    c.expect("EHLO client.example", "250");
+    c.expect("MAIL FROM:<sender@client.example>", "250 2.1.0");
+    c.expect(&format!("RCPT TO:<far{n}@remote.example>"), "250 2.1.5");
+    c.expect("DATA", "354 ");
     c.send_raw(
         format!(
             "Subject: queued {n}\r\nMessage-ID: <q{n}@client.example>\r\n\r\nbody of message {n}\r\n"
@@ -49,8 +36,8 @@ fn send(to: SocketAddr, n: usize) -> String {
         .as_bytes(),
     )
     .unwrap();
-    let queued = expect(&mut c, ".", "250 2.0.0 Ok: queued as ");
-    expect(&mut c, "QUIT", "221");
+    let queued = c.expect(".", "250 2.0.0 Ok: queued as ");
+    c.expect("QUIT", "221");
     queued.trim_end().rsplit(' ').next().unwrap().to_string()
 }
 

@@ -259,22 +259,6 @@ fn list(inst: &Instance) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn log_line_with(inst: &Instance, needles: &[&str]) -> Option<String> {
-    inst.log()
-        .lines()
-        .find(|l| needles.iter().all(|n| l.contains(n)))
-        .map(str::to_string)
-}
-
-fn wait_log_line(inst: &Instance, needles: &[&str]) -> String {
-    let mut found = None;
-    wait_for(LONG, || {
-        found = log_line_with(inst, needles);
-        found.is_some()
-    });
-    found.unwrap_or_else(|| panic!("no log line with {needles:?}:\n{}", inst.log()))
-}
-
 /// `delay=0.12, delays=0.01/0.01/0/0.1`: every number in Postfix's form.
 fn assert_delays(line: &str) {
     let field = |name: &str| -> String {
@@ -314,15 +298,12 @@ fn a_sent_message_is_logged_postfix_style_and_removed() {
     assert_eq!(req.recipients[0].address, "bob@example.com");
     assert_eq!(got[0].body, BODY);
 
-    let from = wait_log_line(&inst, &[&format!("{id}: from=<alice@example.org>")]);
+    let from = inst.wait_log_line(&[&format!("{id}: from=<alice@example.org>")]);
     assert!(
         from.contains(&format!("size={}, nrcpt=1 (queue active)", BODY.len())),
         "{from}"
     );
-    let sent = wait_log_line(
-        &inst,
-        &[&format!("{id}: to=<bob@example.com>"), "status=sent"],
-    );
+    let sent = inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=sent"]);
     assert!(sent.contains("postern/qmgr["), "{sent}");
     assert!(
         sent.contains(", relay=mx.example.com[127.0.0.1]:25, delay="),
@@ -333,7 +314,7 @@ fn a_sent_message_is_logged_postfix_style_and_removed() {
         "{sent}"
     );
     assert_delays(&sent);
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
     assert!(wait_for(LONG, || list(&inst).contains("Mail queue is empty")));
 }
 
@@ -379,11 +360,8 @@ fn a_queued_message_is_listed_and_survives_a_qmgr_kill() {
         got[1].request.queue_id, id,
         "recovery delivers the same message"
     );
-    wait_log_line(
-        &inst,
-        &[&format!("{id}: to=<bob@example.com>"), "status=sent"],
-    );
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=sent"]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
     assert!(wait_for(LONG, || list(&inst).contains("Mail queue is empty")));
 }
 
@@ -401,10 +379,7 @@ fn a_deferred_message_is_listed_with_its_reason_and_retried_after_the_backoff() 
     });
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
     agent.wait_requests(1, &inst);
-    let deferred = wait_log_line(
-        &inst,
-        &[&format!("{id}: to=<bob@example.com>"), "status=deferred"],
-    );
+    let deferred = inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=deferred"]);
     assert!(
         deferred
             .ends_with("dsn=4.2.0, status=deferred (450 4.2.0 <bob@example.com>: mailbox busy)"),
@@ -434,7 +409,7 @@ fn a_deferred_message_is_listed_with_its_reason_and_retried_after_the_backoff() 
     let got = agent.wait_requests(2, &inst);
     let waited = got[1].at - got[0].at;
     assert!(waited >= Duration::from_secs(2), "retried after {waited:?}");
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
 }
 
 const USER_UNKNOWN: &str = "host mx.example.com[127.0.0.1] said: 550 5.1.1 <bob@example.com>: User unknown (in reply to RCPT TO command)";
@@ -477,19 +452,13 @@ fn a_bounce_returns_a_delivery_status_notification_to_the_sender() {
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
-    let bounced = wait_log_line(
-        &inst,
-        &[&format!("{id}: to=<bob@example.com>"), "status=bounced"],
-    );
+    let bounced = inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=bounced"]);
     assert!(bounced.contains("dsn=5.1.1"), "{bounced}");
-    let note = wait_log_line(
-        &inst,
-        &[&format!("{id}: sender non-delivery notification: ")],
-    );
+    let note = inst.wait_log_line(&[&format!("{id}: sender non-delivery notification: ")]);
     let new_id = note.rsplit(' ').next().unwrap();
     assert_eq!(dsn.request.queue_id, new_id);
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
-    wait_log_line(&inst, &[&format!("{new_id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{new_id}: removed")]);
 }
 
 #[test]
@@ -502,7 +471,7 @@ fn notify_never_suppresses_the_bounce() {
         notify: vec!["NEVER".into()],
     };
     let id = enqueue(&inst, "alice@example.org", &[bob], BODY);
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(agent.received().len(), 1, "no notification was sent");
     assert!(
@@ -539,12 +508,9 @@ fn a_failed_bounce_goes_to_the_postmaster_never_to_the_null_sender() {
         text.contains("Final-Recipient: rfc822; bob@example.com"),
         "{text}"
     );
-    wait_log_line(
-        &inst,
-        &[&format!("{id}: postmaster non-delivery notification: ")],
-    );
-    wait_log_line(&inst, &["undeliverable postmaster notification discarded"]);
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: postmaster non-delivery notification: ")]);
+    inst.wait_log_line(&["undeliverable postmaster notification discarded"]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
     assert!(
         wait_for(LONG, || list(&inst).contains("Mail queue is empty")),
         "{}",
@@ -573,12 +539,9 @@ fn a_message_past_maximal_queue_lifetime_is_returned() {
         }
     });
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
-    wait_log_line(
-        &inst,
-        &[&format!(
-            "{id}: from=<alice@example.org>, status=expired, returned to sender"
-        )],
-    );
+    inst.wait_log_line(&[&format!(
+        "{id}: from=<alice@example.org>, status=expired, returned to sender"
+    )]);
     assert!(
         wait_for(LONG, || agent
             .received()
@@ -605,7 +568,7 @@ fn a_message_past_maximal_queue_lifetime_is_returned() {
         text.contains("Diagnostic-Code: smtp; 451 4.3.0 try again later"),
         "{text}"
     );
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
 }
 
 #[test]
@@ -613,10 +576,7 @@ fn hold_release_and_delete_through_qctl() {
     // No agent listens: the attempt defers, never bounces.
     let inst = start("minimal_backoff_time = \"60s\"");
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
-    let deferred = wait_log_line(
-        &inst,
-        &[&format!("{id}: to=<bob@example.com>"), "status=deferred"],
-    );
+    let deferred = inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=deferred"]);
     assert!(
         deferred.contains(
             "relay=none, delay="
@@ -632,7 +592,7 @@ fn hold_release_and_delete_through_qctl() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_log_line(&inst, &[&format!("{id}: placed on hold")]);
+    inst.wait_log_line(&[&format!("{id}: placed on hold")]);
     assert!(list(&inst).contains(&format!("{id}!")), "{}", list(&inst));
 
     let out = inst.qctl(&["release", &id]);
@@ -641,7 +601,7 @@ fn hold_release_and_delete_through_qctl() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_log_line(&inst, &[&format!("{id}: released from hold")]);
+    inst.wait_log_line(&[&format!("{id}: released from hold")]);
     assert!(!list(&inst).contains(&format!("{id}!")), "{}", list(&inst));
     assert!(
         !inst.qctl(&["release", &id]).status.success(),
@@ -654,7 +614,7 @@ fn hold_release_and_delete_through_qctl() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
     assert_eq!(list(&inst), "Mail queue is empty\n");
     assert!(!inst.qctl(&["delete", &id]).status.success());
 }
@@ -663,10 +623,7 @@ fn hold_release_and_delete_through_qctl() {
 fn flush_retries_deferred_mail_now() {
     let inst = start("minimal_backoff_time = \"1h\"\nmaximal_backoff_time = \"2h\"");
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
-    wait_log_line(
-        &inst,
-        &[&format!("{id}: to=<bob@example.com>"), "status=deferred"],
-    );
+    inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=deferred"]);
     let agent = Agent::start(private(&inst, "smtp"), |_, _| Action::Sent);
     let out = inst.qctl(&["flush"]);
     assert!(
@@ -675,7 +632,7 @@ fn flush_retries_deferred_mail_now() {
         String::from_utf8_lossy(&out.stderr)
     );
     agent.wait_requests(1, &inst);
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
 }
 
 #[test]
@@ -701,7 +658,7 @@ fn a_garbled_frame_closes_the_connection_and_qmgr_keeps_serving() {
     });
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
     agent.wait_requests(1, &inst);
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
     assert_eq!(inst.pids("qmgr"), pids, "no restart");
     assert_eq!(inst.service_status("qmgr").unwrap()["restarts"], 0);
 }
@@ -761,7 +718,7 @@ fn recipients_are_grouped_by_route_within_the_recipient_limit() {
     .map(|a| rcpt(a))
     .collect();
     let id = enqueue(&inst, "alice@example.org", &rcpts, BODY);
-    wait_log_line(&inst, &[&format!("{id}: removed")]);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
 
     let mut remote: Vec<(String, Vec<String>)> = smtp
         .received()
@@ -839,7 +796,7 @@ fn destination_concurrency_is_limited() {
         .map(|_| enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY))
         .collect();
     for id in &ids {
-        wait_log_line(&inst, &[&format!("{id}: removed")]);
+        inst.wait_log_line(&[&format!("{id}: removed")]);
     }
     assert_eq!(agent.received().len(), 3);
     assert_eq!(
@@ -853,10 +810,7 @@ fn destination_concurrency_is_limited() {
 fn the_queue_survives_a_graceful_qmgr_restart() {
     let inst = start("minimal_backoff_time = \"1h\"\nmaximal_backoff_time = \"2h\"");
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
-    wait_log_line(
-        &inst,
-        &[&format!("{id}: to=<bob@example.com>"), "status=deferred"],
-    );
+    inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=deferred"]);
     let before = inst.pids("qmgr");
     let out = inst.qctl(&["restart", "qmgr"]);
     assert!(

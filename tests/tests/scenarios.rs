@@ -33,30 +33,21 @@ fn connect(to: SocketAddr, from: Option<Ipv4Addr>) -> SmtpClient {
     client
 }
 
-fn expect(c: &mut SmtpClient, line: &str, want: &str) -> String {
-    let reply = c.cmd(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-    assert!(
-        reply.starts_with(want),
-        "{line} -> {reply:?}, want {want:?}"
-    );
-    reply
-}
-
 /// The guide's telnet session, typed one line at a time and waiting for
 /// each reply (no pipelining): `helo localhost`, `mail from: X` (no angle
 /// brackets), `rcpt to: Y` for each recipient, `data`, a one-line body,
 /// `.`, `quit`. Returns the queue ID from `250 2.0.0 Ok: queued as ID`.
 fn telnet(to: SocketAddr, from: Option<Ipv4Addr>, sender: &str, rcpts: &[&str]) -> String {
     let mut c = connect(to, from);
-    expect(&mut c, "helo localhost", "250 ");
-    expect(&mut c, &format!("mail from: {sender}"), "250 2.1.0 Ok");
+    c.expect("helo localhost", "250 ");
+    c.expect(&format!("mail from: {sender}"), "250 2.1.0 Ok");
     for r in rcpts {
-        expect(&mut c, &format!("rcpt to: {r}"), "250 2.1.5 Ok");
+        c.expect(&format!("rcpt to: {r}"), "250 2.1.5 Ok");
     }
-    expect(&mut c, "data", "354 End data with <CR><LF>.<CR><LF>");
+    c.expect("data", "354 End data with <CR><LF>.<CR><LF>");
     c.send_raw(b"helo postfix\r\n").unwrap();
-    let queued = expect(&mut c, ".", "250 2.0.0 Ok: queued as ");
-    expect(&mut c, "quit", "221 2.0.0 Bye");
+    let queued = c.expect(".", "250 2.0.0 Ok: queued as ");
+    c.expect("quit", "221 2.0.0 Bye");
     queued
         .trim_end()
         .rsplit(' ')
@@ -68,23 +59,11 @@ fn telnet(to: SocketAddr, from: Option<Ipv4Addr>, sender: &str, rcpts: &[&str]) 
 /// The reply to RCPT TO after a HELO and MAIL FROM.
 fn rcpt_reply(to: SocketAddr, from: Option<Ipv4Addr>, sender: &str, rcpt: &str) -> String {
     let mut c = connect(to, from);
-    expect(&mut c, "helo localhost", "250 ");
-    expect(&mut c, &format!("mail from: {sender}"), "250 ");
+    c.expect("helo localhost", "250 ");
+    c.expect(&format!("mail from: {sender}"), "250 ");
     let reply = c.cmd(&format!("rcpt to: {rcpt}")).unwrap();
     let _ = c.cmd("quit");
     reply
-}
-
-/// Waits for a log line holding every needle; panics with the log if none.
-fn wait_log_line(inst: &Instance, needles: &[&str]) -> String {
-    let find = || {
-        inst.log()
-            .lines()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-            .map(str::to_string)
-    };
-    wait_for(LONG, || find().is_some());
-    find().unwrap_or_else(|| panic!("no log line with {needles:?}:\n{}", inst.log()))
 }
 
 /// A mailbox file written through an alias (`name: {dir}/mail/name`).
@@ -169,10 +148,7 @@ fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_
         "user1@hogehoge.local",
         &["user@example.local"],
     );
-    let line = wait_log_line(
-        &dmz,
-        &[&format!("{id}: to=<user@example.local>"), "status=sent"],
-    );
+    let line = dmz.wait_log_line(&[&format!("{id}: to=<user@example.local>"), "status=sent"]);
     assert!(
         line.contains(&format!("relay={0}[{0}]:25", ip(lan_ip))) && line.contains("dsn=2.0.0"),
         "{line}"
@@ -183,10 +159,7 @@ fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_
         .unwrap()
         .trim_end_matches(')')
         .to_string();
-    let line = wait_log_line(
-        &lan,
-        &[&format!("{lan_id}: to=<user@example.local>"), "status=sent"],
-    );
+    let line = lan.wait_log_line(&[&format!("{lan_id}: to=<user@example.local>"), "status=sent"]);
     assert!(line.contains("relay=local"), "{line}");
     let text = wait_mailbox(&lan, "user", "Delivered-To: user@example.local");
     assert!(
@@ -204,10 +177,7 @@ fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_
         "user1@hogehoge.local",
         &["user@sub.example.local"],
     );
-    let line = wait_log_line(
-        &dmz,
-        &[&format!("{id}: to=<user@sub.example.local>"), "status=sent"],
-    );
+    let line = dmz.wait_log_line(&[&format!("{id}: to=<user@sub.example.local>"), "status=sent"]);
     assert!(
         line.contains(&format!("relay=mail.example.local[{}]:25", ip(lan_ip))),
         "{line}"
@@ -221,7 +191,7 @@ fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_
         reply.starts_with("454 4.7.1 <user@example.net>: Relay access denied"),
         "{reply}"
     );
-    let line = wait_log_line(&dmz, &["NOQUEUE: reject: RCPT from", "Relay access denied"]);
+    let line = dmz.wait_log_line(&["NOQUEUE: reject: RCPT from", "Relay access denied"]);
     assert!(line.contains("to=<user@example.net>"), "{line}");
 
     // Outbound: a LAN client -> LAN server -> relayhost DMZ -> MX.
@@ -231,13 +201,10 @@ fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_
         "user1@example.local",
         &["test@internetmail.example"],
     );
-    let line = wait_log_line(
-        &lan,
-        &[
-            &format!("{id}: to=<test@internetmail.example>"),
-            "status=sent",
-        ],
-    );
+    let line = lan.wait_log_line(&[
+        &format!("{id}: to=<test@internetmail.example>"),
+        "status=sent",
+    ]);
     assert!(
         line.contains(&format!("relay={0}[{0}]:25", ip(dmz_ip))),
         "{line}"
@@ -247,7 +214,7 @@ fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_
     assert_eq!(got[0].recipients, ["test@internetmail.example"]);
     assert_eq!(got[0].sender, "user1@example.local");
     assert_eq!(got[0].peer.ip(), ip(dmz_ip));
-    let line = wait_log_line(&dmz, &["to=<test@internetmail.example>", "status=sent"]);
+    let line = dmz.wait_log_line(&["to=<test@internetmail.example>", "status=sent"]);
     assert!(
         line.contains(&format!(
             "relay=mx.internetmail.example[{}]:25",
@@ -332,10 +299,7 @@ fn s2_branch_falls_back_to_the_hub_and_the_through_server_relays_inward() {
         &["alice@branch.example.jp", "bob@branch.example.jp"],
     );
     wait_mailbox(&branch, "alice", "Delivered-To: alice@branch.example.jp");
-    let line = wait_log_line(
-        &branch,
-        &[&format!("{id}: to=<bob@branch.example.jp>"), "status=sent"],
-    );
+    let line = branch.wait_log_line(&[&format!("{id}: to=<bob@branch.example.jp>"), "status=sent"]);
     assert!(
         line.contains(&format!("relay={0}[{0}]:25", ip(hub_ip))),
         "{line}"
@@ -354,10 +318,7 @@ fn s2_branch_falls_back_to_the_hub_and_the_through_server_relays_inward() {
         "someone@outside.example",
         &["carol@example.jp"],
     );
-    let line = wait_log_line(
-        &through,
-        &[&format!("{id}: to=<carol@example.jp>"), "status=sent"],
-    );
+    let line = through.wait_log_line(&[&format!("{id}: to=<carol@example.jp>"), "status=sent"]);
     assert!(
         line.contains(&format!("relay={0}[{0}]:25", ip(hub_ip))),
         "{line}"
@@ -430,12 +391,12 @@ fn s3_the_three_transport_forms_route_as_the_guide_says_and_edits_apply_live() {
     assert_eq!(got[0].recipients, ["u2@sub.example.local"], "{}", hub.log());
     let got = other.wait_messages(1, LONG);
     assert_eq!(got[0].recipients, ["u3@abc.example.local"], "{}", hub.log());
-    let line = wait_log_line(&hub, &["to=<u2@sub.example.local>", "status=sent"]);
+    let line = hub.wait_log_line(&["to=<u2@sub.example.local>", "status=sent"]);
     assert!(
         line.contains(&format!("relay=mx.sub.example.local[{}]:25", ip(sub_mx))),
         "{line}"
     );
-    let line = wait_log_line(&hub, &["to=<u3@abc.example.local>", "status=sent"]);
+    let line = hub.wait_log_line(&["to=<u3@abc.example.local>", "status=sent"]);
     assert!(
         line.contains(&format!(
             "relay=mailtrans.example.local[{}]:25",
@@ -510,14 +471,11 @@ fn s5_per_domain_routes_mx_load_sharing_and_domain_rewriting() {
     telnet(gw.smtp, None, "a@client.example", &["y@test-sample.jp"]);
     let got = sample_sink.wait_messages(1, LONG);
     assert_eq!(got[0].recipients, ["y@test-sample.jp"], "{}", gw.log());
-    wait_log_line(
-        &gw,
-        &[
-            "to=<y@test-sample.jp>",
-            &format!("relay={0}[{0}]:2526", ip(sample)),
-            "status=sent",
-        ],
-    );
+    gw.wait_log_line(&[
+        "to=<y@test-sample.jp>",
+        &format!("relay={0}[{0}]:2526", ip(sample)),
+        "status=sent",
+    ]);
 
     // Equal-preference MX gateways share the load.
     for n in 0..10 {
@@ -540,7 +498,7 @@ fn s5_per_domain_routes_mx_load_sharing_and_domain_rewriting() {
     telnet(gw.smtp, None, "a@client.example", &["taro@region.example"]);
     let got = gov_sink.wait_messages(1, LONG);
     assert_eq!(got[0].recipients, ["taro@gov.example"], "{}", gw.log());
-    let line = wait_log_line(&gw, &["to=<taro@gov.example>", "status=sent"]);
+    let line = gw.wait_log_line(&["to=<taro@gov.example>", "status=sent"]);
     assert!(line.contains("orig_to=<taro@region.example>"), "{line}");
 }
 
@@ -566,10 +524,7 @@ fn a_remote_4xx_is_deferred_listed_and_delivered_after_it_recovers() {
         &[],
     );
     let id = telnet(gw.smtp, None, "a@client.example", &["z@far.example"]);
-    let line = wait_log_line(
-        &gw,
-        &[&format!("{id}: to=<z@far.example>"), "status=deferred"],
-    );
+    let line = gw.wait_log_line(&[&format!("{id}: to=<z@far.example>"), "status=deferred"]);
     assert!(line.contains("451 4.3.0 Try again later"), "{line}");
     let listing = String::from_utf8_lossy(&gw.qctl(&["list"]).stdout).to_string();
     assert!(listing.contains(&id), "{listing}");
@@ -578,8 +533,8 @@ fn a_remote_4xx_is_deferred_listed_and_delivered_after_it_recovers() {
     remote.set_rcpt_reply("250 2.1.5 Ok");
     let got = remote.wait_messages(1, LONG);
     assert_eq!(got.len(), 1, "{}", gw.log());
-    wait_log_line(&gw, &[&format!("{id}: to=<z@far.example>"), "status=sent"]);
-    wait_log_line(&gw, &[&format!("{id}: removed")]);
+    gw.wait_log_line(&[&format!("{id}: to=<z@far.example>"), "status=sent"]);
+    gw.wait_log_line(&[&format!("{id}: removed")]);
 }
 
 #[test]

@@ -17,6 +17,7 @@
 //! Port 25 and the extra loopback addresses need root, as the other
 //! scenario tests do. This file's block of addresses is 127.0.0.201-239.
 
+use postern_tests::certs::Ca;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
@@ -26,8 +27,7 @@ use std::time::Duration;
 
 use postern_tests::dns::{DnsServer, Record};
 use postern_tests::{Instance, Sink, SmtpClient, bin_dir, free_port, wait_for};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 const LONG: Duration = Duration::from_secs(40);
@@ -40,44 +40,6 @@ fn ip(last: u8) -> Ipv4Addr {
 // Certificates
 // ---------------------------------------------------------------------------
 
-/// A test certificate authority.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Ca { issuer }
-    }
-
-    /// The CA certificate, PEM (for smtp_tls_CAfile).
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    fn der(&self) -> CertificateDer<'static> {
-        self.issuer.der().clone()
-    }
-
-    /// A server certificate naming `host`, signed by this CA: (cert PEM,
-    /// key PEM) for smtpd_tls_cert_file and smtpd_tls_key_file.
-    fn issue(&self, host: &str) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![host.to_string()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, host);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Plain SMTP sessions, the log, mailboxes, qctl (as in scenarios.rs)
 // ---------------------------------------------------------------------------
@@ -89,27 +51,18 @@ fn connect(to: SocketAddr) -> SmtpClient {
     client
 }
 
-fn expect(c: &mut SmtpClient, line: &str, want: &str) -> String {
-    let reply = c.cmd(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-    assert!(
-        reply.starts_with(want),
-        "{line} -> {reply:?}, want {want:?}"
-    );
-    reply
-}
-
 /// The guide's telnet session (HELO, MAIL, RCPT, DATA, a line, QUIT);
 /// returns the queue ID.
 fn telnet(to: SocketAddr, sender: &str, rcpt: &str) -> String {
     let mut c = connect(to);
-    expect(&mut c, "helo localhost", "250 ");
-    expect(&mut c, &format!("mail from: {sender}"), "250 2.1.0 Ok");
-    expect(&mut c, &format!("rcpt to: {rcpt}"), "250 2.1.5 Ok");
-    expect(&mut c, "data", "354 ");
+    c.expect("helo localhost", "250 ");
+    c.expect(&format!("mail from: {sender}"), "250 2.1.0 Ok");
+    c.expect(&format!("rcpt to: {rcpt}"), "250 2.1.5 Ok");
+    c.expect("data", "354 ");
     c.send_raw(b"Subject: over tls\r\n\r\nhello through the hops\r\n")
         .unwrap();
-    let queued = expect(&mut c, ".", "250 2.0.0 Ok: queued as ");
-    expect(&mut c, "quit", "221 2.0.0 Bye");
+    let queued = c.expect(".", "250 2.0.0 Ok: queued as ");
+    c.expect("quit", "221 2.0.0 Bye");
     queued
         .trim_end()
         .rsplit(' ')
@@ -121,23 +74,11 @@ fn telnet(to: SocketAddr, sender: &str, rcpt: &str) -> String {
 /// The reply to RCPT TO after a HELO and MAIL FROM.
 fn rcpt_reply(to: SocketAddr, sender: &str, rcpt: &str) -> String {
     let mut c = connect(to);
-    expect(&mut c, "helo localhost", "250 ");
-    expect(&mut c, &format!("mail from: {sender}"), "250 ");
+    c.expect("helo localhost", "250 ");
+    c.expect(&format!("mail from: {sender}"), "250 ");
     let reply = c.cmd(&format!("rcpt to: {rcpt}")).unwrap();
     let _ = c.cmd("quit");
     reply
-}
-
-/// Waits for a log line holding every needle; panics with the log if none.
-fn wait_log_line(inst: &Instance, needles: &[&str]) -> String {
-    let find = || {
-        inst.log()
-            .lines()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-            .map(str::to_string)
-    };
-    wait_for(LONG, || find().is_some());
-    find().unwrap_or_else(|| panic!("no log line with {needles:?}:\n{}", inst.log()))
 }
 
 /// A mailbox file written through an alias (`name: {dir}/mail/name`).
@@ -249,15 +190,12 @@ fn s1_dmz_relays_to_the_lan_over_tls_verified_against_the_test_ca() {
     );
 
     let id = telnet(dmz.smtp, "user1@hogehoge.local", "user@example.local");
-    let line = wait_log_line(
-        &dmz,
-        &[&format!("{id}: to=<user@example.local>"), "status=sent"],
-    );
+    let line = dmz.wait_log_line(&[&format!("{id}: to=<user@example.local>"), "status=sent"]);
     assert!(
         line.contains(&format!("relay=mail.example.local[{}]:25", ip(lan_ip))),
         "{line}"
     );
-    let line = wait_log_line(&dmz, &["Verified TLS connection established to"]);
+    let line = dmz.wait_log_line(&["Verified TLS connection established to"]);
     assert!(
         line.contains(&format!(
             "Verified TLS connection established to mail.example.local[{}]:25: TLSv1.",
@@ -265,13 +203,10 @@ fn s1_dmz_relays_to_the_lan_over_tls_verified_against_the_test_ca() {
         )),
         "{line}"
     );
-    wait_log_line(
-        &lan,
-        &[&format!(
-            "TLS connection established from unknown[{}]",
-            ip(dmz_ip)
-        )],
-    );
+    lan.wait_log_line(&[&format!(
+        "TLS connection established from unknown[{}]",
+        ip(dmz_ip)
+    )]);
     let text = wait_mailbox(&lan, "user", "Delivered-To: user@example.local");
     assert!(
         text.contains("Return-Path: <user1@hogehoge.local>"),
@@ -291,13 +226,10 @@ fn s1_dmz_relays_to_the_lan_over_tls_verified_against_the_test_ca() {
         &[("transport", transport), ("ca.pem", &other_ca.pem())],
     );
     let id = telnet(bad.smtp, "user1@hogehoge.local", "user2@example.local");
-    let line = wait_log_line(
-        &bad,
-        &[
-            &format!("{id}: to=<user2@example.local>"),
-            "status=deferred",
-        ],
-    );
+    let line = bad.wait_log_line(&[
+        &format!("{id}: to=<user2@example.local>"),
+        "status=deferred",
+    ]);
     assert!(line.contains("Server certificate not trusted"), "{line}");
     assert!(line.contains("dsn=4.7.5"), "{line}");
     let listing = wait_listed(&bad, "Server certificate not trusted");
@@ -382,10 +314,7 @@ fn relaying_through_a_smarthost_that_requires_auth() {
     // The smarthost does not know the gateway's user yet: the login fails
     // and the mail waits with the SASL reason.
     let id = telnet(gw.smtp, "alice@gw.example.local", "bob@far.example");
-    let line = wait_log_line(
-        &gw,
-        &[&format!("{id}: to=<bob@far.example>"), "status=deferred"],
-    );
+    let line = gw.wait_log_line(&[&format!("{id}: to=<bob@far.example>"), "status=deferred"]);
     let reason = format!(
         "SASL authentication failed; server smarthost.isp.example[{}] said: 535 5.7.8",
         ip(smarthost_ip)
@@ -394,13 +323,10 @@ fn relaying_through_a_smarthost_that_requires_auth() {
     assert!(line.contains("dsn=4.7.8"), "{line}");
     let listing = wait_listed(&gw, "SASL authentication failed");
     assert!(listing.contains(&id), "{listing}");
-    wait_log_line(
-        &smarthost,
-        &[
-            "SASL PLAIN authentication failed",
-            "sasl_username=gw@isp.example",
-        ],
-    );
+    smarthost.wait_log_line(&[
+        "SASL PLAIN authentication failed",
+        "sasl_username=gw@isp.example",
+    ]);
     assert!(outside.messages().is_empty());
 
     // The smarthost's administrator adds the user; the queue is flushed.
@@ -430,10 +356,7 @@ fn relaying_through_a_smarthost_that_requires_auth() {
     assert_eq!(got[0].recipients, ["bob@far.example"]);
     assert_eq!(got[0].peer.ip(), ip(smarthost_ip));
     assert!(got[0].data.contains("with ESMTPSA id"), "{}", got[0].data);
-    let line = wait_log_line(
-        &gw,
-        &[&format!("{id}: to=<bob@far.example>"), "status=sent"],
-    );
+    let line = gw.wait_log_line(&[&format!("{id}: to=<bob@far.example>"), "status=sent"]);
     assert!(
         line.contains(&format!(
             "relay=smarthost.isp.example[{}]:25",
@@ -441,18 +364,12 @@ fn relaying_through_a_smarthost_that_requires_auth() {
         )),
         "{line}"
     );
-    wait_log_line(
-        &gw,
-        &[&format!(
-            "Verified TLS connection established to smarthost.isp.example[{}]:25",
-            ip(smarthost_ip)
-        )],
-    );
-    wait_log_line(
-        &smarthost,
-        &["sasl_method=PLAIN", "sasl_username=gw@isp.example"],
-    );
-    wait_log_line(&smarthost, &["to=<bob@far.example>", "status=sent"]);
+    gw.wait_log_line(&[&format!(
+        "Verified TLS connection established to smarthost.isp.example[{}]:25",
+        ip(smarthost_ip)
+    )]);
+    smarthost.wait_log_line(&["sasl_method=PLAIN", "sasl_username=gw@isp.example"]);
+    smarthost.wait_log_line(&["to=<bob@far.example>", "status=sent"]);
     wait_for(LONG, || {
         !String::from_utf8_lossy(&gw.qctl(&["list"]).stdout).contains(&id)
     });
@@ -480,10 +397,7 @@ fn may_sends_in_plaintext_to_a_server_without_starttls_and_encrypt_defers() {
     assert_eq!(got.len(), 1, "{}", may.log());
     assert_eq!(got[0].recipients, ["plain@far.example"]);
     assert_eq!(got[0].peer.ip(), ip(may_ip));
-    let line = wait_log_line(
-        &may,
-        &[&format!("{id}: to=<plain@far.example>"), "status=sent"],
-    );
+    let line = may.wait_log_line(&[&format!("{id}: to=<plain@far.example>"), "status=sent"]);
     assert!(
         line.contains(&format!("relay={0}[{0}]:25", ip(server_ip))),
         "{line}"
@@ -500,10 +414,8 @@ fn may_sends_in_plaintext_to_a_server_without_starttls_and_encrypt_defers() {
         "TLS is required, but was not offered by host {0}[{0}]",
         ip(server_ip)
     );
-    let line = wait_log_line(
-        &encrypt,
-        &[&format!("{id}: to=<secret@far.example>"), "status=deferred"],
-    );
+    let line =
+        encrypt.wait_log_line(&[&format!("{id}: to=<secret@far.example>"), "status=deferred"]);
     assert!(line.contains(&reason), "{line}");
     assert!(line.contains("dsn=4.7.4"), "{line}");
     let listing = wait_listed(&encrypt, &reason);
@@ -574,29 +486,6 @@ fn handshake(sock: TcpStream, ca: &Ca, host: &str) -> Smtp<Tls> {
     }
 }
 
-/// AUTH PLAIN's initial response.
-fn plain(user: &str, password: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let raw = format!("\0{user}\0{password}");
-    let mut out = String::new();
-    for chunk in raw.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Over an established session: relay refused before AUTH, AUTH, relay
 /// accepted and queued.
 fn submit<S: Read + Write>(c: &mut Smtp<S>, rcpt: &str) {
@@ -607,7 +496,10 @@ fn submit<S: Read + Write>(c: &mut Smtp<S>, rcpt: &str) {
     let reply = c.cmd(&format!("RCPT TO:<{rcpt}>"));
     assert!(reply.starts_with("554 5.7.1 "), "{reply}");
     assert!(c.cmd("RSET").starts_with("250 "));
-    let reply = c.cmd(&format!("AUTH PLAIN {}", plain("user", "submit-pw")));
+    let reply = c.cmd(&format!(
+        "AUTH PLAIN {}",
+        postern_tests::auth_plain("user", "submit-pw")
+    ));
     assert!(reply.starts_with("235 2.7.0"), "{reply}");
     assert!(c.cmd("MAIL FROM:<user@example.local>").starts_with("250 "));
     let reply = c.cmd(&format!("RCPT TO:<{rcpt}>"));
@@ -694,19 +586,19 @@ fn the_example_submission_and_smtps_services_work_once_switched_on() {
         reply.starts_with("530 5.7.0 Must issue a STARTTLS command first"),
         "{reply}"
     );
-    let reply = c.cmd(&format!("AUTH PLAIN {}", plain("user", "submit-pw")));
+    let reply = c.cmd(&format!(
+        "AUTH PLAIN {}",
+        postern_tests::auth_plain("user", "submit-pw")
+    ));
     assert!(!reply.starts_with("235"), "{reply}");
     assert!(c.cmd("STARTTLS").starts_with("220 "));
     let mut c = handshake(c.r.into_inner(), &ca, "mail.example.local");
     submit(&mut c, "someone@far.example");
-    wait_log_line(
-        &inst,
-        &[
-            "postern/submission/",
-            "sasl_method=PLAIN",
-            "sasl_username=user",
-        ],
-    );
+    inst.wait_log_line(&[
+        "postern/submission/",
+        "sasl_method=PLAIN",
+        "sasl_username=user",
+    ]);
 
     // smtps: TLS from the first byte.
     let mut c = handshake(
@@ -716,10 +608,7 @@ fn the_example_submission_and_smtps_services_work_once_switched_on() {
     );
     assert!(c.reply().starts_with("220 "));
     submit(&mut c, "other@far.example");
-    wait_log_line(
-        &inst,
-        &["postern/smtps/", "sasl_method=PLAIN", "sasl_username=user"],
-    );
+    inst.wait_log_line(&["postern/smtps/", "sasl_method=PLAIN", "sasl_username=user"]);
 
     let got = outside.wait_messages(2, LONG);
     assert_eq!(got.len(), 2, "{}", inst.log());

@@ -4,6 +4,7 @@
 //! LOGIN, and record what they saw: the commands, the SNI, whether the TLS
 //! session was resumed, who logged in.
 
+use postern_tests::certs::{Ca, self_signed};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -17,67 +18,12 @@ use postern_ipc::delivery::{
 use postern_ipc::{Connection, Protocol};
 use postern_tests::dns::{DnsServer, Record};
 use postern_tests::{Instance, free_port};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ServerConfig, ServerConnection};
 use rustls::{HandshakeKind, StreamOwned};
 
 // ---------------------------------------------------------------------------
 // Certificates
 // ---------------------------------------------------------------------------
-
-/// A test certificate authority.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Ca { issuer }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A server config whose certificate names `host`, signed by this CA.
-    fn server(&self, host: &str) -> Arc<ServerConfig> {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec![host.to_string()])
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        server_config(cert.der().clone(), key)
-    }
-}
-
-/// A self-signed certificate for `host`: fine for may and encrypt.
-fn self_signed(host: &str) -> Arc<ServerConfig> {
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec![host.to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    server_config(cert.der().clone(), key)
-}
-
-fn server_config(cert: CertificateDer<'static>, key: KeyPair) -> Arc<ServerConfig> {
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .unwrap();
-    Arc::new(config)
-}
 
 // ---------------------------------------------------------------------------
 // A fake SMTP server with STARTTLS and AUTH
