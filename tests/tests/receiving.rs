@@ -131,3 +131,64 @@ fn no_address_trick_wins_relay_for_an_outside_client_and_mynetworks_may_relay() 
     c.expect("MAIL FROM:<a@example.local>", "250");
     c.expect("RCPT TO:<user@example.net>", "250 2.1.5");
 }
+
+#[test]
+fn python_smtplib_and_swaks_deliver_to_the_mailbox() {
+    let (inst, new) = start("127.0.0.0/8");
+    let port = inst.smtp.port();
+    let script = format!(
+        "import smtplib\n\
+         s = smtplib.SMTP('127.0.0.1', {port})\n\
+         s.sendmail('user1@hogehoge.local', ['user@example.local'], \
+         'Subject: via smtplib\\r\\n\\r\\nhello from python\\r\\n')\n\
+         s.quit()\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let swaks = std::process::Command::new("swaks")
+        .args(["--server", &format!("127.0.0.1:{port}")])
+        .args([
+            "--from",
+            "user1@hogehoge.local",
+            "--to",
+            "user@example.local",
+        ])
+        .args([
+            "--header",
+            "Subject: via swaks",
+            "--body",
+            "hello from swaks",
+        ])
+        .output();
+    match swaks {
+        Ok(out) => assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(e) => panic!("swaks is needed (CI installs it): {e}"),
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || delivered(&new).len() >= 2),
+        "{}",
+        inst.log()
+    );
+    let all = delivered(&new).join("\n");
+    for needle in [
+        "Subject: via smtplib",
+        "Subject: via swaks",
+        "Return-Path: <user1@hogehoge.local>",
+        "Delivered-To: user@example.local",
+        "Received: from",
+    ] {
+        assert!(all.contains(needle), "{needle}:\n{all}");
+    }
+}
