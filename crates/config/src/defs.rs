@@ -110,6 +110,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("delay_warning_time", "0h", Time('h')),
     p("deliver_lock_attempts", "20", Int),
     p("deliver_lock_delay", "1s", Time('s')),
+    p("destination_concurrency_failed_cohort_limit", "1", Int),
     p("disable_vrfy_command", "no", Bool),
     x("dns_servers", "", List),
     x("drain_timeout", "30s", Time('s')),

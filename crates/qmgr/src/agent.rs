@@ -1,8 +1,13 @@
 //! The client side of the delivery protocol: one request to a delivery
 //! agent (smtp-client on `private/smtp`, local-delivery on `private/local`),
-//! with the body streamed from the queue in chunks.
+//! with the body streamed from the queue in chunks. Connections are kept
+//! after a complete exchange and reused for the next request to the same
+//! agent (the agents serve requests one after another on a connection).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use postern_ipc::delivery::{DeliveryMessage, DeliveryReply, DeliveryRequest};
@@ -14,6 +19,59 @@ use tokio::sync::mpsc;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Body chunks read ahead of the socket.
 const READ_AHEAD: usize = 4;
+/// Bodies up to this size are read from sled right here (a few cached
+/// chunks: cheaper than a blocking task and a channel); bigger ones stream
+/// from a blocking reader.
+const INLINE_BODY: u64 = 256 * 1024;
+/// Idle connections kept per agent socket.
+const IDLE_PER_AGENT: usize = 64;
+
+type AgentConn = Connection<UnixStream>;
+
+/// Idle connections to agents, by socket path.
+static IDLE: LazyLock<Mutex<HashMap<PathBuf, Vec<AgentConn>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn idle() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Vec<AgentConn>>> {
+    IDLE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An idle connection to `socket` that the agent has not closed.
+fn take_idle(socket: &Path) -> Option<AgentConn> {
+    let mut map = idle();
+    let list = map.get_mut(socket)?;
+    while let Some(conn) = list.pop() {
+        if still_open(&conn) {
+            return Some(conn);
+        }
+    }
+    None
+}
+
+fn put_idle(socket: &Path, conn: AgentConn) {
+    let mut map = idle();
+    let list = map.entry(socket.to_path_buf()).or_default();
+    if list.len() < IDLE_PER_AGENT {
+        list.push(conn);
+    }
+}
+
+/// An idle agent connection has nothing to read; end of file (the agent
+/// exited or was restarted) or stray bytes mean it cannot be reused.
+fn still_open(conn: &AgentConn) -> bool {
+    let fd = conn.get_ref().as_raw_fd();
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local buffer on a descriptor we own.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&raw mut byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
 
 /// Why a request produced no reply; every case defers the recipients.
 #[derive(Debug)]
@@ -52,6 +110,16 @@ async fn exchange(
     store: &QueueStore,
     id: QueueId,
 ) -> Result<DeliveryReply, AgentError> {
+    if let Some(conn) = take_idle(socket) {
+        match attempt(conn, socket, request.clone(), store, id).await {
+            // The agent dropped the kept connection (it exited or was
+            // restarted meanwhile): once more on a new one. If it had
+            // delivered before it went, that delivery is repeated — as for
+            // any delivery in flight when an agent dies.
+            Err(AgentError::Transport(_)) => {}
+            other => return other,
+        }
+    }
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|e| AgentError::Connect(io_text(&e)))?;
@@ -59,9 +127,47 @@ async fn exchange(
     conn.client_hello(Protocol::Delivery, HELLO_TIMEOUT)
         .await
         .map_err(|e| AgentError::Transport(e.to_string()))?;
+    attempt(conn, socket, request, store, id).await
+}
+
+/// One request on an open connection; the connection is kept for the
+/// next request once the reply arrived.
+async fn attempt(
+    mut conn: AgentConn,
+    socket: &Path,
+    request: DeliveryRequest,
+    store: &QueueStore,
+    id: QueueId,
+) -> Result<DeliveryReply, AgentError> {
+    let reply = send_request(&mut conn, request, store, id).await?;
+    put_idle(socket, conn);
+    Ok(reply)
+}
+
+async fn send_request(
+    conn: &mut AgentConn,
+    request: DeliveryRequest,
+    store: &QueueStore,
+    id: QueueId,
+) -> Result<DeliveryReply, AgentError> {
+    let size = request.size;
     conn.send(&DeliveryMessage::Request(request))
         .await
         .map_err(|e| AgentError::Transport(e.to_string()))?;
+
+    if size <= INLINE_BODY {
+        let data = store
+            .read_body(id)
+            .map_err(|e| AgentError::Queue(e.to_string()))?;
+        for piece in data.chunks(postern_ipc::BODY_CHUNK) {
+            conn.send(&DeliveryMessage::Body {
+                data: piece.to_vec(),
+            })
+            .await
+            .map_err(|e| AgentError::Transport(e.to_string()))?;
+        }
+        return finish_exchange(conn).await;
+    }
 
     // sled reads block: a blocking task reads ahead while we write.
     let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, String>>(READ_AHEAD);
@@ -93,6 +199,11 @@ async fn exchange(
         }
     }
     let _ = reader.await;
+    finish_exchange(conn).await
+}
+
+/// The end of the body, then the agent's reply.
+async fn finish_exchange(conn: &mut AgentConn) -> Result<DeliveryReply, AgentError> {
     conn.send(&DeliveryMessage::End)
         .await
         .map_err(|e| AgentError::Transport(e.to_string()))?;

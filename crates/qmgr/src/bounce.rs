@@ -25,6 +25,15 @@ pub enum Audience {
     Postmaster,
 }
 
+/// A delay notification (delay_warning_time) instead of a failure report.
+#[derive(Debug, Clone, Copy)]
+pub struct Delay {
+    /// How long the message has been undelivered.
+    pub after: std::time::Duration,
+    /// How long it will be retried in all (maximal_queue_lifetime).
+    pub lifetime: std::time::Duration,
+}
+
 /// One recipient the notification reports.
 #[derive(Debug, Clone)]
 pub struct Failed {
@@ -57,6 +66,9 @@ pub struct Report<'a> {
     /// RET=HDRS: return only the headers.
     pub headers_only: bool,
     pub audience: Audience,
+    /// Set for a delay notification: the recipients are still being
+    /// retried (Action: delayed, only the headers returned).
+    pub delay: Option<Delay>,
     pub recipients: &'a [Failed],
     /// The failed message as queued (CRLF lines).
     pub original: &'a [u8],
@@ -65,9 +77,10 @@ pub struct Report<'a> {
 /// The notification message, CRLF line endings, ready to queue.
 pub fn build(r: &Report<'_>) -> Vec<u8> {
     let boundary = format!("{}.{}/{}", r.queue_id, r.now_unix, r.myhostname);
-    let subject = match r.audience {
-        Audience::Sender => "Undelivered Mail Returned to Sender",
-        Audience::Postmaster => "Postmaster Copy: Undelivered Mail",
+    let subject = match (r.audience, r.delay) {
+        (_, Some(_)) => "Delayed Mail (still being retried)",
+        (Audience::Sender, None) => "Undelivered Mail Returned to Sender",
+        (Audience::Postmaster, None) => "Postmaster Copy: Undelivered Mail",
     };
     let mut m = String::new();
     let mut line = |s: &str| {
@@ -106,8 +119,18 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
         r.myhostname
     ));
     line("");
-    line("I'm sorry to have to inform you that your message could not");
-    line("be delivered to one or more recipients. It's attached below.");
+    if let Some(d) = r.delay {
+        line("This is only a warning: there is no need to send your message");
+        line("again. It could not be delivered yet to the recipients below");
+        line(&format!(
+            "for {}, and will be tried again until it is {} old.",
+            span(d.after),
+            span(d.lifetime)
+        ));
+    } else {
+        line("I'm sorry to have to inform you that your message could not");
+        line("be delivered to one or more recipients. It's attached below.");
+    }
     line("");
     line("For further assistance, please send mail to postmaster.");
     line("");
@@ -149,7 +172,11 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
         if let Some(orcpt) = &f.orcpt {
             line(&format!("Original-Recipient: {orcpt}"));
         }
-        line("Action: failed");
+        line(if r.delay.is_some() {
+            "Action: delayed"
+        } else {
+            "Action: failed"
+        });
         line(&format!("Status: {}", f.dsn));
         if let Some(host) = remote_mta(&f.relay) {
             line(&format!("Remote-MTA: dns; {host}"));
@@ -162,11 +189,14 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
     line("");
 
     // The returned message.
-    let whole = !r.headers_only && r.original.len() <= RETURN_SIZE_LIMIT;
+    let whole = !r.headers_only && r.delay.is_none() && r.original.len() <= RETURN_SIZE_LIMIT;
     line(&format!("--{boundary}"));
     if whole {
         line("Content-Description: Undelivered Message");
         line("Content-Type: message/rfc822");
+    } else if r.delay.is_some() {
+        line("Content-Description: Delayed Message Headers");
+        line("Content-Type: text/rfc822-headers");
     } else {
         line("Content-Description: Undelivered Message Headers");
         line("Content-Type: text/rfc822-headers");
@@ -187,6 +217,20 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
     let _ = write!(tail, "\r\n--{boundary}--\r\n");
     out.extend_from_slice(tail.as_bytes());
     out
+}
+
+/// `3 hour(s)`, `2 day(s)`, `5 second(s)`: the largest whole unit.
+fn span(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 86_400 && s.is_multiple_of(86_400) {
+        format!("{} day(s)", s / 86_400)
+    } else if s >= 3600 && s.is_multiple_of(3600) {
+        format!("{} hour(s)", s / 3600)
+    } else if s >= 60 && s.is_multiple_of(60) {
+        format!("{} minute(s)", s / 60)
+    } else {
+        format!("{s} second(s)")
+    }
 }
 
 /// The header section of a message, up to and including its last header
@@ -246,6 +290,7 @@ mod tests {
             envid: None,
             headers_only,
             audience: Audience::Sender,
+            delay: None,
             recipients,
             original,
         }
@@ -292,6 +337,31 @@ mod tests {
         let text = String::from_utf8(build(&report(&rcpts, original, true))).unwrap();
         assert!(text.contains("Content-Type: text/rfc822-headers\r\n"));
         assert!(text.contains("Subject: hi\r\n"));
+        assert!(!text.contains("secret body"));
+    }
+
+    #[test]
+    fn a_delay_notice_says_delayed_and_returns_headers() {
+        let mut f = failed();
+        f.dsn = "4.4.1".into();
+        f.detail = "connect to mx.example.com[192.0.2.1]:25: Connection refused".into();
+        let rcpts = [f];
+        let original = b"Subject: hi\r\n\r\nsecret body\r\n";
+        let mut r = report(&rcpts, original, false);
+        r.delay = Some(Delay {
+            after: std::time::Duration::from_secs(4 * 3600),
+            lifetime: std::time::Duration::from_secs(5 * 86_400),
+        });
+        let text = String::from_utf8(build(&r)).unwrap();
+        for want in [
+            "Subject: Delayed Mail (still being retried)\r\n",
+            "for 4 hour(s), and will be tried again until it is 5 day(s) old.\r\n",
+            "Action: delayed\r\nStatus: 4.4.1\r\n",
+            "Diagnostic-Code: X-Postfix; connect to mx.example.com",
+            "Content-Type: text/rfc822-headers\r\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
         assert!(!text.contains("secret body"));
     }
 

@@ -47,8 +47,32 @@
 //!   to the agent listening on `private/TRANSPORT` (so `smtp` and `relay`
 //!   are both smtp-client services in master.toml, as in master.cf) in
 //!   requests of at most default_destination_recipient_limit recipients,
-//!   with at most default_destination_concurrency_limit requests per
-//!   destination and default_process_limit in all.
+//!   with default_process_limit requests in all.
+//!
+//!   Destinations. Each destination (transport, next hop) starts with
+//!   initial_destination_concurrency parallel requests (slow start); each
+//!   request that reached the destination adds one, up to
+//!   default_destination_concurrency_limit, and each connection-level
+//!   failure (the agent deferred every recipient with a 4.4.X network or
+//!   routing status, as smtp-client does for a refused connection, a lost
+//!   session or a DNS failure) takes one away, down to 1. After
+//!   destination_concurrency_failed_cohort_limit such failures in a row at
+//!   concurrency 1 the destination is dead (logged `smtp:example.com:
+//!   destination is dead for Ns: REASON`): for minimal_backoff_time, or
+//!   until `qctl flush`, its mail is deferred at once without asking the
+//!   agent (`relay=none, ... status=deferred (delivery temporarily
+//!   suspended: REASON)`), so an unreachable domain takes no delivery
+//!   slots from the others. A request answered by an agent that cannot be
+//!   reached counts neither way.
+//!
+//!   Delay warnings. With delay_warning_time set (0, the default, turns
+//!   them off), a recipient still deferred when its message has been
+//!   queued that long gets the sender one RFC 3464 notification (`Delayed
+//!   Mail (still being retried)`, `Action: delayed`, the last reason, the
+//!   returned headers only; logged `ID: sender delay notification:
+//!   NEWID`), unless its NOTIFY excludes DELAY, and never for the null
+//!   sender. The recipient's stored state remembers that it was warned, so
+//!   later attempts and a restarted qmgr do not warn again.
 //!
 //!   Three transports need no agent: `error:TEXT` bounces (dsn 5.0.0, or
 //!   a leading 5.X.X code in TEXT; an unknown user of a virtual alias
@@ -87,10 +111,11 @@
 //!
 //!   Queue operations for qctl: the listing (mailq), hold, release,
 //!   delete (one message, or all: postsuper -d ALL, each logged `ID:
-//!   removed`), flush (deferred mail becomes due now), requeue (one
+//!   removed`), flush (deferred mail becomes due now and
+//!   dead destinations are alive again), requeue (one
 //!   message or all, postsuper -r: active and due at once, held ones
 //!   released, the deferral reasons of the message and its recipients
-//!   cleared, logged `ID: requeued`; an attempt running at that moment
+//!   cleared except for recipients already sent a delay warning, logged `ID: requeued`; an attempt running at that moment
 //!   leaves the message active rather than deferred), and show (postcat
 //!   -q: the envelope with each recipient's state and last reply or
 //!   reason, then the message in chunks). Deleting a message whose
@@ -126,8 +151,11 @@
 //!
 //!   Differences from Postfix: no separate bounce daemon (qmgr writes the
 //!   notifications; the returned message is cut to its headers above
-//!   50000 bytes); no delay warnings (delay_warning_time) and no success
-//!   notifications (NOTIFY=SUCCESS) yet. Address rewriting happens in
+//!   50000 bytes); no success notifications (NOTIFY=SUCCESS) yet. The
+//!   concurrency feedback is Postfix's default (+1 per success, -1 per
+//!   failure) without its cohort arithmetic, a connection-level failure
+//!   is recognised by the 4.4.X status of the reply, and delay warnings
+//!   are tracked per recipient rather than per message. Address rewriting happens in
 //!   qmgr at commit (there is no cleanup daemon), so header addresses are
 //!   not rewritten, only the envelope. fallback_transport is carried out
 //!   by qmgr on local-delivery's word rather than by local(8) itself.
@@ -141,8 +169,12 @@
 //!   queue_run_delay                  how often deferred mail is scanned
 //!   minimal_backoff_time, maximal_backoff_time
 //!                                    limits of the retry backoff
+//!   initial_destination_concurrency  parallel requests to a new destination
 //!   default_destination_concurrency_limit
 //!                                    parallel requests per destination
+//!   destination_concurrency_failed_cohort_limit
+//!                                    failures at concurrency 1 before a
+//!                                    destination is dead
 //!   default_destination_recipient_limit
 //!                                    recipients per delivery request
 //!   default_process_limit            parallel requests in all
@@ -161,7 +193,7 @@
 //!   default_transport, relayhost, fallback_transport.
 //!
 //!   Bounces: maximal_queue_lifetime, bounce_queue_lifetime,
-//!   2bounce_notice_recipient, myorigin.
+//!   2bounce_notice_recipient, myorigin, delay_warning_time.
 //!
 //!   Process: drain_timeout (how long open connections may finish after
 //!   SIGTERM).
@@ -179,6 +211,7 @@
 
 mod agent;
 mod bounce;
+mod destination;
 mod logfmt;
 mod route;
 mod scheduler;

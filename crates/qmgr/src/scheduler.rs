@@ -19,6 +19,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::agent::{self, AgentError};
 use crate::bounce::{self, Audience, Failed};
+use crate::destination::{self, Destinations, Feedback, Limits};
 use crate::logfmt;
 use crate::route::{self, Decision, Route, Routers};
 
@@ -51,9 +52,9 @@ pub struct Qmgr {
     /// Exact arrival times of messages received by this process, for the
     /// sub-second delays in the log (the store keeps whole seconds).
     arrivals: Mutex<HashMap<QueueId, SystemTime>>,
-    /// Per-destination concurrency: `default_destination_concurrency_limit`
-    /// requests per (transport, nexthop).
-    destinations: Mutex<HashMap<Route, Arc<Semaphore>>>,
+    /// Per-destination concurrency with slow start and dead destinations,
+    /// per (transport, nexthop).
+    destinations: Destinations,
     /// All requests at once, like the agents' process limit in Postfix.
     global: Arc<Semaphore>,
     /// Asks the scheduler loop for a scan now.
@@ -147,7 +148,7 @@ impl Qmgr {
             inflight: Mutex::new(HashSet::new()),
             requeued: Mutex::new(HashSet::new()),
             arrivals: Mutex::new(HashMap::new()),
-            destinations: Mutex::new(HashMap::new()),
+            destinations: Destinations::default(),
             global: Arc::new(Semaphore::new(global_limit.max(1))),
             rescan: Notify::new(),
             skipped: AtomicBool::new(false),
@@ -361,8 +362,8 @@ impl Qmgr {
                 let r = r.clone();
                 let chunk = chunk.to_vec();
                 let queue_dir = params.path("queue_directory");
-                let limit = params.int("default_destination_concurrency_limit");
-                requests.spawn(async move { q.request(&msg, r, chunk, queue_dir, limit).await });
+                let limits = Limits::from_params(params);
+                requests.spawn(async move { q.request(&msg, r, chunk, queue_dir, limits).await });
             }
         }
         let mut outcomes = Vec::new();
@@ -375,22 +376,10 @@ impl Qmgr {
         outcomes
     }
 
-    /// The permit for one more request to `r`.
-    fn destination(&self, r: &Route, limit: i64) -> Arc<Semaphore> {
-        lock(&self.destinations)
-            .entry(r.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(usize::try_from(limit).unwrap_or(1).max(1))))
-            .clone()
-    }
-
-    /// Forgets an idle destination, so the map does not grow with every
-    /// domain ever seen.
-    fn release_destination(&self, r: &Route, dest: Arc<Semaphore>) {
-        let mut map = lock(&self.destinations);
-        // Only the map and `dest` hold it: nobody waits or runs.
-        if Arc::strong_count(&dest) == 2 {
-            map.remove(r);
-        }
+    /// Makes dead destinations alive again (`qctl flush`).
+    pub fn revive_destinations(&self) {
+        let initial = Limits::from_params(&self.params()).initial;
+        self.destinations.revive_all(initial);
     }
 
     /// One delivery request for some recipients of one message.
@@ -400,12 +389,27 @@ impl Qmgr {
         r: Route,
         idxs: Vec<usize>,
         queue_dir: PathBuf,
-        limit: i64,
+        limits: Limits,
     ) -> Vec<Outcome> {
-        let dest = self.destination(&r, limit);
         // Destination first: requests waiting for a busy destination must
-        // not hold the global permits other destinations need.
-        let dest_permit = dest.clone().acquire_owned().await;
+        // not hold the global permits other destinations need. A dead
+        // destination defers at once, without asking the agent.
+        let slot = match self.destinations.acquire(&r, limits).await {
+            Ok(slot) => slot,
+            Err(dead) => {
+                return idxs
+                    .iter()
+                    .map(|&index| {
+                        Outcome::internal(
+                            index,
+                            DeliveryStatus::Deferred,
+                            dead.dsn.clone(),
+                            format!("delivery temporarily suspended: {}", dead.reason),
+                        )
+                    })
+                    .collect();
+            }
+        };
         let global_permit = self.global.clone().acquire_owned().await;
         let env = &msg.envelope;
         let request = DeliveryRequest {
@@ -441,8 +445,11 @@ impl Qmgr {
         let result =
             agent::deliver(&socket, request, &self.store, msg.id, AGENT_REPLY_TIMEOUT).await;
         drop(global_permit);
-        drop(dest_permit);
-        self.release_destination(&r, dest);
+        let feedback = match &result {
+            Ok(reply) => destination::feedback_of(&reply.results),
+            Err(_) => Feedback::Neutral,
+        };
+        self.destinations.release(slot, feedback, limits);
         let deferred = |detail: String, handoff: Option<SystemTime>| {
             idxs.iter()
                 .map(|&index| Outcome {
@@ -536,6 +543,31 @@ impl Qmgr {
             self.return_to_sender(params, msg, &bounced).await
         };
 
+        // Delay warnings: once per recipient still deferred after
+        // delay_warning_time, when its NOTIFY allows, never to <>.
+        let warn_after = params.time("delay_warning_time");
+        let double_bounce = format!("{DOUBLE_BOUNCE}@{}", params.get("myorigin"));
+        let mut warned: HashSet<usize> = HashSet::new();
+        if !warn_after.is_zero()
+            && !env.sender.is_empty()
+            && !env.sender.eq_ignore_ascii_case(&double_bounce)
+            && logfmt::between(arrival, now) >= warn_after
+        {
+            let due: Vec<&Outcome> = outcomes
+                .iter()
+                .filter(|o| o.status == DeliveryStatus::Deferred)
+                .filter(|o| {
+                    let r = &env.recipients[o.index];
+                    !matches!(r.state, RcptState::DelayNotified { .. })
+                        && r.notify.wants_delay()
+                        && !r.notify.contains(DsnNotify::NEVER)
+                })
+                .collect();
+            if !due.is_empty() && self.warn_sender(params, msg, &due, warn_after).await {
+                warned = due.iter().map(|o| o.index).collect();
+            }
+        }
+
         let mut records = Vec::new();
         let mut first_reason = None;
         let at = unix(now);
@@ -552,8 +584,14 @@ impl Qmgr {
                 },
                 DeliveryStatus::Bounced | DeliveryStatus::Deferred | DeliveryStatus::Fallback => {
                     first_reason.get_or_insert_with(|| o.detail.clone());
-                    RcptState::Deferred {
-                        reason: o.detail.clone(),
+                    let reason = o.detail.clone();
+                    let before = &env.recipients[o.index].state;
+                    if warned.contains(&o.index)
+                        || matches!(before, RcptState::DelayNotified { .. })
+                    {
+                        RcptState::DelayNotified { reason }
+                    } else {
+                        RcptState::Deferred { reason }
                     }
                 }
             };
@@ -687,6 +725,7 @@ impl Qmgr {
             envid: env.envid.as_deref(),
             headers_only: env.ret == Some(Ret::Hdrs),
             audience,
+            delay: None,
             recipients: &failed,
             original: &original,
         });
@@ -701,6 +740,69 @@ impl Qmgr {
             }
             Err(e) => {
                 tracing::warn!("{id}: cannot queue non-delivery notification: {e}");
+                false
+            }
+        }
+    }
+
+    /// Queues the delay notification for the `delayed` recipients; false
+    /// if it could not be queued (it is tried again at the next attempt).
+    async fn warn_sender(
+        self: &Arc<Self>,
+        params: &Params,
+        msg: &StoredMessage,
+        delayed: &[&Outcome],
+        after: Duration,
+    ) -> bool {
+        let env = &msg.envelope;
+        let id = msg.id;
+        let recipients: Vec<Failed> = delayed
+            .iter()
+            .map(|o| {
+                let r = &env.recipients[o.index];
+                Failed {
+                    address: r.address.clone(),
+                    orcpt: r.orcpt.clone(),
+                    dsn: o.dsn.clone(),
+                    relay: o.relay.clone(),
+                    detail: o.detail.clone(),
+                    expired: false,
+                }
+            })
+            .collect();
+        let store = self.store.clone();
+        let original = match blocking(move || store.read_body(id)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("{id}: cannot read message for the delay notification: {e}");
+                return false;
+            }
+        };
+        let text = bounce::build(&bounce::Report {
+            queue_id: &id.to_string(),
+            myhostname: &params.get("myhostname"),
+            original_sender: &env.sender,
+            to: &env.sender,
+            arrival_unix: env.arrival_unix,
+            now_unix: unix(SystemTime::now()),
+            envid: env.envid.as_deref(),
+            headers_only: true,
+            audience: Audience::Sender,
+            delay: Some(bounce::Delay {
+                after,
+                lifetime: params.time("maximal_queue_lifetime"),
+            }),
+            recipients: &recipients,
+            original: &original,
+        });
+        let to = vec![Recipient::new(env.sender.clone())];
+        match self.enqueue(String::new(), to, text).await {
+            Ok(new) => {
+                tracing::info!("{id}: sender delay notification: {new}");
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{id}: cannot queue delay notification: {e}");
                 false
             }
         }

@@ -61,8 +61,9 @@ pub async fn session(q: Arc<Qmgr>, stream: Stream, mut shutdown: Shutdown) {
         let reply = match request {
             QmgrRequest::Begin => {
                 rx = Receiving::Idle; // an unfinished message is dropped
-                let store = q.store.clone();
-                match blocking(move || store.begin_message()).await {
+                // One small sled insert (memory): done here, a thread
+                // hand-off would cost more than the insert.
+                match q.store.begin_message() {
                     Ok(incoming) => {
                         let id = incoming.id().to_string();
                         rx = Receiving::Open {
@@ -82,8 +83,10 @@ pub async fn session(q: Arc<Qmgr>, stream: Stream, mut shutdown: Shutdown) {
             QmgrRequest::Body { data } => {
                 match &mut rx {
                     Receiving::Open { incoming, .. } => {
-                        // A sled insert: short, but blocking.
-                        let result = tokio::task::block_in_place(|| incoming.append_body(&data));
+                        // sled inserts into memory: short. (block_in_place
+                        // would move this worker's core to another thread
+                        // for every frame.)
+                        let result = incoming.append_body(&data);
                         if let Err(e) = result {
                             tracing::warn!("{}: cannot write body: {e}", incoming.id());
                             rx = Receiving::Broken {
@@ -187,7 +190,16 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
         body_8bit: envelope.body_8bit,
     };
     let id = incoming.id();
-    match blocking(move || incoming.commit(stored)).await {
+    // The records go to sled here; the group committer completes the
+    // channel once they are on disk (no thread parked per message).
+    let (tx, done) = tokio::sync::oneshot::channel();
+    incoming.commit_then(stored, move |r| {
+        let _ = tx.send(r);
+    });
+    let committed = done
+        .await
+        .unwrap_or_else(|_| Err(QueueError::Commit("queue commit was dropped".into())));
+    match committed {
         Ok(id) => {
             q.note_arrival(id, began);
             q.schedule(id);
@@ -290,6 +302,7 @@ async fn admin(q: &Arc<Qmgr>, request: QmgrRequest) -> QmgrReply {
                 Ok(only) => only,
                 Err(r) => return r,
             };
+            q.revive_destinations();
             let flushed = blocking(move || flush(&store, only)).await;
             if flushed.is_ok() {
                 q.rescan.notify_one();
@@ -453,7 +466,9 @@ async fn show(q: &Arc<Qmgr>, conn: &mut Connection<Stream>, id: &str) -> bool {
                     RcptState::Pending => ("pending", None, None),
                     RcptState::Sent { reply, .. } => ("sent", Some(reply), None),
                     RcptState::Bounced { reply, dsn, .. } => ("bounced", Some(reply), Some(dsn)),
-                    RcptState::Deferred { reason } => ("deferred", Some(reason), None),
+                    RcptState::Deferred { reason } | RcptState::DelayNotified { reason } => {
+                        ("deferred", Some(reason), None)
+                    }
                 };
                 RecipientInfo {
                     address: r.address,
@@ -539,7 +554,8 @@ fn list(store: &postern_queue::QueueStore) -> Result<QmgrReply, QueueError> {
                     .filter(|r| !r.state.is_final())
                     .map(|r| {
                         let reason = match r.state {
-                            RcptState::Deferred { reason } => Some(reason),
+                            RcptState::Deferred { reason }
+                            | RcptState::DelayNotified { reason } => Some(reason),
                             _ => None,
                         };
                         (r.address, reason)

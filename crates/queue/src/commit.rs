@@ -52,7 +52,9 @@ impl Shared {
     }
 }
 
-type Reply = mpsc::SyncSender<Result<(), SyncFailure>>;
+/// Called once with the outcome of the sync that covered the request (on
+/// the committer thread: it must be short and must not block).
+type Reply = Box<dyn FnOnce(Result<(), SyncFailure>) + Send>;
 
 #[derive(Debug)]
 pub(crate) struct Committer {
@@ -90,11 +92,29 @@ impl Committer {
     /// Blocks until everything written to sled before this call is on
     /// stable storage.
     pub(crate) fn sync(&self) -> Result<(), SyncFailure> {
-        self.shared.requests.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        let tx = self.tx.as_ref().ok_or(SyncFailure::Closed)?;
-        tx.send(reply_tx).map_err(|_| SyncFailure::Closed)?;
+        self.sync_then(move |r| {
+            let _ = reply_tx.send(r);
+        });
         reply_rx.recv().unwrap_or(Err(SyncFailure::Closed))
+    }
+
+    /// Without blocking: `done` is called (on the committer thread, or
+    /// here at once if the committer is gone) once everything written to
+    /// sled before this call is on stable storage, or the sync failed. An
+    /// async caller completes a channel in `done` instead of parking a
+    /// thread on [`Committer::sync`].
+    pub(crate) fn sync_then(&self, done: impl FnOnce(Result<(), SyncFailure>) + Send + 'static) {
+        self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        let reply: Reply = Box::new(done);
+        match &self.tx {
+            Some(tx) => {
+                if let Err(mpsc::SendError(reply)) = tx.send(reply) {
+                    reply(Err(SyncFailure::Closed));
+                }
+            }
+            None => reply(Err(SyncFailure::Closed)),
+        }
     }
 }
 
@@ -125,7 +145,7 @@ fn run(target: Target, rx: mpsc::Receiver<Reply>, shared: Arc<Shared>) {
             tracing::error!(error = ?e, waiters = group.len(), "queue commit failed");
         }
         for reply in group {
-            let _ = reply.send(result.clone());
+            reply(result.clone());
         }
     }
 }

@@ -349,9 +349,10 @@ impl QueueStore {
         Ok(env.all_final())
     }
 
-    /// Ends a delivery attempt in one durable write: records the outcomes,
-    /// counts the attempt, and either removes the message (every recipient
-    /// final; returns true) or moves it to `next`.
+    /// Ends a delivery attempt in one write: records the outcomes, counts
+    /// the attempt, and either removes the message (every recipient final;
+    /// returns true; not waited for on disk, see below) or moves it to
+    /// `next` (durable).
     pub fn finish_attempt(
         &self,
         id: QueueId,
@@ -377,7 +378,15 @@ impl QueueStore {
             inner.put_meta(&mut batch, id, Some(&meta), &new)?;
         }
         inner.tree.apply_batch(batch)?;
-        inner.durable()?;
+        // A fully delivered message's removal need not wait for the disk:
+        // if it is lost, the message comes back at the next start and is
+        // delivered again — the repeated in-flight delivery the queue's
+        // promise allows. sled's log is ordered, so the removal can never
+        // reach the disk without the writes before it. Anything that stays
+        // queued is written durably.
+        if !removed {
+            inner.durable()?;
+        }
         Ok(removed)
     }
 
@@ -520,6 +529,11 @@ impl Inner {
 
     pub(crate) fn durable(&self) -> Result<(), QueueError> {
         self.committer.sync().map_err(commit_err)
+    }
+
+    fn durable_then(&self, done: impl FnOnce(Result<(), QueueError>) + Send + 'static) {
+        self.committer
+            .sync_then(move |r| done(r.map_err(commit_err)));
     }
 
     fn read_meta(&self, id: QueueId) -> Result<Option<Decoded<MessageMeta>>, QueueError> {
@@ -883,7 +897,39 @@ impl Incoming {
         result.map(|()| id)
     }
 
+    /// [`Incoming::commit`] without blocking on the disk: the records are
+    /// written to sled here (in memory, short), and `done` is called once
+    /// they are on stable storage — on the group committer's thread, so it
+    /// must only hand the result on (complete a channel). On error nothing
+    /// of the message remains, as with `commit`.
+    pub fn commit_then(
+        mut self,
+        mut envelope: Envelope,
+        done: impl FnOnce(Result<QueueId, QueueError>) + Send + 'static,
+    ) {
+        self.finished = true;
+        let id = self.id;
+        if let Err(e) = self.write_commit(&mut envelope) {
+            self.discard();
+            return done(Err(e));
+        }
+        let inner = self.inner.clone();
+        inner.durable_then(move |result| {
+            if result.is_err() {
+                // As in `commit`: a lost removal is a duplicate, never a loss.
+                self.discard();
+            }
+            done(result.map(|()| id))
+        });
+    }
+
     fn try_commit(&mut self, envelope: &mut Envelope) -> Result<(), QueueError> {
+        self.write_commit(envelope)?;
+        self.inner.durable()
+    }
+
+    /// The commit's records, applied to sled (not yet durable).
+    fn write_commit(&mut self, envelope: &mut Envelope) -> Result<(), QueueError> {
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
             self.write_chunk_from(&rest)?;
@@ -902,7 +948,7 @@ impl Incoming {
         // message from incoming into queued.
         batch.remove(keys::id_key(INCOMING, self.id));
         inner.tree.apply_batch(batch)?;
-        inner.durable()
+        Ok(())
     }
 
     /// Discards the partial message.

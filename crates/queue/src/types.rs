@@ -76,6 +76,10 @@ pub enum RcptState {
     Bounced { at: i64, reply: String, dsn: String },
     /// Temporarily failed at the last attempt.
     Deferred { reason: String },
+    /// Deferred, and the sender has had the one delay notification for it
+    /// (delay_warning_time), so a later attempt or a restart does not send
+    /// another. Kept last: stored records name variants by position.
+    DelayNotified { reason: String },
 }
 
 impl RcptState {
@@ -83,6 +87,15 @@ impl RcptState {
     /// recipient.
     pub fn is_final(&self) -> bool {
         matches!(self, RcptState::Sent { .. } | RcptState::Bounced { .. })
+    }
+
+    /// The reason of a deferred recipient (with or without a delay
+    /// notification sent).
+    pub fn deferred_reason(&self) -> Option<&str> {
+        match self {
+            RcptState::Deferred { reason } | RcptState::DelayNotified { reason } => Some(reason),
+            _ => None,
+        }
     }
 }
 

@@ -4,8 +4,11 @@
 //! The trait exists so the session can be tested without a qmgr: tests
 //! give it an in-memory queue.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use postern_ipc::qmgr::{Envelope, QmgrReply, QmgrRequest};
@@ -19,6 +22,49 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// commit), which may take a while under load.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(100);
+/// Idle qmgr connections kept for later sessions of this process.
+const IDLE_CONNECTIONS: usize = 64;
+
+type QmgrConn = Connection<UnixStream>;
+
+/// qmgr connections left by ended sessions between messages, by socket
+/// path: the next session starts on one instead of connecting and
+/// exchanging hellos again.
+static IDLE: LazyLock<Mutex<HashMap<PathBuf, Vec<QmgrConn>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn idle() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Vec<QmgrConn>>> {
+    IDLE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A kept connection that qmgr has not closed meanwhile.
+fn take_idle(path: &Path) -> Option<QmgrConn> {
+    let mut map = idle();
+    let list = map.get_mut(path)?;
+    while let Some(conn) = list.pop() {
+        if still_open(&conn) {
+            return Some(conn);
+        }
+    }
+    None
+}
+
+/// Nothing to read on an idle connection; end of file (qmgr exited or
+/// closed it) or stray bytes mean it cannot be reused.
+fn still_open(conn: &QmgrConn) -> bool {
+    let fd = conn.get_ref().as_raw_fd();
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a local buffer on a descriptor we own.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&raw mut byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
 
 /// Why a message could not be queued; the client gets a 4xx either way.
 #[derive(Debug, thiserror::Error)]
@@ -58,19 +104,44 @@ pub trait Queue: Send {
 
 /// The qmgr client: one connection per session, opened at the first
 /// message and reused for the next ones; dropped after any error so the
-/// next message starts on a fresh connection.
+/// next message starts on a fresh connection. A session that ends between
+/// messages leaves its connection to the next session.
 #[derive(Debug)]
 pub struct Qmgr {
     path: PathBuf,
-    conn: Option<Connection<UnixStream>>,
+    conn: Option<QmgrConn>,
+    /// A message was begun and neither committed nor aborted.
+    open: bool,
+}
+
+impl Drop for Qmgr {
+    fn drop(&mut self) {
+        if self.open {
+            return; // closing the connection drops the unfinished message
+        }
+        if let Some(conn) = self.conn.take() {
+            let mut map = idle();
+            let list = map.entry(self.path.clone()).or_default();
+            if list.len() < IDLE_CONNECTIONS {
+                list.push(conn);
+            }
+        }
+    }
 }
 
 impl Qmgr {
     pub fn new(path: PathBuf) -> Qmgr {
-        Qmgr { path, conn: None }
+        Qmgr {
+            path,
+            conn: None,
+            open: false,
+        }
     }
 
-    async fn connection(&mut self) -> Result<&mut Connection<UnixStream>, QueueError> {
+    async fn connection(&mut self) -> Result<&mut QmgrConn, QueueError> {
+        if self.conn.is_none() {
+            self.conn = take_idle(&self.path);
+        }
         if self.conn.is_none() {
             let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&self.path))
                 .await
@@ -105,6 +176,9 @@ impl Qmgr {
 
 impl Queue for Qmgr {
     async fn begin(&mut self) -> Result<String, QueueError> {
+        // From here until the commit's answer the connection carries a
+        // message: not to be handed to another session.
+        self.open = true;
         match self.exchange(&QmgrRequest::Begin, REQUEST_TIMEOUT).await? {
             QmgrReply::Started { id } => Ok(id),
             QmgrReply::Failed { reason } => Err(QueueError::Failed(reason)),
@@ -125,10 +199,12 @@ impl Queue for Qmgr {
     }
 
     async fn commit(&mut self, envelope: Envelope) -> Result<String, QueueError> {
-        match self
+        let reply = self
             .exchange(&QmgrRequest::Commit { envelope }, COMMIT_TIMEOUT)
-            .await?
-        {
+            .await?;
+        // Answered (Queued or Failed): the message is over on both sides.
+        self.open = false;
+        match reply {
             QmgrReply::Queued { id } => Ok(id),
             QmgrReply::Failed { reason } => Err(QueueError::Failed(reason)),
             other => {
@@ -144,6 +220,7 @@ impl Queue for Qmgr {
         if let Some(mut conn) = self.conn.take() {
             let _ = conn.send(&QmgrRequest::Abort).await;
         }
+        self.open = false;
     }
 
     async fn flush(&mut self) -> Result<(), QueueError> {
