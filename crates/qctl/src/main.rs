@@ -298,11 +298,7 @@ fn qmgr_refuse(reply: QmgrReply) -> anyhow::Result<()> {
 fn qmgr_done(reply: QmgrReply, json: bool) -> anyhow::Result<()> {
     match reply {
         QmgrReply::Done { message } => {
-            if json {
-                println!("{}", serde_json::json!({ "ok": true, "message": message }));
-            } else {
-                println!("{message}");
-            }
+            print_done(&message, json);
             Ok(())
         }
         other => qmgr_refuse(other),
@@ -601,6 +597,15 @@ fn arrival_time(unix: i64) -> String {
     )
 }
 
+/// A daemon's "done" message, as text or as `{"ok": true, "message": ...}`.
+fn print_done(message: &str, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({ "ok": true, "message": message }));
+    } else {
+        println!("{message}");
+    }
+}
+
 fn refuse(reply: ControlReply) -> anyhow::Result<()> {
     match reply {
         ControlReply::Error { message } => bail!("{message}"),
@@ -611,11 +616,7 @@ fn refuse(reply: ControlReply) -> anyhow::Result<()> {
 fn done(reply: ControlReply, json: bool) -> anyhow::Result<()> {
     match reply {
         ControlReply::Done { message } => {
-            if json {
-                println!("{}", serde_json::json!({ "ok": true, "message": message }));
-            } else {
-                println!("{message}");
-            }
+            print_done(&message, json);
             Ok(())
         }
         other => refuse(other),
