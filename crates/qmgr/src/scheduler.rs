@@ -245,8 +245,8 @@ impl Qmgr {
 
     /// One delivery attempt of one message.
     async fn attempt(self: &Arc<Self>, id: QueueId) {
-        let store = self.store.clone();
-        let msg = match blocking(move || store.get(id)).await {
+        // sled reads come from its page cache: no blocking task.
+        let msg = match self.store.get(id) {
             Ok(Some(m)) => m,
             Ok(None) => return,
             Err(e) => {
@@ -278,7 +278,7 @@ impl Qmgr {
         let router = self.router();
         let mut outcomes = Vec::new();
         let mut groups: BTreeMap<Route, Vec<usize>> = BTreeMap::new();
-        for (i, decision) in resolve_all(&router, env, &pending).await {
+        for (i, decision) in resolve_all(&router, env, &pending) {
             let address = &env.recipients[i].address;
             match decision {
                 Ok(Decision::Agent(r)) => groups.entry(r).or_default().push(i),
@@ -607,17 +607,16 @@ impl Qmgr {
         // Requeued meanwhile (qctl requeue): active and due again.
         let requeued = lock(&self.requeued).remove(&id);
         let next = if requeued { QueueState::Active } else { next };
-        let store = self.store.clone();
-        let result = blocking(move || {
-            // Hold placed meanwhile (qctl hold) wins over our next state.
-            let next = match store.get(id) {
-                Ok(Some(m)) if m.state == QueueState::Hold => QueueState::Hold,
-                Ok(None) => return Err(QueueError::NotFound(id)),
-                _ => next,
-            };
-            store.finish_attempt(id, &records, next, at)
-        })
-        .await;
+        // Written to sled here; a message that stays queued is answered
+        // once the group commit has it on disk.
+        let (tx, done) = tokio::sync::oneshot::channel();
+        self.store
+            .finish_attempt_then(id, &records, next, at, move |r| {
+                let _ = tx.send(r);
+            });
+        let result = done
+            .await
+            .unwrap_or_else(|_| Err(QueueError::Commit("queue commit was dropped".into())));
         match result {
             Ok(true) => {
                 lock(&self.arrivals).remove(&id);
@@ -819,15 +818,10 @@ impl Qmgr {
         // (virtual aliases may redirect the sender's address); if the
         // tables cannot be read, the addresses are used as they are.
         let (sender, recipients) = match self.router() {
-            Ok(router) => {
-                let (s, r) = (sender.clone(), recipients.clone());
-                tokio::task::spawn_blocking(move || route::rewrite_envelope(&router, &s, r))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .filter(|(_, r)| !r.is_empty())
-                    .unwrap_or((sender, recipients))
-            }
+            Ok(router) => route::rewrite_envelope(&router, &sender, recipients.clone())
+                .ok()
+                .filter(|(_, r)| !r.is_empty())
+                .unwrap_or((sender, recipients)),
             Err(_) => (sender, recipients),
         };
         let store = self.store.clone();
@@ -850,40 +844,27 @@ impl Qmgr {
     }
 }
 
-/// The routing decision for each of the `pending` recipients. Table
-/// lookups may re-read a changed file, so they run off the async workers.
-async fn resolve_all(
+/// The routing decision for each of the `pending` recipients. Tables
+/// live in memory and are re-read only after their file changed (a rare
+/// short read, as trivial-rewrite does), so this runs in place.
+fn resolve_all(
     router: &Result<Arc<Router>, String>,
     env: &Envelope,
     pending: &[usize],
 ) -> Vec<(usize, Result<Decision, String>)> {
-    let router = match router {
-        Ok(r) => r.clone(),
-        Err(e) => return pending.iter().map(|&i| (i, Err(e.clone()))).collect(),
-    };
-    let work: Vec<(usize, String)> = pending
+    pending
         .iter()
-        .map(|&i| (i, env.recipients[i].address.clone()))
-        .collect();
-    let indices = pending.to_vec();
-    tokio::task::spawn_blocking(move || {
-        work.into_iter()
-            .map(|(i, address)| {
-                let decision = router
-                    .resolve(&address)
+        .map(|&i| {
+            let decision = match router {
+                Ok(router) => router
+                    .resolve(&env.recipients[i].address)
                     .map(|r| route::decide(&r))
-                    .map_err(|e| e.to_string());
-                (i, decision)
-            })
-            .collect()
-    })
-    .await
-    .unwrap_or_else(|e| {
-        indices
-            .into_iter()
-            .map(|i| (i, Err(format!("routing task failed: {e}"))))
-            .collect()
-    })
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            (i, decision)
+        })
+        .collect()
 }
 
 /// The agent's results in our shape; a recipient it did not answer for is

@@ -156,7 +156,7 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
     // Cleanup's address rewriting happens before the durable write, so
     // the queue holds the final recipients; a table that cannot be read
     // keeps nothing and the client hears 451.
-    let (sender, recipients) = match rewrite(q, envelope.sender, recipients).await {
+    let (sender, recipients) = match rewrite(q, envelope.sender, recipients) {
         Ok(r) => r,
         Err(reason) => {
             tracing::warn!("{}: {reason}", incoming.id());
@@ -216,18 +216,15 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
 }
 
 /// The envelope through the Router's rewriting and virtual alias
-/// expansion (table lookups may read files: off the async workers).
-async fn rewrite(
+/// expansion (in place: see `resolve_all` in the scheduler).
+fn rewrite(
     q: &Arc<Qmgr>,
     sender: String,
     recipients: Vec<Recipient>,
 ) -> Result<(String, Vec<Recipient>), String> {
     let router = q.router()?;
-    let result = tokio::task::spawn_blocking(move || {
-        route::rewrite_envelope(&router, &sender, recipients).map_err(|e| e.to_string())
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("address rewriting failed: {e}")))?;
+    let result =
+        route::rewrite_envelope(&router, &sender, recipients).map_err(|e| e.to_string())?;
     if result.1.is_empty() {
         return Err("message has no recipients after address rewriting".into());
     }

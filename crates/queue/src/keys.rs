@@ -1,5 +1,5 @@
-//! Key layout of the single sled tree. One tree, so every change to a
-//! message is one atomic `apply_batch`. The 1-byte prefixes sort the kinds
+//! Key layout of the single sled tree. Every change to a message is one
+//! atomic [`crate::writes::Writes`]. The 1-byte prefixes sort the kinds
 //! apart; IDs and numbers are big-endian so sled's order is numeric order.
 //!
 //! | key                                  | value                        |
@@ -9,6 +9,7 @@
 //! | `E` id part(u16)                     | encoded Envelope, in parts   |
 //! | `S` id                               | encoded MessageMeta          |
 //! | `D` due_time(i64, sign-flipped) id   | empty: the due index         |
+//! | `W` seq(u64)                         | write intent (see `writes`)  |
 
 use crate::QueueId;
 use crate::types::QueueState;
@@ -18,6 +19,7 @@ pub(crate) const BODY: u8 = b'B';
 pub(crate) const ENVELOPE: u8 = b'E';
 pub(crate) const STATE: u8 = b'S';
 pub(crate) const DUE: u8 = b'D';
+pub(crate) const WRITES: u8 = b'W';
 
 pub(crate) fn id_key(prefix: u8, id: QueueId) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);

@@ -20,7 +20,9 @@
 //!
 //! One sled tree in the queue directory (sled's own files: `db`, the log
 //! that we fdatasync; `conf`; `snap.*`; `blobs/`). Keys, all prefixed by a
-//! kind byte so one `apply_batch` changes a message atomically:
+//! kind byte; a change to several keys of a message is atomic through a
+//! write intent (module `writes`: sled's own batches cost two log writes
+//! each):
 //!
 //! - `I id` — incoming marker, present from [`QueueStore::begin_message`]
 //!   until commit.
@@ -31,6 +33,7 @@
 //! - `S id` — [`types::MessageMeta`]: state, attempts, last attempt.
 //! - `D time id` — due index (active first, then deferred by next try) so
 //!   [`QueueStore::due`] never scans the queue.
+//! - `W seq` — a multi-key change in progress; recovery finishes it.
 //!
 //! sled writes any log item bigger than a quarter segment to its own file
 //! under `blobs/` and never fsyncs it, and a log item may be a whole leaf
@@ -41,7 +44,8 @@
 //!
 //! Modules: `store` (open, recovery, operations, [`Incoming`],
 //! [`BodyReader`]), `commit` (group committer), `keys` (key layout), `codec`
-//! (the only bincode user), `id` ([`QueueId`]), `types` (serde types).
+//! (the only bincode user), `id` ([`QueueId`]), `types` (serde types),
+//! `writes` (atomic multi-key changes).
 //!
 //! Differences from Postfix: one database instead of one file per message
 //! in queue directories; queue IDs are 12 hex digits counting 10 µs ticks
@@ -54,6 +58,7 @@ mod id;
 mod keys;
 mod store;
 pub mod types;
+mod writes;
 
 pub use error::QueueError;
 pub use id::{ParseQueueIdError, QueueId};

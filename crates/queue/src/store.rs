@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use sled::{Batch, IVec, Tree};
+use sled::{IVec, Tree};
 
 use crate::commit::{Committer, Shared, SyncFailure, Target};
 use crate::error::QueueError;
@@ -16,6 +16,7 @@ use crate::types::{
     CommitStats, Envelope, MessageMeta, QueueState, RcptState, RecoveryReport, StoredMessage,
     Summary,
 };
+use crate::writes::{self, Writes};
 use crate::{QueueId, codec};
 
 /// Largest value we ever store (body chunks, envelope parts).
@@ -37,6 +38,8 @@ pub(crate) struct Inner {
     committer: Committer,
     pub(crate) ids: IdGen,
     locks: Vec<Mutex<()>>,
+    /// The next intent number of `writes`.
+    intents: std::sync::atomic::AtomicU64,
     report: RecoveryReport,
     /// Messages whose commit failed and whose records could not be
     /// removed (a full disk refuses even the removal): never shown or
@@ -146,6 +149,7 @@ impl QueueStore {
             committer,
             ids: IdGen::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            intents: std::sync::atomic::AtomicU64::new(0),
             report: RecoveryReport::default(),
             abandoned: Mutex::new(std::collections::HashSet::new()),
         };
@@ -342,9 +346,9 @@ impl QueueStore {
         let (_, env, parts) = inner.load(id)?;
         let mut env = env;
         apply_outcomes(id, &mut env, outcomes)?;
-        let mut batch = Batch::default();
+        let mut batch = Writes::default();
         inner.put_envelope(&mut batch, id, &env, parts)?;
-        inner.tree.apply_batch(batch)?;
+        inner.apply(batch)?;
         inner.durable()?;
         Ok(env.all_final())
     }
@@ -352,7 +356,7 @@ impl QueueStore {
     /// Ends a delivery attempt in one write: records the outcomes, counts
     /// the attempt, and either removes the message (every recipient final;
     /// returns true; not waited for on disk, see below) or moves it to
-    /// `next` (durable).
+    /// `next` (durable). A message put on hold meanwhile stays on hold.
     pub fn finish_attempt(
         &self,
         id: QueueId,
@@ -360,34 +364,29 @@ impl QueueStore {
         next: QueueState,
         now_unix: i64,
     ) -> Result<bool, QueueError> {
-        let inner = &self.inner;
-        let _g = inner.lock(id);
-        let (meta, mut env, parts) = inner.load(id)?;
-        apply_outcomes(id, &mut env, outcomes)?;
-        let mut batch = Batch::default();
-        let removed = env.all_final();
-        if removed {
-            inner.purge(&mut batch, id, Some(&meta))?;
-        } else {
-            inner.put_envelope(&mut batch, id, &env, parts)?;
-            let new = MessageMeta {
-                state: next,
-                attempts: meta.attempts.saturating_add(1),
-                last_attempt_unix: Some(now_unix),
-            };
-            inner.put_meta(&mut batch, id, Some(&meta), &new)?;
-        }
-        inner.tree.apply_batch(batch)?;
-        // A fully delivered message's removal need not wait for the disk:
-        // if it is lost, the message comes back at the next start and is
-        // delivered again — the repeated in-flight delivery the queue's
-        // promise allows. sled's log is ordered, so the removal can never
-        // reach the disk without the writes before it. Anything that stays
-        // queued is written durably.
+        let removed = self.inner.write_attempt(id, outcomes, next, now_unix)?;
         if !removed {
-            inner.durable()?;
+            self.inner.durable()?;
         }
         Ok(removed)
+    }
+
+    /// [`QueueStore::finish_attempt`] without blocking on the disk: the
+    /// records go to sled here (in memory, short) and `done` is called,
+    /// on the group committer's thread when it has to wait for the disk,
+    /// so it must only hand the result on.
+    pub fn finish_attempt_then(
+        &self,
+        id: QueueId,
+        outcomes: &[(usize, RcptState)],
+        next: QueueState,
+        now_unix: i64,
+        done: impl FnOnce(Result<bool, QueueError>) + Send + 'static,
+    ) {
+        match self.inner.write_attempt(id, outcomes, next, now_unix) {
+            Ok(false) => self.inner.durable_then(move |r| done(r.map(|()| false))),
+            other => done(other),
+        }
     }
 
     /// Deletes a message and its body (durable). Returns false if there was
@@ -396,12 +395,12 @@ impl QueueStore {
         let inner = &self.inner;
         let _g = inner.lock(id);
         let meta = inner.read_meta(id)?.and_then(Result::ok);
-        let mut batch = Batch::default();
+        let mut batch = Writes::default();
         let n = inner.purge(&mut batch, id, meta.as_ref())?;
         if n == 0 {
             return Ok(false);
         }
-        inner.tree.apply_batch(batch)?;
+        inner.apply(batch)?;
         inner.durable()?;
         Ok(true)
     }
@@ -536,6 +535,51 @@ impl Inner {
             .sync_then(move |r| done(r.map_err(commit_err)));
     }
 
+    /// The records of [`QueueStore::finish_attempt`], applied to sled (not
+    /// yet durable). True if the message was removed.
+    fn write_attempt(
+        &self,
+        id: QueueId,
+        outcomes: &[(usize, RcptState)],
+        next: QueueState,
+        now_unix: i64,
+    ) -> Result<bool, QueueError> {
+        let _g = self.lock(id);
+        let (meta, mut env, parts) = self.load(id)?;
+        apply_outcomes(id, &mut env, outcomes)?;
+        let mut batch = Writes::default();
+        let removed = env.all_final();
+        if removed {
+            self.purge(&mut batch, id, Some(&meta))?;
+        } else {
+            let state = if meta.state == QueueState::Hold {
+                QueueState::Hold
+            } else {
+                next
+            };
+            self.put_envelope(&mut batch, id, &env, parts)?;
+            let new = MessageMeta {
+                state,
+                attempts: meta.attempts.saturating_add(1),
+                last_attempt_unix: Some(now_unix),
+            };
+            self.put_meta(&mut batch, id, Some(&meta), &new)?;
+        }
+        self.apply(batch)?;
+        // A fully delivered message's removal need not wait for the disk:
+        // if it is lost, the message comes back at the next start and is
+        // delivered again — the repeated in-flight delivery the queue's
+        // promise allows. sled's log is ordered, so the removal can never
+        // reach the disk without the writes before it. Anything that stays
+        // queued is written durably by the caller.
+        Ok(removed)
+    }
+
+    /// Applies one atomic change (see `writes`); not yet durable.
+    fn apply(&self, w: Writes) -> Result<(), QueueError> {
+        Ok(writes::apply(&self.tree, &self.intents, w)?)
+    }
+
     fn read_meta(&self, id: QueueId) -> Result<Option<Decoded<MessageMeta>>, QueueError> {
         Ok(self
             .tree
@@ -591,7 +635,7 @@ impl Inner {
 
     fn put_envelope(
         &self,
-        batch: &mut Batch,
+        batch: &mut Writes,
         id: QueueId,
         env: &Envelope,
         old_parts: usize,
@@ -613,7 +657,7 @@ impl Inner {
     /// Writes a new state record and moves the due-index entry.
     fn put_meta(
         &self,
-        batch: &mut Batch,
+        batch: &mut Writes,
         id: QueueId,
         old: Option<&MessageMeta>,
         new: &MessageMeta,
@@ -653,16 +697,16 @@ impl Inner {
         if new == old {
             return Ok(());
         }
-        let mut batch = Batch::default();
+        let mut batch = Writes::default();
         self.put_meta(&mut batch, id, Some(&old), &new)?;
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         self.durable()
     }
 
     /// Adds removal of every record of `id` to `batch`; returns how many.
     fn purge(
         &self,
-        batch: &mut Batch,
+        batch: &mut Writes,
         id: QueueId,
         meta: Option<&MessageMeta>,
     ) -> Result<usize, QueueError> {
@@ -688,9 +732,9 @@ impl Inner {
             attempts: old.as_ref().map_or(0, |m| m.attempts),
             last_attempt_unix: old.as_ref().and_then(|m| m.last_attempt_unix),
         };
-        let mut batch = Batch::default();
+        let mut batch = Writes::default();
         self.put_meta(&mut batch, id, old.as_ref(), &new)?;
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(())
     }
 
@@ -714,6 +758,13 @@ impl Inner {
         let mut report = RecoveryReport::default();
         let tree = &self.tree;
 
+        // 0. Changes a crash interrupted are finished first.
+        let (next_intent, replayed) = writes::replay(tree)?;
+        self.intents.store(next_intent, Ordering::Relaxed);
+        if replayed > 0 {
+            tracing::info!(replayed, "queue: finished interrupted writes");
+        }
+
         // 1. Messages still being received when we stopped.
         let incoming: Vec<QueueId> = tree
             .scan_prefix([INCOMING])
@@ -722,18 +773,18 @@ impl Inner {
             .collect();
         for id in incoming {
             self.ids.raise_floor(id);
-            let mut batch = Batch::default();
+            let mut batch = Writes::default();
             self.purge(&mut batch, id, None)?;
-            tree.apply_batch(batch)?;
+            self.apply(batch)?;
             report.removed_incomplete += 1;
         }
 
         // 2. The due index is derived data: rebuild it from state records.
-        let mut batch = Batch::default();
+        let mut batch = Writes::default();
         for k in tree.scan_prefix([DUE]).keys() {
             batch.remove(k?);
         }
-        tree.apply_batch(batch)?;
+        self.apply(batch)?;
 
         // 3. Committed messages.
         let ids: Vec<QueueId> = tree
@@ -771,9 +822,9 @@ impl Inner {
                 }
             };
             if env.all_final() {
-                let mut batch = Batch::default();
+                let mut batch = Writes::default();
                 self.purge(&mut batch, id, Some(&meta))?;
-                tree.apply_batch(batch)?;
+                self.apply(batch)?;
                 report.removed_done += 1;
             } else if let Some(k) = keys::due_key(id, &meta.state) {
                 tree.insert(k, IVec::default())?;
@@ -800,9 +851,9 @@ impl Inner {
                 };
                 self.ids.raise_floor(id);
                 if !tree.contains_key(keys::id_key(STATE, id))? {
-                    let mut batch = Batch::default();
+                    let mut batch = Writes::default();
                     self.purge(&mut batch, id, None)?;
-                    tree.apply_batch(batch)?;
+                    self.apply(batch)?;
                     report.removed_incomplete += 1;
                 }
                 from = keys::after_id(prefix, id);
@@ -936,7 +987,7 @@ impl Incoming {
         }
         envelope.size = self.size;
         let inner = &self.inner;
-        let mut batch = Batch::default();
+        let mut batch = Writes::default();
         inner.put_envelope(&mut batch, self.id, envelope, 0)?;
         let meta = MessageMeta {
             state: QueueState::Active,
@@ -947,21 +998,21 @@ impl Incoming {
         // Dropping the marker in the same atomic batch is what turns the
         // message from incoming into queued.
         batch.remove(keys::id_key(INCOMING, self.id));
-        inner.tree.apply_batch(batch)?;
+        inner.apply(batch)?;
         Ok(())
     }
 
     /// Discards the partial message.
     pub fn abort(mut self) -> Result<(), QueueError> {
         self.finished = true;
-        let mut batch = Batch::default();
+        let mut batch = Writes::default();
         self.inner.purge(&mut batch, self.id, None)?;
-        self.inner.tree.apply_batch(batch)?;
+        self.inner.apply(batch)?;
         Ok(())
     }
 
     fn discard(&self) {
-        let mut batch = Batch::default();
+        let mut batch = Writes::default();
         // A failed commit may already have added the due-index entry.
         let committed = MessageMeta {
             state: QueueState::Active,
@@ -971,7 +1022,7 @@ impl Incoming {
         let res = self
             .inner
             .purge(&mut batch, self.id, Some(&committed))
-            .and_then(|_| Ok(self.inner.tree.apply_batch(batch)?));
+            .and_then(|_| self.inner.apply(batch));
         if let Err(e) = res {
             // Recovery removes it at the next open; until then it is hidden.
             tracing::warn!(id = %self.id, error = %e, "could not discard message");
