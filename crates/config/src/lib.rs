@@ -65,6 +65,38 @@ pub use params::{ParamEntry, Params};
 pub use service::{Endpoint, Service, ServiceType};
 pub use table::{Maps, NetworkList, Table, TableError};
 
+/// A value derived from one configuration (a service's parameters, a
+/// router, a client's settings), built once and rebuilt only when the
+/// daemon's configuration is replaced by a reload.
+#[derive(Debug)]
+pub struct PerConfig<T> {
+    current: std::sync::Mutex<Option<(std::sync::Arc<Config>, T)>>,
+}
+
+impl<T> Default for PerConfig<T> {
+    fn default() -> Self {
+        PerConfig {
+            current: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Clone> PerConfig<T> {
+    /// The value for `config`, built by `build` if `config` is not the
+    /// one the value was built from.
+    pub fn get(&self, config: &std::sync::Arc<Config>, build: impl FnOnce(&Config) -> T) -> T {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((c, value)) = current.as_ref()
+            && std::sync::Arc::ptr_eq(c, config)
+        {
+            return value.clone();
+        }
+        let value = build(config);
+        *current = Some((config.clone(), value.clone()));
+        value
+    }
+}
+
 /// Where the master and tools look without `-c`.
 pub fn default_config_path() -> PathBuf {
     PathBuf::from("/etc/postern/master.toml")

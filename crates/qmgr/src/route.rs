@@ -6,9 +6,9 @@
 //! transports need no agent (Postfix runs error(8) and discard(8) for
 //! them; their whole job is the log line and the status).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use postern_config::Config;
+use postern_config::{Config, PerConfig};
 use postern_ipc::delivery::DeliveryStatus;
 use postern_queue::Recipient;
 use postern_routing::{AddressClass, Router, RoutingError};
@@ -92,7 +92,7 @@ fn split_dsn(text: &str, default: &str) -> (String, String) {
 /// tables re-read their files when they change.
 #[derive(Debug, Default)]
 pub struct Routers {
-    current: Mutex<Option<(Arc<Config>, Built)>>,
+    current: PerConfig<Built>,
 }
 
 /// A Router, or why the configuration gave none.
@@ -103,20 +103,14 @@ impl Routers {
     /// could be built (a missing table file, a bad value): the caller
     /// defers, and the next configuration is tried afresh.
     pub fn get(&self, config: &Arc<Config>, service: &str) -> Built {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((c, r)) = current.as_ref()
-            && Arc::ptr_eq(c, config)
-        {
-            return r.clone();
-        }
-        let built = Router::from_params(&config.params_for(service))
-            .map(Arc::new)
-            .map_err(|e| {
-                tracing::warn!("routing configuration: {e}");
-                e.to_string()
-            });
-        *current = Some((config.clone(), built.clone()));
-        built
+        self.current.get(config, |config| {
+            Router::from_params(&config.params_for(service))
+                .map(Arc::new)
+                .map_err(|e| {
+                    tracing::warn!("routing configuration: {e}");
+                    e.to_string()
+                })
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use postern_config::{Config, Params};
+use postern_config::{Config, Params, PerConfig};
 use postern_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus};
 use postern_queue::{
     Envelope, Notify as DsnNotify, QueueError, QueueId, QueueState, QueueStore, RcptState,
@@ -43,6 +43,7 @@ pub struct Qmgr {
     service: String,
     /// The routing rules of the configuration in force.
     routers: Routers,
+    params: PerConfig<Arc<Params>>,
     /// Messages with a delivery attempt running, so a scan never starts a
     /// second attempt of the same message.
     inflight: Mutex<HashSet<QueueId>>,
@@ -145,6 +146,7 @@ impl Qmgr {
             config,
             service,
             routers: Routers::default(),
+            params: PerConfig::default(),
             inflight: Mutex::new(HashSet::new()),
             requeued: Mutex::new(HashSet::new()),
             arrivals: Mutex::new(HashMap::new()),
@@ -157,9 +159,11 @@ impl Qmgr {
         }
     }
 
-    /// The parameters now in force.
-    pub fn params(&self) -> Params {
-        self.config.borrow().params_for(&self.service)
+    /// The parameters now in force (built once per configuration).
+    pub fn params(&self) -> Arc<Params> {
+        let config = self.config.borrow().clone();
+        self.params
+            .get(&config, |c| Arc::new(c.params_for(&self.service)))
     }
 
     /// The Router of the configuration now in force (rebuilt after a

@@ -14,9 +14,6 @@ use crate::protocol;
 use crate::session::Session;
 use crate::settings::Settings;
 
-/// Most idle sessions kept per destination.
-const PER_DESTINATION: usize = 8;
-
 /// Idle sessions by destination key.
 #[derive(Debug, Default)]
 pub struct Cache {
@@ -25,7 +22,7 @@ pub struct Cache {
 
 impl Cache {
     /// Starts the reaper that closes expired sessions.
-    pub fn start(settings: impl Fn() -> Settings + Send + 'static) -> Arc<Cache> {
+    pub fn start(settings: impl Fn() -> Arc<Settings> + Send + 'static) -> Arc<Cache> {
         let cache = Arc::new(Cache::default());
         let weak = Arc::downgrade(&cache);
         tokio::spawn(async move {
@@ -61,12 +58,13 @@ impl Cache {
         None
     }
 
-    /// Keeps `sess` for `limit`; a full destination list ends the oldest.
-    pub fn put(&self, key: String, sess: Session, limit: Duration) -> Option<Session> {
+    /// Keeps `sess` for `limit`; a destination with `most` idle sessions
+    /// already ends its oldest.
+    pub fn put(&self, key: String, sess: Session, limit: Duration, most: usize) -> Option<Session> {
         let mut idle = self.idle.lock().unwrap();
         let list = idle.entry(key).or_default();
         list.push((sess, Instant::now() + limit));
-        (list.len() > PER_DESTINATION).then(|| list.remove(0).0)
+        (list.len() > most.max(1)).then(|| list.remove(0).0)
     }
 
     fn expired(&self, now: Instant) -> Vec<Session> {

@@ -195,7 +195,12 @@ impl Delivery<'_> {
         }
         self.pending = still;
         if report.reusable && !s.cache_time_limit.is_zero() {
-            if let Some(old) = cache.put(hop.to_string(), sess, s.cache_time_limit) {
+            if let Some(old) = cache.put(
+                hop.to_string(),
+                sess,
+                s.cache_time_limit,
+                s.cache_per_destination,
+            ) {
                 protocol::quit(old, s).await;
             }
         } else if report.reusable {

@@ -224,6 +224,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use postern_config::PerConfig;
 use postern_daemon::{Shutdown, Stream, serve_sessions};
 use postern_ipc::delivery::DeliveryMessage;
 use postern_ipc::{Connection, Protocol};
@@ -244,8 +245,15 @@ fn main() -> ExitCode {
         let service = ctx.service.clone();
         let drain = params.time("drain_timeout");
         let dns = Arc::new(dns);
-        // Parameters as of each request, so a reload applies.
-        let settings = move || Settings::from_params(&config.borrow().params_for(&service));
+        // Built once per configuration, so a reload applies to the next
+        // request.
+        let built = Arc::new(PerConfig::default());
+        let settings = move || {
+            let current = config.borrow().clone();
+            built.get(&current, |c| {
+                Arc::new(Settings::from_params(&c.params_for(&service)))
+            })
+        };
         let cache = Cache::start(settings.clone());
         serve_sessions(
             &mut ctx,
@@ -267,7 +275,7 @@ async fn serve_qmgr(
     mut shutdown: Shutdown,
     dns: &Dns,
     cache: &Cache,
-    settings: impl Fn() -> Settings,
+    settings: impl Fn() -> Arc<Settings>,
 ) {
     let mut conn = Connection::new(stream);
     if let Err(e) = conn.server_hello(Protocol::Delivery, HELLO_TIMEOUT).await {

@@ -42,6 +42,10 @@ pub struct Settings {
     /// (`smtp_connection_cache_time_limit`, 2s); zero when
     /// `smtp_connection_cache_on_demand = no`.
     pub cache_time_limit: Duration,
+    /// Most idle sessions kept per destination: as many as qmgr may run
+    /// at once to one destination (`default_destination_concurrency_limit`),
+    /// so a busy destination's sessions are all reused.
+    pub cache_per_destination: usize,
     /// Which address families to use (`inet_protocols`).
     pub ipv4: bool,
     pub ipv6: bool,
@@ -81,6 +85,7 @@ impl Settings {
             mx_address_limit: count(p, "smtp_mx_address_limit", 5),
             mx_session_limit: count(p, "smtp_mx_session_limit", 2),
             cache_time_limit: cache_time_limit(p),
+            cache_per_destination: count(p, "default_destination_concurrency_limit", 20),
             ipv4,
             ipv6: ipv6 || !ipv4,
             own_addresses: own_addresses(&p.list("inet_interfaces"), &p.list("proxy_interfaces")),
