@@ -34,4 +34,4 @@ pub mod server;
 pub mod status;
 
 pub use args::CommonArgs;
-pub use server::{Context, Listener, Peer, Shutdown, Stream, Threads, run, run_on, serve_sessions};
+pub use server::{Context, Listener, Peer, Shutdown, Stream, run, serve_sessions};

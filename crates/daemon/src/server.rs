@@ -228,31 +228,10 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// How many threads run a daemon's async tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Threads {
-    /// One worker per core: for daemons whose sessions do real work
-    /// (parsing, TLS).
-    PerCore,
-    /// Everything on the main thread: for a daemon that mostly passes
-    /// small messages between sockets, where handing tasks between
-    /// threads would cost more than the tasks.
-    One,
-}
-
 /// Runs a daemon: parses the command line, takes the master's descriptors,
 /// loads the configuration, drops privileges, starts logging, and calls
 /// `serve` on a multi-threaded runtime until it returns.
 pub fn run<F, Fut>(program: &'static str, serve: F) -> ExitCode
-where
-    F: FnOnce(Context) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    run_on(Threads::PerCore, program, serve)
-}
-
-/// [`run`] with a choice of runtime.
-pub fn run_on<F, Fut>(threads: Threads, program: &'static str, serve: F) -> ExitCode
 where
     F: FnOnce(Context) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -280,13 +259,10 @@ where
         log::fatal(e);
     }
 
-    let runtime = match threads {
-        Threads::PerCore => tokio::runtime::Builder::new_multi_thread(),
-        Threads::One => tokio::runtime::Builder::new_current_thread(),
-    }
-    .enable_all()
-    .build()
-    .unwrap_or_else(|e| log::fatal(format!("cannot start the runtime: {e}")));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| log::fatal(format!("cannot start the runtime: {e}")));
     let result = runtime.block_on(async move {
         let health = Arc::new(Health::default());
         let master_gone = Arc::new(Notify::new());

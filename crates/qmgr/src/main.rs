@@ -223,7 +223,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use postern_daemon::{Context, Threads};
+use postern_daemon::Context;
 use postern_queue::QueueStore;
 use tokio::sync::{Semaphore, mpsc};
 
@@ -235,7 +235,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(60);
 const MAX_SESSIONS: usize = 4096;
 
 fn main() -> ExitCode {
-    postern_daemon::run_on(Threads::One, "qmgr", |ctx| async move { serve(ctx).await })
+    postern_daemon::run("qmgr", |ctx| async move { serve(ctx).await })
 }
 
 /// Where the sled store lives: `$queue_directory/queue`, which the master
