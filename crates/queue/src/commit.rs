@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::types::CommitStats;
 
@@ -130,7 +131,7 @@ impl Drop for Committer {
 }
 
 fn run(target: Target, rx: mpsc::Receiver<Reply>, shared: Arc<Shared>) {
-    let mut synced_blobs: HashSet<OsString> = HashSet::new();
+    let mut blobs = BlobWatch::default();
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         if !shared.serial.load(Ordering::Relaxed) {
@@ -138,7 +139,7 @@ fn run(target: Target, rx: mpsc::Receiver<Reply>, shared: Arc<Shared>) {
                 group.push(more);
             }
         }
-        let result = sync_once(&target, &shared, &mut synced_blobs);
+        let result = sync_once(&target, &shared, &mut blobs);
         shared.syncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = &result {
             shared.failed_syncs.fetch_add(1, Ordering::Relaxed);
@@ -150,11 +151,7 @@ fn run(target: Target, rx: mpsc::Receiver<Reply>, shared: Arc<Shared>) {
     }
 }
 
-fn sync_once(
-    t: &Target,
-    shared: &Shared,
-    synced_blobs: &mut HashSet<OsString>,
-) -> Result<(), SyncFailure> {
+fn sync_once(t: &Target, shared: &Shared, blobs: &mut BlobWatch) -> Result<(), SyncFailure> {
     if shared.poisoned.load(Ordering::SeqCst) {
         return Err(SyncFailure::Poisoned);
     }
@@ -165,12 +162,44 @@ fn sync_once(
     // neither flushes the device cache nor the file size.
     t.db.flush()
         .map_err(|e| SyncFailure::Io(format!("sled flush: {e}")))?;
-    sync_blobs(t, shared, synced_blobs)?;
+    if blobs.changed(&t.blob_dir) {
+        sync_blobs(t, shared, &mut blobs.synced)?;
+    }
     if let Err(e) = t.data_file.sync_data() {
         shared.poisoned.store(true, Ordering::SeqCst);
         return Err(SyncFailure::Io(format!("fdatasync of sled data file: {e}")));
     }
     Ok(())
+}
+
+/// Whether `blobs/` may hold a file not yet fsynced: one stat per sync
+/// instead of reading the directory (it stays empty in our layout).
+#[derive(Default)]
+struct BlobWatch {
+    /// The directory's modification time and size when last read.
+    seen: Option<(std::time::SystemTime, u64)>,
+    synced: HashSet<OsString>,
+}
+
+impl BlobWatch {
+    fn changed(&mut self, dir: &std::path::Path) -> bool {
+        let now = std::fs::metadata(dir)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        if now.is_some() && now == self.seen {
+            return false;
+        }
+        // A time within the last seconds may not move when a file is
+        // added in the same clock tick: trust only an older one (and with
+        // no such directory or no time, read it every time).
+        let settled = now.is_some_and(|(mtime, _)| {
+            mtime
+                .elapsed()
+                .is_ok_and(|age| age > Duration::from_secs(2))
+        });
+        self.seen = if settled { now } else { None };
+        true
+    }
 }
 
 fn sync_blobs(
@@ -207,4 +236,28 @@ fn sync_blobs(
     // Forget blobs sled has garbage-collected.
     *synced = present;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_watch_reads_the_directory_only_when_it_may_have_changed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("blobs");
+        let mut watch = BlobWatch::default();
+        assert!(watch.changed(&dir), "no directory: always read");
+        std::fs::create_dir(&dir).unwrap();
+        assert!(watch.changed(&dir));
+        assert!(watch.changed(&dir), "a fresh time is not trusted");
+
+        let old = std::time::SystemTime::now() - Duration::from_secs(60);
+        File::open(&dir).unwrap().set_modified(old).unwrap();
+        assert!(watch.changed(&dir), "first sight of the settled time");
+        assert!(!watch.changed(&dir), "unchanged: no read");
+
+        File::create(dir.join("blob-1")).unwrap();
+        assert!(watch.changed(&dir), "a new file moves the time");
+    }
 }
