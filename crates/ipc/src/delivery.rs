@@ -16,6 +16,7 @@ pub enum DeliveryMessage {
     Request(DeliveryRequest),
     /// Up to [`crate::BODY_CHUNK`] bytes of the queued message.
     Body {
+        #[serde(with = "crate::bytes")]
         data: Vec<u8>,
     },
     End,

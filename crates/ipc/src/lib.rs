@@ -26,6 +26,7 @@
 //! - [`delivery`] — qmgr ↔ delivery agents, with chunked message bodies.
 //! - [`tlsmgr`] — smtpd/smtp-client ↔ tlsmgr (session-ticket keys, client session cache).
 
+mod bytes;
 mod connection;
 mod error;
 mod frame;

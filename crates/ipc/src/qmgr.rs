@@ -24,7 +24,10 @@ pub enum QmgrRequest {
     Begin,
     /// Up to [`crate::BODY_CHUNK`] bytes of the message (headers and body,
     /// CRLF line endings, no dot-stuffing).
-    Body { data: Vec<u8> },
+    Body {
+        #[serde(with = "crate::bytes")]
+        data: Vec<u8>,
+    },
     /// The envelope; commit durably.
     Commit { envelope: Envelope },
     /// Discard the message in progress.
@@ -82,6 +85,7 @@ pub enum QmgrReply {
     },
     /// Up to [`crate::BODY_CHUNK`] bytes of the shown message.
     Body {
+        #[serde(with = "crate::bytes")]
         data: Vec<u8>,
     },
     /// The end of the shown message.
