@@ -651,3 +651,129 @@ fn an_owner_alias_becomes_the_sender_of_its_list() {
         "{mbox}"
     );
 }
+
+/// A Unix account made for one test (needs root), with its home under
+/// `parent`; `userdel` removes it again when the test ends.
+struct UnixUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+}
+
+impl UnixUser {
+    fn create(parent: &Path) -> UnixUser {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "pt{}x{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let home = parent.join(&name);
+        let status = std::process::Command::new("useradd")
+            .args(["-M", "-N", "-s", "/usr/sbin/nologin", "-d"])
+            .arg(&home)
+            .arg(&name)
+            .status()
+            .expect("run useradd");
+        assert!(status.success(), "useradd {name}: {status}");
+        let user = nix::unistd::User::from_name(&name)
+            .unwrap()
+            .expect("the new account");
+        let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+        std::fs::create_dir_all(&home).unwrap();
+        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).unwrap();
+        UnixUser {
+            name,
+            uid,
+            gid,
+            home,
+        }
+    }
+
+    /// Writes a file in the home, owned by the user.
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.home.join(rel);
+        std::fs::write(&path, text).unwrap();
+        std::os::unix::fs::chown(&path, Some(self.uid), Some(self.gid)).unwrap();
+    }
+}
+
+impl Drop for UnixUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel")
+            .arg(&self.name)
+            .status();
+    }
+}
+
+#[test]
+fn a_unix_user_gets_mail_in_the_home_mailbox_owned_by_them() {
+    if !is_root() {
+        eprintln!("skipped: creating a Unix account needs root");
+        return;
+    }
+    for home_mailbox in ["Maildir/", "Mailbox"] {
+        let l = Local::start(&format!("home_mailbox = \"{home_mailbox}\""));
+        std::fs::create_dir_all(l.path("home")).unwrap();
+        let user = UnixUser::create(&l.path("home"));
+        let rcpt = format!("{}@localhost", user.name);
+        let reply = l.deliver("a@example.org", &[&rcpt], &message("hi", "hello\r\n"));
+        let r = &reply.results[0];
+        assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
+        let file = if home_mailbox.ends_with('/') {
+            assert_eq!(r.detail, "delivered to maildir");
+            let new = files_in(&user.home.join("Maildir/new"));
+            assert_eq!(new.len(), 1, "{new:?}");
+            assert!(files_in(&user.home.join("Maildir/tmp")).is_empty());
+            new[0].clone()
+        } else {
+            assert_eq!(r.detail, "delivered to mailbox");
+            user.home.join("Mailbox")
+        };
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.mode() & 0o777),
+            (user.uid, 0o600),
+            "{file:?}"
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.contains(&format!("Delivered-To: {rcpt}\n")) && text.contains("Subject: hi\n"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_unix_users_forward_file_delivers_with_their_rights() {
+    if !is_root() {
+        eprintln!("skipped: creating a Unix account needs root");
+        return;
+    }
+    let l = Local::start("home_mailbox = \"Maildir/\"");
+    std::fs::create_dir_all(l.path("home")).unwrap();
+    let user = UnixUser::create(&l.path("home"));
+    let home = user.home.display();
+    // A file, a command, and a copy kept in the user's own mailbox.
+    user.write(
+        ".forward",
+        &format!("{home}/copy\n\"|id -u > {home}/uid\"\n\\{}\n", user.name),
+    );
+    let rcpt = format!("{}@localhost", user.name);
+    let reply = l.deliver("a@example.org", &[&rcpt], &message("fwd", "hello\r\n"));
+    let r = &reply.results[0];
+    assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
+
+    let copy = user.home.join("copy");
+    assert_eq!(std::fs::metadata(&copy).unwrap().uid(), user.uid);
+    assert!(
+        std::fs::read_to_string(&copy)
+            .unwrap()
+            .contains("Subject: fwd\n")
+    );
+    let ran_as = std::fs::read_to_string(user.home.join("uid")).unwrap();
+    assert_eq!(ran_as.trim(), user.uid.to_string(), "the command's uid");
+    assert_eq!(files_in(&user.home.join("Maildir/new")).len(), 1);
+}

@@ -40,8 +40,6 @@ pub struct DeliveryRequest {
     pub ret: Option<String>,
     pub smtputf8: bool,
     pub body_8bit: bool,
-    /// How many hops (Received headers) the message has made, for loops.
-    pub hop_count: u32,
 }
 
 /// One recipient of a request; `index` is its position in the queued

@@ -442,7 +442,6 @@ impl Qmgr {
             }),
             smtputf8: env.smtputf8,
             body_8bit: env.body_8bit,
-            hop_count: 0,
         };
         let socket = queue_dir.join("private").join(&r.transport);
         let handoff = SystemTime::now();

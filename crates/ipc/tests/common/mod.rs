@@ -369,7 +369,6 @@ pub fn delivery_messages() -> Vec<postern_ipc::delivery::DeliveryMessage> {
             ret: Some("FULL".into()),
             smtputf8: false,
             body_8bit: true,
-            hop_count: 3,
         }),
         M::Request(DeliveryRequest::default()),
         M::Body {
