@@ -7,13 +7,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::frame::{HEADER, frame_bytes, parse_header};
+use crate::frame::{HEADER, append_frame, parse_header};
 use crate::{Hello, HelloReply, IpcError, PROTOCOL_VERSION, Protocol, wire};
 
 /// Largest single read; also the capacity we shrink back to after a big frame.
 const READ_CHUNK: usize = 64 * 1024;
 /// Smallest read, so a 4-byte header does not cost a syscall of its own.
 const MIN_READ: usize = 4 * 1024;
+/// Fed frames are written once this many bytes wait.
+const FEED_LIMIT: usize = 64 * 1024;
 
 /// A framed, buffered connection over any stream (UnixStream in practice).
 ///
@@ -26,6 +28,8 @@ pub struct Connection<S> {
     /// Bytes received but not yet returned as a frame; never more than one
     /// maximal frame plus one read's worth.
     buf: Vec<u8>,
+    /// Frames fed but not yet written (see [`Connection::feed`]).
+    out: Vec<u8>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for Connection<S> {
@@ -42,13 +46,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Connection {
             stream,
             buf: Vec::new(),
+            out: Vec::new(),
         }
     }
 
-    /// Writes one frame and flushes it.
+    /// Writes one frame, after any fed ones, and flushes.
     pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), IpcError> {
-        let frame = frame_bytes(msg)?;
-        self.stream.write_all(&frame).await?;
+        append_frame(msg, &mut self.out)?;
+        self.write_out().await
+    }
+
+    /// Queues one frame to go out with the next [`send`](Self::send) (or
+    /// once [`FEED_LIMIT`] bytes wait): frames that follow each other, as a
+    /// request and its small body, then cost one write instead of several.
+    pub async fn feed<T: Serialize>(&mut self, msg: &T) -> Result<(), IpcError> {
+        append_frame(msg, &mut self.out)?;
+        if self.out.len() >= FEED_LIMIT {
+            self.write_out().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_out(&mut self) -> Result<(), IpcError> {
+        let result = self.stream.write_all(&self.out).await;
+        self.out.clear();
+        if self.out.capacity() > 2 * FEED_LIMIT {
+            self.out.shrink_to(FEED_LIMIT);
+        }
+        result?;
         self.stream.flush().await?;
         Ok(())
     }

@@ -35,11 +35,26 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, IpcError> {
 /// Encodes `msg` as a complete frame, prefix included, in one buffer so it
 /// goes out in a single write.
 pub(crate) fn frame_bytes<T: Serialize>(msg: &T) -> Result<Vec<u8>, IpcError> {
-    let mut frame = vec![0u8; HEADER];
-    let len = wire::encode_into(msg, &mut frame)?;
-    let prefix = check_len(len)?;
-    frame[..HEADER].copy_from_slice(&prefix.to_be_bytes());
+    let mut frame = Vec::new();
+    append_frame(msg, &mut frame)?;
     Ok(frame)
+}
+
+/// Appends `msg` as a complete frame to `out`; on error `out` is as before.
+pub(crate) fn append_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), IpcError> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; HEADER]);
+    let prefix = wire::encode_into(msg, out).and_then(check_len);
+    match prefix {
+        Ok(prefix) => {
+            out[start..start + HEADER].copy_from_slice(&prefix.to_be_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
 }
 
 /// Validates a body length against [`MAX_FRAME`], giving the prefix value.

@@ -151,7 +151,8 @@ async fn send_request(
     id: QueueId,
 ) -> Result<DeliveryReply, AgentError> {
     let size = request.size;
-    conn.send(&DeliveryMessage::Request(request))
+    // Request, body and End of a small message go out in one write.
+    conn.feed(&DeliveryMessage::Request(request))
         .await
         .map_err(|e| AgentError::Transport(e.to_string()))?;
 
@@ -160,7 +161,7 @@ async fn send_request(
             .read_body(id)
             .map_err(|e| AgentError::Queue(e.to_string()))?;
         for piece in data.chunks(postern_ipc::BODY_CHUNK) {
-            conn.send(&DeliveryMessage::Body {
+            conn.feed(&DeliveryMessage::Body {
                 data: piece.to_vec(),
             })
             .await

@@ -191,7 +191,9 @@ impl Queue for Qmgr {
 
     async fn body(&mut self, data: Vec<u8>) -> Result<(), QueueError> {
         let conn = self.connection().await?;
-        let sent = conn.send(&QmgrRequest::Body { data }).await;
+        // Written with the next chunk or the commit: a small message's
+        // body and commit cost one write.
+        let sent = conn.feed(&QmgrRequest::Body { data }).await;
         if sent.is_err() {
             self.conn = None;
         }
