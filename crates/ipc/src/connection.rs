@@ -256,4 +256,30 @@ mod tests {
         assert_eq!(c.recv::<u8>().await.unwrap(), Some(1));
         writer.await.unwrap();
     }
+
+    /// Fed frames wait for the next send and then go out before it, in
+    /// order; a frame too big to encode leaves the fed ones intact.
+    #[tokio::test]
+    async fn fed_frames_go_out_with_the_next_send() {
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let mut writer = Connection::new(a);
+        let mut reader = Connection::new(b);
+        writer.feed(&1u32).await.unwrap();
+        writer.feed(&2u32).await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), reader.recv::<u32>())
+                .await
+                .is_err(),
+            "nothing is written before the send"
+        );
+        let too_big = vec![0u8; crate::MAX_FRAME + 1];
+        assert!(matches!(
+            writer.feed(&too_big).await,
+            Err(IpcError::FrameTooLarge { .. })
+        ));
+        writer.send(&3u32).await.unwrap();
+        for want in 1..=3u32 {
+            assert_eq!(reader.recv::<u32>().await.unwrap(), Some(want));
+        }
+    }
 }
