@@ -54,8 +54,11 @@ pub(crate) struct Inner {
 /// the last clone and the last [`Incoming`] are dropped.
 ///
 /// Every mutating call blocks until its change is on stable storage (sled
-/// flush + fdatasync through the group committer). qmgr calls them from
-/// `tokio::task::spawn_blocking`; concurrent callers share one sync.
+/// flush + fdatasync through the group committer); concurrent callers
+/// share one sync. The `_then` forms ([`Incoming::commit_then`],
+/// [`QueueStore::finish_attempt_then`]) write to sled in place and report
+/// through a callback instead, which is what qmgr's async tasks use; qmgr
+/// runs the rare blocking calls (qctl's) in `spawn_blocking`.
 #[derive(Clone)]
 pub struct QueueStore {
     pub(crate) inner: Arc<Inner>,
@@ -931,9 +934,9 @@ impl Incoming {
 
     /// Stores the envelope and makes envelope and body durable. Returns
     /// only after they are on stable storage (flush + fdatasync, shared
-    /// with concurrent commits). Blocking: qmgr calls it in
-    /// `spawn_blocking`. On error nothing of the message remains and the
-    /// client gets `451 4.3.0`.
+    /// with concurrent commits). Blocking: async callers use
+    /// [`Incoming::commit_then`]. On error nothing of the message remains
+    /// and the client gets `451 4.3.0`.
     pub fn commit(mut self, mut envelope: Envelope) -> Result<QueueId, QueueError> {
         self.finished = true;
         let id = self.id;
