@@ -17,6 +17,7 @@
 //! The binaries must be built first (`cargo build --workspace`, which
 //! `scripts/test` does).
 
+pub mod agent;
 pub mod certs;
 pub mod dns;
 

@@ -5,77 +5,20 @@
 //! configured, so the master leaves those paths alone), and plays smtpd by
 //! enqueueing over `private/qmgr`.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use postern_ipc::delivery::{
-    DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult,
-};
-use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
+use postern_ipc::qmgr::{EnvelopeRecipient, QmgrReply, QmgrRequest};
 use postern_ipc::{Connection, Protocol};
+use postern_tests::agent::{
+    Action, FakeAgent, enqueue, enqueue_async, private, runtime, start_qmgr_only,
+};
 use postern_tests::{Instance, free_port, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 
 const LONG: Duration = Duration::from_secs(30);
 const IO: Duration = Duration::from_secs(10);
-
-/// An instance running only qmgr (plus the master), with `main_extra`.
-fn start(main_extra: &str) -> Instance {
-    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let text = Instance::standard_config(smtp, main_extra, "");
-    let mut parts = text.split("\n[[service]]\n");
-    let mut config = parts.next().unwrap().to_string();
-    for service in parts.filter(|s| s.contains("name = \"qmgr\"")) {
-        config.push_str("\n[[service]]\n");
-        config.push_str(service);
-    }
-    let inst = Instance::create(smtp, &config);
-    inst.launch()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn private(inst: &Instance, name: &str) -> PathBuf {
-    inst.queue_directory().join("private").join(name)
-}
-
-/// Hands a message to qmgr as smtpd does; the final reply (Queued or
-/// Failed).
-async fn enqueue_async(
-    socket: &Path,
-    sender: &str,
-    rcpts: &[EnvelopeRecipient],
-    body: &[u8],
-) -> QmgrReply {
-    let mut conn = Connection::new(UnixStream::connect(socket).await.unwrap());
-    conn.client_hello(Protocol::Qmgr, IO).await.unwrap();
-    let started: QmgrReply = conn.request(&QmgrRequest::Begin, IO).await.unwrap();
-    assert!(matches!(started, QmgrReply::Started { .. }), "{started:?}");
-    for chunk in body.chunks(postern_ipc::BODY_CHUNK) {
-        conn.send(&QmgrRequest::Body {
-            data: chunk.to_vec(),
-        })
-        .await
-        .unwrap();
-    }
-    let envelope = Envelope {
-        sender: sender.into(),
-        recipients: rcpts.to_vec(),
-        ..Envelope::default()
-    };
-    conn.request(&QmgrRequest::Commit { envelope }, IO)
-        .await
-        .unwrap()
-}
 
 fn rcpt(address: &str) -> EnvelopeRecipient {
     EnvelopeRecipient {
@@ -84,170 +27,8 @@ fn rcpt(address: &str) -> EnvelopeRecipient {
     }
 }
 
-/// Enqueues and returns the queue ID, asserting Queued.
-fn enqueue(inst: &Instance, sender: &str, rcpts: &[EnvelopeRecipient], body: &[u8]) -> String {
-    let socket = private(inst, "qmgr");
-    match runtime().block_on(enqueue_async(&socket, sender, rcpts, body)) {
-        QmgrReply::Queued { id } => id,
-        other => panic!("not queued: {other:?}\nlog:\n{}", inst.log()),
-    }
-}
-
 const BODY: &[u8] =
     b"From: alice@example.org\r\nTo: bob@example.com\r\nSubject: test\r\n\r\nHello Bob.\r\n";
-
-/// What a fake agent does with a request.
-#[derive(Clone, Debug)]
-enum Action {
-    Sent,
-    Defer(&'static str),
-    Bounce(&'static str),
-    /// Never answer (a delivery in flight when qmgr dies).
-    Stall,
-    /// Answer Sent after a pause (a slow destination).
-    SlowSent(Duration),
-}
-
-#[derive(Clone, Debug)]
-struct Received {
-    request: DeliveryRequest,
-    body: Vec<u8>,
-    at: Instant,
-}
-
-type Decide = dyn Fn(&DeliveryRequest, usize) -> Action + Send + Sync;
-
-/// A delivery agent on `socket`, answering per `decide(request, n)` where
-/// n counts the requests before this one.
-struct Agent {
-    received: Arc<Mutex<Vec<Received>>>,
-    /// Requests being answered now, and the most ever at once.
-    busy: Arc<(AtomicUsize, AtomicUsize)>,
-}
-
-impl Agent {
-    fn start(
-        socket: PathBuf,
-        decide: impl Fn(&DeliveryRequest, usize) -> Action + Send + Sync + 'static,
-    ) -> Agent {
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let busy = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
-        let decide: Arc<Decide> = Arc::new(decide);
-        let _ = std::fs::remove_file(&socket);
-        let std_listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-        // qmgr runs as mail_owner; the test may be root.
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let rec = received.clone();
-        let busy_counts = busy.clone();
-        std::thread::spawn(move || {
-            runtime().block_on(async move {
-                let listener = UnixListener::from_std(std_listener).unwrap();
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        return;
-                    };
-                    let rec = rec.clone();
-                    let decide = decide.clone();
-                    let busy = busy_counts.clone();
-                    tokio::spawn(async move { serve_agent(stream, rec, decide, busy).await });
-                }
-            })
-        });
-        Agent { received, busy }
-    }
-
-    fn max_concurrent(&self) -> usize {
-        self.busy.1.load(Ordering::SeqCst)
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-
-    fn wait_requests(&self, n: usize, inst: &Instance) -> Vec<Received> {
-        assert!(
-            wait_for(LONG, || self.received().len() >= n),
-            "agent got {} request(s), wanted {n}\nlog:\n{}",
-            self.received().len(),
-            inst.log()
-        );
-        self.received()
-    }
-}
-
-async fn serve_agent(
-    stream: UnixStream,
-    rec: Arc<Mutex<Vec<Received>>>,
-    decide: Arc<Decide>,
-    busy: Arc<(AtomicUsize, AtomicUsize)>,
-) {
-    let mut conn = Connection::new(stream);
-    if conn.server_hello(Protocol::Delivery, IO).await.is_err() {
-        return;
-    }
-    loop {
-        let request = match conn.recv::<DeliveryMessage>().await {
-            Ok(Some(DeliveryMessage::Request(r))) => r,
-            _ => return,
-        };
-        let mut body = Vec::new();
-        loop {
-            match conn.recv::<DeliveryMessage>().await {
-                Ok(Some(DeliveryMessage::Body { data })) => body.extend_from_slice(&data),
-                Ok(Some(DeliveryMessage::End)) => break,
-                _ => return,
-            }
-        }
-        let n = {
-            let mut r = rec.lock().unwrap();
-            r.push(Received {
-                request: request.clone(),
-                body,
-                at: Instant::now(),
-            });
-            r.len() - 1
-        };
-        let now = busy.0.fetch_add(1, Ordering::SeqCst) + 1;
-        busy.1.fetch_max(now, Ordering::SeqCst);
-        let action = decide(&request, n);
-        if let Action::SlowSent(pause) = action {
-            tokio::time::sleep(pause).await;
-        }
-        busy.0.fetch_sub(1, Ordering::SeqCst);
-        let (status, dsn, detail) = match action {
-            Action::Sent | Action::SlowSent(_) => (
-                DeliveryStatus::Sent,
-                "2.0.0",
-                "250 2.0.0 Ok: queued as 4XYZ",
-            ),
-            Action::Defer(t) => (DeliveryStatus::Deferred, "4.2.0", t),
-            Action::Bounce(t) => (DeliveryStatus::Bounced, "5.1.1", t),
-            Action::Stall => {
-                std::future::pending::<()>().await;
-                return;
-            }
-        };
-        let reply = DeliveryReply {
-            results: request
-                .recipients
-                .iter()
-                .map(|r| RecipientResult {
-                    index: r.index,
-                    status,
-                    dsn: dsn.into(),
-                    relay: "mx.example.com[127.0.0.1]:25".into(),
-                    detail: detail.into(),
-                    connect_secs: 0.01,
-                    transmit_secs: 0.02,
-                })
-                .collect(),
-        };
-        if conn.send(&reply).await.is_err() {
-            return;
-        }
-    }
-}
 
 fn list(inst: &Instance) -> String {
     let out = inst.qctl(&["list"]);
@@ -285,8 +66,8 @@ fn assert_delays(line: &str) {
 
 #[test]
 fn a_sent_message_is_logged_postfix_style_and_removed() {
-    let inst = start("");
-    let agent = Agent::start(private(&inst, "smtp"), |_, _| Action::Sent);
+    let inst = start_qmgr_only("");
+    let agent = FakeAgent::start(private(&inst, "smtp"), |_, _| Action::Sent);
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
 
     let got = agent.wait_requests(1, &inst);
@@ -320,9 +101,9 @@ fn a_sent_message_is_logged_postfix_style_and_removed() {
 
 #[test]
 fn a_queued_message_is_listed_and_survives_a_qmgr_kill() {
-    let inst = start("");
+    let inst = start_qmgr_only("");
     // The first delivery hangs until qmgr dies; the retry succeeds.
-    let agent = Agent::start(private(&inst, "smtp"), |_, n| {
+    let agent = FakeAgent::start(private(&inst, "smtp"), |_, n| {
         if n == 0 { Action::Stall } else { Action::Sent }
     });
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
@@ -367,10 +148,10 @@ fn a_queued_message_is_listed_and_survives_a_qmgr_kill() {
 
 #[test]
 fn a_deferred_message_is_listed_with_its_reason_and_retried_after_the_backoff() {
-    let inst = start(
+    let inst = start_qmgr_only(
         "minimal_backoff_time = \"3s\"\nmaximal_backoff_time = \"10s\"\nqueue_run_delay = \"1s\"",
     );
-    let agent = Agent::start(private(&inst, "smtp"), |_, n| {
+    let agent = FakeAgent::start(private(&inst, "smtp"), |_, n| {
         if n == 0 {
             Action::Defer("450 4.2.0 <bob@example.com>: mailbox busy")
         } else {
@@ -416,8 +197,8 @@ const USER_UNKNOWN: &str = "host mx.example.com[127.0.0.1] said: 550 5.1.1 <bob@
 
 #[test]
 fn a_bounce_returns_a_delivery_status_notification_to_the_sender() {
-    let inst = start("");
-    let agent = Agent::start(private(&inst, "smtp"), |req, _| {
+    let inst = start_qmgr_only("");
+    let agent = FakeAgent::start(private(&inst, "smtp"), |req, _| {
         if req.sender.is_empty() {
             Action::Sent
         } else {
@@ -463,8 +244,8 @@ fn a_bounce_returns_a_delivery_status_notification_to_the_sender() {
 
 #[test]
 fn notify_never_suppresses_the_bounce() {
-    let inst = start("");
-    let agent = Agent::start(private(&inst, "smtp"), |_, _| Action::Bounce(USER_UNKNOWN));
+    let inst = start_qmgr_only("");
+    let agent = FakeAgent::start(private(&inst, "smtp"), |_, _| Action::Bounce(USER_UNKNOWN));
     let bob = EnvelopeRecipient {
         address: "bob@example.com".into(),
         orcpt: None,
@@ -483,10 +264,10 @@ fn notify_never_suppresses_the_bounce() {
 
 #[test]
 fn a_failed_bounce_goes_to_the_postmaster_never_to_the_null_sender() {
-    let inst = start("");
-    let smtp = Agent::start(private(&inst, "smtp"), |_, _| Action::Bounce(USER_UNKNOWN));
+    let inst = start_qmgr_only("");
+    let smtp = FakeAgent::start(private(&inst, "smtp"), |_, _| Action::Bounce(USER_UNKNOWN));
     // The postmaster's copy fails too: it is dropped, not bounced again.
-    let local = Agent::start(private(&inst, "local"), |_, _| {
+    let local = FakeAgent::start(private(&inst, "local"), |_, _| {
         Action::Bounce("unknown user: \"postmaster\"")
     });
     let id = enqueue(&inst, "", &[rcpt("bob@example.com")], BODY);
@@ -528,10 +309,10 @@ fn a_failed_bounce_goes_to_the_postmaster_never_to_the_null_sender() {
 
 #[test]
 fn a_message_past_maximal_queue_lifetime_is_returned() {
-    let inst = start(
+    let inst = start_qmgr_only(
         "maximal_queue_lifetime = \"2s\"\nminimal_backoff_time = \"1s\"\nmaximal_backoff_time = \"1s\"\nqueue_run_delay = \"1s\"",
     );
-    let agent = Agent::start(private(&inst, "smtp"), |req, _| {
+    let agent = FakeAgent::start(private(&inst, "smtp"), |req, _| {
         if req.sender.is_empty() {
             Action::Sent
         } else {
@@ -574,7 +355,7 @@ fn a_message_past_maximal_queue_lifetime_is_returned() {
 #[test]
 fn hold_release_and_delete_through_qctl() {
     // No agent listens: the attempt defers, never bounces.
-    let inst = start("minimal_backoff_time = \"60s\"");
+    let inst = start_qmgr_only("minimal_backoff_time = \"60s\"");
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
     let deferred = inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=deferred"]);
     assert!(
@@ -621,10 +402,10 @@ fn hold_release_and_delete_through_qctl() {
 
 #[test]
 fn flush_retries_deferred_mail_now() {
-    let inst = start("minimal_backoff_time = \"1h\"\nmaximal_backoff_time = \"2h\"");
+    let inst = start_qmgr_only("minimal_backoff_time = \"1h\"\nmaximal_backoff_time = \"2h\"");
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
     inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=deferred"]);
-    let agent = Agent::start(private(&inst, "smtp"), |_, _| Action::Sent);
+    let agent = FakeAgent::start(private(&inst, "smtp"), |_, _| Action::Sent);
     let out = inst.qctl(&["flush"]);
     assert!(
         out.status.success(),
@@ -637,8 +418,8 @@ fn flush_retries_deferred_mail_now() {
 
 #[test]
 fn a_garbled_frame_closes_the_connection_and_qmgr_keeps_serving() {
-    let inst = start("");
-    let agent = Agent::start(private(&inst, "smtp"), |_, _| Action::Sent);
+    let inst = start_qmgr_only("");
+    let agent = FakeAgent::start(private(&inst, "smtp"), |_, _| Action::Sent);
     let pids = inst.pids("qmgr");
     let socket = private(&inst, "qmgr");
     runtime().block_on(async {
@@ -665,7 +446,7 @@ fn a_garbled_frame_closes_the_connection_and_qmgr_keeps_serving() {
 
 #[test]
 fn an_abandoned_message_is_not_queued() {
-    let inst = start("");
+    let inst = start_qmgr_only("");
     let socket = private(&inst, "qmgr");
     runtime().block_on(async {
         let mut conn = Connection::new(UnixStream::connect(&socket).await.unwrap());
@@ -695,8 +476,8 @@ fn an_abandoned_message_is_not_queued() {
 
 #[test]
 fn recipients_are_grouped_by_route_within_the_recipient_limit() {
-    let inst = start("default_destination_recipient_limit = \"2\"");
-    let smtp = Agent::start(private(&inst, "smtp"), |req, _| {
+    let inst = start_qmgr_only("default_destination_recipient_limit = \"2\"");
+    let smtp = FakeAgent::start(private(&inst, "smtp"), |req, _| {
         if req.sender.is_empty() {
             Action::Sent
         } else if req.nexthop == "example.net" {
@@ -705,7 +486,7 @@ fn recipients_are_grouped_by_route_within_the_recipient_limit() {
             Action::Sent
         }
     });
-    let local = Agent::start(private(&inst, "local"), |_, _| Action::Sent);
+    let local = FakeAgent::start(private(&inst, "local"), |_, _| Action::Sent);
     let rcpts: Vec<EnvelopeRecipient> = [
         "a@example.com",
         "b@example.com",
@@ -788,8 +569,8 @@ fn recipients_are_grouped_by_route_within_the_recipient_limit() {
 
 #[test]
 fn destination_concurrency_is_limited() {
-    let inst = start("default_destination_concurrency_limit = \"1\"");
-    let agent = Agent::start(private(&inst, "smtp"), |_, _| {
+    let inst = start_qmgr_only("default_destination_concurrency_limit = \"1\"");
+    let agent = FakeAgent::start(private(&inst, "smtp"), |_, _| {
         Action::SlowSent(Duration::from_millis(300))
     });
     let ids: Vec<String> = (0..3)
@@ -808,7 +589,7 @@ fn destination_concurrency_is_limited() {
 
 #[test]
 fn the_queue_survives_a_graceful_qmgr_restart() {
-    let inst = start("minimal_backoff_time = \"1h\"\nmaximal_backoff_time = \"2h\"");
+    let inst = start_qmgr_only("minimal_backoff_time = \"1h\"\nmaximal_backoff_time = \"2h\"");
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
     inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=deferred"]);
     let before = inst.pids("qmgr");

@@ -1,0 +1,260 @@
+//! qmgr alone, with stand-ins for its peers: an instance running only
+//! qmgr, enqueueing as smtpd does, and a fake delivery agent on
+//! `private/<transport>` that records every request and answers as the
+//! test decides.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postern_ipc::delivery::{
+    DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult,
+};
+use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
+use postern_ipc::{Connection, Protocol};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::{Instance, free_port, wait_for};
+
+const IO: Duration = Duration::from_secs(10);
+const LONG: Duration = Duration::from_secs(30);
+
+/// An instance running only qmgr (plus the master), with `main_extra`.
+pub fn start_qmgr_only(main_extra: &str) -> Instance {
+    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = Instance::standard_config(smtp, main_extra, "");
+    let mut parts = text.split("\n[[service]]\n");
+    let mut config = parts.next().unwrap().to_string();
+    for service in parts.filter(|s| s.contains("name = \"qmgr\"")) {
+        config.push_str("\n[[service]]\n");
+        config.push_str(service);
+    }
+    Instance::create(smtp, &config).launch()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `$queue_directory/private/NAME`.
+pub fn private(inst: &Instance, name: &str) -> PathBuf {
+    inst.queue_directory().join("private").join(name)
+}
+
+/// Hands a message to qmgr as smtpd does; the final reply (Queued or
+/// Failed).
+pub async fn enqueue_async(
+    socket: &Path,
+    sender: &str,
+    rcpts: &[EnvelopeRecipient],
+    body: &[u8],
+) -> QmgrReply {
+    let mut conn = Connection::new(UnixStream::connect(socket).await.unwrap());
+    conn.client_hello(Protocol::Qmgr, IO).await.unwrap();
+    let started: QmgrReply = conn.request(&QmgrRequest::Begin, IO).await.unwrap();
+    assert!(matches!(started, QmgrReply::Started { .. }), "{started:?}");
+    for chunk in body.chunks(postern_ipc::BODY_CHUNK) {
+        conn.send(&QmgrRequest::Body {
+            data: chunk.to_vec(),
+        })
+        .await
+        .unwrap();
+    }
+    let envelope = Envelope {
+        sender: sender.into(),
+        recipients: rcpts.to_vec(),
+        ..Envelope::default()
+    };
+    conn.request(&QmgrRequest::Commit { envelope }, IO)
+        .await
+        .unwrap()
+}
+
+/// Enqueues and returns the queue ID, asserting Queued.
+pub fn enqueue(inst: &Instance, sender: &str, rcpts: &[EnvelopeRecipient], body: &[u8]) -> String {
+    let socket = private(inst, "qmgr");
+    match runtime().block_on(enqueue_async(&socket, sender, rcpts, body)) {
+        QmgrReply::Queued { id } => id,
+        other => panic!("not queued: {other:?}\nlog:\n{}", inst.log()),
+    }
+}
+
+/// What the fake agent does with a request.
+#[derive(Clone, Debug)]
+pub enum Action {
+    Sent,
+    /// Answer Sent after a pause (a slow destination).
+    SlowSent(Duration),
+    /// Deferred, 4.2.0, with this text.
+    Defer(&'static str),
+    /// Bounced, 5.1.1, with this text.
+    Bounce(&'static str),
+    /// Any answer, after a pause.
+    Reply {
+        status: DeliveryStatus,
+        dsn: &'static str,
+        detail: &'static str,
+        pause: Duration,
+    },
+    /// Never answer (a delivery in flight when qmgr dies).
+    Stall,
+}
+
+/// A request the fake agent got, with its body and when.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub request: DeliveryRequest,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+type Decide = dyn Fn(&DeliveryRequest, usize) -> Action + Send + Sync;
+
+/// A delivery agent on a socket, answering per `decide(request, n)` where
+/// n counts the requests before this one. Every recipient gets the same
+/// answer, relayed by `mx.NEXTHOP[127.0.0.1]:25`.
+#[derive(Debug)]
+pub struct FakeAgent {
+    received: Arc<Mutex<Vec<Received>>>,
+    /// Requests being answered now, and the most ever at once.
+    busy: Arc<(AtomicUsize, AtomicUsize)>,
+}
+
+impl FakeAgent {
+    pub fn start(
+        socket: PathBuf,
+        decide: impl Fn(&DeliveryRequest, usize) -> Action + Send + Sync + 'static,
+    ) -> FakeAgent {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let busy = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+        let decide: Arc<Decide> = Arc::new(decide);
+        let _ = std::fs::remove_file(&socket);
+        let std_listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        // qmgr runs as mail_owner; the test may be root.
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let (rec, counts) = (received.clone(), busy.clone());
+        std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let listener = UnixListener::from_std(std_listener).unwrap();
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (rec, decide, busy) = (rec.clone(), decide.clone(), counts.clone());
+                    tokio::spawn(async move { serve(stream, rec, decide, busy).await });
+                }
+            })
+        });
+        FakeAgent { received, busy }
+    }
+
+    /// The most requests it was answering at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.busy.1.load(Ordering::SeqCst)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The requests, once there are at least `n` (within 30 s).
+    pub fn wait_requests(&self, n: usize, inst: &Instance) -> Vec<Received> {
+        assert!(
+            wait_for(LONG, || self.received().len() >= n),
+            "agent got {} request(s), wanted {n}\nlog:\n{}",
+            self.received().len(),
+            inst.log()
+        );
+        self.received()
+    }
+
+    /// How many requests went to `nexthop`.
+    pub fn to_nexthop(&self, nexthop: &str) -> usize {
+        self.received()
+            .iter()
+            .filter(|r| r.request.nexthop == nexthop)
+            .count()
+    }
+}
+
+async fn serve(
+    stream: UnixStream,
+    rec: Arc<Mutex<Vec<Received>>>,
+    decide: Arc<Decide>,
+    busy: Arc<(AtomicUsize, AtomicUsize)>,
+) {
+    let mut conn = Connection::new(stream);
+    if conn.server_hello(Protocol::Delivery, IO).await.is_err() {
+        return;
+    }
+    loop {
+        let request = match conn.recv::<DeliveryMessage>().await {
+            Ok(Some(DeliveryMessage::Request(r))) => r,
+            _ => return,
+        };
+        let mut body = Vec::new();
+        loop {
+            match conn.recv::<DeliveryMessage>().await {
+                Ok(Some(DeliveryMessage::Body { data })) => body.extend_from_slice(&data),
+                Ok(Some(DeliveryMessage::End)) => break,
+                _ => return,
+            }
+        }
+        let n = {
+            let mut r = rec.lock().unwrap();
+            r.push(Received {
+                request: request.clone(),
+                body,
+                at: Instant::now(),
+            });
+            r.len() - 1
+        };
+        let now = busy.0.fetch_add(1, Ordering::SeqCst) + 1;
+        busy.1.fetch_max(now, Ordering::SeqCst);
+        let sent = (
+            DeliveryStatus::Sent,
+            "2.0.0",
+            "250 2.0.0 Ok: queued as 4XYZ",
+        );
+        let (answer, pause) = match decide(&request, n) {
+            Action::Sent => (sent, Duration::ZERO),
+            Action::SlowSent(pause) => (sent, pause),
+            Action::Defer(t) => ((DeliveryStatus::Deferred, "4.2.0", t), Duration::ZERO),
+            Action::Bounce(t) => ((DeliveryStatus::Bounced, "5.1.1", t), Duration::ZERO),
+            Action::Reply {
+                status,
+                dsn,
+                detail,
+                pause,
+            } => ((status, dsn, detail), pause),
+            Action::Stall => {
+                std::future::pending::<()>().await;
+                return;
+            }
+        };
+        tokio::time::sleep(pause).await;
+        busy.0.fetch_sub(1, Ordering::SeqCst);
+        let (status, dsn, detail) = answer;
+        let reply = DeliveryReply {
+            results: request
+                .recipients
+                .iter()
+                .map(|r| RecipientResult {
+                    index: r.index,
+                    status,
+                    dsn: dsn.into(),
+                    relay: format!("mx.{}[127.0.0.1]:25", request.nexthop),
+                    detail: detail.into(),
+                    connect_secs: 0.01,
+                    transmit_secs: 0.02,
+                })
+                .collect(),
+        };
+        if conn.send(&reply).await.is_err() {
+            return;
+        }
+    }
+}
