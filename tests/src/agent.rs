@@ -24,13 +24,7 @@ const LONG: Duration = Duration::from_secs(30);
 /// An instance running only qmgr (plus the master), with `main_extra`.
 pub fn start_qmgr_only(main_extra: &str) -> Instance {
     let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let text = Instance::standard_config(smtp, main_extra, "");
-    let mut parts = text.split("\n[[service]]\n");
-    let mut config = parts.next().unwrap().to_string();
-    for service in parts.filter(|s| s.contains("name = \"qmgr\"")) {
-        config.push_str("\n[[service]]\n");
-        config.push_str(service);
-    }
+    let config = Instance::standard_config_only(smtp, main_extra, "qmgr");
     Instance::create(smtp, &config).launch()
 }
 

@@ -110,6 +110,20 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// [`Instance::standard_config`] keeping only the service named
+    /// `service`: tests of one daemon do not depend on the others.
+    pub fn standard_config_only(smtp: SocketAddr, main_extra: &str, service: &str) -> String {
+        let config = Instance::standard_config(smtp, main_extra, "");
+        let mut blocks = config.split("\n[[service]]\n");
+        let mut out = blocks.next().unwrap_or_default().to_string();
+        let wanted = format!("name = \"{service}\"\n");
+        for block in blocks.filter(|b| b.starts_with(&wanted)) {
+            out.push_str("\n[[service]]\n");
+            out.push_str(block);
+        }
+        out
+    }
+
     /// A config with the standard services: `smtp` on a free port and the
     /// internal unix services; `main_extra` and `services_extra` are TOML
     /// appended to `[main]` and after the services.

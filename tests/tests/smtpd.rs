@@ -110,13 +110,7 @@ fn start_smtpd_only(main_extra: &str) -> Instance {
 }
 
 fn smtpd_only_config(smtp: SocketAddr, main_extra: &str) -> String {
-    let config = Instance::standard_config(smtp, main_extra, "");
-    let mut blocks = config.split("\n[[service]]\n");
-    let mut out = blocks.next().unwrap().to_string();
-    for block in blocks.filter(|b| b.starts_with("name = \"smtp\"\n")) {
-        out.push_str("\n[[service]]\n");
-        out.push_str(block);
-    }
+    let out = Instance::standard_config_only(smtp, main_extra, "smtp");
     assert!(!out.contains("command = \"qmgr\""), "{out}");
     out
 }
