@@ -416,6 +416,39 @@ fn flush_retries_deferred_mail_now() {
     inst.wait_log_line(&[&format!("{id}: removed")]);
 }
 
+/// A transport table missing at start refuses mail for the while (the
+/// client hears 451); once the file is there it routes, without a reload.
+#[test]
+fn a_transport_table_that_appears_later_is_used_without_a_reload() {
+    let inst = start_qmgr_only("transport_maps = \"hash:transport\"");
+    let agent = FakeAgent::start(private(&inst, "smtp"), |_, _| Action::Sent);
+    let socket = private(&inst, "qmgr");
+    let try_enqueue = || {
+        runtime().block_on(enqueue_async(
+            &socket,
+            "alice@example.org",
+            &[rcpt("bob@example.com")],
+            BODY,
+        ))
+    };
+    match try_enqueue() {
+        QmgrReply::Failed { reason } => assert!(reason.contains("transport"), "{reason}"),
+        other => panic!("queued without its transport table: {other:?}"),
+    }
+    std::fs::write(
+        inst.dir.path().join("transport"),
+        "example.com smtp:[relay.example.net]\n",
+    )
+    .unwrap();
+    assert!(
+        wait_for(LONG, || matches!(try_enqueue(), QmgrReply::Queued { .. })),
+        "{}",
+        inst.log()
+    );
+    let got = agent.wait_requests(1, &inst);
+    assert_eq!(got[0].request.nexthop, "[relay.example.net]");
+}
+
 #[test]
 fn a_garbled_frame_closes_the_connection_and_qmgr_keeps_serving() {
     let inst = start_qmgr_only("");

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use postern_tests::{Instance, SmtpClient, free_port};
+use postern_tests::{Instance, SmtpClient, free_port, wait_for};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -140,6 +140,40 @@ fn data_is_deferred_when_qmgr_is_not_served() {
         "{}",
         inst.log()
     );
+}
+
+/// A table file that is missing at start defers with 4.3.5 and is used
+/// as soon as it appears, without a reload.
+#[test]
+fn an_access_table_that_appears_later_is_used_without_a_reload() {
+    let inst = start_smtpd_only(&format!(
+        "{DMZ}\nsmtpd_recipient_restrictions = \"check_recipient_access hash:access, permit\""
+    ));
+    let rcpt_reply = |rcpt: &str| {
+        let (mut c, _) = SmtpClient::connect(inst.smtp).unwrap();
+        c.cmd("EHLO x").unwrap();
+        c.cmd("MAIL FROM:<a@x.org>").unwrap();
+        let reply = c.cmd(&format!("RCPT TO:<{rcpt}>")).unwrap();
+        let _ = c.cmd("QUIT");
+        reply
+    };
+    assert_eq!(
+        rcpt_reply("blocked@example.local"),
+        "451 4.3.5 Server configuration error\r\n"
+    );
+    std::fs::write(
+        inst.dir.path().join("access"),
+        "blocked@example.local REJECT closed for good\n",
+    )
+    .unwrap();
+    let refused =
+        "554 5.7.1 <blocked@example.local>: Recipient address rejected: closed for good\r\n";
+    assert!(
+        wait_for(LONG, || rcpt_reply("blocked@example.local") == refused),
+        "{}",
+        inst.log()
+    );
+    assert_eq!(rcpt_reply("open@example.local"), "250 2.1.5 Ok\r\n");
 }
 
 #[test]

@@ -70,7 +70,14 @@ pub use table::{Maps, NetworkList, Table, TableError};
 /// daemon's configuration is replaced by a reload.
 #[derive(Debug)]
 pub struct PerConfig<T> {
-    current: std::sync::Mutex<Option<(std::sync::Arc<Config>, T)>>,
+    current: std::sync::Mutex<Option<Built<T>>>,
+}
+
+#[derive(Debug)]
+struct Built<T> {
+    config: std::sync::Arc<Config>,
+    value: T,
+    at: std::time::Instant,
 }
 
 impl<T> Default for PerConfig<T> {
@@ -85,17 +92,39 @@ impl<T: Clone> PerConfig<T> {
     /// The value for `config`, built by `build` if `config` is not the
     /// one the value was built from.
     pub fn get(&self, config: &std::sync::Arc<Config>, build: impl FnOnce(&Config) -> T) -> T {
+        self.get_retrying(config, |_| None, build)
+    }
+
+    /// [`PerConfig::get`], also rebuilding a value for which `retry_after`
+    /// gives a time that has passed since it was built: a value that
+    /// failed for want of a file (a table not there yet) is tried again,
+    /// where Postfix's daemon would exit and be restarted by its master.
+    pub fn get_retrying(
+        &self,
+        config: &std::sync::Arc<Config>,
+        retry_after: impl FnOnce(&T) -> Option<std::time::Duration>,
+        build: impl FnOnce(&Config) -> T,
+    ) -> T {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((c, value)) = current.as_ref()
-            && std::sync::Arc::ptr_eq(c, config)
+        if let Some(b) = current.as_ref()
+            && std::sync::Arc::ptr_eq(&b.config, config)
+            && retry_after(&b.value).is_none_or(|after| b.at.elapsed() < after)
         {
-            return value.clone();
+            return b.value.clone();
         }
         let value = build(config);
-        *current = Some((config.clone(), value.clone()));
+        *current = Some(Built {
+            config: config.clone(),
+            value: value.clone(),
+            at: std::time::Instant::now(),
+        });
         value
     }
 }
+
+/// How often a daemon tries again to build what a configuration could not
+/// give it (a missing table file), between reloads.
+pub const RETRY_BROKEN_CONFIG: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where the master and tools look without `-c`.
 pub fn default_config_path() -> PathBuf {

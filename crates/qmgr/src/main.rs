@@ -147,7 +147,9 @@
 //!   (it says 451 4.3.0) and keeps nothing; after a failed fdatasync the
 //!   store can promise nothing more, so qmgr exits and the master starts
 //!   one that reopens it. A garbled frame on `private/qmgr` ends that
-//!   connection only.
+//!   connection only. Routing tables that cannot be opened (a missing
+//!   transport_maps file) defer the mail and are tried again every 5
+//!   seconds.
 //!
 //!   Differences from Postfix: no separate bounce daemon (qmgr writes the
 //!   notifications; the returned message is cut to its headers above

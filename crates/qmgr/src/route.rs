@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use postern_config::{Config, PerConfig};
+use postern_config::{Config, PerConfig, RETRY_BROKEN_CONFIG};
 use postern_ipc::delivery::DeliveryStatus;
 use postern_queue::Recipient;
 use postern_routing::{AddressClass, Router, RoutingError};
@@ -101,9 +101,11 @@ type Built = Result<Arc<Router>, String>;
 impl Routers {
     /// The Router for `config` (with `service`'s overrides), or why none
     /// could be built (a missing table file, a bad value): the caller
-    /// defers, and the next configuration is tried afresh.
+    /// defers; a failed build is tried again after RETRY_BROKEN_CONFIG,
+    /// and the next configuration afresh.
     pub fn get(&self, config: &Arc<Config>, service: &str) -> Built {
-        self.current.get(config, |config| {
+        let retry = |built: &Built| built.is_err().then_some(RETRY_BROKEN_CONFIG);
+        self.current.get_retrying(config, retry, |config| {
             Router::from_params(&config.params_for(service))
                 .map(Arc::new)
                 .map_err(|e| {

@@ -152,7 +152,11 @@
 //!   `too many errors after CMD from ...`, and `disconnect from NAME[ADDR]
 //!   ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5` (`ok/total` where some
 //!   failed). Problems reaching qmgr are logged as warnings and the client
-//!   gets `451 4.3.0 Error: queue file write error`.
+//!   gets `451 4.3.0 Error: queue file write error`. An access policy that
+//!   cannot be built (a table file missing) answers `451 4.3.5 Server
+//!   configuration error` and is built again every 5 seconds, so the
+//!   file is used once it is there (Postfix's smtpd would exit and be
+//!   restarted by the master).
 //!
 //!   TLS: `Anonymous TLS connection established from NAME[ADDR]: TLSv1.3
 //!   with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)`; a failed
@@ -272,9 +276,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use postern_config::{Config, Params};
+use postern_config::{Config, Params, RETRY_BROKEN_CONFIG};
 use postern_daemon::status::StatusSender;
 use postern_daemon::{Context, Peer, serve_sessions};
 use postern_tls::{TicketKeys, TlsmgrClient};
@@ -286,7 +290,13 @@ use crate::settings::Settings;
 
 /// The settings and TLS configuration built for one configuration
 /// (compared by pointer).
-type Cached = (Arc<Config>, Arc<Settings>, Option<Arc<ServerConfig>>);
+/// The configuration, the settings built from it and when, and TLS.
+type Cached = (
+    Arc<Config>,
+    Arc<Settings>,
+    Instant,
+    Option<Arc<ServerConfig>>,
+);
 
 /// How long the first fetch of ticket keys may hold up the start.
 const FIRST_KEYS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -360,20 +370,29 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     let cache: Arc<Mutex<Option<Cached>>> = Arc::new(Mutex::new(Some((
         watch.borrow().clone(),
         Arc::new(Settings::from_params(&params)),
+        Instant::now(),
         first_tls,
     ))));
     serve_sessions(&mut ctx, max, drain, move |stream, peer, shutdown| {
         let config = watch.borrow().clone();
         let (settings, tls) = {
             let mut cached = cache.lock().unwrap_or_else(|e| e.into_inner());
-            match cached.as_ref() {
-                Some((c, s, t)) if Arc::ptr_eq(c, &config) => (s.clone(), t.clone()),
+            match cached.as_mut() {
+                Some((c, s, built, t)) if Arc::ptr_eq(c, &config) => {
+                    // A policy that failed for want of a table file is
+                    // built again now and then: the file may be there now.
+                    if s.policy.is_err() && built.elapsed() >= RETRY_BROKEN_CONFIG {
+                        *s = Arc::new(Settings::from_params(&config.params_for(&service)));
+                        *built = Instant::now();
+                    }
+                    (s.clone(), t.clone())
+                }
                 _ => {
                     let params = config.params_for(&service);
                     let s = Arc::new(Settings::from_params(&params));
-                    let previous = cached.as_ref().and_then(|(_, _, t)| t.clone());
+                    let previous = cached.as_ref().and_then(|(_, _, _, t)| t.clone());
                     let t = reload_tls(&state, &params, previous);
-                    *cached = Some((config, s.clone(), t.clone()));
+                    *cached = Some((config, s.clone(), Instant::now(), t.clone()));
                     (s, t)
                 }
             }
