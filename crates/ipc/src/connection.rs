@@ -214,6 +214,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         &self.stream
     }
 
+    /// Bytes received and not yet returned as a frame.
+    pub(crate) fn has_buffered_input(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// The body length of a complete buffered frame, if there is one.
     fn buffered_frame(&self) -> Result<Option<usize>, IpcError> {
         let Some(header) = self.buf.first_chunk::<HEADER>() else {

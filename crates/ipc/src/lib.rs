@@ -31,6 +31,7 @@ mod connection;
 mod error;
 mod frame;
 mod hello;
+mod idle;
 mod wire;
 
 pub mod control;
@@ -43,6 +44,7 @@ pub use connection::Connection;
 pub use error::IpcError;
 pub use frame::{decode, encode, read_frame, read_frame_sync, write_frame, write_frame_sync};
 pub use hello::{Hello, HelloReply, Protocol};
+pub use idle::IdleConnections;
 
 /// Largest frame body accepted or produced (1 MiB); message bodies travel in
 /// chunks (see [`BODY_CHUNK`]).

@@ -4,14 +4,12 @@
 //! after a complete exchange and reused for the next request to the same
 //! agent (the agents serve requests one after another on a connection).
 
-use std::collections::HashMap;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::path::Path;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use postern_ipc::delivery::{DeliveryMessage, DeliveryReply, DeliveryRequest};
-use postern_ipc::{Connection, Protocol};
+use postern_ipc::{Connection, IdleConnections, Protocol};
 use postern_queue::{QueueId, QueueStore};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -29,49 +27,7 @@ const IDLE_PER_AGENT: usize = 64;
 type AgentConn = Connection<UnixStream>;
 
 /// Idle connections to agents, by socket path.
-static IDLE: LazyLock<Mutex<HashMap<PathBuf, Vec<AgentConn>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn idle() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Vec<AgentConn>>> {
-    IDLE.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// An idle connection to `socket` that the agent has not closed.
-fn take_idle(socket: &Path) -> Option<AgentConn> {
-    let mut map = idle();
-    let list = map.get_mut(socket)?;
-    while let Some(conn) = list.pop() {
-        if still_open(&conn) {
-            return Some(conn);
-        }
-    }
-    None
-}
-
-fn put_idle(socket: &Path, conn: AgentConn) {
-    let mut map = idle();
-    let list = map.entry(socket.to_path_buf()).or_default();
-    if list.len() < IDLE_PER_AGENT {
-        list.push(conn);
-    }
-}
-
-/// An idle agent connection has nothing to read; end of file (the agent
-/// exited or was restarted) or stray bytes mean it cannot be reused.
-fn still_open(conn: &AgentConn) -> bool {
-    let fd = conn.get_ref().as_raw_fd();
-    let mut byte = 0u8;
-    // SAFETY: a one-byte peek into a local buffer on a descriptor we own.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            (&raw mut byte).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
-}
+static IDLE: LazyLock<IdleConnections> = LazyLock::new(|| IdleConnections::new(IDLE_PER_AGENT));
 
 /// Why a request produced no reply; every case defers the recipients.
 #[derive(Debug)]
@@ -110,7 +66,7 @@ async fn exchange(
     store: &QueueStore,
     id: QueueId,
 ) -> Result<DeliveryReply, AgentError> {
-    if let Some(conn) = take_idle(socket) {
+    if let Some(conn) = IDLE.take(socket) {
         match attempt(conn, socket, request.clone(), store, id).await {
             // The agent dropped the kept connection (it exited or was
             // restarted meanwhile): once more on a new one. If it had
@@ -140,7 +96,7 @@ async fn attempt(
     id: QueueId,
 ) -> Result<DeliveryReply, AgentError> {
     let reply = send_request(&mut conn, request, store, id).await?;
-    put_idle(socket, conn);
+    IDLE.put(socket, conn);
     Ok(reply)
 }
 

@@ -4,15 +4,13 @@
 //! The trait exists so the session can be tested without a qmgr: tests
 //! give it an in-memory queue.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use postern_ipc::qmgr::{Envelope, QmgrReply, QmgrRequest};
-use postern_ipc::{Connection, IpcError, Protocol};
+use postern_ipc::{Connection, IdleConnections, IpcError, Protocol};
 use tokio::net::UnixStream;
 
 /// Connecting and the hello must be quick; a qmgr that does not answer
@@ -30,41 +28,7 @@ type QmgrConn = Connection<UnixStream>;
 /// qmgr connections left by ended sessions between messages, by socket
 /// path: the next session starts on one instead of connecting and
 /// exchanging hellos again.
-static IDLE: LazyLock<Mutex<HashMap<PathBuf, Vec<QmgrConn>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn idle() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Vec<QmgrConn>>> {
-    IDLE.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// A kept connection that qmgr has not closed meanwhile.
-fn take_idle(path: &Path) -> Option<QmgrConn> {
-    let mut map = idle();
-    let list = map.get_mut(path)?;
-    while let Some(conn) = list.pop() {
-        if still_open(&conn) {
-            return Some(conn);
-        }
-    }
-    None
-}
-
-/// Nothing to read on an idle connection; end of file (qmgr exited or
-/// closed it) or stray bytes mean it cannot be reused.
-fn still_open(conn: &QmgrConn) -> bool {
-    let fd = conn.get_ref().as_raw_fd();
-    let mut byte = 0u8;
-    // SAFETY: a one-byte peek into a local buffer on a descriptor we own.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            (&raw mut byte).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
-}
+static IDLE: LazyLock<IdleConnections> = LazyLock::new(|| IdleConnections::new(IDLE_CONNECTIONS));
 
 /// Why a message could not be queued; the client gets a 4xx either way.
 #[derive(Debug, thiserror::Error)]
@@ -120,11 +84,7 @@ impl Drop for Qmgr {
             return; // closing the connection drops the unfinished message
         }
         if let Some(conn) = self.conn.take() {
-            let mut map = idle();
-            let list = map.entry(self.path.clone()).or_default();
-            if list.len() < IDLE_CONNECTIONS {
-                list.push(conn);
-            }
+            IDLE.put(&self.path, conn);
         }
     }
 }
@@ -140,7 +100,7 @@ impl Qmgr {
 
     async fn connection(&mut self) -> Result<&mut QmgrConn, QueueError> {
         if self.conn.is_none() {
-            self.conn = take_idle(&self.path);
+            self.conn = IDLE.take(&self.path);
         }
         if self.conn.is_none() {
             let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(&self.path))
