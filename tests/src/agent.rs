@@ -41,7 +41,7 @@ pub fn private(inst: &Instance, name: &str) -> PathBuf {
 }
 
 /// Hands a message to qmgr as smtpd does; the final reply (Queued or
-/// Failed).
+/// Failed, which a full disk can give as early as the Begin).
 pub async fn enqueue_async(
     socket: &Path,
     sender: &str,
@@ -51,7 +51,11 @@ pub async fn enqueue_async(
     let mut conn = Connection::new(UnixStream::connect(socket).await.unwrap());
     conn.client_hello(Protocol::Qmgr, IO).await.unwrap();
     let started: QmgrReply = conn.request(&QmgrRequest::Begin, IO).await.unwrap();
-    assert!(matches!(started, QmgrReply::Started { .. }), "{started:?}");
+    match started {
+        QmgrReply::Started { .. } => {}
+        QmgrReply::Failed { .. } => return started,
+        other => panic!("{other:?}"),
+    }
     for chunk in body.chunks(postern_ipc::BODY_CHUNK) {
         conn.send(&QmgrRequest::Body {
             data: chunk.to_vec(),

@@ -113,15 +113,18 @@ async fn send_request(
         .map_err(|e| AgentError::Transport(e.to_string()))?;
 
     if size <= INLINE_BODY {
-        let data = store
-            .read_body(id)
+        let body = store
+            .body_reader(id)
             .map_err(|e| AgentError::Queue(e.to_string()))?;
-        for piece in data.chunks(postern_ipc::BODY_CHUNK) {
-            conn.feed(&DeliveryMessage::Body {
-                data: piece.to_vec(),
-            })
-            .await
-            .map_err(|e| AgentError::Transport(e.to_string()))?;
+        for chunk in body {
+            let chunk = chunk.map_err(|e| AgentError::Queue(e.to_string()))?;
+            for piece in chunk.chunks(postern_ipc::BODY_CHUNK) {
+                conn.feed(&DeliveryMessage::Body {
+                    data: piece.to_vec(),
+                })
+                .await
+                .map_err(|e| AgentError::Transport(e.to_string()))?;
+            }
         }
         return finish_exchange(conn).await;
     }
@@ -138,7 +141,7 @@ async fn send_request(
             }
         };
         for chunk in body {
-            let item = chunk.map(|c| c.to_vec()).map_err(|e| e.to_string());
+            let item = chunk.map(|c| c.into_vec()).map_err(|e| e.to_string());
             let failed = item.is_err();
             if tx.blocking_send(item).is_err() || failed {
                 return;
@@ -147,6 +150,12 @@ async fn send_request(
     });
     while let Some(chunk) = rx.recv().await {
         let data = chunk.map_err(AgentError::Queue)?;
+        if data.len() <= postern_ipc::BODY_CHUNK {
+            conn.send(&DeliveryMessage::Body { data })
+                .await
+                .map_err(|e| AgentError::Transport(e.to_string()))?;
+            continue;
+        }
         for piece in data.chunks(postern_ipc::BODY_CHUNK) {
             conn.send(&DeliveryMessage::Body {
                 data: piece.to_vec(),

@@ -1,11 +1,20 @@
 //! The group committer: one thread that turns many "make my writes durable"
 //! requests into one sled flush plus one fdatasync.
 //!
-//! A caller first applies its sled batch (in memory), then sends a request
-//! and blocks on its reply channel. The thread takes the first request,
-//! drains every other request already waiting, flushes, fdatasyncs the data
-//! file and answers them all. Every drained batch was applied before its
-//! request was sent, so the one flush covers them all.
+//! A caller first applies its sled writes (in memory), then sends a request
+//! and waits for its reply. The thread takes the first request, drains
+//! every other request already waiting, and for the whole group:
+//!
+//! 1. fdatasyncs the body segments written since the last round;
+//! 2. runs the staged writes: records that may only reach sled once the
+//!    segments are on disk (the commit of a message whose body is in a
+//!    segment: sled could write it out at any time after the insert);
+//! 3. flushes sled and fdatasyncs its data file;
+//! 4. answers every request, then retires segments whose last pointer's
+//!    removal this sync made durable.
+//!
+//! Every drained request's writes were applied before it was sent, so the
+//! one flush covers them all.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -16,6 +25,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::segments::Segments;
 use crate::types::CommitStats;
 
 /// Why a durable write failed; Clone because one failure answers a group.
@@ -55,11 +65,21 @@ impl Shared {
 
 /// Called once with the outcome of the sync that covered the request (on
 /// the committer thread: it must be short and must not block).
-type Reply = Box<dyn FnOnce(Result<(), SyncFailure>) + Send>;
+pub(crate) type Reply = Box<dyn FnOnce(Result<(), SyncFailure>) + Send>;
+
+/// Writes to make once the body segments are durable (step 2 above):
+/// called with the outcome of the segment sync, it writes to sled (short,
+/// in memory) and returns the reply for the sled sync.
+pub(crate) type Stage = Box<dyn FnOnce(Result<(), SyncFailure>) -> Reply + Send>;
+
+enum Request {
+    Sync(Reply),
+    Staged(Stage),
+}
 
 #[derive(Debug)]
 pub(crate) struct Committer {
-    tx: Option<mpsc::Sender<Reply>>,
+    tx: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     pub(crate) shared: Arc<Shared>,
 }
@@ -74,11 +94,12 @@ pub(crate) struct Target {
     /// there and never fsyncs them. Our layout keeps it empty; if a file
     /// ever appears we fsync it (and the directory) rather than lose it.
     pub blob_dir: PathBuf,
+    pub segments: Arc<Segments>,
 }
 
 impl Committer {
     pub(crate) fn start(target: Target, shared: Arc<Shared>) -> std::io::Result<Committer> {
-        let (tx, rx) = mpsc::channel::<Reply>();
+        let (tx, rx) = mpsc::channel::<Request>();
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("queue-commit".into())
@@ -106,15 +127,31 @@ impl Committer {
     /// async caller completes a channel in `done` instead of parking a
     /// thread on [`Committer::sync`].
     pub(crate) fn sync_then(&self, done: impl FnOnce(Result<(), SyncFailure>) + Send + 'static) {
+        self.send(Request::Sync(Box::new(done)));
+    }
+
+    /// Runs `stage` on the committer thread once the body segments are
+    /// durable (or their sync failed), then syncs sled and calls the reply
+    /// `stage` returned.
+    pub(crate) fn sync_staged(
+        &self,
+        stage: impl FnOnce(Result<(), SyncFailure>) -> Reply + Send + 'static,
+    ) {
+        self.send(Request::Staged(Box::new(stage)));
+    }
+
+    fn send(&self, request: Request) {
         self.shared.requests.fetch_add(1, Ordering::Relaxed);
-        let reply: Reply = Box::new(done);
-        match &self.tx {
-            Some(tx) => {
-                if let Err(mpsc::SendError(reply)) = tx.send(reply) {
-                    reply(Err(SyncFailure::Closed));
-                }
-            }
-            None => reply(Err(SyncFailure::Closed)),
+        let request = match &self.tx {
+            Some(tx) => match tx.send(request) {
+                Ok(()) => return,
+                Err(mpsc::SendError(r)) => r,
+            },
+            None => request,
+        };
+        match request {
+            Request::Sync(reply) => reply(Err(SyncFailure::Closed)),
+            Request::Staged(stage) => stage(Err(SyncFailure::Closed))(Err(SyncFailure::Closed)),
         }
     }
 }
@@ -125,12 +162,16 @@ impl Drop for Committer {
         // with it the directory lock) is released when the store is gone.
         self.tx.take();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // The last reference can go on the committer thread itself
+            // (a reply closure held it); that thread then ends on its own.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 }
 
-fn run(target: Target, rx: mpsc::Receiver<Reply>, shared: Arc<Shared>) {
+fn run(target: Target, rx: mpsc::Receiver<Request>, shared: Arc<Shared>) {
     let mut blobs = BlobWatch::default();
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
@@ -139,25 +180,48 @@ fn run(target: Target, rx: mpsc::Receiver<Reply>, shared: Arc<Shared>) {
                 group.push(more);
             }
         }
-        let result = sync_once(&target, &shared, &mut blobs);
+        // Taken before the flush: their pointers' removals were applied
+        // before they were released, so this sync covers them.
+        let unreferenced = target.segments.take_unreferenced();
+        let bodies = sync_segments(&target, &shared);
+        let replies: Vec<Reply> = group
+            .into_iter()
+            .map(|request| match request {
+                Request::Sync(reply) => reply,
+                Request::Staged(stage) => stage(bodies.clone()),
+            })
+            .collect();
+        let result = bodies.and_then(|()| sync_sled(&target, &shared, &mut blobs));
         shared.syncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = &result {
             shared.failed_syncs.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = ?e, waiters = group.len(), "queue commit failed");
+            tracing::error!(error = ?e, waiters = replies.len(), "queue commit failed");
         }
-        for reply in group {
+        for reply in replies {
             reply(result.clone());
+        }
+        match result {
+            Ok(()) => target.segments.retire(unreferenced),
+            Err(_) => target.segments.restore_unreferenced(unreferenced),
         }
     }
 }
 
-fn sync_once(t: &Target, shared: &Shared, blobs: &mut BlobWatch) -> Result<(), SyncFailure> {
+fn sync_segments(t: &Target, shared: &Shared) -> Result<(), SyncFailure> {
     if shared.poisoned.load(Ordering::SeqCst) {
         return Err(SyncFailure::Poisoned);
     }
     if shared.inject_failure.load(Ordering::SeqCst) {
         return Err(SyncFailure::Io("injected commit failure".into()));
     }
+    if let Err(e) = t.segments.sync() {
+        shared.poisoned.store(true, Ordering::SeqCst);
+        return Err(SyncFailure::Io(format!("fdatasync of body segments: {e}")));
+    }
+    Ok(())
+}
+
+fn sync_sled(t: &Target, shared: &Shared, blobs: &mut BlobWatch) -> Result<(), SyncFailure> {
     // sled's flush only writes its buffers and calls sync_file_range, which
     // neither flushes the device cache nor the file size.
     t.db.flush()

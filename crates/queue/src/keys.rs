@@ -6,6 +6,7 @@
 //! |--------------------------------------|------------------------------|
 //! | `I` id                               | incoming marker (begin time) |
 //! | `B` id chunk_no(u32)                 | body chunk (<= CHUNK bytes)  |
+//! | `X` id extent_no(u32)                | body extent in a segment     |
 //! | `E` id part(u16)                     | encoded Envelope, in parts   |
 //! | `S` id                               | encoded MessageMeta          |
 //! | `D` due_time(i64, sign-flipped) id   | empty: the due index         |
@@ -16,6 +17,8 @@ use crate::types::QueueState;
 
 pub(crate) const INCOMING: u8 = b'I';
 pub(crate) const BODY: u8 = b'B';
+/// A body piece stored in a segment file (see `segments`).
+pub(crate) const EXTENT: u8 = b'X';
 pub(crate) const ENVELOPE: u8 = b'E';
 pub(crate) const STATE: u8 = b'S';
 pub(crate) const DUE: u8 = b'D';
@@ -28,10 +31,16 @@ pub(crate) fn id_key(prefix: u8, id: QueueId) -> Vec<u8> {
     k
 }
 
-pub(crate) fn body_key(id: QueueId, chunk: u32) -> Vec<u8> {
-    let mut k = id_key(BODY, id);
+/// A `B` (inline chunk) or `X` (extent) key.
+pub(crate) fn body_key(prefix: u8, id: QueueId, chunk: u32) -> Vec<u8> {
+    let mut k = id_key(prefix, id);
     k.extend_from_slice(&chunk.to_be_bytes());
     k
+}
+
+/// The chunk number of a `B` or `X` key.
+pub(crate) fn chunk_of_key(k: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(k.get(9..13)?.try_into().ok()?))
 }
 
 pub(crate) fn envelope_key(id: QueueId, part: u16) -> Vec<u8> {

@@ -6,9 +6,10 @@
 //! stable storage. sled 0.34's `flush()` is not enough for that (it ends in
 //! `sync_file_range`, which neither flushes the device cache nor file
 //! metadata), so every durable write is a sled flush followed by
-//! `fdatasync` of sled's data file. A single committer thread performs that
-//! pair once for every request waiting at the time (group commit), so
-//! concurrent commits share one disk sync.
+//! `fdatasync` of sled's data file, preceded by an fdatasync of the body
+//! segments written since. A single committer thread performs these once
+//! for every request waiting at the time (group commit), so concurrent
+//! commits share one disk sync.
 //!
 //! Queue states follow Postfix: incoming (being received, deleted by
 //! recovery if we crashed), active, deferred (next try time + reason), hold,
@@ -19,15 +20,19 @@
 //! # Layout
 //!
 //! One sled tree in the queue directory (sled's own files: `db`, the log
-//! that we fdatasync; `conf`; `snap.*`; `blobs/`). Keys, all prefixed by a
-//! kind byte; a change to several keys of a message is atomic through a
-//! write intent (module `writes`: sled's own batches cost two log writes
-//! each):
+//! that we fdatasync; `conf`; `snap.*`; `blobs/`), and `bodies/`: the
+//! append-only segment files that hold bodies bigger than one [`CHUNK`]
+//! (module `segments`). Keys, all prefixed by a kind byte; a change to
+//! several keys of a message is atomic through a write intent (module
+//! `writes`: sled's own batches cost two log writes each):
 //!
 //! - `I id` — incoming marker, present from [`QueueStore::begin_message`]
 //!   until commit.
-//! - `B id chunk` — body, in chunks of at most [`CHUNK`] bytes, written as
-//!   they arrive so a big message is never held whole in memory.
+//! - `B id chunk` — a body of at most [`CHUNK`] bytes, or the body of a
+//!   deferred or held message, in chunks of at most [`CHUNK`] bytes.
+//! - `X id n` — where the n-th piece of a bigger body is in `bodies/`
+//!   (segment, offset, length). Bodies are written as they arrive, so a big
+//!   message is never held whole in memory.
 //! - `E id part` — the bincode [`Envelope`], split into parts of at most
 //!   [`CHUNK`] bytes.
 //! - `S id` — [`types::MessageMeta`]: state, attempts, last attempt.
@@ -43,9 +48,10 @@
 //! checks `blobs/` after each flush and fsyncs any file it finds.
 //!
 //! Modules: `store` (open, recovery, operations, [`Incoming`],
-//! [`BodyReader`]), `commit` (group committer), `keys` (key layout), `codec`
-//! (the only bincode user), `id` ([`QueueId`]), `types` (serde types),
-//! `writes` (atomic multi-key changes).
+//! [`BodyReader`]), `commit` (group committer), `segments` (body files),
+//! `keys` (key layout), `codec` (the only bincode user), `id`
+//! ([`QueueId`]), `types` (serde types), `writes` (atomic multi-key
+//! changes).
 //!
 //! Differences from Postfix: one database instead of one file per message
 //! in queue directories; queue IDs are 12 hex digits counting 10 µs ticks
@@ -56,13 +62,14 @@ mod commit;
 mod error;
 mod id;
 mod keys;
+mod segments;
 mod store;
 pub mod types;
 mod writes;
 
 pub use error::QueueError;
 pub use id::{ParseQueueIdError, QueueId};
-pub use store::{BodyReader, CHUNK, Incoming, QueueStore};
+pub use store::{BodyChunk, BodyReader, CHUNK, Incoming, QueueStore};
 pub use types::{
     ClientInfo, CommitStats, Envelope, Notify, QueueState, RcptState, Recipient, RecoveryReport,
     Ret, StoredMessage, Summary,

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use sled::{IVec, Tree};
 
-use crate::commit::{Committer, Shared, SyncFailure, Target};
+use crate::commit::{Committer, Reply, Shared, SyncFailure, Target};
 use crate::error::QueueError;
 use crate::id::IdGen;
-use crate::keys::{self, BODY, DUE, ENVELOPE, INCOMING, STATE};
+use crate::keys::{self, BODY, DUE, ENVELOPE, EXTENT, INCOMING, STATE};
+use crate::segments::{Extent, Segments};
 use crate::types::{
     CommitStats, Envelope, MessageMeta, QueueState, RcptState, RecoveryReport, StoredMessage,
     Summary,
@@ -19,8 +20,13 @@ use crate::types::{
 use crate::writes::{self, Writes};
 use crate::{QueueId, codec};
 
-/// Largest value we ever store (body chunks, envelope parts).
+/// Largest value we ever store (body chunks, envelope parts). A body
+/// that fits in one chunk stays in sled; a bigger one goes to segments.
 pub const CHUNK: usize = 32 * 1024;
+
+/// Largest extent written to a segment: bodies are buffered up to this
+/// much, so a 100 KiB message is one write.
+const EXTENT_BYTES: usize = 128 * 1024;
 
 /// sled segment size. sled stores any log item larger than a quarter
 /// segment as a separate, never-fsynced blob file, and a log item can be a
@@ -36,6 +42,7 @@ pub(crate) struct Inner {
     dir: PathBuf,
     pub(crate) tree: Tree,
     committer: Committer,
+    pub(crate) segments: Arc<Segments>,
     pub(crate) ids: IdGen,
     locks: Vec<Mutex<()>>,
     /// The next intent number of `writes`.
@@ -130,6 +137,9 @@ impl QueueStore {
         fsync_path(&dir.join("conf"))?;
         data_file.sync_all().map_err(|e| io_err(&data_path, e))?;
         fsync_path(&dir.join("blobs"))?;
+        let bodies = dir.join("bodies");
+        let segments = Arc::new(Segments::open(bodies.clone()).map_err(|e| io_err(&bodies, e))?);
+        fsync_path(&bodies)?;
         fsync_path(dir)?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             fsync_path(parent)?;
@@ -142,6 +152,7 @@ impl QueueStore {
                 db,
                 data_file,
                 blob_dir: dir.join("blobs"),
+                segments: segments.clone(),
             },
             shared,
         )
@@ -150,6 +161,7 @@ impl QueueStore {
             dir: dir.to_path_buf(),
             tree,
             committer,
+            segments,
             ids: IdGen::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             intents: std::sync::atomic::AtomicU64::new(0),
@@ -224,8 +236,9 @@ impl QueueStore {
             .store(on, Ordering::SeqCst);
     }
 
-    /// Starts receiving a message. Its body is written to sled as it
-    /// arrives, in an "incoming" state that recovery deletes.
+    /// Starts receiving a message. Its body is written as it arrives (to
+    /// sled, or to a segment once it outgrows one chunk), in an "incoming"
+    /// state that recovery deletes.
     pub fn begin_message(&self) -> Result<Incoming, QueueError> {
         let id = self.inner.ids.next();
         let now = unix_now();
@@ -238,6 +251,7 @@ impl QueueStore {
             buf: Vec::new(),
             next_chunk: 0,
             size: 0,
+            far: false,
             finished: false,
         })
     }
@@ -274,8 +288,33 @@ impl QueueStore {
     /// Streams the body chunk by chunk (also an `io::Read`).
     pub fn body_reader(&self, id: QueueId) -> Result<BodyReader, QueueError> {
         let msg = self.get(id)?.ok_or(QueueError::NotFound(id))?;
+        let inner = &self.inner;
+        // Under the lock, so a body moving into sled meanwhile is seen
+        // either whole in segments or not; the reader holds a reference on
+        // its segments, so none is written over while it reads.
+        let (far, pinned) = {
+            let _g = inner.lock(id);
+            let far = inner.extents(id)?;
+            let pinned = inner
+                .segments
+                .pin(far.iter().filter_map(|(_, e)| Some(e.as_ref()?.segment)));
+            (far, pinned)
+        };
+        let source = if far.is_empty() {
+            Source::Inline(Box::new(inner.tree.scan_prefix(keys::id_key(BODY, id))))
+        } else {
+            let extents = far
+                .into_iter()
+                .map(|(k, e)| (k, e.and_then(|e| inner.segments.file(e.segment)), e))
+                .collect::<Vec<_>>();
+            Source::Far {
+                inner: inner.clone(),
+                extents: extents.into_iter(),
+                pinned,
+            }
+        };
         Ok(BodyReader {
-            iter: self.inner.tree.scan_prefix(keys::id_key(BODY, id)),
+            source,
             id,
             next_chunk: 0,
             seen: 0,
@@ -560,6 +599,9 @@ impl Inner {
             } else {
                 next
             };
+            if state != QueueState::Active {
+                self.inline_body(&mut batch, id)?;
+            }
             self.put_envelope(&mut batch, id, &env, parts)?;
             let new = MessageMeta {
                 state,
@@ -579,8 +621,59 @@ impl Inner {
     }
 
     /// Applies one atomic change (see `writes`); not yet durable.
-    fn apply(&self, w: Writes) -> Result<(), QueueError> {
-        Ok(writes::apply(&self.tree, &self.intents, w)?)
+    fn apply(&self, mut w: Writes) -> Result<(), QueueError> {
+        let released = std::mem::take(&mut w.released);
+        writes::apply(&self.tree, &self.intents, w)?;
+        self.release_segments(released);
+        Ok(())
+    }
+
+    fn release_segments(&self, segments: Vec<u64>) {
+        if self.segments.release(segments) {
+            // The freed segment is retired after the next sync: ask for
+            // one, or an idle queue would keep the file.
+            self.committer.sync_then(|_| {});
+        }
+    }
+
+    /// The `X` records of a message's body, in order (empty if the body is
+    /// in sled).
+    fn extents(&self, id: QueueId) -> Result<Vec<(IVec, Option<Extent>)>, QueueError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(keys::id_key(EXTENT, id)) {
+            let (k, v) = item?;
+            out.push((k, Extent::decode(&v)));
+        }
+        Ok(out)
+    }
+
+    /// Copies a body held in segments into sled (`B` chunks) and adds the
+    /// removal of its `X` records to `batch`: a deferred or held message
+    /// may stay for days and must not keep a segment alive. The chunks are
+    /// written at once (sled reads `X` first while both exist; recovery
+    /// drops such `B` leftovers). Caller holds the message lock.
+    fn inline_body(&self, batch: &mut Writes, id: QueueId) -> Result<(), QueueError> {
+        let far = self.extents(id)?;
+        let mut chunk = 0u32;
+        for (_, extent) in &far {
+            let data = extent
+                .and_then(|e| Some((self.segments.file(e.segment)?, e)))
+                .map(|(file, e)| Segments::read(&file, &e));
+            let Some(Ok(data)) = data else {
+                // Delivery reports the damage; leave the records as they are.
+                tracing::warn!(%id, "body extent unreadable; left in its segment");
+                return Ok(());
+            };
+            for piece in data.chunks(CHUNK) {
+                self.tree.insert(keys::body_key(BODY, id, chunk), piece)?;
+                chunk += 1;
+            }
+        }
+        for (key, extent) in far {
+            batch.remove(key);
+            batch.released.extend(extent.map(|e| e.segment));
+        }
+        Ok(())
     }
 
     fn read_meta(&self, id: QueueId) -> Result<Option<Decoded<MessageMeta>>, QueueError> {
@@ -701,6 +794,9 @@ impl Inner {
             return Ok(());
         }
         let mut batch = Writes::default();
+        if new.state != QueueState::Active {
+            self.inline_body(&mut batch, id)?;
+        }
         self.put_meta(&mut batch, id, Some(&old), &new)?;
         self.apply(batch)?;
         self.durable()
@@ -714,9 +810,12 @@ impl Inner {
         meta: Option<&MessageMeta>,
     ) -> Result<usize, QueueError> {
         let mut n = 0;
-        for prefix in [INCOMING, BODY, ENVELOPE, STATE] {
+        for prefix in [INCOMING, BODY, EXTENT, ENVELOPE, STATE] {
             for item in self.tree.scan_prefix(keys::id_key(prefix, id)) {
-                let (k, _) = item?;
+                let (k, v) = item?;
+                if prefix == EXTENT {
+                    batch.released.extend(Extent::decode(&v).map(|e| e.segment));
+                }
                 batch.remove(k);
                 n += 1;
             }
@@ -789,7 +888,28 @@ impl Inner {
         }
         self.apply(batch)?;
 
-        // 3. Committed messages.
+        // 3. Bodies whose extents point past the end of their segment (or
+        // to none) did not reach the disk: their messages go to corrupt.
+        let on_disk = self
+            .segments
+            .on_disk()
+            .map_err(|e| io_err(self.segments.dir(), e))?;
+        let mut broken = std::collections::BTreeSet::new();
+        for item in tree.scan_prefix([EXTENT]) {
+            let (k, v) = item?;
+            let covered = Extent::decode(&v).is_some_and(|e| Segments::covers(&on_disk, &e));
+            if let Some(id) = keys::id_of_key(&k).filter(|_| !covered) {
+                broken.insert(id);
+            }
+        }
+        for id in broken {
+            if tree.contains_key(keys::id_key(STATE, id))? {
+                tracing::warn!(%id, "body segment missing or short; message moved to corrupt");
+                self.write_corrupt(id)?;
+            }
+        }
+
+        // 4. Committed messages.
         let ids: Vec<QueueId> = tree
             .scan_prefix([STATE])
             .keys()
@@ -837,10 +957,10 @@ impl Inner {
             }
         }
 
-        // 4. Body or envelope records with neither a state record nor an
+        // 5. Body or envelope records with neither a state record nor an
         // incoming marker (e.g. chunks that reached disk before the marker
         // did): leftovers of an unfinished receive.
-        for prefix in [BODY, ENVELOPE] {
+        for prefix in [BODY, EXTENT, ENVELOPE] {
             let mut from = vec![prefix];
             loop {
                 let next = tree
@@ -863,20 +983,47 @@ impl Inner {
             }
         }
 
+        // 6. Pointers into each segment; segments nothing points to are
+        // deleted. `B` chunks of a body that also has extents are left
+        // from an interrupted `inline_body`: the extents are the body.
+        let mut refs = std::collections::HashMap::<u64, u64>::new();
+        let mut last = None;
+        for item in tree.scan_prefix([EXTENT]) {
+            let (k, v) = item?;
+            if let Some(e) = Extent::decode(&v) {
+                *refs.entry(e.segment).or_default() += 1;
+            }
+            let id = keys::id_of_key(&k);
+            if id != last
+                && let Some(id) = id
+            {
+                for k in tree.scan_prefix(keys::id_key(BODY, id)).keys() {
+                    tree.remove(k?)?;
+                }
+            }
+            last = id;
+        }
         self.durable()?;
+        self.segments
+            .adopt(&refs)
+            .map_err(|e| io_err(self.segments.dir(), e))?;
         Ok(report)
     }
 }
 
-/// A message being received. Body bytes go to sled as they arrive, at most
-/// [`CHUNK`] bytes are buffered here. Dropping it without `commit` or
-/// `abort` discards the message.
+/// A message being received. Body bytes are written as they arrive: the
+/// first [`CHUNK`] bytes are buffered, and a body that stays within them
+/// goes to sled at commit; a bigger one goes to a segment in extents of up
+/// to 128 KiB. Dropping it without `commit` or `abort` discards the
+/// message.
 pub struct Incoming {
     pub(crate) inner: Arc<Inner>,
     id: QueueId,
     buf: Vec<u8>,
     next_chunk: u32,
     size: u64,
+    /// The body outgrew one chunk: it goes to segments.
+    far: bool,
     pub(crate) finished: bool,
 }
 
@@ -905,18 +1052,22 @@ impl Incoming {
     pub fn append_body(&mut self, mut data: &[u8]) -> Result<(), QueueError> {
         self.size += data.len() as u64;
         while !data.is_empty() {
-            if self.buf.is_empty() && data.len() >= CHUNK {
+            if self.buf.len() == CHUNK {
+                self.far = true;
+            }
+            let limit = if self.far { EXTENT_BYTES } else { CHUNK };
+            if self.far && self.buf.is_empty() && data.len() >= limit {
                 // Write straight from the caller's buffer.
-                self.write_chunk_from(&data[..CHUNK])?;
-                data = &data[CHUNK..];
+                self.write_extent(&data[..limit])?;
+                data = &data[limit..];
                 continue;
             }
-            let take = (CHUNK - self.buf.len()).min(data.len());
+            let take = (limit - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.buf.len() == CHUNK {
+            if self.far && self.buf.len() == limit {
                 let full = std::mem::take(&mut self.buf);
-                self.write_chunk_from(&full)?;
+                self.write_extent(&full)?;
                 self.buf = full;
                 self.buf.clear();
             }
@@ -924,10 +1075,33 @@ impl Incoming {
         Ok(())
     }
 
-    fn write_chunk_from(&mut self, chunk: &[u8]) -> Result<(), QueueError> {
+    fn write_extent(&mut self, data: &[u8]) -> Result<(), QueueError> {
+        let segments = &self.inner.segments;
+        let extent = segments
+            .append(data)
+            .map_err(|e| io_err(segments.dir(), e))?;
+        let key = keys::body_key(EXTENT, self.id, self.next_chunk);
+        if let Err(e) = self.inner.tree.insert(key, &extent.encode()) {
+            segments.release([extent.segment]);
+            return Err(e.into());
+        }
+        self.next_chunk += 1;
+        Ok(())
+    }
+
+    /// Writes what is buffered: the whole body of a small message (to
+    /// sled) or the last extent of a big one.
+    fn flush_body(&mut self) -> Result<(), QueueError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let rest = std::mem::take(&mut self.buf);
+        if self.far {
+            return self.write_extent(&rest);
+        }
         self.inner
             .tree
-            .insert(keys::body_key(self.id, self.next_chunk), chunk)?;
+            .insert(keys::body_key(BODY, self.id, self.next_chunk), rest)?;
         self.next_chunk += 1;
         Ok(())
     }
@@ -937,25 +1111,21 @@ impl Incoming {
     /// with concurrent commits). Blocking: async callers use
     /// [`Incoming::commit_then`]. On error nothing of the message remains
     /// and the client gets `451 4.3.0`.
-    pub fn commit(mut self, mut envelope: Envelope) -> Result<QueueId, QueueError> {
-        self.finished = true;
-        let id = self.id;
-        let result = self.try_commit(&mut envelope);
-        if result.is_err() {
-            // If the sync failed the records may or may not be on disk; if
-            // they are and this removal is lost, the message would be
-            // delivered although the client was told 451 — a duplicate,
-            // never a loss.
-            self.discard();
-        }
-        result.map(|()| id)
+    pub fn commit(self, envelope: Envelope) -> Result<QueueId, QueueError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.commit_then(envelope, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(commit_err(SyncFailure::Closed)))
     }
 
-    /// [`Incoming::commit`] without blocking on the disk: the records are
-    /// written to sled here (in memory, short), and `done` is called once
-    /// they are on stable storage — on the group committer's thread, so it
-    /// must only hand the result on (complete a channel). On error nothing
-    /// of the message remains, as with `commit`.
+    /// [`Incoming::commit`] without blocking on the disk: the body is
+    /// written here, the commit records on the group committer's thread
+    /// once the body is on disk (see `commit`), and `done` is called there
+    /// once they are too — so it must only hand the result on (complete a
+    /// channel). On error nothing of the message remains, as with
+    /// `commit`.
     pub fn commit_then(
         mut self,
         mut envelope: Envelope,
@@ -963,31 +1133,37 @@ impl Incoming {
     ) {
         self.finished = true;
         let id = self.id;
-        if let Err(e) = self.write_commit(&mut envelope) {
+        if let Err(e) = self.flush_body() {
             self.discard();
             return done(Err(e));
         }
         let inner = self.inner.clone();
-        inner.durable_then(move |result| {
-            if result.is_err() {
-                // As in `commit`: a lost removal is a duplicate, never a loss.
+        inner.committer.sync_staged(move |bodies| -> Reply {
+            let written = bodies
+                .map_err(commit_err)
+                .and_then(|()| self.write_commit(&mut envelope));
+            if let Err(e) = written {
                 self.discard();
+                drop(self);
+                return Box::new(move |_| done(Err(e)));
             }
-            done(result.map(|()| id))
+            Box::new(move |synced| {
+                if synced.is_err() {
+                    // If the sync failed the records may or may not be on
+                    // disk; if they are and this removal is lost, the
+                    // message would be delivered although the client was
+                    // told 451 — a duplicate, never a loss.
+                    self.discard();
+                }
+                // The store goes before the waiter wakes: it may close it.
+                drop(self);
+                done(synced.map_err(commit_err).map(|()| id))
+            })
         });
-    }
-
-    fn try_commit(&mut self, envelope: &mut Envelope) -> Result<(), QueueError> {
-        self.write_commit(envelope)?;
-        self.inner.durable()
     }
 
     /// The commit's records, applied to sled (not yet durable).
     fn write_commit(&mut self, envelope: &mut Envelope) -> Result<(), QueueError> {
-        if !self.buf.is_empty() {
-            let rest = std::mem::take(&mut self.buf);
-            self.write_chunk_from(&rest)?;
-        }
         envelope.size = self.size;
         let inner = &self.inner;
         let mut batch = Writes::default();
@@ -1046,16 +1222,78 @@ impl Drop for Incoming {
     }
 }
 
+/// One piece of a body: a sled value or bytes read from a segment.
+pub struct BodyChunk(ChunkBytes);
+
+enum ChunkBytes {
+    Inline(IVec),
+    Far(Vec<u8>),
+}
+
+impl std::ops::Deref for BodyChunk {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            ChunkBytes::Inline(v) => v,
+            ChunkBytes::Far(v) => v,
+        }
+    }
+}
+
+impl AsRef<[u8]> for BodyChunk {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl BodyChunk {
+    /// The bytes as a `Vec` (no copy for a piece read from a segment).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self.0 {
+            ChunkBytes::Inline(v) => v.to_vec(),
+            ChunkBytes::Far(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for BodyChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BodyChunk({} bytes)", self.len())
+    }
+}
+
+/// Where a body is read from: sled's `B` chunks, or the `X` extents with
+/// their segment files (opened when the reader was made, so the files
+/// stay readable even if the segment is unlinked meanwhile).
+enum Source {
+    Inline(Box<sled::Iter>),
+    Far {
+        inner: Arc<Inner>,
+        extents: std::vec::IntoIter<(IVec, Option<Arc<File>>, Option<Extent>)>,
+        /// References held on the segments until the reader is dropped.
+        pinned: Vec<u64>,
+    },
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        if let Source::Far { inner, pinned, .. } = self {
+            inner.release_segments(std::mem::take(pinned));
+        }
+    }
+}
+
 /// Streams a message body in order; an iterator of chunks and an
 /// `io::Read`. Ends with an error if chunks are missing or the message
 /// vanished meanwhile.
 pub struct BodyReader {
-    iter: sled::Iter,
+    source: Source,
     id: QueueId,
     next_chunk: u32,
     seen: u64,
     expected: u64,
-    current: Option<IVec>,
+    current: Option<BodyChunk>,
     pos: usize,
 }
 
@@ -1069,33 +1307,62 @@ impl std::fmt::Debug for BodyReader {
     }
 }
 
+impl BodyReader {
+    fn corrupt(&mut self, reason: String) -> Option<Result<BodyChunk, QueueError>> {
+        self.expected = self.seen; // stop reporting twice
+        Some(Err(QueueError::Corrupt {
+            id: self.id,
+            reason,
+        }))
+    }
+
+    /// The next stored piece and its key.
+    fn next_piece(&mut self) -> Option<Result<(IVec, BodyChunk), QueueError>> {
+        match &mut self.source {
+            Source::Inline(iter) => Some(
+                iter.next()?
+                    .map(|(k, v)| (k, BodyChunk(ChunkBytes::Inline(v))))
+                    .map_err(QueueError::from),
+            ),
+            Source::Far { inner, extents, .. } => {
+                let (k, file, extent) = extents.next()?;
+                let (Some(file), Some(extent)) = (file, extent) else {
+                    return Some(Err(QueueError::Corrupt {
+                        id: self.id,
+                        reason: "body segment missing".into(),
+                    }));
+                };
+                Some(
+                    Segments::read(&file, &extent)
+                        .map(|data| (k, BodyChunk(ChunkBytes::Far(data))))
+                        .map_err(|e| io_err(inner.segments.dir(), e)),
+                )
+            }
+        }
+    }
+}
+
 impl Iterator for BodyReader {
-    type Item = Result<IVec, QueueError>;
+    type Item = Result<BodyChunk, QueueError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let corrupt = |id, reason: String| Some(Err(QueueError::Corrupt { id, reason }));
-        match self.iter.next() {
-            Some(Ok((k, v))) => {
-                let n = k
-                    .get(9..13)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map(u32::from_be_bytes);
-                if n != Some(self.next_chunk) {
-                    self.expected = self.seen; // stop reporting twice
-                    return corrupt(self.id, format!("body chunk {} missing", self.next_chunk));
+        match self.next_piece() {
+            Some(Ok((k, chunk))) => {
+                if keys::chunk_of_key(&k) != Some(self.next_chunk) {
+                    let n = self.next_chunk;
+                    return self.corrupt(format!("body chunk {n} missing"));
                 }
                 self.next_chunk += 1;
-                self.seen += v.len() as u64;
-                Some(Ok(v))
+                self.seen += chunk.len() as u64;
+                Some(Ok(chunk))
             }
-            Some(Err(e)) => Some(Err(e.into())),
+            Some(Err(e)) => {
+                self.expected = self.seen; // stop reporting twice
+                Some(Err(e))
+            }
             None if self.seen != self.expected => {
                 let (seen, expected) = (self.seen, self.expected);
-                self.expected = self.seen;
-                corrupt(
-                    self.id,
-                    format!("body has {seen} bytes, envelope says {expected}"),
-                )
+                self.corrupt(format!("body has {seen} bytes, envelope says {expected}"))
             }
             None => None,
         }

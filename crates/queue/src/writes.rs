@@ -28,6 +28,9 @@ use crate::store::CHUNK;
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
     ops: Vec<(IVec, Option<IVec>)>,
+    /// Body segments losing one pointer each (`X` records removed here):
+    /// released by the store once the change is applied.
+    pub(crate) released: Vec<u64>,
 }
 
 impl Writes {
@@ -69,6 +72,7 @@ fn apply_ops(tree: &Tree, ops: impl IntoIterator<Item = (IVec, Option<IVec>)>) -
 /// `seq` numbers the intents; callers changing the same keys must
 /// serialise (the store's per-message locks do).
 pub(crate) fn apply(tree: &Tree, seq: &AtomicU64, writes: Writes) -> sled::Result<()> {
+    debug_assert!(writes.released.is_empty(), "the store releases segments");
     if writes.ops.len() <= 1 {
         return apply_ops(tree, writes.ops);
     }

@@ -62,6 +62,14 @@ fn strace_child() {
     let id = inc.commit(envelope("traced@example.org".into())).unwrap();
     mark("POSTERN-MARK-COMMITTED\n");
     assert!(store.get(id).unwrap().is_some());
+
+    // A body big enough for a segment file.
+    let mut inc = store.begin_message().unwrap();
+    inc.append_body(&pattern(1, 100_000)).unwrap();
+    mark("POSTERN-MARK-BEFORE-BIG-COMMIT\n");
+    let id = inc.commit(envelope("big@example.org".into())).unwrap();
+    mark("POSTERN-MARK-BIG-COMMITTED\n");
+    assert_eq!(store.read_body(id).unwrap(), pattern(1, 100_000));
 }
 
 #[test]
@@ -119,6 +127,24 @@ fn commit_is_fdatasynced_before_it_returns() {
         .filter(|l| l.contains("sync_file_range(") && l.contains(&db))
         .count();
     eprintln!("during commit: {synced} fdatasync/fsync and {ranges} sync_file_range on {db}");
+
+    // A big body: its segment, the new segment's directory entry, then
+    // sled's log, all before commit returns.
+    let big = &lines[pos("POSTERN-MARK-BEFORE-BIG-COMMIT")..pos("POSTERN-MARK-BIG-COMMITTED")];
+    let bodies = format!("{}/bodies/", qdir.display());
+    let first = |what: &dyn Fn(&str) -> bool| {
+        big.iter()
+            .position(|l| (l.contains("fdatasync(") || l.contains("fsync(")) && what(l))
+            .unwrap_or_else(|| panic!("no sync in the big commit:\n{}", big.join("\n")))
+    };
+    let segment = first(&|l| l.contains(&bodies));
+    let dir = first(&|l| l.contains(&format!("{}/bodies>", qdir.display())));
+    let log = first(&|l| l.contains(&db));
+    assert!(
+        segment < log && dir < log,
+        "segment {segment} and directory {dir} synced before the log {log}:\n{}",
+        big.join("\n")
+    );
 }
 
 /// Child half of `sigkill_loses_no_committed_message`: commits forever from
