@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern_ipc::delivery::{
-    DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult,
+    DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult, SegmentBody,
 };
 use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
-use postern_ipc::{Connection, Protocol};
+use postern_ipc::{Connection, FdStream, Protocol};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::{Instance, free_port, wait_for};
@@ -184,7 +184,9 @@ async fn serve(
     decide: Arc<Decide>,
     busy: Arc<(AtomicUsize, AtomicUsize)>,
 ) {
-    let mut conn = Connection::new(stream);
+    // As the real agents do: a body in the queue's segment files comes
+    // as passed descriptors.
+    let mut conn = Connection::new(FdStream::new(stream));
     if conn.server_hello(Protocol::Delivery, IO).await.is_err() {
         return;
     }
@@ -197,6 +199,12 @@ async fn serve(
         loop {
             match conn.recv::<DeliveryMessage>().await {
                 Ok(Some(DeliveryMessage::Body { data })) => body.extend_from_slice(&data),
+                Ok(Some(DeliveryMessage::Segments { extents })) => {
+                    let mut segments = SegmentBody::take(extents, &mut conn).unwrap();
+                    while let Some(piece) = segments.next_piece().unwrap() {
+                        body.extend_from_slice(&piece);
+                    }
+                }
                 Ok(Some(DeliveryMessage::End)) => break,
                 _ => return,
             }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use postern_config::{Config, Params};
+use postern_ipc::{FdStream, TakeFds};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
@@ -165,7 +166,7 @@ impl Listener {
             }
             Listener::Unix(l) => {
                 let (s, _) = l.accept().await?;
-                Ok((Stream::Unix(s), Peer::Unix))
+                Ok((Stream::Unix(FdStream::new(s)), Peer::Unix))
             }
         }
     }
@@ -181,11 +182,21 @@ pub enum Peer {
     Unix,
 }
 
-/// A session's stream, TCP or Unix.
+/// A session's stream, TCP or Unix. A Unix stream keeps descriptors
+/// passed to it (qmgr hands delivery agents the body's segment files).
 #[derive(Debug)]
 pub enum Stream {
     Tcp(TcpStream),
-    Unix(UnixStream),
+    Unix(FdStream),
+}
+
+impl TakeFds for Stream {
+    fn take_fd(&mut self) -> Option<std::os::fd::OwnedFd> {
+        match self {
+            Stream::Tcp(_) => None,
+            Stream::Unix(s) => s.take_fd(),
+        }
+    }
 }
 
 impl AsyncRead for Stream {

@@ -214,6 +214,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         &self.stream
     }
 
+    /// The underlying stream, e.g. to take passed descriptors.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// The fed frames not yet written (for a write of their own).
+    pub(crate) fn take_out(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Gives back the (empty) output buffer, keeping its allocation.
+    pub(crate) fn restore_out(&mut self, out: Vec<u8>) {
+        debug_assert!(out.is_empty());
+        if out.capacity() <= 2 * FEED_LIMIT {
+            self.out = out;
+        }
+    }
+
+    /// Writes bytes already framed, and flushes.
+    pub(crate) async fn write_raw(&mut self, data: &[u8]) -> Result<(), IpcError> {
+        self.stream.write_all(data).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
     /// Bytes received and not yet returned as a frame.
     pub(crate) fn has_buffered_input(&self) -> bool {
         !self.buf.is_empty()

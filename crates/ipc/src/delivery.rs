@@ -7,8 +7,18 @@
 //! answers one [`DeliveryReply`] with an outcome for every recipient. A
 //! connection carries any number of requests, one after another. An agent
 //! that fails internally defers (4.3.0), it never bounces.
+//!
+//! A body that the queue keeps in segment files comes instead as one
+//! [`DeliveryMessage::Segments`] frame carrying read-only descriptors of
+//! those files, which the agent reads with [`SegmentBody`]: qmgr neither
+//! reads nor copies it.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::TakeFds;
 
 /// One frame from qmgr to an agent.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -19,7 +29,72 @@ pub enum DeliveryMessage {
         #[serde(with = "crate::bytes")]
         data: Vec<u8>,
     },
+    /// The whole body, in the files passed with this frame (see the
+    /// module docs); End follows.
+    Segments {
+        extents: Vec<SegmentExtent>,
+    },
     End,
+}
+
+/// `len` bytes at `offset` in the `file`-th descriptor passed with the
+/// frame.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentExtent {
+    pub file: u8,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// A body read from passed segment descriptors, in pieces of at most
+/// [`crate::BODY_CHUNK`] bytes (reads hit the page cache: qmgr wrote the
+/// body moments ago).
+#[derive(Debug)]
+pub struct SegmentBody {
+    files: Vec<File>,
+    extents: std::collections::VecDeque<SegmentExtent>,
+}
+
+impl SegmentBody {
+    /// Claims the descriptors announced by `extents` from `stream`.
+    pub fn take(extents: Vec<SegmentExtent>, stream: &mut impl TakeFds) -> std::io::Result<Self> {
+        let count = extents
+            .iter()
+            .map(|e| usize::from(e.file) + 1)
+            .max()
+            .unwrap_or(0);
+        let mut files = Vec::with_capacity(count);
+        for _ in 0..count {
+            let fd = stream.take_fd().ok_or_else(|| {
+                std::io::Error::other("the body's segment descriptors did not arrive")
+            })?;
+            files.push(File::from(fd));
+        }
+        Ok(SegmentBody {
+            files,
+            extents: extents.into(),
+        })
+    }
+
+    /// The next piece, or None at the end.
+    pub fn next_piece(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let Some(e) = self.extents.front_mut() else {
+            return Ok(None);
+        };
+        let n = (e.len as usize).min(crate::BODY_CHUNK);
+        let file = self
+            .files
+            .get(usize::from(e.file))
+            .ok_or_else(|| std::io::Error::other("extent names a missing descriptor"))?;
+        let mut buf = vec![0; n];
+        file.read_exact_at(&mut buf, e.offset)?;
+        e.offset += n as u64;
+        e.len -= n as u32;
+        if e.len == 0 {
+            self.extents.pop_front();
+        }
+        Ok(Some(buf))
+    }
 }
 
 /// What to deliver and where.

@@ -20,6 +20,8 @@
 //! - `connection` — [`Connection`]: buffered, cancel-safe receive, request/
 //!   reply, and the hello exchange.
 //! - `hello` — [`Protocol`], [`Hello`], [`HelloReply`].
+//! - `fds` — descriptors passed with a frame: [`FdStream`], [`TakeFds`],
+//!   [`Connection::send_with_fds`].
 //! - [`status`] — child ↔ master status socketpair messages.
 //! - [`control`] — qctl ↔ master messages.
 //! - [`qmgr`] — daemons and qctl ↔ the queue manager (enqueue, queue listing).
@@ -29,6 +31,7 @@
 mod bytes;
 mod connection;
 mod error;
+mod fds;
 mod frame;
 mod hello;
 mod idle;
@@ -42,6 +45,7 @@ pub mod tlsmgr;
 
 pub use connection::Connection;
 pub use error::IpcError;
+pub use fds::{FdStream, MAX_FDS, TakeFds};
 pub use frame::{decode, encode, read_frame, read_frame_sync, write_frame, write_frame_sync};
 pub use hello::{Hello, HelloReply, Protocol};
 pub use idle::IdleConnections;
@@ -55,4 +59,4 @@ pub const MAX_FRAME: usize = 1 << 20;
 pub const BODY_CHUNK: usize = 64 * 1024;
 
 /// Version carried in [`Hello`]; bump it on any incompatible message change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;

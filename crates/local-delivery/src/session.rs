@@ -8,9 +8,9 @@ use std::time::Duration;
 use postern_config::Params;
 use postern_daemon::{Shutdown, Stream};
 use postern_ipc::delivery::{
-    DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult,
+    DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult, SegmentBody,
 };
-use postern_ipc::{Connection, IpcError, Protocol};
+use postern_ipc::{Connection, IpcError, Protocol, TakeFds};
 use tokio::io::AsyncWriteExt;
 
 use crate::deliver::{Agent, Spooled};
@@ -91,7 +91,7 @@ async fn receive_body<S>(
     timeout: Duration,
 ) -> Result<Spooled, BodyError>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + TakeFds,
 {
     let dir = params.path("queue_directory").join("tmp-local");
     let mut file = match open_spool(&dir).await {
@@ -105,11 +105,25 @@ where
     loop {
         match conn.recv_timeout::<DeliveryMessage>(timeout).await {
             Ok(Some(DeliveryMessage::Body { data })) => {
-                if let Some(f) = file.as_mut()
-                    && failure.is_none()
-                    && let Err(e) = f.write_all(&data).await
-                {
-                    failure = Some(e);
+                spool(&mut file, &mut failure, &data).await;
+            }
+            Ok(Some(DeliveryMessage::Segments { extents })) => {
+                let mut body = match SegmentBody::take(extents, conn) {
+                    Ok(body) => body,
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                        continue;
+                    }
+                };
+                loop {
+                    match body.next_piece() {
+                        Ok(Some(data)) => spool(&mut file, &mut failure, &data).await,
+                        Ok(None) => break,
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                            break;
+                        }
+                    }
                 }
             }
             Ok(Some(DeliveryMessage::End)) => break,
@@ -173,10 +187,25 @@ fn all(req: &DeliveryRequest, dsn: &str, text: &str) -> DeliveryReply {
     }
 }
 
+/// Appends to the spool file, unless an earlier write failed.
+async fn spool(
+    file: &mut Option<tokio::fs::File>,
+    failure: &mut Option<std::io::Error>,
+    data: &[u8],
+) {
+    if let Some(f) = file.as_mut()
+        && failure.is_none()
+        && let Err(e) = f.write_all(data).await
+    {
+        *failure = Some(e);
+    }
+}
+
 fn kind(m: &DeliveryMessage) -> &'static str {
     match m {
         DeliveryMessage::Request(_) => "Request",
         DeliveryMessage::Body { .. } => "Body",
+        DeliveryMessage::Segments { .. } => "Segments",
         DeliveryMessage::End => "End",
     }
 }

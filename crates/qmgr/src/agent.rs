@@ -1,14 +1,18 @@
 //! The client side of the delivery protocol: one request to a delivery
 //! agent (smtp-client on `private/smtp`, local-delivery on `private/local`),
-//! with the body streamed from the queue in chunks. Connections are kept
-//! after a complete exchange and reused for the next request to the same
-//! agent (the agents serve requests one after another on a connection).
+//! with the body streamed from the queue in chunks, or, when the queue
+//! keeps it in segment files, handed over as read-only descriptors of
+//! those files (the agent reads it itself; the segments are kept as they
+//! are until the agent has answered). Connections are kept after a
+//! complete exchange and reused for the next request to the same agent
+//! (the agents serve requests one after another on a connection).
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use postern_ipc::delivery::{DeliveryMessage, DeliveryReply, DeliveryRequest};
+use postern_ipc::delivery::{DeliveryMessage, DeliveryReply, DeliveryRequest, SegmentExtent};
 use postern_ipc::{Connection, IdleConnections, Protocol};
 use postern_queue::{QueueId, QueueStore};
 use tokio::net::UnixStream;
@@ -112,10 +116,31 @@ async fn send_request(
         .await
         .map_err(|e| AgentError::Transport(e.to_string()))?;
 
+    let body = store
+        .body_reader(id)
+        .map_err(|e| AgentError::Queue(e.to_string()))?;
+    if let Some(segments) = body.segment_extents()
+        && segments.files.len() <= postern_ipc::MAX_FDS
+    {
+        let extents = segments
+            .extents
+            .into_iter()
+            .map(|(file, offset, len)| SegmentExtent {
+                file: file as u8,
+                offset,
+                len,
+            })
+            .collect();
+        let fds: Vec<BorrowedFd<'_>> = segments.files.iter().map(|f| f.as_fd()).collect();
+        conn.send_with_fds(&DeliveryMessage::Segments { extents }, &fds)
+            .await
+            .map_err(|e| AgentError::Transport(e.to_string()))?;
+        let reply = finish_exchange(conn).await;
+        // Only now may the segments be written over.
+        drop(body);
+        return reply;
+    }
     if size <= INLINE_BODY {
-        let body = store
-            .body_reader(id)
-            .map_err(|e| AgentError::Queue(e.to_string()))?;
         for chunk in body {
             let chunk = chunk.map_err(|e| AgentError::Queue(e.to_string()))?;
             for piece in chunk.chunks(postern_ipc::BODY_CHUNK) {
@@ -128,6 +153,7 @@ async fn send_request(
         }
         return finish_exchange(conn).await;
     }
+    drop(body);
 
     // sled reads block: a blocking task reads ahead while we write.
     let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, String>>(READ_AHEAD);

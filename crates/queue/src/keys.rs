@@ -4,7 +4,7 @@
 //!
 //! | key                                  | value                        |
 //! |--------------------------------------|------------------------------|
-//! | `I` id                               | incoming marker (begin time) |
+//! | `I` id                               | old incoming marker (removed)|
 //! | `B` id chunk_no(u32)                 | body chunk (<= CHUNK bytes)  |
 //! | `X` id extent_no(u32)                | body extent in a segment     |
 //! | `E` id part(u16)                     | encoded Envelope, in parts   |

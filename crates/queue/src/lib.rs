@@ -26,8 +26,8 @@
 //! several keys of a message is atomic through a write intent (module
 //! `writes`: sled's own batches cost two log writes each):
 //!
-//! - `I id` — incoming marker, present from [`QueueStore::begin_message`]
-//!   until commit.
+//! - `I id` — the incoming marker of earlier versions; recovery removes
+//!   it. A message is incoming while it has body records and no `S`.
 //! - `B id chunk` — a body of at most [`CHUNK`] bytes, or the body of a
 //!   deferred or held message, in chunks of at most [`CHUNK`] bytes.
 //! - `X id n` — where the n-th piece of a bigger body is in `bodies/`
@@ -36,6 +36,9 @@
 //! - `E id part` — the bincode [`Envelope`], split into parts of at most
 //!   [`CHUNK`] bytes.
 //! - `S id` — [`types::MessageMeta`]: state, attempts, last attempt.
+//!   Written by the commit after the envelope and removed first when the
+//!   message goes, so its presence is what makes a message queued (and
+//!   those two changes need no write intent).
 //! - `D time id` — due index (active first, then deferred by next try) so
 //!   [`QueueStore::due`] never scans the queue.
 //! - `W seq` — a multi-key change in progress; recovery finishes it.
@@ -69,7 +72,7 @@ mod writes;
 
 pub use error::QueueError;
 pub use id::{ParseQueueIdError, QueueId};
-pub use store::{BodyChunk, BodyReader, CHUNK, Incoming, QueueStore};
+pub use store::{BodyChunk, BodyReader, CHUNK, Incoming, QueueStore, SegmentExtents};
 pub use types::{
     ClientInfo, CommitStats, Envelope, Notify, QueueState, RcptState, Recipient, RecoveryReport,
     Ret, StoredMessage, Summary,

@@ -83,7 +83,10 @@ impl Extent {
 }
 
 struct Segment {
+    /// Opened for appending (read-only for a recovered, sealed segment).
     file: Arc<File>,
+    /// Opened read-only: for readers, and handed to delivery agents.
+    reader: Arc<File>,
     /// Extents pointing here (including ranges being written).
     refs: u64,
     sealed: bool,
@@ -102,7 +105,7 @@ struct State {
     /// Sealed and unreferenced: retired after the next sled sync.
     unreferenced: Vec<u64>,
     /// Retired files to write over, by their segment number.
-    spares: Vec<(u64, Arc<File>)>,
+    spares: Vec<(u64, Segment)>,
 }
 
 /// The segment files of one queue.
@@ -173,11 +176,12 @@ impl Segments {
             let path = self.dir.join(file_name(number));
             match refs.get(&number) {
                 Some(&n) if n > 0 => {
-                    let file = File::open(&path)?;
+                    let file = Arc::new(File::open(&path)?);
                     st.segments.insert(
                         number,
                         Segment {
-                            file: Arc::new(file),
+                            reader: file.clone(),
+                            file,
                             refs: n,
                             sealed: true,
                         },
@@ -228,15 +232,9 @@ impl Segments {
         let (number, offset) = match (active, spare) {
             (Some(active), _) => active,
             // Its old pointers are gone from disk: the number is free too.
-            (None, Some((number, file))) => {
-                st.segments.insert(
-                    number,
-                    Segment {
-                        file,
-                        refs: 0,
-                        sealed: false,
-                    },
-                );
+            (None, Some((number, mut seg))) => {
+                seg.sealed = false;
+                st.segments.insert(number, seg);
                 (number, 0)
             }
             (None, None) => {
@@ -247,12 +245,14 @@ impl Segments {
                     .write(true)
                     .create_new(true)
                     .open(&path)?;
+                let reader = File::open(&path)?;
                 st.next_number += 1;
                 st.dir_unsynced = true;
                 st.segments.insert(
                     number,
                     Segment {
                         file: Arc::new(file),
+                        reader: Arc::new(reader),
                         refs: 0,
                         sealed: false,
                     },
@@ -324,9 +324,9 @@ impl Segments {
         self.state().segments.len()
     }
 
-    /// The open file of a segment, for reading an extent.
+    /// The read-only file of a segment, for reading an extent.
     pub(crate) fn file(&self, number: u64) -> Option<Arc<File>> {
-        self.state().segments.get(&number).map(|s| s.file.clone())
+        self.state().segments.get(&number).map(|s| s.reader.clone())
     }
 
     /// Makes every completed append durable: fdatasync of each segment
@@ -373,7 +373,7 @@ impl Segments {
                 }
                 let seg = st.segments.remove(&number).expect("checked above");
                 if st.spares.len() < SPARES {
-                    st.spares.push((number, seg.file));
+                    st.spares.push((number, seg));
                     false
                 } else {
                     true

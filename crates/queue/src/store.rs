@@ -241,10 +241,6 @@ impl QueueStore {
     /// state that recovery deletes.
     pub fn begin_message(&self) -> Result<Incoming, QueueError> {
         let id = self.inner.ids.next();
-        let now = unix_now();
-        self.inner
-            .tree
-            .insert(keys::id_key(INCOMING, id), &now.to_be_bytes())?;
         Ok(Incoming {
             inner: self.inner.clone(),
             id,
@@ -442,7 +438,7 @@ impl QueueStore {
         if n == 0 {
             return Ok(false);
         }
-        inner.apply(batch)?;
+        inner.apply_in_order(batch)?;
         inner.durable()?;
         Ok(true)
     }
@@ -544,13 +540,6 @@ fn apply_outcomes(
     Ok(())
 }
 
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// A decoded record, or why it did not decode.
 type Decoded<T> = Result<T, String>;
 
@@ -590,40 +579,50 @@ impl Inner {
         let (meta, mut env, parts) = self.load(id)?;
         apply_outcomes(id, &mut env, outcomes)?;
         let mut batch = Writes::default();
-        let removed = env.all_final();
-        if removed {
+        if env.all_final() {
+            // A fully delivered message's removal need not wait for the
+            // disk: if it is lost, the message comes back at the next
+            // start and is delivered again — the repeated in-flight
+            // delivery the queue's promise allows. sled's log is ordered,
+            // so the removal can never reach the disk without the writes
+            // before it. Anything that stays queued is written durably by
+            // the caller.
             self.purge(&mut batch, id, Some(&meta))?;
-        } else {
-            let state = if meta.state == QueueState::Hold {
-                QueueState::Hold
-            } else {
-                next
-            };
-            if state != QueueState::Active {
-                self.inline_body(&mut batch, id)?;
-            }
-            self.put_envelope(&mut batch, id, &env, parts)?;
-            let new = MessageMeta {
-                state,
-                attempts: meta.attempts.saturating_add(1),
-                last_attempt_unix: Some(now_unix),
-            };
-            self.put_meta(&mut batch, id, Some(&meta), &new)?;
+            self.apply_in_order(batch)?;
+            return Ok(true);
         }
+        let state = if meta.state == QueueState::Hold {
+            QueueState::Hold
+        } else {
+            next
+        };
+        if state != QueueState::Active {
+            self.inline_body(&mut batch, id)?;
+        }
+        self.put_envelope(&mut batch, id, &env, parts)?;
+        let new = MessageMeta {
+            state,
+            attempts: meta.attempts.saturating_add(1),
+            last_attempt_unix: Some(now_unix),
+        };
+        self.put_meta(&mut batch, id, Some(&meta), &new)?;
         self.apply(batch)?;
-        // A fully delivered message's removal need not wait for the disk:
-        // if it is lost, the message comes back at the next start and is
-        // delivered again — the repeated in-flight delivery the queue's
-        // promise allows. sled's log is ordered, so the removal can never
-        // reach the disk without the writes before it. Anything that stays
-        // queued is written durably by the caller.
-        Ok(removed)
+        Ok(false)
     }
 
     /// Applies one atomic change (see `writes`); not yet durable.
     fn apply(&self, mut w: Writes) -> Result<(), QueueError> {
         let released = std::mem::take(&mut w.released);
         writes::apply(&self.tree, &self.intents, w)?;
+        self.release_segments(released);
+        Ok(())
+    }
+
+    /// Applies a commit or a removal (see `writes::apply_in_order`); not
+    /// yet durable.
+    fn apply_in_order(&self, mut w: Writes) -> Result<(), QueueError> {
+        let released = std::mem::take(&mut w.released);
+        writes::apply_in_order(&self.tree, w)?;
         self.release_segments(released);
         Ok(())
     }
@@ -758,6 +757,13 @@ impl Inner {
         old: Option<&MessageMeta>,
         new: &MessageMeta,
     ) -> Result<(), QueueError> {
+        // The state record first: `due` drops an index entry that does not
+        // match the state it reads, so the new entry must find the new
+        // state (after a crash, recovery rebuilds the index anyway).
+        batch.insert(
+            keys::id_key(STATE, id),
+            codec::encode(new).map_err(QueueError::Encode)?,
+        );
         let old_due = old.and_then(|m| keys::due_key(id, &m.state));
         let new_due = keys::due_key(id, &new.state);
         if old_due != new_due {
@@ -770,10 +776,6 @@ impl Inner {
         } else if let Some(k) = new_due {
             batch.insert(k, IVec::default());
         }
-        batch.insert(
-            keys::id_key(STATE, id),
-            codec::encode(new).map_err(QueueError::Encode)?,
-        );
         Ok(())
     }
 
@@ -802,7 +804,8 @@ impl Inner {
         self.durable()
     }
 
-    /// Adds removal of every record of `id` to `batch`; returns how many.
+    /// Adds removal of every record of `id` to `batch`, the state record
+    /// first (see `writes::apply_in_order`); returns how many.
     fn purge(
         &self,
         batch: &mut Writes,
@@ -810,7 +813,7 @@ impl Inner {
         meta: Option<&MessageMeta>,
     ) -> Result<usize, QueueError> {
         let mut n = 0;
-        for prefix in [INCOMING, BODY, EXTENT, ENVELOPE, STATE] {
+        for prefix in [STATE, BODY, EXTENT, ENVELOPE] {
             for item in self.tree.scan_prefix(keys::id_key(prefix, id)) {
                 let (k, v) = item?;
                 if prefix == EXTENT {
@@ -867,18 +870,11 @@ impl Inner {
             tracing::info!(replayed, "queue: finished interrupted writes");
         }
 
-        // 1. Messages still being received when we stopped.
-        let incoming: Vec<QueueId> = tree
-            .scan_prefix([INCOMING])
-            .keys()
-            .filter_map(|k| k.ok().and_then(|k| keys::id_of_key(&k)))
-            .collect();
-        for id in incoming {
-            self.ids.raise_floor(id);
-            let mut batch = Writes::default();
-            self.purge(&mut batch, id, None)?;
-            self.apply(batch)?;
-            report.removed_incomplete += 1;
+        // 1. Incoming markers, written by earlier versions for messages
+        // being received; those records have no state record and go in
+        // step 5 with any others.
+        for k in tree.scan_prefix([INCOMING]).keys() {
+            tree.remove(k?)?;
         }
 
         // 2. The due index is derived data: rebuild it from state records.
@@ -947,7 +943,7 @@ impl Inner {
             if env.all_final() {
                 let mut batch = Writes::default();
                 self.purge(&mut batch, id, Some(&meta))?;
-                self.apply(batch)?;
+                self.apply_in_order(batch)?;
                 report.removed_done += 1;
             } else if let Some(k) = keys::due_key(id, &meta.state) {
                 tree.insert(k, IVec::default())?;
@@ -976,7 +972,7 @@ impl Inner {
                 if !tree.contains_key(keys::id_key(STATE, id))? {
                     let mut batch = Writes::default();
                     self.purge(&mut batch, id, None)?;
-                    self.apply(batch)?;
+                    self.apply_in_order(batch)?;
                     report.removed_incomplete += 1;
                 }
                 from = keys::after_id(prefix, id);
@@ -1174,10 +1170,9 @@ impl Incoming {
             last_attempt_unix: None,
         };
         inner.put_meta(&mut batch, self.id, None, &meta)?;
-        // Dropping the marker in the same atomic batch is what turns the
+        // The state record, written after the envelope, is what turns the
         // message from incoming into queued.
-        batch.remove(keys::id_key(INCOMING, self.id));
-        inner.apply(batch)?;
+        inner.apply_in_order(batch)?;
         Ok(())
     }
 
@@ -1186,7 +1181,7 @@ impl Incoming {
         self.finished = true;
         let mut batch = Writes::default();
         self.inner.purge(&mut batch, self.id, None)?;
-        self.inner.apply(batch)?;
+        self.inner.apply_in_order(batch)?;
         Ok(())
     }
 
@@ -1201,7 +1196,7 @@ impl Incoming {
         let res = self
             .inner
             .purge(&mut batch, self.id, Some(&committed))
-            .and_then(|_| self.inner.apply(batch));
+            .and_then(|_| self.inner.apply_in_order(batch));
         if let Err(e) = res {
             // Recovery removes it at the next open; until then it is hidden.
             tracing::warn!(id = %self.id, error = %e, "could not discard message");
@@ -1263,6 +1258,15 @@ impl std::fmt::Debug for BodyChunk {
     }
 }
 
+/// A body's place in the segment files ([`BodyReader::segment_extents`]).
+#[derive(Debug)]
+pub struct SegmentExtents {
+    /// Each segment file once, opened read-only.
+    pub files: Vec<Arc<File>>,
+    /// In order: (index into `files`, offset, length).
+    pub extents: Vec<(usize, u64, u32)>,
+}
+
 /// Where a body is read from: sled's `B` chunks, or the `X` extents with
 /// their segment files (opened when the reader was made, so the files
 /// stay readable even if the segment is unlinked meanwhile).
@@ -1308,6 +1312,36 @@ impl std::fmt::Debug for BodyReader {
 }
 
 impl BodyReader {
+    /// Where the rest of a body kept in segment files is: the files (read
+    /// only, each once) and the extents as (file index, offset, length).
+    /// qmgr hands these to a delivery agent instead of reading the body.
+    /// The segments stay as they are until this reader is dropped. None
+    /// for a body in sled, or one whose segment is missing (reading it
+    /// reports that).
+    pub fn segment_extents(&self) -> Option<SegmentExtents> {
+        let Source::Far { extents, .. } = &self.source else {
+            return None;
+        };
+        let mut files: Vec<Arc<File>> = Vec::new();
+        let mut out = Vec::new();
+        for (_, file, extent) in extents.as_slice() {
+            let (file, extent) = (file.as_ref()?, extent.as_ref()?);
+            let index = match files.iter().position(|f| Arc::ptr_eq(f, file)) {
+                Some(i) => i,
+                None => {
+                    files.push(file.clone());
+                    files.len() - 1
+                }
+            };
+            out.push((index, extent.offset, extent.len));
+        }
+        let total: u64 = out.iter().map(|&(_, _, len)| u64::from(len)).sum();
+        (total == self.expected - self.seen).then_some(SegmentExtents {
+            files,
+            extents: out,
+        })
+    }
+
     fn corrupt(&mut self, reason: String) -> Option<Result<BodyChunk, QueueError>> {
         self.expected = self.seen; // stop reporting twice
         Some(Err(QueueError::Corrupt {

@@ -97,6 +97,18 @@ pub(crate) fn apply(tree: &Tree, seq: &AtomicU64, writes: Writes) -> sled::Resul
     }
 }
 
+/// Applies `writes` in order without an intent, for a change that one of
+/// its operations makes or unmakes at once: a commit that writes the
+/// message's state record after its envelope (the due index is derived
+/// from it), a removal that deletes it first. sled
+/// recovers a prefix of its log, so after a crash the state record is
+/// there only with everything written before it, and records left without
+/// one are what recovery removes as an unfinished receive.
+pub(crate) fn apply_in_order(tree: &Tree, writes: Writes) -> sled::Result<()> {
+    debug_assert!(writes.released.is_empty(), "the store releases segments");
+    apply_ops(tree, writes.ops)
+}
+
 /// At open: finishes every change a crash interrupted, in the order they
 /// were begun, and returns the next free intent number. An intent that
 /// does not decode (a damaged record) is dropped with a warning.

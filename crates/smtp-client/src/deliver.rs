@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use postern_ipc::Connection;
 use postern_ipc::delivery::{DeliveryReply, DeliveryRequest, RecipientResult};
+use postern_ipc::{Connection, TakeFds};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::body::{BodyError, BodySource};
@@ -33,7 +33,7 @@ pub async fn deliver<S>(
     conn: &mut Connection<S>,
 ) -> Result<DeliveryReply, BodyError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + TakeFds,
 {
     let mut body = BodySource::new(conn);
     let mut d = Delivery {
@@ -83,7 +83,7 @@ impl Delivery<'_> {
         body: &mut BodySource<'_, S>,
     ) -> Result<(), BodyError>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin + TakeFds,
     {
         let key = hop.to_string();
         if !s.cache_time_limit.is_zero() {
@@ -157,7 +157,7 @@ impl Delivery<'_> {
         body: &mut BodySource<'_, S>,
     ) -> Result<(), BodyError>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin + TakeFds,
     {
         let rcpts: Vec<_> = self
             .pending

@@ -55,7 +55,7 @@ pub async fn deliver<S>(
     body: &mut BodySource<'_, S>,
 ) -> Result<Report, BodyError>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + postern_ipc::TakeFds,
 {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; rcpts.len()];
     let mut handshake_done = None;
@@ -309,7 +309,7 @@ async fn transaction<S>(
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), Failed>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + postern_ipc::TakeFds,
 {
     let namaddr = sess.target.namaddr();
     if let Some(limit) = caps.size.filter(|&l| l > 0)
