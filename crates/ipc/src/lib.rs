@@ -6,7 +6,9 @@
 //! with bincode (kept inside the private `wire` module so it can be swapped).
 //! Frames larger than [`MAX_FRAME`] are refused before anything is
 //! allocated for them; mail bodies travel as a series of chunks of at most
-//! [`BODY_CHUNK`] bytes. Each connection opens with a [`Hello`] naming the
+//! [`BODY_CHUNK`] bytes, except that qmgr hands a delivery agent a body the
+//! queue keeps in segment files as read-only descriptors of those files
+//! (module `fds`, [`delivery::DeliveryMessage::Segments`]). Each connection opens with a [`Hello`] naming the
 //! [`Protocol`] and [`PROTOCOL_VERSION`], answered by a [`HelloReply`].
 //!
 //! Oversized, truncated or garbled input produces an [`IpcError`], never a

@@ -7,7 +7,8 @@
 //! DESCRIPTION
 //!   local-delivery is Postern's local(8). It serves the Delivery protocol
 //!   on its inherited socket (`private/local`): qmgr sends a request, the
-//!   message body in chunks and an end mark; local-delivery spools the
+//!   message body (in chunks, or as read-only descriptors of the queue's
+//!   segment files) and an end mark; local-delivery spools the
 //!   body to an unlinked file under `$queue_directory/tmp-local/`, delivers
 //!   to each recipient, and answers with one result per recipient:
 //!   `sent` (2.0.0, `delivered to mailbox`, `delivered to maildir`,

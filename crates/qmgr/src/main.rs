@@ -5,8 +5,11 @@
 //!   qmgr [--config PATH] [-o name=value ...]   (started by the master)
 //!
 //! DESCRIPTION
-//!   qmgr owns the mail queue: it is the only process that opens the sled
-//!   store in `$queue_directory/queue`. The master treats it as exclusive:
+//!   qmgr owns the mail queue: it is the only process that opens the
+//!   store in `$queue_directory/queue` (sled, and the append-only segment
+//!   files under `bodies/` that hold bodies over 32 KiB while they are in
+//!   flight; a deferred or held body moves into sled). The master treats
+//!   it as exclusive:
 //!   a restart stops the old qmgr before the new one opens the queue (the
 //!   new one waits for the old one's lock).
 //!
@@ -201,8 +204,9 @@
 //!   SIGTERM).
 //!
 //! FILES
-//!   $queue_directory/queue           the sled queue store (the master
+//!   $queue_directory/queue           the queue store (the master
 //!                                    creates it for mail_owner)
+//!   $queue_directory/queue/bodies    body segment files
 //!   $queue_directory/private/qmgr    this service's socket
 //!   $queue_directory/private/TRANSPORT
 //!                                    delivery agents (local, smtp, relay,

@@ -8,7 +8,9 @@
 //!   smtp-client delivers mail for qmgr to remote SMTP servers, like
 //!   Postfix's smtp(8). It serves the delivery protocol on `private/smtp`:
 //!   each request names a sender, recipients and a next hop, its message
-//!   body follows in chunks, and the answer is one outcome per recipient:
+//!   body follows in chunks (or, for a body the queue keeps in segment
+//!   files, as read-only descriptors of them, which smtp-client reads
+//!   itself), and the answer is one outcome per recipient:
 //!   sent, deferred or bounced, with an enhanced status code, the relay
 //!   (`host[ip]:port`) and Postfix's wording of what happened.
 //!
