@@ -26,6 +26,23 @@ impl Lcg {
     }
 }
 
+/// The text of message `n`: every third one is big enough (40 to 120 KiB)
+/// for the queue's segment files and the descriptor hand-off to
+/// local-delivery; the last line shows it arrived whole.
+fn text(n: usize) -> String {
+    let mut text = format!("message number {n}\r\n");
+    if n.is_multiple_of(3) {
+        let size = (40 + n % 81) * 1024;
+        let mut i = 0;
+        while text.len() < size {
+            text.push_str(&format!("{n:06} line {i:06} {}\r\n", "x".repeat(50)));
+            i += 1;
+        }
+    }
+    text.push_str(&format!("end of message {n}\r\n"));
+    text
+}
+
 /// Sends one message; `Ok(true)` only when the server said 250 to the data.
 fn send(client: &mut SmtpClient, n: usize) -> std::io::Result<bool> {
     if !client
@@ -46,7 +63,8 @@ fn send(client: &mut SmtpClient, n: usize) -> std::io::Result<bool> {
         return Ok(false);
     }
     let body = format!(
-        "Subject: load {n}\r\nMessage-ID: <load-{n}@example.net>\r\n\r\nmessage number {n}\r\n.\r\n"
+        "Subject: load {n}\r\nMessage-ID: <load-{n}@example.net>\r\n\r\n{}.\r\n",
+        text(n)
     );
     client.send_raw(body.as_bytes())?;
     Ok(client.read_reply()?.starts_with("250 2.0.0 Ok: queued as"))
@@ -160,16 +178,26 @@ relayhost = "[127.0.0.1]:9""#,
 
     let accepted = accepted.lock().unwrap().clone();
     let new_dir = mail.join("user/new");
+    // Delivered copies by message number; a copy whose body is not whole
+    // counts as missing (and is reported).
+    let broken = Mutex::new(BTreeSet::new());
     let delivered = || -> BTreeMap<usize, usize> {
         let mut seen = BTreeMap::new();
         for entry in std::fs::read_dir(&new_dir).into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            if let Some(n) = text
+            let file = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            if let Some(n) = file
                 .lines()
                 .find_map(|l| l.strip_prefix("Subject: load "))
-                .and_then(|n| n.trim().parse().ok())
+                .and_then(|n| n.trim().parse::<usize>().ok())
             {
-                *seen.entry(n).or_default() += 1;
+                if file
+                    .replace("\r\n", "\n")
+                    .contains(&text(n).replace("\r\n", "\n"))
+                {
+                    *seen.entry(n).or_default() += 1;
+                } else {
+                    broken.lock().unwrap().insert(n);
+                }
             }
         }
         seen
@@ -187,6 +215,11 @@ relayhost = "[127.0.0.1]:9""#,
         accepted.len(),
         seen.len(),
         missing.len()
+    );
+    let broken = broken.into_inner().unwrap();
+    assert!(
+        broken.is_empty(),
+        "delivered with a damaged body: {broken:?}"
     );
     assert!(
         kills.values().sum::<usize>() >= 3,
