@@ -15,7 +15,9 @@
 //!   (fdatasync of every segment written since, and of `bodies/` after a
 //!   new file) before it writes a commit record to sled and syncs sled, so
 //!   a message is never queued without its body on disk.
-//! - **Freeing:** each segment counts the extents that point into it.
+//! - **Freeing:** each segment counts the extents that point into it and
+//!   the readers using it (a `BodyReader`, whose files qmgr may hand to a
+//!   delivery agent), so no file is written over while it is read.
 //!   When the count reaches zero the segment is sealed (if it was the
 //!   active one) and retired after the next sled sync (the removal of the
 //!   last pointer is then on disk). Up to [`SPARES`] retired files are
