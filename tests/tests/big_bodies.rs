@@ -30,10 +30,39 @@ fn body() -> String {
     text
 }
 
-fn segment_files(inst: &Instance) -> usize {
-    std::fs::read_dir(inst.queue_directory().join("queue").join("bodies"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+/// Sends `body` over SMTP to `rcpts`, asserting it is queued.
+fn send(inst: &Instance, rcpts: &[&str], body: &str) {
+    let (mut c, _) = SmtpClient::connect(inst.smtp).unwrap();
+    c.expect("EHLO client.example", "250");
+    c.expect("MAIL FROM:<sender@example.org>", "250");
+    for rcpt in rcpts {
+        c.expect(&format!("RCPT TO:<{rcpt}>"), "250");
+    }
+    c.expect("DATA", "354");
+    let mut wire = body.replace("\r\n.", "\r\n..");
+    wire.push_str(".\r\n");
+    c.send_raw(wire.as_bytes()).unwrap();
+    let queued = c.read_reply().unwrap();
+    assert!(queued.starts_with("250"), "{queued}");
+    c.expect("QUIT", "221");
+}
+
+/// The text after the header: headers may gain lines on the way
+/// (Received, Message-ID...), the text must not change at all.
+fn text_of(message: &str) -> String {
+    message
+        .split_once("\r\n\r\n")
+        .map(|(_, t)| t.to_string())
+        .unwrap_or_default()
+}
+
+fn assert_same(got: &str, want: &str) {
+    assert!(
+        got == want,
+        "body differs: {} bytes, want {}",
+        got.len(),
+        want.len()
+    );
 }
 
 #[test]
@@ -52,34 +81,12 @@ fn a_big_body_is_relayed_and_delivered_byte_for_byte() {
         &[("aliases", "user: {dir}/mail/user\n"), ("mail/", "")],
     );
     let body = body();
-
-    let (mut c, _) = SmtpClient::connect(inst.smtp).unwrap();
-    c.expect("EHLO client.example", "250");
-    c.expect("MAIL FROM:<sender@example.org>", "250");
-    c.expect("RCPT TO:<far@example.net>", "250");
-    c.expect("RCPT TO:<user@localhost>", "250");
-    c.expect("DATA", "354");
-    let mut wire = body.replace("\r\n.", "\r\n..");
-    wire.push_str(".\r\n");
-    c.send_raw(wire.as_bytes()).unwrap();
-    let queued = c.read_reply().unwrap();
-    assert!(queued.starts_with("250"), "{queued}");
-    c.expect("QUIT", "221");
+    send(&inst, &["far@example.net", "user@localhost"], &body);
 
     let got = sink.wait_messages(1, LONG);
     assert_eq!(got.len(), 1, "{}", inst.log());
-    // Headers may gain lines (Received, Message-ID...); the body after
-    // the blank line must not change at all.
-    let text_of = |message: &str| message.split_once("\r\n\r\n").map(|(_, t)| t.to_string());
-    let want = text_of(&body).unwrap();
-    let relayed = text_of(&got[0].data).unwrap_or_default();
-    assert!(
-        relayed == want,
-        "relayed body differs ({} bytes, want {}): {:?}",
-        relayed.len(),
-        want.len(),
-        &got[0].data[..400]
-    );
+    let want = text_of(&body);
+    assert_same(&text_of(&got[0].data), &want);
 
     let mailbox = inst.dir.path().join("mail").join("user");
     wait_for(LONG, || {
@@ -95,7 +102,34 @@ fn a_big_body_is_relayed_and_delivered_byte_for_byte() {
     inst.wait_log_line(&["to=<far@example.net>", "status=sent"]);
     inst.wait_log_line(&["to=<user@localhost>", "status=sent"]);
     inst.wait_log_line(&["removed"]);
+}
 
-    // The segment is free again: kept as one of at most two spares.
-    assert!(segment_files(&inst) <= 2, "{}", segment_files(&inst));
+#[test]
+fn a_deferred_big_body_moves_into_sled_and_arrives_whole_later() {
+    let sink = Sink::start(Ipv4Addr::LOCALHOST, 0);
+    sink.set_rcpt_reply("451 4.3.0 try again later");
+    let inst = Instance::start_at(
+        Ipv4Addr::new(127, 0, 0, 172),
+        &format!(
+            "mydestination = \"localhost\"\n\
+             mynetworks = \"127.0.0.0/8\"\n\
+             relayhost = \"[127.0.0.1]:{}\"\n\
+             minimal_backoff_time = \"1s\"\n\
+             maximal_backoff_time = \"2s\"\n\
+             queue_run_delay = \"1s\"",
+            sink.addr.port()
+        ),
+        &[],
+    );
+    let body = body();
+    send(&inst, &["far@example.net"], &body);
+    let line = inst.wait_log_line(&["to=<far@example.net>", "status=deferred"]);
+    assert!(line.contains("try again later"), "{line}");
+    // Deferred, the body was copied into sled: the retry reads it there.
+
+    sink.set_rcpt_reply("250 2.1.5 Ok");
+    let got = sink.wait_messages(1, LONG);
+    assert_eq!(got.len(), 1, "{}", inst.log());
+    assert_same(&text_of(&got[0].data), &text_of(&body));
+    inst.wait_log_line(&["to=<far@example.net>", "status=sent"]);
 }
