@@ -69,12 +69,6 @@ impl TakeFds for UnixStream {
     }
 }
 
-impl TakeFds for tokio::io::DuplexStream {
-    fn take_fd(&mut self) -> Option<OwnedFd> {
-        None
-    }
-}
-
 impl<S: TakeFds + AsyncRead + AsyncWrite + Unpin> TakeFds for Connection<S> {
     fn take_fd(&mut self) -> Option<OwnedFd> {
         self.get_mut().take_fd()

@@ -153,19 +153,10 @@ async fn send_request(
         }
         return finish_exchange(conn).await;
     }
-    drop(body);
 
     // sled reads block: a blocking task reads ahead while we write.
     let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, String>>(READ_AHEAD);
-    let store = store.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        let body = match store.body_reader(id) {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e.to_string()));
-                return;
-            }
-        };
         for chunk in body {
             let item = chunk.map(|c| c.into_vec()).map_err(|e| e.to_string());
             let failed = item.is_err();

@@ -72,14 +72,9 @@ pub(crate) type Reply = Box<dyn FnOnce(Result<(), SyncFailure>) + Send>;
 /// in memory) and returns the reply for the sled sync.
 pub(crate) type Stage = Box<dyn FnOnce(Result<(), SyncFailure>) -> Reply + Send>;
 
-enum Request {
-    Sync(Reply),
-    Staged(Stage),
-}
-
 #[derive(Debug)]
 pub(crate) struct Committer {
-    tx: Option<mpsc::Sender<Request>>,
+    tx: Option<mpsc::Sender<Stage>>,
     thread: Option<JoinHandle<()>>,
     pub(crate) shared: Arc<Shared>,
 }
@@ -99,7 +94,7 @@ pub(crate) struct Target {
 
 impl Committer {
     pub(crate) fn start(target: Target, shared: Arc<Shared>) -> std::io::Result<Committer> {
-        let (tx, rx) = mpsc::channel::<Request>();
+        let (tx, rx) = mpsc::channel::<Stage>();
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("queue-commit".into())
@@ -127,7 +122,9 @@ impl Committer {
     /// async caller completes a channel in `done` instead of parking a
     /// thread on [`Committer::sync`].
     pub(crate) fn sync_then(&self, done: impl FnOnce(Result<(), SyncFailure>) + Send + 'static) {
-        self.send(Request::Sync(Box::new(done)));
+        // Nothing to write: the reply sees the segment sync's outcome in
+        // the round's result anyway.
+        self.sync_staged(move |_| Box::new(done));
     }
 
     /// Runs `stage` on the committer thread once the body segments are
@@ -137,22 +134,16 @@ impl Committer {
         &self,
         stage: impl FnOnce(Result<(), SyncFailure>) -> Reply + Send + 'static,
     ) {
-        self.send(Request::Staged(Box::new(stage)));
-    }
-
-    fn send(&self, request: Request) {
         self.shared.requests.fetch_add(1, Ordering::Relaxed);
-        let request = match &self.tx {
-            Some(tx) => match tx.send(request) {
+        let stage: Stage = Box::new(stage);
+        let stage = match &self.tx {
+            Some(tx) => match tx.send(stage) {
                 Ok(()) => return,
-                Err(mpsc::SendError(r)) => r,
+                Err(mpsc::SendError(stage)) => stage,
             },
-            None => request,
+            None => stage,
         };
-        match request {
-            Request::Sync(reply) => reply(Err(SyncFailure::Closed)),
-            Request::Staged(stage) => stage(Err(SyncFailure::Closed))(Err(SyncFailure::Closed)),
-        }
+        stage(Err(SyncFailure::Closed))(Err(SyncFailure::Closed));
     }
 }
 
@@ -171,7 +162,7 @@ impl Drop for Committer {
     }
 }
 
-fn run(target: Target, rx: mpsc::Receiver<Request>, shared: Arc<Shared>) {
+fn run(target: Target, rx: mpsc::Receiver<Stage>, shared: Arc<Shared>) {
     let mut blobs = BlobWatch::default();
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
@@ -186,10 +177,7 @@ fn run(target: Target, rx: mpsc::Receiver<Request>, shared: Arc<Shared>) {
         let bodies = sync_segments(&target, &shared);
         let replies: Vec<Reply> = group
             .into_iter()
-            .map(|request| match request {
-                Request::Sync(reply) => reply,
-                Request::Staged(stage) => stage(bodies.clone()),
-            })
+            .map(|stage| stage(bodies.clone()))
             .collect();
         let result = bodies.and_then(|()| sync_sled(&target, &shared, &mut blobs));
         shared.syncs.fetch_add(1, Ordering::Relaxed);

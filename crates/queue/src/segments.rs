@@ -167,11 +167,15 @@ impl Segments {
         Ok(out)
     }
 
-    /// Recovery's count of pointers per segment: opens the referenced
-    /// segments (all sealed: appends go to a new one) and deletes the
-    /// files nothing points to.
-    pub(crate) fn adopt(&self, refs: &HashMap<u64, u64>) -> io::Result<()> {
-        let on_disk = self.on_disk()?;
+    /// Recovery's count of pointers per segment, with the files
+    /// [`Segments::on_disk`] found: opens the referenced segments (all
+    /// sealed: appends go to a new one) and deletes the files nothing
+    /// points to.
+    pub(crate) fn adopt(
+        &self,
+        on_disk: &HashMap<u64, u64>,
+        refs: &HashMap<u64, u64>,
+    ) -> io::Result<()> {
         let mut st = self.state();
         st.next_number = on_disk.keys().max().map_or(0, |n| n + 1);
         for &number in on_disk.keys() {

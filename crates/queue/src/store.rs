@@ -611,18 +611,25 @@ impl Inner {
     }
 
     /// Applies one atomic change (see `writes`); not yet durable.
-    fn apply(&self, mut w: Writes) -> Result<(), QueueError> {
-        let released = std::mem::take(&mut w.released);
-        writes::apply(&self.tree, &self.intents, w)?;
-        self.release_segments(released);
-        Ok(())
+    fn apply(&self, w: Writes) -> Result<(), QueueError> {
+        self.apply_with(w, |tree, w| writes::apply(tree, &self.intents, w))
     }
 
     /// Applies a commit or a removal (see `writes::apply_in_order`); not
     /// yet durable.
-    fn apply_in_order(&self, mut w: Writes) -> Result<(), QueueError> {
+    fn apply_in_order(&self, w: Writes) -> Result<(), QueueError> {
+        self.apply_with(w, writes::apply_in_order)
+    }
+
+    /// Writes with `write`, then releases the segments the change stopped
+    /// pointing into.
+    fn apply_with(
+        &self,
+        mut w: Writes,
+        write: impl FnOnce(&Tree, Writes) -> sled::Result<()>,
+    ) -> Result<(), QueueError> {
         let released = std::mem::take(&mut w.released);
-        writes::apply_in_order(&self.tree, w)?;
+        write(&self.tree, w)?;
         self.release_segments(released);
         Ok(())
     }
@@ -1001,7 +1008,7 @@ impl Inner {
         }
         self.durable()?;
         self.segments
-            .adopt(&refs)
+            .adopt(&on_disk, &refs)
             .map_err(|e| io_err(self.segments.dir(), e))?;
         Ok(report)
     }
