@@ -137,6 +137,9 @@ impl Instance {
             ("service_throttle_time", "\"2s\"".to_string()),
             ("drain_timeout", "\"5s\"".to_string()),
             ("heartbeat_timeout", "\"5s\"".to_string()),
+            // The instance's own (empty) aliases file: a fresh machine has
+            // no /etc/aliases, and a missing table defers every recipient.
+            ("alias_maps", "\"hash:aliases\"".to_string()),
         ];
         let set_by_test = |name: &str| {
             main_extra
@@ -258,6 +261,7 @@ command = "tlsmgr"
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = dir.path().join("master.toml");
         std::fs::write(&config, config_text).unwrap();
+        std::fs::write(dir.path().join("aliases"), "").unwrap();
         Instance {
             dir,
             config,

@@ -79,6 +79,8 @@ mynetworks = "127.0.0.0/8"
 relay_domains = "example.local"
 smtpd_relay_restrictions = "permit_mynetworks, reject_unauth_destination"
 queue_directory = "/nonexistent"
+# Not the host's /etc/aliases: a fresh machine has none.
+alias_maps = "inline:{ postmaster=root }"
 # Most tests send everything at once; sync_* tests turn this back on.
 smtpd_forbid_unauth_pipelining = "no"
 "#;
