@@ -100,6 +100,52 @@ fn a_killed_process_is_restarted_and_the_exit_is_reported() {
 }
 
 #[test]
+fn smtpd_killed_five_times_in_ten_seconds_keeps_answering_and_is_never_throttled() {
+    // Postfix throttles only a command whose new processes fail before
+    // they serve; a process killed after it was ready is replaced at once.
+    let inst = Instance::start("", "");
+    let mut killed = Vec::new();
+    for round in 0..5 {
+        let began = std::time::Instant::now();
+        assert!(
+            wait_for(Duration::from_secs(2), || {
+                let s = inst.service_status("smtp");
+                s.and_then(|s| s["processes"].as_array().cloned())
+                    .is_some_and(|ps| ps.len() == 2 && ps.iter().all(|p| p["ready"] == true))
+            }),
+            "round {round}: smtpd processes not ready\n{}",
+            inst.log()
+        );
+        let victims = inst.pids("smtp");
+        for pid in &victims {
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+        }
+        killed.extend(victims);
+        let killed_at = std::time::Instant::now();
+        let greeting = smtp_greeting(inst.smtp).unwrap();
+        let took = killed_at.elapsed();
+        assert!(greeting.starts_with("220 "), "round {round}: {greeting}");
+        assert!(
+            took < Duration::from_secs(2),
+            "round {round}: the greeting took {took:?}\n{}",
+            inst.log()
+        );
+        std::thread::sleep(Duration::from_secs(2).saturating_sub(began.elapsed()));
+    }
+    let s = inst.service_status("smtp").unwrap();
+    assert!(s["throttled_until_unix"].is_null(), "{s}");
+    assert_eq!(s["restarts"], 10, "{s}");
+    let log = inst.log();
+    assert!(!log.contains("throttling"), "{log}");
+    for pid in killed {
+        assert!(
+            log.contains(&format!("smtpd pid {pid} killed by signal 9")),
+            "{log}"
+        );
+    }
+}
+
+#[test]
 fn a_service_that_cannot_start_is_throttled() {
     // A command that exits at once, found through a per-service override.
     let inst0 = tempfile::tempdir().unwrap();

@@ -15,11 +15,13 @@
 //!   clients of a restarting service wait in the kernel backlog instead of
 //!   being refused.
 //!
-//!   A process that dies is restarted with a growing delay. A service whose
-//!   processes die before they become ready, or keep dying, is throttled
-//!   for `$service_throttle_time`, logged as Postfix does ("bad command
-//!   startup -- throttling"). A process that stops sending heartbeats for
-//!   `$heartbeat_timeout` is killed and replaced.
+//!   A process that dies after it became ready (it served) is replaced at
+//!   once, however often that happens. A process that dies before it
+//!   becomes ready means the command cannot start: its service is
+//!   throttled for `$service_throttle_time`, logged as Postfix does ("bad
+//!   command startup -- throttling"). A process that stops sending
+//!   heartbeats for `$heartbeat_timeout`, or does not become ready within
+//!   it, is killed (and in the second case its service throttled).
 //!
 //!   The master answers `qctl` on `$queue_directory/private/master`:
 //!   status, graceful restart of one service (the replacement starts and

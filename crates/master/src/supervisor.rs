@@ -33,11 +33,6 @@ use crate::spawn::{self, SpawnRequest};
 
 const TICK: Duration = Duration::from_millis(100);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// A process up this long has proven it can run: its crash streak resets.
-const STABLE_UPTIME: Duration = Duration::from_secs(30);
-/// After this many quick deaths in a row a service is throttled.
-const CRASH_STREAK_LIMIT: u32 = 5;
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long `qctl restart` waits beyond the drain for the replacement.
 const RESTART_GRACE: Duration = Duration::from_secs(30);
 
@@ -65,8 +60,9 @@ pub enum Event {
 #[derive(Debug)]
 struct Process {
     generation: u64,
-    started: Instant,
     started_unix: i64,
+    /// Reported itself available: from then on it has served, and its
+    /// death says nothing about whether the command can start.
     ready: bool,
     sessions: u32,
     draining: bool,
@@ -96,8 +92,6 @@ struct ServiceState {
     generation: u64,
     restarts: u32,
     last_exit: Option<String>,
-    crash_streak: u32,
-    next_spawn: Instant,
     throttled_until: Option<(Instant, i64)>,
     /// Reported by its processes: only one may run at a time.
     exclusive: bool,
@@ -267,8 +261,6 @@ impl Supervisor {
             generation: 0,
             restarts: 0,
             last_exit: None,
-            crash_streak: 0,
-            next_spawn: now,
             throttled_until: None,
             exclusive: false,
             removed: false,
@@ -339,26 +331,17 @@ impl Supervisor {
                 tracing::warn!("process {} pid {pid} {how}", state.program.display());
             }
         } else {
-            // An exit nobody asked for.
-            let now = Instant::now();
+            // An exit nobody asked for. As Postfix's master does, only a
+            // process that dies before it served (here: before it was
+            // ready) says the command is broken; one that served is
+            // replaced by the next reconcile pass however often it dies.
             state.restarts += 1;
             state.last_exit = Some(how.clone());
             if !clean {
                 tracing::warn!("process {} pid {pid} {how}", state.program.display());
             }
-            if now.duration_since(proc.started) >= STABLE_UPTIME {
-                state.crash_streak = 0;
-            }
-            if !clean || !proc.ready {
-                state.crash_streak += 1;
-            }
-            if !proc.ready || state.crash_streak >= CRASH_STREAK_LIMIT {
-                throttle(state, now);
-            } else if state.crash_streak > 0 {
-                let backoff = Duration::from_millis(100) * 2u32.pow(state.crash_streak.min(10) - 1);
-                state.next_spawn = now + backoff.min(MAX_BACKOFF);
-            } else {
-                state.next_spawn = now;
+            if !proc.ready && state.throttled_until.is_none() {
+                throttle(state, Instant::now());
             }
         }
         if state.removed && state.procs.is_empty() {
@@ -425,7 +408,6 @@ impl Supervisor {
             && now >= until
         {
             state.throttled_until = None;
-            state.crash_streak = 0;
         }
 
         // A graceful restart completes when the new generation is ready.
@@ -481,7 +463,7 @@ impl Supervisor {
             state.next_wakeup = Some(now + every);
         }
 
-        if stopping || state.removed || state.throttled_until.is_some() || now < state.next_spawn {
+        if stopping || state.removed || state.throttled_until.is_some() {
             return;
         }
         // An exclusive service never runs two generations at once.
@@ -526,7 +508,6 @@ impl Supervisor {
             pid,
             Process {
                 generation: state.generation,
-                started: now,
                 started_unix: unix_now(),
                 ready: false,
                 sessions: 0,
@@ -598,8 +579,6 @@ impl Supervisor {
         state.restarts += 1;
         // A throttled service gets a fresh chance on an explicit restart.
         state.throttled_until = None;
-        state.crash_streak = 0;
-        state.next_spawn = now;
         if state.exclusive {
             retire_old(state, now);
         }
@@ -726,7 +705,6 @@ impl Supervisor {
             state.def = def;
             state.params = params;
             state.generation += 1;
-            state.next_spawn = now;
             state.throttled_until = None;
             if state.exclusive {
                 retire_old(state, now);
