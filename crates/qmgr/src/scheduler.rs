@@ -219,14 +219,12 @@ impl Qmgr {
         }
     }
 
-    /// After a failed durable write: if the failure was an fdatasync, the
-    /// kernel may have dropped dirty pages and every later commit fails
-    /// ("reopen the queue"), so ask the main loop to exit and let the
-    /// master restart qmgr, whose recovery sees what really is on disk.
+    /// After a failed durable write: if durability is lost (an fdatasync
+    /// failed), every later commit fails too, so ask the main loop to exit
+    /// and let the master restart qmgr, whose recovery sees what really is
+    /// on disk.
     pub fn check_store(&self, e: &QueueError) {
-        if let QueueError::Commit(text) = e
-            && text.contains("fdatasync")
-        {
+        if let QueueError::DurabilityLost(text) = e {
             tracing::error!("queue store cannot guarantee durability any more: {text}");
             self.stopping.store(true, Ordering::Relaxed);
             self.broken.notify_one();

@@ -31,8 +31,10 @@ use crate::types::CommitStats;
 /// Why a durable write failed; Clone because one failure answers a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SyncFailure {
-    /// The sled flush, the fdatasync, or a blob fsync failed.
+    /// The sled flush or a blob fsync failed; a later sync may succeed.
     Io(String),
+    /// This fdatasync failed, which poisons the store (see `Poisoned`).
+    Fdatasync(String),
     /// An earlier fdatasync failed; after that the kernel may have dropped
     /// dirty pages (fsyncgate), so nothing can be promised until reopen.
     Poisoned,
@@ -204,7 +206,9 @@ fn sync_segments(t: &Target, shared: &Shared) -> Result<(), SyncFailure> {
     }
     if let Err(e) = t.segments.sync() {
         shared.poisoned.store(true, Ordering::SeqCst);
-        return Err(SyncFailure::Io(format!("fdatasync of body segments: {e}")));
+        return Err(SyncFailure::Fdatasync(format!(
+            "fdatasync of body segments: {e}"
+        )));
     }
     Ok(())
 }
@@ -219,7 +223,9 @@ fn sync_sled(t: &Target, shared: &Shared, blobs: &mut BlobWatch) -> Result<(), S
     }
     if let Err(e) = t.data_file.sync_data() {
         shared.poisoned.store(true, Ordering::SeqCst);
-        return Err(SyncFailure::Io(format!("fdatasync of sled data file: {e}")));
+        return Err(SyncFailure::Fdatasync(format!(
+            "fdatasync of sled data file: {e}"
+        )));
     }
     Ok(())
 }

@@ -20,11 +20,16 @@ pub enum QueueError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// flush/fdatasync failed (disk full, I/O error) or the store is
-    /// poisoned by an earlier fdatasync failure; the write may not be on
-    /// stable storage.
+    /// The write was not made durable (sled flush or blob fsync failed,
+    /// the store is closing); the store itself is still sound, so a later
+    /// write may succeed.
     #[error("queue write not durable: {0}")]
     Commit(String),
+    /// An fdatasync failed, now or earlier: the kernel may have dropped
+    /// dirty pages, so no later write can be trusted until the queue is
+    /// reopened (qmgr exits and the master restarts it).
+    #[error("queue durability lost: {0}")]
+    DurabilityLost(String),
     #[error("no message {0} in the queue")]
     NotFound(QueueId),
     /// A stored record did not decode; the message was moved to the corrupt

@@ -87,13 +87,14 @@ fn io_err(path: &Path, source: std::io::Error) -> QueueError {
 }
 
 fn commit_err(f: SyncFailure) -> QueueError {
-    QueueError::Commit(match f {
-        SyncFailure::Io(s) => s,
-        SyncFailure::Poisoned => {
-            "an earlier fdatasync failed; reopen the queue (restart qmgr)".into()
-        }
-        SyncFailure::Closed => "queue is shutting down".into(),
-    })
+    match f {
+        SyncFailure::Io(s) => QueueError::Commit(s),
+        SyncFailure::Fdatasync(s) => QueueError::DurabilityLost(s),
+        SyncFailure::Poisoned => QueueError::DurabilityLost(
+            "an earlier fdatasync failed; reopen the queue (restart qmgr)".into(),
+        ),
+        SyncFailure::Closed => QueueError::Commit("queue is shutting down".into()),
+    }
 }
 
 fn fsync_path(path: &Path) -> Result<(), QueueError> {
