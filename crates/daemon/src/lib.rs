@@ -15,8 +15,10 @@
 //!   (which fd is the status socket, which are the listeners, the environment).
 //! - [`privs`]: dropping root to `mail_owner`.
 //! - [`log`]: tracing set up to write `postern/smtpd[pid]: text` lines.
-//! - [`server`]: [`run`], the [`Context`] handed to a daemon, the accept
-//!   loop for many sessions per process and the drain on shutdown.
+//! - [`server`]: [`run`], the [`Context`] handed to a daemon, the one
+//!   accept loop for many sessions per process ([`serve_sessions`], or
+//!   [`accept_sessions`] for a daemon with work of its own) and the drain
+//!   on shutdown.
 //! - [`status`]: readiness, heartbeats and wakeups over the status socket.
 //!
 //! # Differences from Postfix
@@ -27,11 +29,12 @@
 
 pub mod args;
 pub mod inherit;
-pub mod ipc_service;
 pub mod log;
 pub mod privs;
 pub mod server;
 pub mod status;
 
 pub use args::CommonArgs;
-pub use server::{Context, Listener, Peer, Shutdown, Stream, run, serve_sessions};
+pub use server::{
+    Context, Listener, Peer, Sessions, Shutdown, Stream, accept_sessions, run, serve_sessions,
+};

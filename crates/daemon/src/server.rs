@@ -79,22 +79,10 @@ impl Context {
         self.health.exclusive.store(true, Ordering::Relaxed);
     }
 
-    /// Counts a session for heartbeats and the drain until the guard drops.
-    pub fn session(&self) -> SessionGuard {
-        self.health.sessions.fetch_add(1, Ordering::Relaxed);
-        SessionGuard {
-            health: self.health.clone(),
-        }
-    }
-
     /// Waits for the master's next wakeup (master(5) `wakeup`); `None`
     /// when the master is gone.
     pub async fn wakeup(&mut self) -> Option<()> {
         self.wakeups.recv().await
-    }
-
-    fn sessions(&self) -> u32 {
-        self.health.sessions.load(Ordering::Relaxed)
     }
 }
 
@@ -368,13 +356,36 @@ fn raise_descriptor_limit() {
 /// Accepts sessions on every listener and runs `handler` for each, at most
 /// `max_sessions` at once (further clients wait in the kernel backlog).
 /// On shutdown it stops accepting, lets running sessions finish for up to
-/// `drain_timeout`, and returns.
+/// `drain_timeout`, and returns. A daemon that has more to do than serve
+/// sessions (qmgr's scheduling) uses [`accept_sessions`] instead.
 pub async fn serve_sessions<H, Fut>(
     ctx: &mut Context,
     max_sessions: usize,
     drain_timeout: Duration,
     handler: H,
 ) where
+    H: Fn(Stream, Peer, Shutdown) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let sessions = accept_sessions(ctx, max_sessions, handler);
+    ctx.ready();
+    ctx.shutdown.clone().triggered().await;
+    sessions.drain(drain_timeout).await;
+}
+
+/// The accept loops [`accept_sessions`] started, until [`Sessions::drain`].
+#[derive(Debug)]
+pub struct Sessions {
+    accept_loops: tokio::task::JoinSet<()>,
+    health: Arc<Health>,
+}
+
+/// The multi-server accept loop: takes the context's listeners and runs
+/// `handler` for each accepted session, at most `max_sessions` at once,
+/// until shutdown. Each session counts for heartbeats and the drain. The
+/// caller tells the master it is ready ([`Context::ready`]) when it is.
+pub fn accept_sessions<H, Fut>(ctx: &mut Context, max_sessions: usize, handler: H) -> Sessions
+where
     H: Fn(Stream, Peer, Shutdown) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
@@ -418,21 +429,32 @@ pub async fn serve_sessions<H, Fut>(
             }
         });
     }
-    ctx.ready();
-    let mut shutdown = ctx.shutdown.clone();
-    shutdown.triggered().await;
-    // Dropping our copies of the listeners; the master and any replacement
-    // process keep theirs open, so no client is refused.
-    while accept_loops.join_next().await.is_some() {}
-    let deadline = tokio::time::Instant::now() + drain_timeout;
-    while ctx.sessions() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    Sessions {
+        accept_loops,
+        health: ctx.health.clone(),
     }
-    if ctx.sessions() > 0 {
-        tracing::warn!(
-            "drain_timeout: ending {} session(s) still open after {:?}",
-            ctx.sessions(),
-            drain_timeout
-        );
+}
+
+impl Sessions {
+    /// After shutdown has begun: waits for the accept loops to stop, then
+    /// for open sessions for up to `drain_timeout`. Returns what is left
+    /// of it, for the daemon's own winding down.
+    pub async fn drain(mut self, drain_timeout: Duration) -> Duration {
+        // Dropping our copies of the listeners; the master and any
+        // replacement process keep theirs open, so no client is refused.
+        while self.accept_loops.join_next().await.is_some() {}
+        let deadline = tokio::time::Instant::now() + drain_timeout;
+        let open = || self.health.sessions.load(Ordering::Relaxed);
+        while open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if open() > 0 {
+            tracing::warn!(
+                "drain_timeout: ending {} session(s) still open after {:?}",
+                open(),
+                drain_timeout
+            );
+        }
+        deadline.saturating_duration_since(tokio::time::Instant::now())
     }
 }

@@ -231,7 +231,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use postern_daemon::Context;
 use postern_queue::QueueStore;
-use tokio::sync::{Semaphore, mpsc};
 
 use crate::scheduler::Qmgr;
 
@@ -276,42 +275,12 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     // Recovery: whatever was committed before is due again.
     q.scan().await;
 
-    // Our own accept loop rather than serve_sessions, so the loop below
-    // can use the context both for the master's wakeups and for counting
-    // sessions: accepted connections come to it through a channel.
-    let permits = Arc::new(Semaphore::new(MAX_SESSIONS));
-    let (accepted_tx, mut accepted_rx) = mpsc::channel(64);
-    let mut accepting = tokio::task::JoinSet::new();
-    for listener in std::mem::take(&mut ctx.listeners) {
-        let permits = permits.clone();
-        let accepted_tx = accepted_tx.clone();
-        let mut shutdown = ctx.shutdown.clone();
-        accepting.spawn(async move {
-            loop {
-                let permit = tokio::select! {
-                    _ = shutdown.triggered() => return,
-                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                };
-                let accepted = tokio::select! {
-                    _ = shutdown.triggered() => return,
-                    a = listener.accept() => a,
-                };
-                match accepted {
-                    Ok((stream, _peer)) => {
-                        if accepted_tx.send((stream, permit)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!("accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
-    }
-    drop(accepted_tx);
+    let sessions = {
+        let q = q.clone();
+        postern_daemon::accept_sessions(&mut ctx, MAX_SESSIONS, move |stream, _peer, shutdown| {
+            service::session(q.clone(), stream, shutdown)
+        })
+    };
     ctx.ready();
 
     let mut shutdown = ctx.shutdown.clone();
@@ -325,17 +294,6 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = shutdown.triggered() => break,
-            Some((stream, permit)) = accepted_rx.recv() => {
-                let guard = ctx.session();
-                let q = q.clone();
-                let shutdown = ctx.shutdown.clone();
-                tokio::spawn(async move {
-                    service::session(q, stream, shutdown).await;
-                    drop(guard);
-                    drop(permit);
-                });
-                continue;
-            }
             w = ctx.wakeup(), if master_wakeups => {
                 if w.is_none() {
                     master_wakeups = false;
@@ -356,13 +314,7 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     // Stop accepting; let open connections (a message being received) and
     // running delivery attempts finish within drain_timeout. Whatever is
     // cut stays queued, and the next qmgr repeats it.
-    while accepting.join_next().await.is_some() {}
-    let drain = q.params().time("drain_timeout");
-    let deadline = tokio::time::Instant::now() + drain;
-    while permits.available_permits() < MAX_SESSIONS && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    q.stop(deadline.saturating_duration_since(tokio::time::Instant::now()))
-        .await;
+    let left = sessions.drain(q.params().time("drain_timeout")).await;
+    q.stop(left).await;
     Ok(())
 }
