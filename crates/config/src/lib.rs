@@ -90,29 +90,26 @@ impl<T> Default for PerConfig<T> {
 
 impl<T: Clone> PerConfig<T> {
     /// The value for `config`, built by `build` if `config` is not the
-    /// one the value was built from.
-    pub fn get(&self, config: &std::sync::Arc<Config>, build: impl FnOnce(&Config) -> T) -> T {
-        self.get_retrying(config, |_| None, build)
-    }
-
-    /// [`PerConfig::get`], also rebuilding a value for which `retry_after`
-    /// gives a time that has passed since it was built: a value that
-    /// failed for want of a file (a table not there yet) is tried again,
-    /// where Postfix's daemon would exit and be restarted by its master.
-    pub fn get_retrying(
+    /// one the value was built from. `build` gets the value of the
+    /// previous configuration, to keep what a broken new one cannot give
+    /// (smtpd keeps its certificates). A value for which `broken` holds
+    /// (it failed for want of a file, a table not there yet) is built
+    /// again once RETRY_BROKEN_CONFIG has passed, where Postfix's daemon
+    /// would exit and be restarted by its master.
+    pub fn get(
         &self,
         config: &std::sync::Arc<Config>,
-        retry_after: impl FnOnce(&T) -> Option<std::time::Duration>,
-        build: impl FnOnce(&Config) -> T,
+        broken: impl FnOnce(&T) -> bool,
+        build: impl FnOnce(&Config, Option<&T>) -> T,
     ) -> T {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = current.as_ref()
             && std::sync::Arc::ptr_eq(&b.config, config)
-            && retry_after(&b.value).is_none_or(|after| b.at.elapsed() < after)
+            && (b.at.elapsed() < RETRY_BROKEN_CONFIG || !broken(&b.value))
         {
             return b.value.clone();
         }
-        let value = build(config);
+        let value = build(config, current.as_ref().map(|b| &b.value));
         *current = Some(Built {
             config: config.clone(),
             value: value.clone(),

@@ -11,6 +11,7 @@
 //! # Layout
 //!
 //! - [`args`]: the command line shared by every binary.
+//! - [`configured`]: state built once per configuration, again on reload.
 //! - [`inherit`]: the file-descriptor contract between master and children
 //!   (which fd is the status socket, which are the listeners, the environment).
 //! - [`privs`]: dropping root to `mail_owner`.
@@ -28,6 +29,7 @@
 //! starts exactly `process_limit` processes per service and keeps them running.
 
 pub mod args;
+pub mod configured;
 pub mod inherit;
 pub mod log;
 pub mod privs;
@@ -35,6 +37,7 @@ pub mod server;
 pub mod status;
 
 pub use args::CommonArgs;
+pub use configured::Configured;
 pub use server::{
     Context, Listener, Peer, Sessions, Shutdown, Stream, accept_sessions, run, serve_sessions,
 };

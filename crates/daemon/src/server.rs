@@ -22,6 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use crate::args::CommonArgs;
+use crate::configured::Configured;
 use crate::inherit::{self, ListenKind};
 use crate::status::{self, Health, StatusSender};
 use crate::{log, privs};
@@ -61,9 +62,14 @@ impl Context {
         self.config.borrow().params_for(&self.service)
     }
 
-    /// A receiver that sees each reloaded configuration.
-    pub fn config_watch(&self) -> watch::Receiver<Arc<Config>> {
-        self.config.clone()
+    /// State built by `build` from this service's parameters, once per
+    /// configuration (again after each reload); `build` also gets the
+    /// value of the previous configuration.
+    pub fn configured<T: Clone>(
+        &self,
+        build: impl Fn(&Params, Option<&T>) -> T + Send + Sync + 'static,
+    ) -> Configured<T> {
+        Configured::new(self.config.clone(), self.service.clone(), build)
     }
 
     /// Tells the master this process serves. [`serve_sessions`] calls it.

@@ -202,17 +202,12 @@ fn main() -> ExitCode {
     }
     postern_daemon::run("local-delivery", |mut ctx| async move {
         let agent = Arc::new(deliver::Agent::default());
-        let config = ctx.config_watch();
-        let service = ctx.service.clone();
+        // A reload applies to the next message.
+        let params = Arc::new(ctx.configured(|p, _| Arc::new(p.clone())));
         let drain = ctx.params().time("drain_timeout");
         postern_daemon::serve_sessions(&mut ctx, 4096, drain, move |stream, _peer, shutdown| {
-            let agent = agent.clone();
-            let config = config.clone();
-            let service = service.clone();
-            // Parameters are read per request, so a reload applies
-            // to the next message.
-            let params = move || config.borrow().params_for(&service);
-            session::serve(stream, shutdown, agent, params)
+            let (agent, params) = (agent.clone(), params.clone());
+            session::serve(stream, shutdown, agent, move || params.get())
         })
         .await;
         Ok(())

@@ -23,7 +23,7 @@ pub async fn serve(
     stream: Stream,
     mut shutdown: Shutdown,
     agent: Arc<Agent>,
-    params: impl Fn() -> Params,
+    params: impl Fn() -> Arc<Params>,
 ) {
     let mut conn = Connection::new(stream);
     if let Err(e) = conn.server_hello(Protocol::Delivery, HELLO_TIMEOUT).await {

@@ -265,12 +265,7 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
             .await?
             .context("open the queue")?;
     let global = usize::try_from(params.int("default_process_limit")).unwrap_or(100);
-    let q = Arc::new(Qmgr::new(
-        store,
-        ctx.config_watch(),
-        ctx.service.clone(),
-        global,
-    ));
+    let q = Arc::new(Qmgr::new(store, &ctx, global));
 
     // Recovery: whatever was committed before is due again.
     q.scan().await;

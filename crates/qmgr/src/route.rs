@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use postern_config::{Config, PerConfig, RETRY_BROKEN_CONFIG};
+use postern_config::Params;
 use postern_ipc::delivery::DeliveryStatus;
 use postern_queue::Recipient;
 use postern_routing::{AddressClass, Router, RoutingError};
@@ -86,34 +86,19 @@ fn split_dsn(text: &str, default: &str) -> (String, String) {
     (default.to_string(), text.to_string())
 }
 
-/// The Router of the configuration in force, built once per
-/// configuration: a reload (SIGHUP) hands qmgr a new [`Config`], and the
-/// next use builds a new Router from it. Between reloads the Router's
-/// tables re-read their files when they change.
-#[derive(Debug, Default)]
-pub struct Routers {
-    current: PerConfig<Built>,
-}
-
 /// A Router, or why the configuration gave none.
-type Built = Result<Arc<Router>, String>;
+pub type Built = Result<Arc<Router>, String>;
 
-impl Routers {
-    /// The Router for `config` (with `service`'s overrides), or why none
-    /// could be built (a missing table file, a bad value): the caller
-    /// defers; a failed build is tried again after RETRY_BROKEN_CONFIG,
-    /// and the next configuration afresh.
-    pub fn get(&self, config: &Arc<Config>, service: &str) -> Built {
-        let retry = |built: &Built| built.is_err().then_some(RETRY_BROKEN_CONFIG);
-        self.current.get_retrying(config, retry, |config| {
-            Router::from_params(&config.params_for(service))
-                .map(Arc::new)
-                .map_err(|e| {
-                    tracing::warn!("routing configuration: {e}");
-                    e.to_string()
-                })
-        })
-    }
+/// The Router for a service's parameters, or why none could be built (a
+/// missing table file, a bad value): the caller defers. qmgr builds it
+/// once per configuration (a reload builds a new one) and tries a failed
+/// build again now and then; between reloads the Router's tables re-read
+/// their files when they change.
+pub fn build_router(params: &Params) -> Built {
+    Router::from_params(params).map(Arc::new).map_err(|e| {
+        tracing::warn!("routing configuration: {e}");
+        e.to_string()
+    })
 }
 
 /// Postfix's cleanup on the envelope: the sender through
@@ -154,6 +139,7 @@ pub fn rewrite_envelope(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use postern_config::Config;
     use postern_queue::{Notify, RcptState};
 
     fn config(extra: &str) -> Arc<Config> {
@@ -162,7 +148,7 @@ mod tests {
     }
 
     fn router(extra: &str) -> Arc<Router> {
-        Routers::default().get(&config(extra), "qmgr").unwrap()
+        build_router(&config(extra).params_for("qmgr")).unwrap()
     }
 
     fn decision(router: &Router, rcpt: &str) -> Decision {
@@ -285,20 +271,9 @@ mod tests {
     }
 
     #[test]
-    fn a_router_is_built_once_per_configuration() {
-        let routers = Routers::default();
-        let c = config("");
-        let a = routers.get(&c, "qmgr").unwrap();
-        let b = routers.get(&c, "qmgr").unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
-        let reloaded = config("relayhost = \"[10.0.0.1]\"");
-        let n = routers.get(&reloaded, "qmgr").unwrap();
-        assert!(!Arc::ptr_eq(&a, &n));
-        assert!(
-            routers
-                .get(&config("transport_maps = \"hash:/no/such/file\""), "qmgr")
-                .is_err()
-        );
+    fn a_missing_table_file_gives_no_router() {
+        let c = config("transport_maps = \"hash:/no/such/file\"");
+        assert!(build_router(&c.params_for("qmgr")).is_err());
     }
 
     #[test]

@@ -8,20 +8,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use postern_config::{Config, Params, PerConfig};
+use postern_config::Params;
+use postern_daemon::{Configured, Context};
 use postern_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus};
 use postern_queue::{
     Envelope, Notify as DsnNotify, QueueError, QueueId, QueueState, QueueStore, RcptState,
     Recipient, Ret, StoredMessage,
 };
 use postern_routing::Router;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::agent::{self, AgentError};
 use crate::bounce::{self, Audience, Failed};
 use crate::destination::{self, Destinations, Feedback, Limits};
 use crate::logfmt;
-use crate::route::{self, Decision, Route, Routers};
+use crate::route::{self, Decision, Route};
 
 /// How long an agent may take to answer one request; a remote delivery
 /// has its own timeouts inside smtp-client, this only catches a hung agent.
@@ -38,12 +39,9 @@ const ACTIVE_LIMIT: usize = 20_000;
 #[derive(Debug)]
 pub struct Qmgr {
     pub store: QueueStore,
-    /// The configuration in force (replaced on reload).
-    config: watch::Receiver<Arc<Config>>,
-    service: String,
     /// The routing rules of the configuration in force.
-    routers: Routers,
-    params: PerConfig<Arc<Params>>,
+    router: Configured<route::Built>,
+    params: Configured<Arc<Params>>,
     /// Messages with a delivery attempt running, so a scan never starts a
     /// second attempt of the same message.
     inflight: Mutex<HashSet<QueueId>>,
@@ -135,18 +133,13 @@ impl Outcome {
 }
 
 impl Qmgr {
-    pub fn new(
-        store: QueueStore,
-        config: watch::Receiver<Arc<Config>>,
-        service: String,
-        global_limit: usize,
-    ) -> Qmgr {
+    pub fn new(store: QueueStore, ctx: &Context, global_limit: usize) -> Qmgr {
         Qmgr {
             store,
-            config,
-            service,
-            routers: Routers::default(),
-            params: PerConfig::default(),
+            router: ctx
+                .configured(|p, _| route::build_router(p))
+                .broken_when(Result::is_err),
+            params: ctx.configured(|p, _| Arc::new(p.clone())),
             inflight: Mutex::new(HashSet::new()),
             requeued: Mutex::new(HashSet::new()),
             arrivals: Mutex::new(HashMap::new()),
@@ -161,16 +154,13 @@ impl Qmgr {
 
     /// The parameters now in force (built once per configuration).
     pub fn params(&self) -> Arc<Params> {
-        let config = self.config.borrow().clone();
-        self.params
-            .get(&config, |c| Arc::new(c.params_for(&self.service)))
+        self.params.get()
     }
 
     /// The Router of the configuration now in force (rebuilt after a
     /// reload), or why there is none.
-    pub fn router(&self) -> Result<Arc<Router>, String> {
-        let config = self.config.borrow().clone();
-        self.routers.get(&config, &self.service)
+    pub fn router(&self) -> route::Built {
+        self.router.get()
     }
 
     /// Remembers the exact arrival of a message just committed.
@@ -1003,6 +993,7 @@ pub fn notify_flags(words: &[String]) -> DsnNotify {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use postern_config::Config;
 
     fn params(extra: &str) -> Params {
         let text = format!("[main]\nmyhostname = \"mail.example.local\"\n{extra}\n");

@@ -226,7 +226,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postern_config::PerConfig;
 use postern_daemon::{Shutdown, Stream, serve_sessions};
 use postern_ipc::delivery::DeliveryMessage;
 use postern_ipc::{Connection, Protocol};
@@ -243,19 +242,12 @@ fn main() -> ExitCode {
     postern_daemon::run("smtp-client", |mut ctx| async move {
         let params = ctx.params();
         let dns = Dns::new(&settings::dns_servers(&params))?;
-        let config = ctx.config_watch();
-        let service = ctx.service.clone();
         let drain = params.time("drain_timeout");
         let dns = Arc::new(dns);
         // Built once per configuration, so a reload applies to the next
         // request.
-        let built = Arc::new(PerConfig::default());
-        let settings = move || {
-            let current = config.borrow().clone();
-            built.get(&current, |c| {
-                Arc::new(Settings::from_params(&c.params_for(&service)))
-            })
-        };
+        let configured = Arc::new(ctx.configured(|p, _| Arc::new(Settings::from_params(p))));
+        let settings = move || configured.get();
         let cache = Cache::start(settings.clone());
         serve_sessions(
             &mut ctx,

@@ -274,11 +274,11 @@ mod tests;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use postern_config::{Config, Params, RETRY_BROKEN_CONFIG};
+use postern_config::Params;
 use postern_daemon::status::StatusSender;
 use postern_daemon::{Context, Peer, serve_sessions};
 use postern_tls::{TicketKeys, TlsmgrClient};
@@ -288,15 +288,14 @@ use crate::queue::Qmgr;
 use crate::session::{Client, Session};
 use crate::settings::Settings;
 
-/// The settings and TLS configuration built for one configuration
-/// (compared by pointer).
-/// The configuration, the settings built from it and when, and TLS.
-type Cached = (
-    Arc<Config>,
-    Arc<Settings>,
-    Instant,
-    Option<Arc<ServerConfig>>,
-);
+/// What smtpd builds from one configuration: the settings (with the
+/// compiled policy) and the TLS configuration, or why the first
+/// configuration gave none (fatal at start).
+#[derive(Clone)]
+struct Built {
+    settings: Arc<Settings>,
+    tls: Result<Option<Arc<ServerConfig>>, Arc<postern_tls::TlsError>>,
+}
 
 /// How long the first fetch of ticket keys may hold up the start.
 const FIRST_KEYS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -340,8 +339,6 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     let params = ctx.params();
     let max = params.int("smtpd_max_sessions").max(1) as usize;
     let drain = params.time("drain_timeout");
-    let watch = ctx.config_watch();
-    let service = ctx.service.clone();
     let lifetime = params.time("smtpd_tls_session_cache_timeout").as_secs();
     let state = Arc::new(TlsState {
         tickets: Arc::new(TicketKeys::new(lifetime.min(u64::from(u32::MAX)) as u32)),
@@ -349,54 +346,42 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         refreshing: AtomicBool::new(false),
         status: ctx.status.clone(),
     });
+    // Settings (with the compiled policy) and the TLS configuration are
+    // built once per configuration, not once per session; a policy that
+    // failed for want of a table file is built again now and then, as the
+    // file may be there now.
+    let built = Arc::new(
+        ctx.configured({
+            let state = state.clone();
+            move |params, previous: Option<&Built>| Built {
+                settings: Arc::new(Settings::from_params(params)),
+                tls: match previous {
+                    None if tls_wanted(params) => state.build(params).map(Some).map_err(Arc::new),
+                    None => Ok(None),
+                    Some(previous) => Ok(reload_tls(
+                        &state,
+                        params,
+                        previous.tls.clone().ok().flatten(),
+                    )),
+                },
+            }
+        })
+        .broken_when(|b| b.settings.policy.is_err()),
+    );
     // Certificates are read at start: a missing, unreadable or mismatched
     // file is fatal here, with its name, rather than a failed handshake
     // later. The first keys are fetched before the first client, so its
     // session can be resumed by any process.
-    let first_tls = if tls_wanted(&params) {
-        let config = state.build(&params)?;
+    if built.get().tls?.is_some() {
         let fetch = postern_tls::tlsmgr_client::refresh_ticket_keys(&state.tlsmgr, &state.tickets);
         match tokio::time::timeout(FIRST_KEYS_TIMEOUT, fetch).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!("cannot get session ticket keys yet: {e}"),
             Err(_) => tracing::warn!("cannot get session ticket keys yet: tlsmgr does not answer"),
         }
-        Some(config)
-    } else {
-        None
-    };
-    // Settings (with the compiled policy) and the TLS configuration are
-    // built once per configuration, not once per session.
-    let cache: Arc<Mutex<Option<Cached>>> = Arc::new(Mutex::new(Some((
-        watch.borrow().clone(),
-        Arc::new(Settings::from_params(&params)),
-        Instant::now(),
-        first_tls,
-    ))));
+    }
     serve_sessions(&mut ctx, max, drain, move |stream, peer, shutdown| {
-        let config = watch.borrow().clone();
-        let (settings, tls) = {
-            let mut cached = cache.lock().unwrap_or_else(|e| e.into_inner());
-            match cached.as_mut() {
-                Some((c, s, built, t)) if Arc::ptr_eq(c, &config) => {
-                    // A policy that failed for want of a table file is
-                    // built again now and then: the file may be there now.
-                    if s.policy.is_err() && built.elapsed() >= RETRY_BROKEN_CONFIG {
-                        *s = Arc::new(Settings::from_params(&config.params_for(&service)));
-                        *built = Instant::now();
-                    }
-                    (s.clone(), t.clone())
-                }
-                _ => {
-                    let params = config.params_for(&service);
-                    let s = Arc::new(Settings::from_params(&params));
-                    let previous = cached.as_ref().and_then(|(_, _, _, t)| t.clone());
-                    let t = reload_tls(&state, &params, previous);
-                    *cached = Some((config, s.clone(), Instant::now(), t.clone()));
-                    (s, t)
-                }
-            }
-        };
+        let Built { settings, tls } = built.get();
         let client = match peer {
             Peer::Inet { remote, .. } => Client {
                 name: "unknown".to_string(),
@@ -409,7 +394,7 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         };
         let queue = Qmgr::new(settings.qmgr_socket.clone());
         Session::new(stream, client, settings, queue, Some(shutdown))
-            .with_tls(tls)
+            .with_tls(tls.ok().flatten())
             .run()
     })
     .await;

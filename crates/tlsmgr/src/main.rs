@@ -76,11 +76,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use postern_config::Config;
-use postern_daemon::{Shutdown, Stream, serve_sessions};
+use postern_config::Params;
+use postern_daemon::{Configured, Shutdown, Stream, serve_sessions};
 use postern_ipc::tlsmgr::{MAX_CACHE_KEY, MAX_CACHE_VALUE, TlsmgrReply, TlsmgrRequest};
 use postern_ipc::{Connection, IpcError, Protocol};
-use tokio::sync::watch;
 
 use crate::cache::SessionCache;
 use crate::keys::{KeyRing, unix};
@@ -93,9 +92,8 @@ const MAX_SESSIONS: usize = 4096;
 struct State {
     keys: Mutex<KeyRing>,
     cache: Mutex<SessionCache>,
-    /// The reloaded configuration: lifetimes are read from it per request.
-    config: watch::Receiver<Arc<Config>>,
-    service: String,
+    /// The parameters in force: lifetimes are read from them per request.
+    params: Configured<Arc<Params>>,
 }
 
 fn main() -> ExitCode {
@@ -104,8 +102,7 @@ fn main() -> ExitCode {
         let state = Arc::new(State {
             keys: Mutex::new(KeyRing::new(SystemTime::now(), lifetime)?),
             cache: Mutex::new(SessionCache::default()),
-            config: ctx.config_watch(),
-            service: ctx.service.clone(),
+            params: ctx.configured(|p, _| Arc::new(p.clone())),
         });
         let drain = ctx.params().time("drain_timeout");
         serve_sessions(
@@ -147,7 +144,7 @@ async fn serve(state: Arc<State>, stream: Stream, mut shutdown: Shutdown) {
 }
 
 fn answer(state: &State, req: TlsmgrRequest) -> TlsmgrReply {
-    let params = state.config.borrow().params_for(&state.service);
+    let params = state.params.get();
     let now = SystemTime::now();
     match req {
         TlsmgrRequest::TicketKeys => {
