@@ -12,6 +12,8 @@
 //!
 //! - [`args`]: the command line shared by every binary.
 //! - [`configured`]: state built once per configuration, again on reload.
+//! - [`delivery`]: the delivery agents' server loop and body reader
+//!   (smtp-client and local-delivery supply only their delivery hook).
 //! - [`inherit`]: the file-descriptor contract between master and children
 //!   (which fd is the status socket, which are the listeners, the environment).
 //! - [`privs`]: dropping root to `mail_owner`.
@@ -30,6 +32,7 @@
 
 pub mod args;
 pub mod configured;
+pub mod delivery;
 pub mod inherit;
 pub mod log;
 pub mod privs;

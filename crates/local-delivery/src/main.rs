@@ -157,7 +157,7 @@
 //!     virtual_mailbox_limit, mail_owner
 //!   Process:
 //!     queue_directory        tmp-local/ for spooled bodies, private/qmgr
-//!     ipc_timeout            deadline for reading a request's body
+//!     ipc_timeout            how long qmgr may take to send a body chunk
 //!     header_size_limit      how much header is scanned for Delivered-To
 //!     drain_timeout          how long open connections may finish after SIGTERM
 //!
@@ -201,15 +201,11 @@ fn main() -> ExitCode {
         return helper::main(&args);
     }
     postern_daemon::run("local-delivery", |mut ctx| async move {
-        let agent = Arc::new(deliver::Agent::default());
-        // A reload applies to the next message.
-        let params = Arc::new(ctx.configured(|p, _| Arc::new(p.clone())));
-        let drain = ctx.params().time("drain_timeout");
-        postern_daemon::serve_sessions(&mut ctx, 4096, drain, move |stream, _peer, shutdown| {
-            let (agent, params) = (agent.clone(), params.clone());
-            session::serve(stream, shutdown, agent, move || params.get())
-        })
-        .await;
+        let local = session::Local {
+            agent: deliver::Agent::default(),
+            params: ctx.configured(|p, _| Arc::new(p.clone())),
+        };
+        postern_daemon::delivery::serve_delivery(&mut ctx, local).await;
         Ok(())
     })
 }

@@ -1,158 +1,84 @@
-//! One qmgr connection: requests one after another, each a
-//! `DeliveryMessage::Request`, the body in chunks up to `End`, answered by
-//! one `DeliveryReply`.
+//! local-delivery's delivery hook: the body is spooled to an unlinked
+//! file (any size costs no memory), then each recipient is delivered from
+//! it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use postern_config::Params;
-use postern_daemon::{Shutdown, Stream};
-use postern_ipc::delivery::{
-    DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult, SegmentBody,
-};
-use postern_ipc::{Connection, IpcError, Protocol, TakeFds};
+use postern_daemon::delivery::{BodyError, BodySource, DeliveryAgent};
+use postern_daemon::{Configured, Stream};
+use postern_ipc::delivery::{DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult};
 use tokio::io::AsyncWriteExt;
 
 use crate::deliver::{Agent, Spooled};
 
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The hook and what its deliveries share.
+pub struct Local {
+    pub agent: Agent,
+    /// Read per request, so a reload applies to the next message.
+    pub params: Configured<Arc<Params>>,
+}
 
-/// Serves one connection until the peer closes it or shutdown begins
-/// between requests.
-pub async fn serve(
-    stream: Stream,
-    mut shutdown: Shutdown,
-    agent: Arc<Agent>,
-    params: impl Fn() -> Arc<Params>,
-) {
-    let mut conn = Connection::new(stream);
-    if let Err(e) = conn.server_hello(Protocol::Delivery, HELLO_TIMEOUT).await {
-        tracing::warn!("{}: {e}", Protocol::Delivery);
-        return;
-    }
-    loop {
-        let first = tokio::select! {
-            f = conn.recv::<DeliveryMessage>() => f,
-            _ = shutdown.triggered() => return,
-        };
-        let req = match first {
-            Ok(Some(DeliveryMessage::Request(req))) => req,
-            Ok(None) | Err(IpcError::Closed) => return,
-            Ok(Some(other)) => {
-                tracing::warn!(
-                    "delivery protocol: expected a request, got {}",
-                    kind(&other)
-                );
-                return;
-            }
-            Err(e) => {
-                tracing::warn!("delivery protocol: {e}");
-                return;
-            }
-        };
-        let params = params();
-        let timeout = params.time("ipc_timeout").max(Duration::from_secs(1));
-        let spooled = match receive_body(&mut conn, &params, timeout).await {
+impl DeliveryAgent for Local {
+    async fn deliver(
+        &self,
+        req: &DeliveryRequest,
+        body: &mut BodySource<'_, Stream>,
+    ) -> Result<DeliveryReply, BodyError> {
+        let params = self.params.get();
+        let spooled = match receive_body(body, &params).await? {
             Ok(s) => s,
-            Err(BodyError::Ipc(e)) => {
-                tracing::warn!("{}: delivery protocol: {e}", req.queue_id);
-                return;
-            }
-            Err(BodyError::Spool(e)) => {
+            Err(e) => {
                 tracing::warn!("{}: cannot spool message: {e}", req.queue_id);
-                let reply = all(&req, "4.3.0", &format!("cannot spool message: {e}"));
-                if conn.send(&reply).await.is_err() {
-                    return;
-                }
-                continue;
+                return Ok(all(req, "4.3.0", &format!("cannot spool message: {e}")));
             }
         };
-        let results = agent.deliver(&params, &req, &spooled).await;
-        drop(spooled);
-        if let Err(e) = conn.send(&DeliveryReply { results }).await {
-            tracing::warn!("{}: cannot send delivery reply: {e}", req.queue_id);
-            return;
-        }
+        let results = self.agent.deliver(&params, req, &spooled).await;
+        Ok(DeliveryReply { results })
     }
 }
 
-enum BodyError {
-    /// The connection is broken: give up on it.
-    Ipc(IpcError),
-    /// The body was read but could not be kept: defer the request.
-    Spool(std::io::Error),
-}
-
-/// Reads Body chunks until End into an unlinked file under
-/// `$queue_directory/tmp-local/`, so messages of any size cost no memory.
-async fn receive_body<S>(
-    conn: &mut Connection<S>,
+/// Reads the body into an unlinked file under `$queue_directory/tmp-local/`.
+/// The outer error is a broken connection to qmgr; the inner one a body
+/// that could not be kept (the request is deferred; the server reads what
+/// is left of the body).
+async fn receive_body(
+    body: &mut BodySource<'_, Stream>,
     params: &Params,
-    timeout: Duration,
-) -> Result<Spooled, BodyError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + TakeFds,
-{
+) -> Result<Result<Spooled, std::io::Error>, BodyError> {
     let dir = params.path("queue_directory").join("tmp-local");
     let mut file = match open_spool(&dir).await {
-        Ok(f) => Some(tokio::fs::File::from_std(f)),
+        Ok(f) => tokio::fs::File::from_std(f),
         Err(e) => {
             tracing::warn!("{}: {e}", dir.display());
-            None
+            return Ok(Err(std::io::Error::other(format!(
+                "cannot create a file in {}",
+                dir.display()
+            ))));
         }
     };
-    let mut failure: Option<std::io::Error> = None;
     loop {
-        match conn.recv_timeout::<DeliveryMessage>(timeout).await {
-            Ok(Some(DeliveryMessage::Body { data })) => {
-                spool(&mut file, &mut failure, &data).await;
-            }
-            Ok(Some(DeliveryMessage::Segments { extents })) => {
-                let mut body = match SegmentBody::take(extents, conn) {
-                    Ok(body) => body,
-                    Err(e) => {
-                        failure.get_or_insert(e);
-                        continue;
-                    }
-                };
-                loop {
-                    match body.next_piece() {
-                        Ok(Some(data)) => spool(&mut file, &mut failure, &data).await,
-                        Ok(None) => break,
-                        Err(e) => {
-                            failure.get_or_insert(e);
-                            break;
-                        }
-                    }
-                }
-            }
-            Ok(Some(DeliveryMessage::End)) => break,
-            Ok(Some(DeliveryMessage::Request(_))) => {
-                return Err(BodyError::Ipc(IpcError::Protocol(
-                    "request before the previous body ended".into(),
-                )));
-            }
-            Ok(None) => return Err(BodyError::Ipc(IpcError::Truncated)),
-            Err(e) => return Err(BodyError::Ipc(e)),
+        let data = match body.next().await {
+            Ok(Some(data)) => data,
+            Ok(None) => break,
+            Err(BodyError::Segment(e)) => return Ok(Err(e)),
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = file.write_all(&data).await {
+            return Ok(Err(e));
         }
     }
-    if let Some(e) = failure {
-        return Err(BodyError::Spool(e));
-    }
-    let Some(mut file) = file else {
-        return Err(BodyError::Spool(std::io::Error::other(format!(
-            "cannot create a file in {}",
-            dir.display()
-        ))));
+    let spooled = async {
+        file.flush().await?;
+        let mut spooled = Spooled {
+            file: file.into_std().await,
+            delivered_to: Vec::new(),
+        };
+        let limit = params.int("header_size_limit").max(1024) as usize;
+        spooled.scan_headers(limit)?;
+        Ok(spooled)
     };
-    file.flush().await.map_err(BodyError::Spool)?;
-    let mut spooled = Spooled {
-        file: file.into_std().await,
-        delivered_to: Vec::new(),
-    };
-    let limit = params.int("header_size_limit").max(1024) as usize;
-    spooled.scan_headers(limit).map_err(BodyError::Spool)?;
-    Ok(spooled)
+    Ok(spooled.await)
 }
 
 async fn open_spool(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
@@ -184,28 +110,5 @@ fn all(req: &DeliveryRequest, dsn: &str, text: &str) -> DeliveryReply {
                 transmit_secs: 0.0,
             })
             .collect(),
-    }
-}
-
-/// Appends to the spool file, unless an earlier write failed.
-async fn spool(
-    file: &mut Option<tokio::fs::File>,
-    failure: &mut Option<std::io::Error>,
-    data: &[u8],
-) {
-    if let Some(f) = file.as_mut()
-        && failure.is_none()
-        && let Err(e) = f.write_all(data).await
-    {
-        *failure = Some(e);
-    }
-}
-
-fn kind(m: &DeliveryMessage) -> &'static str {
-    match m {
-        DeliveryMessage::Request(_) => "Request",
-        DeliveryMessage::Body { .. } => "Body",
-        DeliveryMessage::Segments { .. } => "Segments",
-        DeliveryMessage::End => "End",
     }
 }

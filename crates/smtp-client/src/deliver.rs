@@ -10,11 +10,10 @@
 
 use std::time::Instant;
 
+use postern_ipc::TakeFds;
 use postern_ipc::delivery::{DeliveryReply, DeliveryRequest, RecipientResult};
-use postern_ipc::{Connection, TakeFds};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::body::{BodyError, BodySource};
 use crate::cache::Cache;
 use crate::nexthop::{self, Nexthop};
 use crate::outcome::Outcome;
@@ -22,20 +21,20 @@ use crate::protocol;
 use crate::resolve::Dns;
 use crate::session::{self, Session};
 use crate::settings::Settings;
+use postern_daemon::delivery::{BodyError, BodySource};
 
-/// Delivers `req`, reading its body from `conn`. Err only when qmgr's
+/// Delivers `req`, reading its body from `body`. Err only when qmgr's
 /// connection broke (then no reply can be sent anyway).
 pub async fn deliver<S>(
     dns: &Dns,
     cache: &Cache,
     s: &Settings,
     req: &DeliveryRequest,
-    conn: &mut Connection<S>,
+    body: &mut BodySource<'_, S>,
 ) -> Result<DeliveryReply, BodyError>
 where
     S: AsyncRead + AsyncWrite + Unpin + TakeFds,
 {
-    let mut body = BodySource::new(conn);
     let mut d = Delivery {
         req,
         start: Instant::now(),
@@ -55,9 +54,8 @@ where
             let o = Outcome::deferred("4.3.0", format!("mail transport unavailable: {e}"));
             d.fail_pending(&o);
         }
-        Ok(hop) => d.run(dns, cache, s, &hop, &mut body).await?,
+        Ok(hop) => d.run(dns, cache, s, &hop, body).await?,
     }
-    body.drain().await?;
     Ok(d.reply())
 }
 

@@ -176,6 +176,7 @@
 //!
 //!   Process:
 //!   drain_timeout               how long deliveries may finish after SIGTERM
+//!   ipc_timeout (3600s)         how long qmgr may take to send a body chunk
 //!
 //! DIFFERENCES FROM POSTFIX
 //!   TLS: SNI is sent (the host name), as Postfix does with
@@ -210,7 +211,6 @@
 //! SEE ALSO
 //!   qmgr(8), master(8), Postfix smtp(8), postconf(5)
 
-mod body;
 mod cache;
 mod deliver;
 mod nexthop;
@@ -224,87 +224,49 @@ mod tls;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use postern_daemon::{Shutdown, Stream, serve_sessions};
-use postern_ipc::delivery::DeliveryMessage;
-use postern_ipc::{Connection, Protocol};
+use postern_daemon::Configured;
+use postern_daemon::Stream;
+use postern_daemon::delivery::{BodyError, BodySource, DeliveryAgent, serve_delivery};
+use postern_ipc::delivery::{DeliveryReply, DeliveryRequest};
 
 use crate::cache::Cache;
 use crate::resolve::Dns;
 use crate::settings::Settings;
 
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// qmgr connections per process; each carries one delivery at a time.
-const MAX_SESSIONS: usize = 4096;
+/// smtp-client's delivery hook and what its deliveries share.
+struct Client {
+    dns: Dns,
+    cache: Arc<Cache>,
+    settings: Arc<Configured<Arc<Settings>>>,
+}
+
+impl DeliveryAgent for Client {
+    async fn deliver(
+        &self,
+        req: &DeliveryRequest,
+        body: &mut BodySource<'_, Stream>,
+    ) -> Result<DeliveryReply, BodyError> {
+        deliver::deliver(&self.dns, &self.cache, &self.settings.get(), req, body).await
+    }
+}
 
 fn main() -> ExitCode {
     postern_daemon::run("smtp-client", |mut ctx| async move {
-        let params = ctx.params();
-        let dns = Dns::new(&settings::dns_servers(&params))?;
-        let drain = params.time("drain_timeout");
-        let dns = Arc::new(dns);
+        let dns = Dns::new(&settings::dns_servers(&ctx.params()))?;
         // Built once per configuration, so a reload applies to the next
         // request.
-        let configured = Arc::new(ctx.configured(|p, _| Arc::new(Settings::from_params(p))));
-        let settings = move || configured.get();
-        let cache = Cache::start(settings.clone());
-        serve_sessions(
-            &mut ctx,
-            MAX_SESSIONS,
-            drain,
-            move |stream, _peer, shutdown| {
-                let (dns, cache, settings) = (dns.clone(), cache.clone(), settings.clone());
-                async move { serve_qmgr(stream, shutdown, &dns, &cache, settings).await }
-            },
-        )
-        .await;
+        let settings = Arc::new(ctx.configured(|p, _| Arc::new(Settings::from_params(p))));
+        let cache = Cache::start({
+            let settings = settings.clone();
+            move || settings.get()
+        });
+        let client = Client {
+            dns,
+            cache,
+            settings,
+        };
+        serve_delivery(&mut ctx, client).await;
         Ok(())
     })
-}
-
-/// One qmgr connection: the hello, then requests one after another.
-async fn serve_qmgr(
-    stream: Stream,
-    mut shutdown: Shutdown,
-    dns: &Dns,
-    cache: &Cache,
-    settings: impl Fn() -> Arc<Settings>,
-) {
-    let mut conn = Connection::new(stream);
-    if let Err(e) = conn.server_hello(Protocol::Delivery, HELLO_TIMEOUT).await {
-        tracing::warn!("{}: {e}", Protocol::Delivery);
-        return;
-    }
-    loop {
-        // Between requests a stop is immediate; a delivery in progress
-        // runs to its end (within drain_timeout).
-        let frame = tokio::select! {
-            f = conn.recv::<DeliveryMessage>() => f,
-            _ = shutdown.triggered() => return,
-        };
-        let req = match frame {
-            Ok(Some(DeliveryMessage::Request(req))) => req,
-            Ok(None) => return,
-            Ok(Some(_)) => {
-                tracing::warn!("{}: body frame without a request", Protocol::Delivery);
-                return;
-            }
-            Err(e) => {
-                tracing::warn!("{}: {e}", Protocol::Delivery);
-                return;
-            }
-        };
-        let reply = match deliver::deliver(dns, cache, &settings(), &req, &mut conn).await {
-            Ok(reply) => reply,
-            Err(e) => {
-                tracing::warn!("{}: {e}", req.queue_id);
-                return;
-            }
-        };
-        if let Err(e) = conn.send(&reply).await {
-            tracing::warn!("{}: sending the delivery reply: {e}", req.queue_id);
-            return;
-        }
-    }
 }

@@ -18,12 +18,12 @@ use postern_smtp::{
 
 use postern_tls::SecurityLevel;
 
-use crate::body::{BodyError, BodySource};
 use crate::nexthop::Nexthop;
 use crate::outcome::{Outcome, one_line, reply_dsn};
 use crate::session::{Session, Stage, TlsFailure};
 use crate::settings::Settings;
 use crate::{sasl, tls};
+use postern_daemon::delivery::{BodyError, BodySource};
 
 /// Most bytes of pipelined commands written before reading their replies.
 const PIPELINE_BATCH: usize = 4096;
