@@ -15,6 +15,24 @@
 //!   mailboxes (Postfix has a separate `virtual` delivery agent).
 //! * `myhostname`, `mydomain` and `mynetworks` have no literal default; they
 //!   are derived from the host at run time.
+//! * `smtpd_peername_lookup` is `no` (Postfix: yes): smtpd makes no
+//!   reverse DNS lookup, so `yes` is refused until it does.
+//! * `smtpd_forbid_bare_newline_reject_code` is 521 (Postfix: 550): the
+//!   session ends after it, and 521 says so.
+//!
+//! Every parameter a daemon reads is here, with its kind; the typed
+//! accessors of [`crate::Params`] check that (in debug builds) and never
+//! fail, because load refuses a value that does not fit its kind.
+//!
+//! A parameter Postern does not implement yet says so in `unsupported`:
+//! load refuses any other value than its default, naming file, line and
+//! parameter, so that nobody believes a setting is in force when it is
+//! not. A few are accepted although nothing reads them, because Postern
+//! has nothing for them to change: `alias_database` (there is no
+//! newaliases step; alias files are read as they are),
+//! `compatibility_level` (the defaults are those of the current level),
+//! and `smtpd_tls_CAfile`/`smtpd_tls_CApath` (Postfix uses them to verify
+//! client certificates, which Postern never requests).
 //!
 //! Postern-specific parameters:
 //!
@@ -30,13 +48,19 @@
 //! * `dns_servers`: list of `ip` or `ip:port` resolvers; empty means use
 //!   `/etc/resolv.conf`.
 
-/// How a parameter's (expanded) value is interpreted and validated.
+/// How a parameter's (expanded) value is interpreted and validated; a
+/// value that does not fit its kind refuses the configuration at load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Free text.
     Str,
+    /// A shell command, taken as written: like Postfix's `mailbox_command`
+    /// it is not subject to `$name` expansion (its `$` are the shell's).
+    Command,
     /// A decimal integer, as Postfix's integer parameters.
     Int,
+    /// An integer of at least 1 (a limit Postfix refuses to set to 0).
+    Positive,
     /// `yes`/`no` (TOML `true`/`false` are accepted too).
     Bool,
     /// A number with an optional unit `s m h d w`; a bare number uses the
@@ -50,6 +74,19 @@ pub enum Kind {
     Maps,
     /// A file or directory; relative paths resolve against the config dir.
     Path,
+    /// One word out of these (compared without case; `""` allows empty).
+    Enum(&'static [&'static str]),
+    /// A list whose every word is one of these (compared without case).
+    Words(&'static [&'static str]),
+    /// An SMTP reply code, 4xx or 5xx.
+    Code,
+    /// A domain list: names, `.parent` names, `/file/name` and
+    /// `type:table` entries (whose table type is checked).
+    Domains,
+    /// A restriction list (`smtpd_*_restrictions`, restriction classes):
+    /// restriction names known to [`crate::restrictions`], their tables,
+    /// and names from `smtpd_restriction_classes`.
+    Restrictions,
 }
 
 /// One known parameter.
@@ -61,6 +98,10 @@ pub struct ParamDef {
     pub kind: Kind,
     /// True when Postfix has no such parameter.
     pub postern: bool,
+    /// Set when Postern does not implement the parameter yet: the sentence
+    /// says what is missing. Such a parameter is shown by `qctl config`,
+    /// and a value other than its default refuses the configuration.
+    pub unsupported: Option<&'static str>,
 }
 
 const fn p(name: &'static str, default: &'static str, kind: Kind) -> ParamDef {
@@ -69,59 +110,92 @@ const fn p(name: &'static str, default: &'static str, kind: Kind) -> ParamDef {
         default,
         kind,
         postern: false,
+        unsupported: None,
     }
 }
 
 const fn x(name: &'static str, default: &'static str, kind: Kind) -> ParamDef {
     ParamDef {
-        name,
-        default,
-        kind,
         postern: true,
+        ..p(name, default, kind)
+    }
+}
+
+impl ParamDef {
+    /// Marks a parameter Postern does not implement yet.
+    const fn not_yet(self, why: &'static str) -> ParamDef {
+        ParamDef {
+            unsupported: Some(why),
+            ..self
+        }
     }
 }
 
 use Kind::*;
 
+/// OpenSSL cipher grades, as Postfix's `*_tls_ciphers`.
+const CIPHER_GRADES: Kind = Enum(&["export", "low", "medium", "high", "null"]);
+/// The SASL security options of Postfix's `*_sasl_security_options`.
+const SASL_OPTIONS: Kind = Words(&[
+    "noplaintext",
+    "noactive",
+    "nodictionary",
+    "noanonymous",
+    "mutual_auth",
+    "forward_secrecy",
+]);
+/// Where local(8) allows `|command` and `/file` destinations.
+const ALIAS_SOURCES: Kind = Words(&["alias", "forward", "include"]);
+
 /// Every known parameter, sorted by name (a test checks this so lookups can
 /// binary-search).
 pub static PARAMS: &[ParamDef] = &[
     p("2bounce_notice_recipient", "postmaster", Str),
+    p("access_map_defer_code", "450", Code),
+    p("access_map_reject_code", "554", Code),
     p("alias_database", "hash:/etc/aliases", Maps),
     p("alias_maps", "hash:/etc/aliases", Maps),
-    p("allow_mail_to_commands", "alias, forward", List),
-    p("allow_mail_to_files", "alias, forward", List),
+    p("allow_mail_to_commands", "alias, forward", ALIAS_SOURCES),
+    p("allow_mail_to_files", "alias, forward", ALIAS_SOURCES),
     p("allow_percent_hack", "yes", Bool),
+    p("allow_untrusted_routing", "no", Bool),
+    p("append_at_myorigin", "yes", Bool),
     p("append_dot_mydomain", "no", Bool),
-    p("bounce_notice_recipient", "postmaster", Str),
+    p("bounce_notice_recipient", "postmaster", Str)
+        .not_yet("no postmaster notices of bounces are sent (notify_classes)"),
     p("bounce_queue_lifetime", "5d", Time('d')),
     p("canonical_maps", "", Maps),
-    p("command_directory", "/usr/sbin", Path),
+    p("command_directory", "/usr/sbin", Path)
+        .not_yet("no program looks for Postern's commands there"),
     p("command_time_limit", "1000s", Time('s')),
     p("compatibility_level", "3.6", Str),
     p("daemon_directory", "/usr/libexec/postern", Path),
-    p("daemon_timeout", "18000s", Time('s')),
-    p("data_directory", "/var/lib/postern", Path),
+    p("daemon_timeout", "18000s", Time('s')).not_yet("daemons are not stopped after a time limit"),
+    p("data_directory", "/var/lib/postern", Path)
+        .not_yet("Postern keeps no data files there (tlsmgr keeps its keys in memory)"),
     p("default_destination_concurrency_limit", "20", Int),
     p("default_destination_recipient_limit", "50", Int),
     p("default_privs", "nobody", Str),
     p("default_process_limit", "100", Int),
     p("default_transport", "smtp", Str),
+    p("defer_code", "450", Code),
     p("delay_warning_time", "0h", Time('h')),
-    p("deliver_lock_attempts", "20", Int),
+    p("deliver_lock_attempts", "20", Positive),
     p("deliver_lock_delay", "1s", Time('s')),
     p("destination_concurrency_failed_cohort_limit", "1", Int),
     p("disable_vrfy_command", "no", Bool),
     x("dns_servers", "", List),
+    p("double_bounce_sender", "double-bounce", Str),
     x("drain_timeout", "30s", Time('s')),
     p("fallback_transport", "", Str),
     p("header_size_limit", "102400", Int),
     x("heartbeat_timeout", "30s", Time('s')),
     p("home_mailbox", "", Str),
-    p("hopcount_limit", "50", Int),
+    p("hopcount_limit", "50", Positive),
     p("inet_interfaces", "all", List),
-    p("inet_protocols", "all", List),
+    p("inet_protocols", "all", Words(&["all", "ipv4", "ipv6"])),
     p("initial_destination_concurrency", "5", Int),
+    p("invalid_hostname_reject_code", "501", Code),
     p("ipc_timeout", "3600s", Time('s')),
     p("line_length_limit", "2048", Int),
     p(
@@ -133,10 +207,12 @@ pub static PARAMS: &[ParamDef] = &[
     p("mail_name", "Postern", Str),
     p("mail_owner", "postern", Str),
     p("mail_spool_directory", "/var/mail", Path),
+    p("mailbox_command", "", Command),
     p("mailbox_size_limit", "51200000", Int),
     p("maillog_file", "", Path),
-    p("max_idle", "100s", Time('s')),
-    p("max_use", "100", Int),
+    p("max_idle", "100s", Time('s'))
+        .not_yet("daemons serve many clients at once and do not exit when idle"),
+    p("max_use", "100", Int).not_yet("daemons are not replaced after a number of clients"),
     p("maximal_backoff_time", "4000s", Time('s')),
     p("maximal_queue_lifetime", "5d", Time('d')),
     p("message_size_limit", "10240000", Int),
@@ -144,14 +220,26 @@ pub static PARAMS: &[ParamDef] = &[
     p(
         "mydestination",
         "$myhostname, localhost.$mydomain, localhost",
-        List,
+        Domains,
     ),
     p("mydomain", "", Str),
     p("myhostname", "", Str),
     p("mynetworks", "", List),
-    p("mynetworks_style", "host", Str),
+    p(
+        "mynetworks_style",
+        "host",
+        Enum(&["host", "subnet", "class"]),
+    ),
     p("myorigin", "$myhostname", Str),
-    p("notify_classes", "resource, software", List),
+    p("non_fqdn_reject_code", "504", Code),
+    p(
+        "notify_classes",
+        "resource, software",
+        Words(&[
+            "bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software",
+        ]),
+    )
+    .not_yet("postmaster notices are sent only for double bounces"),
     p(
         "parent_domain_matches_subdomains",
         "debug_peer_list, fast_flush_domains, mynetworks, permit_mx_backup_networks, \
@@ -161,20 +249,31 @@ pub static PARAMS: &[ParamDef] = &[
     p(
         "propagate_unmatched_extensions",
         "canonical, virtual, alias, forward, include",
-        List,
+        Words(&[
+            "canonical",
+            "virtual",
+            "alias",
+            "forward",
+            "include",
+            "generic",
+        ]),
     ),
     p("proxy_interfaces", "", List),
     p("queue_directory", "/var/spool/postern", Path),
     p("queue_run_delay", "300s", Time('s')),
     p("recipient_canonical_maps", "", Maps),
     p("recipient_delimiter", "", Str),
-    p("relay_domains", "", List),
+    p("reject_code", "554", Code),
+    p("relay_domains", "", Domains),
+    p("relay_domains_reject_code", "554", Code),
     p("relay_recipient_maps", "", Maps),
     p("relay_transport", "relay", Str),
     p("relayhost", "", Str),
+    p("resolve_dequoted", "yes", Bool),
     p("sender_canonical_maps", "", Maps),
     p("service_throttle_time", "60s", Time('s')),
-    p("setgid_group", "postdrop", Str),
+    p("setgid_group", "postdrop", Str).not_yet("there is no postdrop program"),
+    p("show_user_unknown_table_name", "yes", Bool),
     x("sled_cache_capacity", "64MiB", Size),
     p("smtp_bind_address", "", Str),
     p("smtp_bind_address6", "", Str),
@@ -197,89 +296,142 @@ pub static PARAMS: &[ParamDef] = &[
     p(
         "smtp_sasl_security_options",
         "noplaintext, noanonymous",
-        List,
+        SASL_OPTIONS,
     ),
     p(
         "smtp_sasl_tls_security_options",
         "$smtp_sasl_security_options",
-        List,
+        SASL_OPTIONS,
     ),
+    p("smtp_starttls_timeout", "300s", Time('s')),
     p("smtp_tls_CAfile", "", Path),
-    p("smtp_tls_CApath", "", Path),
-    p("smtp_tls_cert_file", "", Path),
-    p("smtp_tls_ciphers", "medium", Str),
-    p("smtp_tls_key_file", "$smtp_tls_cert_file", Path),
-    p("smtp_tls_loglevel", "0", Int),
-    p("smtp_tls_mandatory_ciphers", "medium", Str),
+    p("smtp_tls_CApath", "", Path).not_yet("CA certificates are read from smtp_tls_CAfile only"),
+    p("smtp_tls_cert_file", "", Path).not_yet("no client certificate is offered"),
+    p("smtp_tls_ciphers", "medium", CIPHER_GRADES)
+        .not_yet("the cipher suites are rustls's safe defaults"),
+    p("smtp_tls_key_file", "$smtp_tls_cert_file", Path).not_yet("no client certificate is offered"),
+    p("smtp_tls_loglevel", "0", Int).not_yet("the SMTP client logs no TLS summaries"),
+    p("smtp_tls_mandatory_ciphers", "medium", CIPHER_GRADES)
+        .not_yet("the cipher suites are rustls's safe defaults"),
     p("smtp_tls_mandatory_protocols", ">=TLSv1", List),
-    p("smtp_tls_note_starttls_offer", "no", Bool),
-    p("smtp_tls_policy_maps", "", Maps),
+    p("smtp_tls_note_starttls_offer", "no", Bool)
+        .not_yet("servers offering STARTTLS are not logged"),
+    p("smtp_tls_policy_maps", "", Maps).not_yet("there are no per-destination TLS policies"),
     p("smtp_tls_protocols", ">=TLSv1", List),
-    p("smtp_tls_security_level", "", Str),
-    p("smtp_tls_servername", "", Str),
+    p(
+        "smtp_tls_security_level",
+        "",
+        Enum(&["", "none", "may", "encrypt", "verify", "secure"]),
+    ),
+    p("smtp_tls_servername", "", Str)
+        .not_yet("the SMTP client always sends the server's host name as SNI"),
     p("smtp_tls_session_cache_timeout", "3600s", Time('s')),
-    p("smtp_tls_wrappermode", "no", Bool),
+    p("smtp_tls_wrappermode", "no", Bool).not_yet("the SMTP client speaks STARTTLS only"),
     p("smtpd_banner", "$myhostname ESMTP $mail_name", Str),
-    p("smtpd_client_connection_count_limit", "50", Int),
-    p("smtpd_client_connection_rate_limit", "0", Int),
-    p("smtpd_client_restrictions", "", List),
-    p("smtpd_data_restrictions", "", List),
+    p("smtpd_client_connection_count_limit", "50", Int)
+        .not_yet("connections per client are not limited"),
+    p("smtpd_client_connection_rate_limit", "0", Int)
+        .not_yet("connection rates per client are not limited"),
+    p("smtpd_client_restrictions", "", Restrictions),
+    p("smtpd_data_restrictions", "", Restrictions),
     p("smtpd_delay_reject", "yes", Bool),
-    p("smtpd_forbid_bare_newline", "normalize", Str),
+    p("smtpd_error_sleep_time", "1s", Time('s')),
+    p(
+        "smtpd_forbid_bare_newline",
+        "normalize",
+        Enum(&["normalize", "yes", "reject", "no"]),
+    ),
+    p("smtpd_forbid_bare_newline_reject_code", "521", Code),
     p("smtpd_forbid_unauth_pipelining", "yes", Bool),
-    p("smtpd_hard_error_limit", "20", Int),
+    p("smtpd_hard_error_limit", "20", Positive),
     p("smtpd_helo_required", "no", Bool),
-    p("smtpd_helo_restrictions", "", List),
+    p("smtpd_helo_restrictions", "", Restrictions),
+    p("smtpd_junk_command_limit", "100", Int),
     x("smtpd_max_sessions", "1000", Int),
-    p("smtpd_peername_lookup", "yes", Bool),
+    p("smtpd_null_access_lookup_key", "<>", Str),
+    p("smtpd_peername_lookup", "no", Bool)
+        .not_yet("no reverse DNS lookup is made; the client name is always unknown"),
     p("smtpd_recipient_limit", "1000", Int),
-    p("smtpd_recipient_restrictions", "", List),
+    p("smtpd_recipient_overshoot_limit", "1000", Int),
+    p("smtpd_recipient_restrictions", "", Restrictions),
+    p("smtpd_reject_unlisted_recipient", "yes", Bool),
+    p("smtpd_reject_unlisted_sender", "no", Bool),
+    p("smtpd_relay_before_recipient_restrictions", "yes", Bool),
     p(
         "smtpd_relay_restrictions",
         "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
-        List,
+        Restrictions,
     ),
+    p("smtpd_restriction_classes", "", List),
     p("smtpd_sasl_auth_enable", "no", Bool),
-    p("smtpd_sasl_authenticated_header", "no", Bool),
+    p("smtpd_sasl_authenticated_header", "no", Bool)
+        .not_yet("the Received header does not name the SASL login"),
     p("smtpd_sasl_local_domain", "", Str),
-    p("smtpd_sasl_path", "smtpd", Str),
-    p("smtpd_sasl_security_options", "noanonymous", List),
+    p("smtpd_sasl_path", "smtpd", Str)
+        .not_yet("SASL is built in (smtpd_sasl_users); there is no Cyrus or Dovecot"),
+    p("smtpd_sasl_security_options", "noanonymous", SASL_OPTIONS),
     p(
         "smtpd_sasl_tls_security_options",
         "$smtpd_sasl_security_options",
-        List,
+        SASL_OPTIONS,
     ),
-    p("smtpd_sasl_type", "postern", Str),
+    p("smtpd_sasl_type", "postern", Str)
+        .not_yet("SASL is built in (smtpd_sasl_users); there is no Cyrus or Dovecot"),
     x("smtpd_sasl_users", "", Maps),
     p("smtpd_sender_login_maps", "", Maps),
-    p("smtpd_sender_restrictions", "", List),
+    p("smtpd_sender_restrictions", "", Restrictions),
     p("smtpd_soft_error_limit", "10", Int),
     p("smtpd_timeout", "300s", Time('s')),
     p("smtpd_tls_CAfile", "", Path),
     p("smtpd_tls_CApath", "", Path),
-    p("smtpd_tls_ask_ccert", "no", Bool),
+    p("smtpd_tls_ask_ccert", "no", Bool).not_yet("client certificates are never requested"),
     p("smtpd_tls_auth_only", "no", Bool),
     p("smtpd_tls_cert_file", "", Path),
     p("smtpd_tls_chain_files", "", List),
-    p("smtpd_tls_ciphers", "medium", Str),
+    p("smtpd_tls_ciphers", "medium", CIPHER_GRADES)
+        .not_yet("the cipher suites are rustls's safe defaults"),
     p("smtpd_tls_key_file", "$smtpd_tls_cert_file", Path),
     p("smtpd_tls_loglevel", "0", Int),
-    p("smtpd_tls_mandatory_ciphers", "medium", Str),
+    p("smtpd_tls_mandatory_ciphers", "medium", CIPHER_GRADES)
+        .not_yet("the cipher suites are rustls's safe defaults"),
     p("smtpd_tls_mandatory_protocols", ">=TLSv1", List),
     p("smtpd_tls_protocols", ">=TLSv1", List),
     p("smtpd_tls_received_header", "no", Bool),
-    p("smtpd_tls_req_ccert", "no", Bool),
-    p("smtpd_tls_security_level", "", Str),
+    p("smtpd_tls_req_ccert", "no", Bool).not_yet("client certificates are never requested"),
+    p(
+        "smtpd_tls_security_level",
+        "",
+        Enum(&[
+            "",
+            "none",
+            "may",
+            "encrypt",
+            "dane",
+            "dane-only",
+            "fingerprint",
+            "verify",
+            "secure",
+        ]),
+    ),
     p("smtpd_tls_session_cache_timeout", "3600s", Time('s')),
     p("smtpd_tls_wrappermode", "no", Bool),
     p("stale_lock_time", "500s", Time('s')),
     p("swap_bangpath", "yes", Bool),
     p("syslog_name", "postern", Str),
     p("transport_maps", "", Maps),
-    p("virtual_alias_domains", "$virtual_alias_maps", List),
+    p("unknown_address_reject_code", "450", Code),
+    p("unknown_client_reject_code", "450", Code),
+    p("unknown_hostname_reject_code", "450", Code),
+    p("unknown_local_recipient_reject_code", "550", Code),
+    p("unknown_relay_recipient_reject_code", "550", Code),
+    p("unknown_virtual_alias_reject_code", "550", Code),
+    p("unknown_virtual_mailbox_reject_code", "550", Code),
+    p("virtual_alias_domains", "$virtual_alias_maps", Domains),
+    p("virtual_alias_expansion_limit", "1000", Positive),
     p("virtual_alias_maps", "", Maps),
+    p("virtual_alias_recursion_limit", "1000", Positive),
     p("virtual_mailbox_base", "", Path),
-    p("virtual_mailbox_domains", "$virtual_mailbox_maps", List),
+    p("virtual_mailbox_domains", "$virtual_mailbox_maps", Domains),
     p("virtual_mailbox_limit", "51200000", Int),
     p("virtual_mailbox_maps", "", Maps),
     p("virtual_transport", "local", Str),

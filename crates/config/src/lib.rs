@@ -39,7 +39,9 @@
 //! # Layout
 //!
 //! * `lib.rs` — [`Config`]: loading, validation, per-service views; errors.
-//! * [`defs`] — the parameter table [`PARAMS`] (name, default, kind).
+//! * [`defs`] — the parameter table [`PARAMS`] (name, default, kind, and
+//!   whether Postern implements it).
+//! * [`restrictions`] — the restriction names of `smtpd_*_restrictions`.
 //! * `params` — [`Params`]: typed access, defaults, expansion.
 //! * `expand` — `$name` / `${name?value}` expansion with loop detection.
 //! * `value` — parsing of integers, booleans, times, sizes and lists.
@@ -54,6 +56,7 @@ mod expand;
 mod host;
 mod load;
 mod params;
+pub mod restrictions;
 mod service;
 pub mod table;
 mod value;
@@ -206,6 +209,8 @@ pub struct Config {
     main: Params,
     /// The `-o` overrides, re-applied on top of each service's options.
     overrides: Vec<(String, String)>,
+    /// The line of each service option, by service and option name.
+    option_lines: std::collections::BTreeMap<(String, String), usize>,
 }
 
 impl Config {
@@ -245,7 +250,8 @@ impl Config {
         };
         let mut p = self.base.clone();
         for (k, v) in &svc.options {
-            p.insert(k, v, Some(svc.line));
+            let line = self.option_lines.get(&(svc.name.clone(), k.clone()));
+            p.insert(k, v, Some(line.copied().unwrap_or(svc.line)));
         }
         for (k, v) in &self.overrides {
             p.insert(k, v, None);

@@ -65,8 +65,8 @@ pub(crate) fn parse(
     let base_dir = base_dir(file);
     let mut base = Params::new(file, &base_dir, Arc::new(host));
     let mut services = Vec::new();
-    // Option lines, for error messages: (service index, option) -> line.
-    let mut option_lines: BTreeMap<(usize, String), usize> = BTreeMap::new();
+    // Option lines, for error messages: (service, option) -> line.
+    let mut option_lines: BTreeMap<(String, String), usize> = BTreeMap::new();
 
     for (key, val) in doc.get_ref() {
         let k = key.get_ref().as_ref();
@@ -109,7 +109,7 @@ pub(crate) fn parse(
                         ));
                     }
                     for (opt, line) in lines {
-                        option_lines.insert((services.len(), opt), line);
+                        option_lines.insert((svc.name.clone(), opt), line);
                     }
                     services.push(svc);
                 }
@@ -139,8 +139,9 @@ pub(crate) fn parse(
         base,
         main,
         overrides: overrides.to_vec(),
+        option_lines,
     };
-    let warnings = validate(&cfg, &option_lines)?;
+    let warnings = validate(&cfg)?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -344,11 +345,10 @@ fn parse_service(
     ))
 }
 
-/// Checks every explicit value and collects warnings.
-fn validate(
-    cfg: &Config,
-    option_lines: &BTreeMap<(usize, String), usize>,
-) -> Result<Vec<String>, ConfigError> {
+/// Checks every explicit value and collects warnings, then every
+/// parameter of every service's view (a value can make another one bad
+/// through `$name`, and a service's options apply to it alone).
+fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
     let file = cfg.file.display().to_string();
     let mut warnings = Vec::new();
 
@@ -384,14 +384,15 @@ fn validate(
         check_one(cfg, &cfg.main, name, &s.raw, s.line, &loc, &mut warnings)?;
     }
 
-    for (i, svc) in cfg.services.iter().enumerate() {
+    for svc in &cfg.services {
         let params = cfg.params_for(&svc.name);
         for (name, raw) in &svc.options {
             if cfg.overrides.iter().any(|(k, _)| k == name) {
                 continue; // the -o value wins and was checked above
             }
-            let line = option_lines
-                .get(&(i, name.clone()))
+            let line = cfg
+                .option_lines
+                .get(&(svc.name.clone(), name.clone()))
                 .copied()
                 .unwrap_or(svc.line);
             let loc = format!("{file}:{line}");
@@ -403,6 +404,32 @@ fn validate(
                 continue;
             }
             check_one(cfg, &params, name, raw, Some(line), &loc, &mut warnings)?;
+        }
+    }
+
+    let views = std::iter::once((cfg.main.clone(), None)).chain(
+        cfg.services
+            .iter()
+            .map(|s| (cfg.params_for(&s.name), Some(s))),
+    );
+    for (view, svc) in views {
+        let classes = view.list("smtpd_restriction_classes");
+        let names = defs::PARAMS
+            .iter()
+            .map(|d| d.name)
+            .chain(classes.iter().map(String::as_str));
+        for name in names {
+            if let Err(reason) = view.validate(name) {
+                let option = |n: &str| svc.is_none_or(|s| s.options.contains_key(n));
+                let (line, param, value) = view.origin(name, option);
+                return Err(ConfigError::Invalid {
+                    file: cfg.file.clone(),
+                    line,
+                    param: name.to_string(),
+                    value: if param == name { value } else { view.get(name) },
+                    reason,
+                });
+            }
         }
     }
     warnings.dedup();
@@ -643,6 +670,126 @@ privileged = "yes"
     }
 
     #[test]
+    fn kinds_are_checked_at_load() {
+        assert_eq!(
+            err("[main]\nsmtpd_forbid_bare_newline = \"sometimes\"\n"),
+            "master.toml:2: parameter \"smtpd_forbid_bare_newline\": invalid value \
+             \"sometimes\" (expected normalize, yes, reject or no)"
+        );
+        assert_eq!(
+            err("[main]\nsmtp_tls_security_level = \"dane\"\n"),
+            "master.toml:2: parameter \"smtp_tls_security_level\": invalid value \"dane\" \
+             (expected \"\", none, may, encrypt, verify or secure)"
+        );
+        assert_eq!(
+            err("[main]\nmynetworks_style = \"hosts\"\n"),
+            "master.toml:2: parameter \"mynetworks_style\": invalid value \"hosts\" \
+             (expected host, subnet or class)"
+        );
+        assert_eq!(
+            err("[main]\nsmtpd_sasl_security_options = \"noanonymous, noplain\"\n"),
+            "master.toml:2: parameter \"smtpd_sasl_security_options\": invalid word \
+             \"noplain\" in \"noanonymous, noplain\" (expected noplaintext, noactive, \
+             nodictionary, noanonymous, mutual_auth or forward_secrecy)"
+        );
+        assert_eq!(
+            err("[main]\nreject_code = 250\n"),
+            "master.toml:2: parameter \"reject_code\": invalid reply code (4xx or 5xx) value \"250\""
+        );
+        assert_eq!(
+            err("[main]\nsmtpd_hard_error_limit = 0\n"),
+            "master.toml:2: parameter \"smtpd_hard_error_limit\": invalid integer (at least 1) \
+             value \"0\""
+        );
+        let e = err("[main]\nrelay_domains = \"example.com, ldap:/etc/ldap-relay.cf\"\n");
+        assert_eq!(
+            e,
+            "master.toml:2: parameter \"relay_domains\": unsupported dictionary type \"ldap\" \
+             in table \"ldap:/etc/ldap-relay.cf\""
+        );
+        let e =
+            err("[main]\nsmtpd_relay_restrictions = \"permit_mynetworks, reject_rbl_client x\"\n");
+        assert_eq!(
+            e,
+            "master.toml:2: parameter \"smtpd_relay_restrictions\": restriction \
+             \"reject_rbl_client\" is not supported by Postern"
+        );
+        // A restriction class is a restriction list too.
+        let e = err(
+            "[main]\nsmtpd_restriction_classes = \"strict\"\nstrict = \"check_sender_access mysql:/x\"\n",
+        );
+        assert!(
+            e.starts_with(
+                "master.toml:3: parameter \"strict\": unsupported dictionary type \"mysql\""
+            ),
+            "{e}"
+        );
+        // Accepted forms.
+        let c = load(
+            "[main]\nsmtpd_forbid_bare_newline = \"Reject\"\nrelay_domains = \".example.com /etc/relay hash:/etc/relay2\"\n\
+             mailbox_command = \"/usr/bin/procmail -a $EXTENSION\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.main().choice("smtpd_forbid_bare_newline"), "reject");
+        assert_eq!(
+            c.main().get("mailbox_command"),
+            "/usr/bin/procmail -a $EXTENSION"
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn unimplemented_parameters_are_refused_unless_default() {
+        let e = err("[main]\nmyhostname = \"a.b\"\nsmtpd_tls_req_ccert = true\n");
+        assert_eq!(
+            e,
+            "master.toml:3: parameter \"smtpd_tls_req_ccert\": not supported by Postern yet: \
+             client certificates are never requested; remove the setting, or set the default \"no\""
+        );
+        // The default, however it is spelled, is what Postern does.
+        let c = load(
+            "[main]\nsmtpd_tls_req_ccert = false\nsmtp_tls_policy_maps = \"\"\n\
+             smtpd_client_connection_count_limit = 50\nmax_idle = \"100\"\n",
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // A default that follows another parameter stays in force with it.
+        load("[main]\nsmtp_tls_key_file = \"$smtp_tls_cert_file\"\n").unwrap();
+        // Also per service, and through -o.
+        let e = err(
+            "[[service]]\nname = \"smtp\"\ntype = \"inet\"\nlisten = \"25\"\n\
+             options = { smtpd_client_connection_rate_limit = 30 }\n",
+        );
+        assert!(
+            e.starts_with(
+                "master.toml:5: parameter \"smtpd_client_connection_rate_limit\": not supported"
+            ),
+            "{e}"
+        );
+        let e = load_o("", &[("smtp_tls_policy_maps", "hash:/etc/tls_policy")]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "command line -o smtp_tls_policy_maps=hash:/etc/tls_policy: parameter \
+                 \"smtp_tls_policy_maps\": not supported"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_value_made_bad_by_a_service_option_names_the_option() {
+        let e = err(
+            "[main]\nmy_limit = 4096\nmessage_size_limit = \"$my_limit\"\n\n\
+             [[service]]\nname = \"smtp\"\ntype = \"inet\"\nlisten = \"25\"\n\
+             options = { my_limit = \"big\" }\n",
+        );
+        assert_eq!(
+            e,
+            "master.toml:9: parameter \"message_size_limit\": invalid integer value \"big\""
+        );
+    }
+
+    #[test]
     fn loops_are_errors() {
         let e = err(
             "[main]\nrelayhost = \"$default_transport\"\ndefault_transport = \"${relayhost}\"\n",
@@ -760,8 +907,8 @@ privileged = "yes"
     fn value_forms() {
         let c = load(
             "[main]\nsmtpd_recipient_limit = 0x10\nmessage_size_limit = 1_000\ncompatibility_level = 3.6\n\
-             smtpd_helo_required = false\nnotify_classes = [\"bounce\", \"resource\"]\n\
-             smtpd_recipient_restrictions = [\"permit_mynetworks\", \"reject_rbl_client zen.example\"]\n",
+             smtpd_helo_required = false\nsmtpd_sasl_security_options = [\"noanonymous\", \"noplaintext\"]\n\
+             smtpd_recipient_restrictions = [\"permit_mynetworks\", \"check_client_access hash:clients\"]\n",
         )
         .unwrap();
         let m = c.main();
@@ -769,10 +916,13 @@ privileged = "yes"
         assert_eq!(m.int("message_size_limit"), 1000);
         assert_eq!(m.get("compatibility_level"), "3.6");
         assert_eq!(m.raw("smtpd_helo_required"), Some("no"));
-        assert_eq!(m.list("notify_classes"), vec!["bounce", "resource"]);
+        assert_eq!(
+            m.words("smtpd_sasl_security_options"),
+            vec!["noanonymous", "noplaintext"]
+        );
         assert_eq!(
             m.list("smtpd_recipient_restrictions"),
-            vec!["permit_mynetworks", "reject_rbl_client", "zen.example"]
+            vec!["permit_mynetworks", "check_client_access", "hash:clients"]
         );
     }
 

@@ -93,37 +93,63 @@ impl Params {
         self.default_raw(name, &[]).ok().flatten()
     }
 
+    /// An integer parameter (a size parameter counts too).
     pub fn int(&self, name: &str) -> i64 {
+        self.declared(name, |k| {
+            matches!(k, Kind::Int | Kind::Positive | Kind::Size)
+        });
         let v = self.get(name);
         value::parse_int(&v)
             .or_else(|| value::parse_size(&v).and_then(|n| i64::try_from(n).ok()))
-            .unwrap_or_else(|| self.bad(name, &v, 0))
+            .unwrap_or_else(|| unvalidated(name, &v))
     }
 
     pub fn bool(&self, name: &str) -> bool {
+        self.declared(name, |k| k == Kind::Bool);
         let v = self.get(name);
-        value::parse_bool(&v).unwrap_or_else(|| self.bad(name, &v, false))
+        value::parse_bool(&v).unwrap_or_else(|| unvalidated(name, &v))
     }
 
-    /// A time value; a bare number uses the parameter's default unit
-    /// (seconds for names not in the table).
+    /// A time value; a bare number uses the parameter's default unit.
     pub fn time(&self, name: &str) -> Duration {
-        let unit = match defs::lookup(name).map(|d| d.kind) {
+        let unit = match self.declared(name, |k| matches!(k, Kind::Time(_))) {
             Some(Kind::Time(u)) => u,
             _ => 's',
         };
         let v = self.get(name);
-        value::parse_time(&v, unit).unwrap_or_else(|| self.bad(name, &v, Duration::ZERO))
+        value::parse_time(&v, unit).unwrap_or_else(|| unvalidated(name, &v))
     }
 
     /// Bytes; plain integers and binary suffixes (`64MiB`, `10m`) work.
     pub fn size(&self, name: &str) -> u64 {
+        self.declared(name, |k| matches!(k, Kind::Int | Kind::Size));
         let v = self.get(name);
-        value::parse_size(&v).unwrap_or_else(|| self.bad(name, &v, 0))
+        value::parse_size(&v).unwrap_or_else(|| unvalidated(name, &v))
+    }
+
+    /// An SMTP reply code parameter (`*_reject_code`, `*_defer_code`).
+    pub fn code(&self, name: &str) -> u16 {
+        self.declared(name, |k| k == Kind::Code);
+        let v = self.get(name);
+        value::parse_code(&v).unwrap_or_else(|| unvalidated(name, &v))
+    }
+
+    /// An enumerated parameter: one of the words of its [`Kind::Enum`],
+    /// in lower case.
+    pub fn choice(&self, name: &str) -> String {
+        self.declared(name, |k| matches!(k, Kind::Enum(_)));
+        self.get(name).trim().to_ascii_lowercase()
+    }
+
+    /// A [`Kind::Words`] list, in lower case.
+    pub fn words(&self, name: &str) -> Vec<String> {
+        self.declared(name, |k| matches!(k, Kind::Words(_)));
+        value::split_list(&self.get(name).to_ascii_lowercase())
     }
 
     /// The expanded value split on commas and whitespace, keeping `{...}`
-    /// groups whole, as Postfix does.
+    /// groups whole, as Postfix does. Works for user-defined parameters
+    /// too (restriction classes).
     pub fn list(&self, name: &str) -> Vec<String> {
         value::split_list(&self.get(name))
     }
@@ -131,6 +157,7 @@ impl Params {
     /// The expanded value as a path, relative ones joined to the config
     /// directory; empty stays empty.
     pub fn path(&self, name: &str) -> PathBuf {
+        self.declared(name, |k| k == Kind::Path);
         let v = self.get(name);
         let v = v.trim();
         if v.is_empty() {
@@ -140,9 +167,22 @@ impl Params {
         }
     }
 
+    /// The kind of a parameter a daemon reads with a typed accessor. Every
+    /// such parameter must be in [`PARAMS`] with a kind `fits` accepts;
+    /// debug builds (and so the tests) stop at one that is not.
+    fn declared(&self, name: &str, fits: fn(Kind) -> bool) -> Option<Kind> {
+        let kind = defs::lookup(name).map(|d| d.kind);
+        debug_assert!(
+            kind.is_some_and(fits),
+            "parameter \"{name}\" is read as a {kind:?} but not declared so in defs::PARAMS"
+        );
+        kind
+    }
+
     /// Opens the tables listed in `name`. `alias_maps` and `alias_database`
     /// open their text files in aliases(5) `name: value` format.
     pub fn maps(&self, name: &str) -> Result<Maps, TableError> {
+        self.declared(name, |k| k == Kind::Maps);
         let specs = self.list(name);
         if matches!(name, "alias_maps" | "alias_database") {
             Maps::open_aliases(&specs, &self.base_dir)
@@ -219,13 +259,92 @@ impl Params {
     pub(crate) fn validate(&self, name: &str) -> Result<Vec<String>, String> {
         let e = self.expanded(name).map_err(|l| l.to_string())?;
         if let Some(def) = defs::lookup(name) {
-            value::check(def.kind, &e.text)?;
+            match def.kind {
+                Kind::Restrictions => self.check_restrictions(&e.text)?,
+                kind => value::check(kind, &e.text)?,
+            }
+            if let Some(why) = def.unsupported
+                && !self.default_in_force(def)
+            {
+                return Err(format!(
+                    "not supported by Postern yet: {why}; remove the setting, or set the \
+                     default \"{}\"",
+                    def.default
+                ));
+            }
+        } else if self
+            .list("smtpd_restriction_classes")
+            .iter()
+            .any(|c| c == name)
+        {
+            self.check_restrictions(&e.text)?;
         }
         Ok(e.undefined)
     }
 
+    /// The explicit setting a parameter's value comes from, for error
+    /// messages: its own, or one it refers to (through `$name`, at any
+    /// depth), the first for which `prefer` holds if any does (a service
+    /// names its options). Gives (line, name, value as written).
+    pub(crate) fn origin(
+        &self,
+        name: &str,
+        prefer: impl Fn(&str) -> bool,
+    ) -> (Option<usize>, String, String) {
+        let mut todo = vec![name.to_string()];
+        let mut seen = std::collections::BTreeSet::new();
+        let mut found = Vec::new();
+        while let Some(n) = todo.pop() {
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            let raw = match self.values.get(&n) {
+                Some(s) => {
+                    found.push((s.line, n.clone(), s.raw.clone()));
+                    Some(s.raw.clone())
+                }
+                None => self.default_raw(&n, &[]).ok().flatten(),
+            };
+            if let Some(raw) = raw {
+                todo.extend(expand::references(&raw).into_iter().rev());
+            }
+        }
+        let pick = found.iter().position(|(_, n, _)| prefer(n)).unwrap_or(0);
+        if found.is_empty() {
+            return (
+                None,
+                name.to_string(),
+                self.default_value(name).unwrap_or_default(),
+            );
+        }
+        found.swap_remove(pick)
+    }
+
+    /// Whether a parameter's value means the same as its default (`no` for
+    /// a default of `no`, the same list in other spacing...).
+    fn default_in_force(&self, def: &defs::ParamDef) -> bool {
+        let lookup = |n: &str, stack: &[String]| self.raw_or_default(n, stack);
+        let default = expand::expand(def.default, vec![def.name.to_string()], &lookup)
+            .map(|e| e.text)
+            .unwrap_or_default();
+        let value = self.get(def.name);
+        value::canonical(def.kind, &value) == value::canonical(def.kind, &default)
+    }
+
+    fn check_restrictions(&self, value: &str) -> Result<(), String> {
+        let classes = self.list("smtpd_restriction_classes");
+        crate::restrictions::check_list(&value::split_list(value), &classes)
+            .map_err(|e| e.to_string())
+    }
+
     fn expanded(&self, name: &str) -> Result<expand::Expanded, Loop> {
         let raw = self.raw_or_default(name, &[])?.unwrap_or_default();
+        if defs::lookup(name).is_some_and(|d| d.kind == Kind::Command) {
+            return Ok(expand::Expanded {
+                text: raw,
+                undefined: Vec::new(),
+            });
+        }
         let lookup = |n: &str, stack: &[String]| self.raw_or_default(n, stack);
         expand::expand(&raw, vec![name.to_string()], &lookup)
     }
@@ -260,11 +379,6 @@ impl Params {
         })
     }
 
-    fn bad<T>(&self, name: &str, value: &str, fallback: T) -> T {
-        tracing::warn!("parameter \"{name}\": bad value \"{value}\"; using a zero value");
-        fallback
-    }
-
     #[cfg(test)]
     pub(crate) fn for_test(host: HostInfo) -> Params {
         Params::new(
@@ -273,6 +387,12 @@ impl Params {
             Arc::new(host),
         )
     }
+}
+
+/// A typed read of a value that load did not validate: a bug, since
+/// [`crate::Config`] refuses every value that does not fit its kind.
+fn unvalidated<T>(name: &str, value: &str) -> T {
+    panic!("parameter \"{name}\": value \"{value}\" escaped validation at load")
 }
 
 #[cfg(test)]

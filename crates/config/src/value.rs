@@ -95,18 +95,63 @@ pub fn split_list(s: &str) -> Vec<String> {
     out
 }
 
+/// An SMTP reply code as Postfix's `*_code` parameters take it: 4xx or 5xx.
+pub fn parse_code(s: &str) -> Option<u16> {
+    s.trim()
+        .parse::<u16>()
+        .ok()
+        .filter(|c| (400..600).contains(c))
+}
+
 /// Checks an expanded value against its kind; the error is the `reason` of
-/// [`crate::ConfigError::Invalid`].
+/// [`crate::ConfigError::Invalid`]. Restriction lists need the
+/// configuration's restriction classes and are checked by `Params`.
 pub fn check(kind: Kind, value: &str) -> Result<(), String> {
     let ok = match kind {
-        Kind::Str | Kind::List | Kind::Path => true,
+        Kind::Str | Kind::Command | Kind::List | Kind::Path | Kind::Restrictions => true,
         Kind::Int => parse_int(value).is_some(),
+        Kind::Positive => parse_int(value).is_some_and(|n| n >= 1),
         Kind::Bool => parse_bool(value).is_some(),
         Kind::Time(u) => parse_time(value, u).is_some(),
         Kind::Size => parse_size(value).is_some(),
+        Kind::Code => parse_code(value).is_some(),
+        Kind::Enum(words) => {
+            let v = value.trim().to_ascii_lowercase();
+            if !words.contains(&v.as_str()) {
+                return Err(format!(
+                    "invalid value \"{}\" (expected {})",
+                    value.trim(),
+                    one_of(words)
+                ));
+            }
+            true
+        }
+        Kind::Words(words) => {
+            for w in split_list(&value.to_ascii_lowercase()) {
+                if !words.contains(&w.as_str()) {
+                    return Err(format!(
+                        "invalid word \"{w}\" in \"{}\" (expected {})",
+                        value.trim(),
+                        one_of(words)
+                    ));
+                }
+            }
+            true
+        }
         Kind::Maps => {
             for spec in split_list(value) {
                 crate::table::check_spec(&spec).map_err(|e| e.to_string())?;
+            }
+            true
+        }
+        Kind::Domains => {
+            // Names, `.names` and `/file` entries need nothing; a
+            // `type:table` entry must be a table Postern can open.
+            for entry in split_list(value) {
+                let entry = entry.trim_start_matches('!');
+                if !entry.starts_with('/') && entry.contains(':') {
+                    crate::table::check_spec(entry).map_err(|e| e.to_string())?;
+                }
             }
             true
         }
@@ -116,13 +161,49 @@ pub fn check(kind: Kind, value: &str) -> Result<(), String> {
     } else {
         let what = match kind {
             Kind::Int => "integer",
+            Kind::Positive => "integer (at least 1)",
             Kind::Bool => "boolean",
             Kind::Time(_) => "time",
             Kind::Size => "size",
+            Kind::Code => "reply code (4xx or 5xx)",
             _ => "",
         };
         Err(format!("invalid {what} value \"{value}\""))
     }
+}
+
+/// `a, b or c`, for error messages; the empty word shows as `""`.
+fn one_of(words: &[&str]) -> String {
+    let shown: Vec<String> = words
+        .iter()
+        .map(|w| match *w {
+            "" => "\"\"".to_string(),
+            w => w.to_string(),
+        })
+        .collect();
+    match shown.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// A valid value in a form where two spellings of the same setting are
+/// equal (`no`/`false`, `60s`/`1m`, lists in any spacing).
+pub fn canonical(kind: Kind, value: &str) -> String {
+    match kind {
+        Kind::Bool => parse_bool(value).map(|b| b.to_string()),
+        Kind::Int | Kind::Positive => parse_int(value).map(|n| n.to_string()),
+        Kind::Time(u) => parse_time(value, u).map(|d| d.as_secs().to_string()),
+        Kind::Size => parse_size(value).map(|n| n.to_string()),
+        Kind::Code => parse_code(value).map(|n| n.to_string()),
+        Kind::Enum(_) | Kind::Words(_) => Some(split_list(&value.to_ascii_lowercase()).join(" ")),
+        Kind::List | Kind::Maps | Kind::Domains | Kind::Restrictions => {
+            Some(split_list(value).join(" "))
+        }
+        Kind::Str | Kind::Command | Kind::Path => None,
+    }
+    .unwrap_or_else(|| value.trim().to_string())
 }
 
 #[cfg(test)]

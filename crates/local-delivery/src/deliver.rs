@@ -140,31 +140,24 @@ struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     fn new(agent: &'a Agent, params: &'a Params) -> Ctx<'a> {
-        let list = |name: &str| -> Vec<String> {
-            params
-                .list(name)
-                .into_iter()
-                .map(|s| s.to_lowercase())
-                .collect()
-        };
         Ctx {
             agent,
             params,
-            mydestination: list("mydestination"),
+            mydestination: params
+                .list("mydestination")
+                .into_iter()
+                .map(|s| s.to_lowercase())
+                .collect(),
             rules: Rules {
                 delimiter: params.get("recipient_delimiter"),
-                allow_commands: list("allow_mail_to_commands"),
-                allow_files: list("allow_mail_to_files"),
-                propagate: list("propagate_unmatched_extensions"),
+                allow_commands: params.words("allow_mail_to_commands"),
+                allow_files: params.words("allow_mail_to_files"),
+                propagate: params.words("propagate_unmatched_extensions"),
                 myorigin: params.get("myorigin"),
             },
             hostname: params.get("myhostname"),
             lock: LockPolicy {
-                attempts: params
-                    .get("deliver_lock_attempts")
-                    .trim()
-                    .parse()
-                    .unwrap_or(20),
+                attempts: u32::try_from(params.int("deliver_lock_attempts")).unwrap_or(1),
                 delay: params.time("deliver_lock_delay"),
                 stale_after: params.time("stale_lock_time"),
             },
@@ -314,7 +307,8 @@ impl<'a> Ctx<'a> {
             Dest::Mailbox(acct) => {
                 // Taken as written: `$EXTENSION` and friends are for the
                 // shell, from the environment the command gets.
-                let mailbox_command = self.params.raw("mailbox_command").unwrap_or("").trim();
+                let mailbox_command = self.params.get("mailbox_command");
+                let mailbox_command = mailbox_command.trim();
                 if !mailbox_command.is_empty() {
                     let cmd = mailbox_command.to_string();
                     return self.command(req, address, cmd, &acct, msg).await;

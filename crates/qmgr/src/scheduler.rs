@@ -27,9 +27,6 @@ use crate::route::{self, Decision, Route};
 /// How long an agent may take to answer one request; a remote delivery
 /// has its own timeouts inside smtp-client, this only catches a hung agent.
 const AGENT_REPLY_TIMEOUT: Duration = Duration::from_secs(3600);
-/// The local part of the sender of postmaster notifications about failed
-/// bounces; a failure of such a notification is dropped, never reported.
-const DOUBLE_BOUNCE: &str = "double-bounce";
 /// Messages with an attempt running at once (Postfix's
 /// qmgr_message_active_limit default); the rest wait in the store, not in
 /// memory, and a scan picks them up once attempts end.
@@ -537,7 +534,7 @@ impl Qmgr {
         // Delay warnings: once per recipient still deferred after
         // delay_warning_time, when its NOTIFY allows, never to <>.
         let warn_after = params.time("delay_warning_time");
-        let double_bounce = format!("{DOUBLE_BOUNCE}@{}", params.get("myorigin"));
+        let double_bounce = double_bounce_sender(params);
         let mut warned: HashSet<usize> = HashSet::new();
         if !warn_after.is_zero()
             && !env.sender.is_empty()
@@ -642,7 +639,7 @@ impl Qmgr {
         let env = &msg.envelope;
         let id = msg.id;
         let myhostname = params.get("myhostname");
-        let double_bounce = format!("{DOUBLE_BOUNCE}@{}", params.get("myorigin"));
+        let double_bounce = double_bounce_sender(params);
         if env.sender.eq_ignore_ascii_case(&double_bounce) {
             tracing::info!("{id}: undeliverable postmaster notification discarded");
             return true;
@@ -988,6 +985,17 @@ pub fn notify_flags(words: &[String]) -> DsnNotify {
             _ => DsnNotify::NONE_GIVEN,
         }
     })
+}
+
+/// The sender of postmaster notifications about failed bounces
+/// (`double_bounce_sender@$myorigin`); a failure of such a notification is
+/// dropped, never reported.
+fn double_bounce_sender(params: &Params) -> String {
+    format!(
+        "{}@{}",
+        params.get("double_bounce_sender"),
+        params.get("myorigin")
+    )
 }
 
 #[cfg(test)]

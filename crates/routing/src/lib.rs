@@ -251,15 +251,7 @@ impl Router {
         };
         let pdms = params.list("parent_domain_matches_subdomains");
         let parent = |name: &str| pdms.iter().any(|p| p == name);
-        let propagate = opt(
-            params,
-            "propagate_unmatched_extensions",
-            "canonical, virtual",
-        );
-        let propagate: Vec<&str> = propagate
-            .split([',', ' ', '\t'])
-            .filter(|s| !s.is_empty())
-            .collect();
+        let propagate = params.words("propagate_unmatched_extensions");
 
         let transport = |param: &'static str, value: String| -> Result<String, RoutingError> {
             let channel = value.split(':').next().unwrap_or_default();
@@ -272,17 +264,13 @@ impl Router {
             }
             Ok(value.trim().to_string())
         };
-        let virtual_transport = if params.is_default("virtual_transport") {
-            "local".to_string()
-        } else {
-            params.get("virtual_transport")
-        };
+        let virtual_transport = params.get("virtual_transport");
 
         let mut own_addresses = Vec::new();
         for item in params
             .list("inet_interfaces")
             .into_iter()
-            .chain(split_words(&opt(params, "proxy_interfaces", "")))
+            .chain(params.list("proxy_interfaces"))
         {
             match item.to_ascii_lowercase().as_str() {
                 "all" | "loopback-only" => {
@@ -304,7 +292,7 @@ impl Router {
             canon: Canon {
                 myorigin: params.get("myorigin"),
                 mydomain: params.get("mydomain"),
-                append_at_myorigin: bool_opt(params, "append_at_myorigin", true)?,
+                append_at_myorigin: params.bool("append_at_myorigin"),
                 append_dot_mydomain: params.bool("append_dot_mydomain"),
                 swap_bangpath: params.bool("swap_bangpath"),
                 percent_hack: params.bool("allow_percent_hack"),
@@ -312,8 +300,8 @@ impl Router {
             myhostname: params.get("myhostname"),
             myorigin: params.get("myorigin"),
             delimiters: params.get("recipient_delimiter"),
-            propagate_canonical: propagate.contains(&"canonical"),
-            propagate_virtual: propagate.contains(&"virtual"),
+            propagate_canonical: propagate.iter().any(|w| w == "canonical"),
+            propagate_virtual: propagate.iter().any(|w| w == "virtual"),
             mydestination: DomainList::open(params, "mydestination", Style::Strings)?,
             own_addresses,
             virtual_alias_domains: DomainList::open(
@@ -345,10 +333,10 @@ impl Router {
             default_transport: transport("default_transport", params.get("default_transport"))?,
             relayhost: params.get("relayhost").trim().to_string(),
             fallback_transport: params.get("fallback_transport").trim().to_string(),
-            recursion_limit: limit_opt(params, "virtual_alias_recursion_limit", 1000)?,
-            expansion_limit: limit_opt(params, "virtual_alias_expansion_limit", 1000)?,
-            show_table_name: bool_opt(params, "show_user_unknown_table_name", true)?,
-            allow_untrusted_routing: bool_opt(params, "allow_untrusted_routing", false)?,
+            recursion_limit: limit(params, "virtual_alias_recursion_limit"),
+            expansion_limit: limit(params, "virtual_alias_expansion_limit"),
+            show_table_name: params.bool("show_user_unknown_table_name"),
+            allow_untrusted_routing: params.bool("allow_untrusted_routing"),
         })
     }
 
@@ -364,46 +352,9 @@ impl Router {
     }
 }
 
-/// A parameter the config crate does not know yet: its value when set,
-/// else the Postfix default.
-fn opt(params: &Params, name: &str, default: &str) -> String {
-    match params.raw(name) {
-        Some(_) => params.get(name),
-        None => default.to_string(),
-    }
-}
-
-fn bool_opt(params: &Params, name: &'static str, default: bool) -> Result<bool, RoutingError> {
-    let v = opt(params, name, if default { "yes" } else { "no" });
-    match v.trim().to_ascii_lowercase().as_str() {
-        "yes" | "true" => Ok(true),
-        "no" | "false" => Ok(false),
-        _ => Err(RoutingError::Config {
-            param: name,
-            value: v,
-            reason: "expected yes or no".into(),
-        }),
-    }
-}
-
-fn limit_opt(params: &Params, name: &'static str, default: usize) -> Result<usize, RoutingError> {
-    let v = opt(params, name, &default.to_string());
-    v.trim()
-        .parse::<usize>()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| RoutingError::Config {
-            param: name,
-            value: v,
-            reason: "expected a positive integer".into(),
-        })
-}
-
-fn split_words(s: &str) -> Vec<String> {
-    s.split([',', ' ', '\t', '\n'])
-        .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect()
+/// A limit of at least 1 (the parameter's kind, checked at load).
+fn limit(params: &Params, name: &str) -> usize {
+    usize::try_from(params.int(name)).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

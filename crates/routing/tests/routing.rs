@@ -1247,13 +1247,19 @@ fn configuration_errors() {
         "{e}"
     );
 
-    let e = router_in(
-        dir.path(),
-        "myhostname = \"mx.example.org\"\nvirtual_alias_recursion_limit = \"lots\"\n",
+    // A value that does not fit its kind is refused when the
+    // configuration is loaded, before any router is built.
+    let e = Config::from_str(
+        "[main]\nmyhostname = \"mx.example.org\"\nvirtual_alias_recursion_limit = \"lots\"\n",
+        &dir.path().join("master.toml"),
         &[],
     )
     .unwrap_err();
-    assert!(matches!(e, RoutingError::Config { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("master.toml:3: parameter \"virtual_alias_recursion_limit\""),
+        "{e}"
+    );
 }
 
 #[test]

@@ -66,7 +66,7 @@ impl Settings {
             n if n.trim().is_empty() => p.get("myhostname"),
             n => n.trim().to_string(),
         };
-        let protocols = p.list("inet_protocols");
+        let protocols = p.words("inet_protocols");
         let all = protocols.is_empty() || protocols.iter().any(|v| v == "all");
         let ipv4 = all || protocols.iter().any(|v| v == "ipv4");
         let ipv6 = all || protocols.iter().any(|v| v == "ipv6");
@@ -82,43 +82,28 @@ impl Settings {
             quit_timeout: p.time("smtp_quit_timeout"),
             bind4: bind_address(p, "smtp_bind_address"),
             bind6: bind_address(p, "smtp_bind_address6"),
-            mx_address_limit: count(p, "smtp_mx_address_limit", 5),
-            mx_session_limit: count(p, "smtp_mx_session_limit", 2),
+            mx_address_limit: count(p, "smtp_mx_address_limit"),
+            mx_session_limit: count(p, "smtp_mx_session_limit"),
             cache_time_limit: cache_time_limit(p),
-            cache_per_destination: count(p, "default_destination_concurrency_limit", 20),
+            cache_per_destination: count(p, "default_destination_concurrency_limit"),
             ipv4,
             ipv6: ipv6 || !ipv4,
             own_addresses: own_addresses(&p.list("inet_interfaces"), &p.list("proxy_interfaces")),
-            starttls_timeout: match p.get("smtp_starttls_timeout").trim() {
-                "" => Duration::from_secs(300),
-                _ => p.time("smtp_starttls_timeout"),
-            },
+            starttls_timeout: p.time("smtp_starttls_timeout"),
             tls: TlsSettings::from_params(p),
             sasl: SaslSettings::from_params(p),
         }
     }
 }
 
-/// An unset or unparsable limit takes Postfix's default (with a warning
-/// for the unparsable one).
-fn count(p: &Params, name: &str, default: usize) -> usize {
-    let v = p.get(name);
-    if v.trim().is_empty() {
-        return default;
-    }
-    v.trim().parse().unwrap_or_else(|_| {
-        tracing::warn!("{name}: bad value \"{v}\"; using {default}");
-        default
-    })
+/// A limit that cannot be negative.
+fn count(p: &Params, name: &str) -> usize {
+    usize::try_from(p.int(name).max(0)).unwrap_or(usize::MAX)
 }
 
 fn cache_time_limit(p: &Params) -> Duration {
-    let on_demand = p.get("smtp_connection_cache_on_demand");
-    if matches!(on_demand.trim(), "no" | "false") {
+    if !p.bool("smtp_connection_cache_on_demand") {
         return Duration::ZERO;
-    }
-    if p.get("smtp_connection_cache_time_limit").trim().is_empty() {
-        return Duration::from_secs(2);
     }
     p.time("smtp_connection_cache_time_limit")
 }

@@ -87,8 +87,9 @@
 //!   Postfix answers VRFY by default. Address harvesting is the only use
 //!   VRFY sees on the Internet.
 //!
-//!   No reverse DNS lookup is made: the client name is always `unknown`,
-//!   whatever smtpd_peername_lookup says.
+//!   No reverse DNS lookup is made: the client name is always `unknown`.
+//!   smtpd_peername_lookup defaults to `no` to say so, and `yes` is
+//!   refused at start.
 //!
 //!   A command line longer than line_length_limit is refused with `500
 //!   5.5.2 Error: line too long` instead of being cut and then obeyed.
@@ -303,8 +304,7 @@ const FIRST_KEYS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Whether the service needs a certificate: STARTTLS offered or required,
 /// or wrapper mode.
 fn tls_wanted(params: &Params) -> bool {
-    tls::Level::parse(&params.get("smtpd_tls_security_level")) != tls::Level::None
-        || params.bool("smtpd_tls_wrappermode")
+    tls::Level::from_params(params) != tls::Level::None || params.bool("smtpd_tls_wrappermode")
 }
 
 /// The TLS state shared by every session of the process: the ticket keys

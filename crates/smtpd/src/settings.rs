@@ -13,13 +13,6 @@ use crate::auth::Sasl;
 use crate::policy::{self, Policy};
 use crate::tls::Level;
 
-/// Postfix parameters that the config table does not know yet, with
-/// Postfix's defaults.
-const ERROR_SLEEP_TIME: Duration = Duration::from_secs(1);
-const JUNK_COMMAND_LIMIT: u32 = 100;
-const RECIPIENT_OVERSHOOT_LIMIT: u32 = 1000;
-const BARE_NEWLINE_REJECT_CODE: u16 = 521;
-
 /// Everything a session needs to know about its configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -88,18 +81,12 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_params(params: &Params) -> Settings {
-        let bare_newline = match params.get("smtpd_forbid_bare_newline").trim() {
+        let bare_newline = match params.choice("smtpd_forbid_bare_newline").as_str() {
             "reject" | "yes" => BareNewlinePolicy::Reject,
             "no" => BareNewlinePolicy::No,
-            "normalize" => BareNewlinePolicy::Normalize,
-            other => {
-                tracing::warn!(
-                    "smtpd_forbid_bare_newline: unknown value \"{other}\", using \"normalize\""
-                );
-                BareNewlinePolicy::Normalize
-            }
+            _ => BareNewlinePolicy::Normalize,
         };
-        let tls_level = Level::parse(&params.get("smtpd_tls_security_level"));
+        let tls_level = Level::from_params(params);
         Settings {
             tls_level,
             wrappermode: params.bool("smtpd_tls_wrappermode"),
@@ -113,16 +100,12 @@ impl Settings {
             myorigin: params.get("myorigin"),
             message_size_limit: params.int("message_size_limit").max(0) as u64,
             recipient_limit: params.int("smtpd_recipient_limit").max(0) as usize,
-            recipient_overshoot_limit: int_or(
-                params,
-                "smtpd_recipient_overshoot_limit",
-                RECIPIENT_OVERSHOOT_LIMIT,
-            ),
+            recipient_overshoot_limit: count(params, "smtpd_recipient_overshoot_limit"),
             timeout: params.time("smtpd_timeout"),
             hard_error_limit: params.int("smtpd_hard_error_limit").max(1) as u32,
             soft_error_limit: params.int("smtpd_soft_error_limit").max(0) as u32,
-            error_sleep: time_or(params, "smtpd_error_sleep_time", ERROR_SLEEP_TIME),
-            junk_command_limit: int_or(params, "smtpd_junk_command_limit", JUNK_COMMAND_LIMIT),
+            error_sleep: params.time("smtpd_error_sleep_time"),
+            junk_command_limit: count(params, "smtpd_junk_command_limit"),
             line_length_limit: params.int("line_length_limit").max(512) as usize,
             header_size_limit: params.int("header_size_limit").max(0) as usize,
             hopcount_limit: params.int("hopcount_limit").max(1) as usize,
@@ -130,11 +113,7 @@ impl Settings {
             vrfy_enabled: !params.is_default("disable_vrfy_command")
                 && !params.bool("disable_vrfy_command"),
             bare_newline,
-            bare_newline_code: int_or(
-                params,
-                "smtpd_forbid_bare_newline_reject_code",
-                BARE_NEWLINE_REJECT_CODE as u32,
-            ) as u16,
+            bare_newline_code: params.code("smtpd_forbid_bare_newline_reject_code"),
             helo_required: params.bool("smtpd_helo_required"),
             forbid_unauth_pipelining: params.bool("smtpd_forbid_unauth_pipelining"),
             delay_reject: policy::delay_reject(params),
@@ -148,33 +127,7 @@ impl Settings {
     }
 }
 
-/// A parameter that may be absent from the config table: its value when
-/// set and valid, else Postfix's default.
-fn int_or(params: &Params, name: &str, default: u32) -> u32 {
-    params
-        .raw(name)
-        .and_then(|_| params.get(name).trim().parse().ok())
-        .unwrap_or(default)
-}
-
-fn time_or(params: &Params, name: &str, default: Duration) -> Duration {
-    let Some(_) = params.raw(name) else {
-        return default;
-    };
-    let v = params.get(name);
-    let v = v.trim();
-    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => (&v[..i], &v[i..]),
-        None => (v, "s"),
-    };
-    let Ok(n) = num.parse::<u64>() else {
-        return default;
-    };
-    match unit {
-        "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => default,
-    }
+/// A limit that cannot be negative (Postfix's minimum of 0).
+fn count(params: &Params, name: &str) -> u32 {
+    u32::try_from(params.int(name).max(0)).unwrap_or(u32::MAX)
 }

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use postern_config::Params;
 use postern_tls::TlsSummary;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -31,20 +32,14 @@ pub enum Level {
 }
 
 impl Level {
-    /// Postfix's values; `dane`, `verify` and `secure` are client levels
-    /// and mean `encrypt` here, as for Postfix's smtpd. Unknown is `none`,
-    /// with a warning.
-    pub fn parse(value: &str) -> Level {
-        match value.trim().to_ascii_lowercase().as_str() {
+    /// Postfix's values, validated at load; `dane`, `fingerprint`,
+    /// `verify` and `secure` are client levels and mean `encrypt` here, as
+    /// for Postfix's smtpd.
+    pub fn from_params(params: &Params) -> Level {
+        match params.choice("smtpd_tls_security_level").as_str() {
             "" | "none" => Level::None,
             "may" => Level::May,
-            "encrypt" | "dane" | "dane-only" | "fingerprint" | "verify" | "secure" => {
-                Level::Encrypt
-            }
-            other => {
-                tracing::warn!("smtpd_tls_security_level: unknown value \"{other}\", using none");
-                Level::None
-            }
+            _ => Level::Encrypt,
         }
     }
 }

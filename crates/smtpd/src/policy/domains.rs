@@ -218,9 +218,9 @@ impl Resolver {
             my_addresses: my_addresses(params),
             myorigin: lower("myorigin"),
             myhostname: lower("myhostname"),
-            percent_hack: super::bool_param(params, "allow_percent_hack", true),
-            swap_bangpath: super::bool_param(params, "swap_bangpath", true),
-            dequoted: super::bool_param(params, "resolve_dequoted", true),
+            percent_hack: params.bool("allow_percent_hack"),
+            swap_bangpath: params.bool("swap_bangpath"),
+            dequoted: params.bool("resolve_dequoted"),
         })
     }
 

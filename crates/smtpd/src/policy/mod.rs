@@ -142,7 +142,7 @@ pub enum PolicyError {
     OpenRelay,
 }
 
-/// Reply codes Postfix makes configurable, with its defaults.
+/// Reply codes Postfix makes configurable.
 #[derive(Debug, Clone)]
 struct Codes {
     reject: u16,
@@ -163,27 +163,21 @@ struct Codes {
 
 impl Codes {
     fn from_params(p: &Params) -> Codes {
-        let code = |name: &str, default: u16| -> u16 {
-            match p.get(name).trim().parse::<u16>() {
-                Ok(c) if (400..600).contains(&c) => c,
-                _ => default,
-            }
-        };
         Codes {
-            reject: code("reject_code", 554),
-            defer: code("defer_code", 450),
-            relay: code("relay_domains_reject_code", 554),
-            access_reject: code("access_map_reject_code", 554),
-            access_defer: code("access_map_defer_code", 450),
-            non_fqdn: code("non_fqdn_reject_code", 504),
-            invalid_hostname: code("invalid_hostname_reject_code", 501),
-            unknown_address: code("unknown_address_reject_code", 450),
-            unknown_hostname: code("unknown_hostname_reject_code", 450),
-            unknown_client: code("unknown_client_reject_code", 450),
-            local_rcpt: code("unknown_local_recipient_reject_code", 550),
-            relay_rcpt: code("unknown_relay_recipient_reject_code", 550),
-            virtual_alias: code("unknown_virtual_alias_reject_code", 550),
-            virtual_mailbox: code("unknown_virtual_mailbox_reject_code", 550),
+            reject: p.code("reject_code"),
+            defer: p.code("defer_code"),
+            relay: p.code("relay_domains_reject_code"),
+            access_reject: p.code("access_map_reject_code"),
+            access_defer: p.code("access_map_defer_code"),
+            non_fqdn: p.code("non_fqdn_reject_code"),
+            invalid_hostname: p.code("invalid_hostname_reject_code"),
+            unknown_address: p.code("unknown_address_reject_code"),
+            unknown_hostname: p.code("unknown_hostname_reject_code"),
+            unknown_client: p.code("unknown_client_reject_code"),
+            local_rcpt: p.code("unknown_local_recipient_reject_code"),
+            relay_rcpt: p.code("unknown_relay_recipient_reject_code"),
+            virtual_alias: p.code("unknown_virtual_alias_reject_code"),
+            virtual_mailbox: p.code("unknown_virtual_mailbox_reject_code"),
         }
     }
 }
@@ -251,26 +245,7 @@ pub struct Policy {
 /// `smtpd_delay_reject`: whether client, HELO and sender restrictions wait
 /// until RCPT.
 pub fn delay_reject(params: &Params) -> bool {
-    bool_param(params, "smtpd_delay_reject", true)
-}
-
-/// A boolean parameter that may be missing from the config crate's table.
-fn bool_param(params: &Params, name: &str, default: bool) -> bool {
-    match params.get(name).trim().to_ascii_lowercase().as_str() {
-        "yes" | "true" => true,
-        "no" | "false" => false,
-        _ => default,
-    }
-}
-
-/// A text parameter that may be missing from the config crate's table.
-fn str_param(params: &Params, name: &str, default: &str) -> String {
-    let v = params.get(name);
-    if params.raw(name).is_none() && v.is_empty() {
-        default.to_string()
-    } else {
-        v
-    }
+    params.bool("smtpd_delay_reject")
 }
 
 impl Policy {
@@ -354,14 +329,10 @@ impl Policy {
             classes,
             class_names,
             delay_reject: delay_reject(params),
-            relay_before_recipient: bool_param(
-                params,
-                "smtpd_relay_before_recipient_restrictions",
-                true,
-            ),
-            reject_unlisted_recipient: bool_param(params, "smtpd_reject_unlisted_recipient", true),
-            reject_unlisted_sender: bool_param(params, "smtpd_reject_unlisted_sender", false),
-            allow_untrusted_routing: bool_param(params, "allow_untrusted_routing", false),
+            relay_before_recipient: params.bool("smtpd_relay_before_recipient_restrictions"),
+            reject_unlisted_recipient: params.bool("smtpd_reject_unlisted_recipient"),
+            reject_unlisted_sender: params.bool("smtpd_reject_unlisted_sender"),
+            allow_untrusted_routing: params.bool("allow_untrusted_routing"),
             access_parent: params
                 .list("parent_domain_matches_subdomains")
                 .iter()
@@ -382,9 +353,9 @@ impl Policy {
             sender_canonical_maps: policy_maps("sender_canonical_maps")?,
             sender_login_maps: policy_maps("smtpd_sender_login_maps")?,
             recipient_delimiter: params.get("recipient_delimiter"),
-            double_bounce: str_param(params, "double_bounce_sender", "double-bounce"),
-            null_key: str_param(params, "smtpd_null_access_lookup_key", "<>"),
-            show_table: bool_param(params, "show_user_unknown_table_name", true),
+            double_bounce: params.get("double_bounce_sender"),
+            null_key: params.get("smtpd_null_access_lookup_key"),
+            show_table: params.bool("show_user_unknown_table_name"),
             codes: Codes::from_params(params),
         };
         if !restriction::restricts_relay(&policy.relay, &policy.classes, 0)

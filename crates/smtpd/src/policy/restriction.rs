@@ -1,9 +1,12 @@
 //! Restriction names: parsing a Postfix restriction list (a parameter value
 //! or the right-hand side of an access table entry) into [`Restriction`]s.
+//! Which names exist, and which Postern refuses, is
+//! [`postern_config::restrictions`]; load checks parameter values against
+//! it, so here only names inside access table results can be unknown.
 
 use std::collections::HashSet;
 
-use postern_config::{Table, TableError};
+use postern_config::{Table, TableError, restrictions};
 
 /// Which access check a bare `type:table` in a list stands for, and which
 /// one a `check_*_access` restriction is.
@@ -77,47 +80,6 @@ pub(super) enum ParseError {
     Table(TableError),
 }
 
-/// Restrictions Postfix has that need what Postern lacks here (DNS
-/// blocklists, policy servers, client certificates, MX lookups).
-const UNSUPPORTED: &[&str] = &[
-    "check_policy_service",
-    "reject_rbl_client",
-    "reject_rbl",
-    "reject_rhsbl_client",
-    "reject_rhsbl_helo",
-    "reject_rhsbl_sender",
-    "reject_rhsbl_recipient",
-    "reject_rhsbl_reverse_client",
-    "permit_dnswl_client",
-    "permit_rhswl_client",
-    "reject_maps_rbl",
-    "permit_mx_backup",
-    "permit_tls_clientcerts",
-    "permit_tls_all_clientcerts",
-    "check_ccert_access",
-    "check_client_mx_access",
-    "check_client_ns_access",
-    "check_client_a_access",
-    "check_helo_mx_access",
-    "check_helo_ns_access",
-    "check_helo_a_access",
-    "check_sender_mx_access",
-    "check_sender_ns_access",
-    "check_sender_a_access",
-    "check_recipient_mx_access",
-    "check_recipient_ns_access",
-    "check_recipient_a_access",
-    "check_reverse_client_hostname_access",
-    "reject_unverified_sender",
-    "reject_unverified_recipient",
-    "reject_unknown_forward_client_hostname",
-    "reject_unlisted_sender_login",
-    "reject_multi_recipient_bounce",
-    "permit_inet_interfaces",
-    "check_relay_domains",
-    "sleep",
-];
-
 /// Parses restriction names. `open` opens the table after a
 /// `check_*_access` (or a bare `type:table`); `classes` are the names
 /// defined in `smtpd_restriction_classes`.
@@ -190,7 +152,7 @@ pub(super) fn parse_list(
             "reject_known_sender_login_mismatch" => R::SenderLogin(LoginCheck::Known),
             _ if tok.contains(':') => R::BareMap(open(tok).map_err(ParseError::Table)?),
             _ if classes.contains(tok.as_str()) => R::Class(tok.clone()),
-            _ if UNSUPPORTED.contains(&name.as_str()) => {
+            _ if restrictions::lookup(&name).is_some_and(|d| d.unsupported) => {
                 return Err(ParseError::Unsupported(tok.clone()));
             }
             _ => return Err(ParseError::Unknown(tok.clone())),
@@ -232,4 +194,34 @@ pub(super) fn restricts_relay(
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What load accepts (postern_config::restrictions) is what smtpd
+    /// implements, name for name.
+    #[test]
+    fn every_declared_name_is_implemented() {
+        let mut open = |spec: &str| Table::open(spec, std::path::Path::new("/"));
+        let classes = HashSet::new();
+        for def in restrictions::RESTRICTIONS {
+            let mut words = vec![def.name.to_string()];
+            if def.takes_table {
+                words.push("static:OK".into());
+            }
+            let parsed = parse_list(&words, &classes, &mut open);
+            match def.unsupported {
+                false => assert!(parsed.is_ok(), "{}: {parsed:?}", def.name),
+                true => assert!(
+                    matches!(parsed, Err(ParseError::Unsupported(_))),
+                    "{}: {parsed:?}",
+                    def.name
+                ),
+            }
+        }
+        let unknown = parse_list(&["permit_everyone".into()], &classes, &mut open);
+        assert!(matches!(unknown, Err(ParseError::Unknown(_))));
+    }
 }

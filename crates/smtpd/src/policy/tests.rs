@@ -32,7 +32,7 @@ impl Fixture {
     }
 
     /// `main` is `name = "value"` lines; they replace the defaults below.
-    fn params(&self, main: &str) -> Params {
+    fn config(&self, main: &str) -> Result<Config, postern_config::ConfigError> {
         let defaults = "myhostname = \"mx.example.local\"\nmydomain = \"example.local\"\n\
              alias_maps = \"hash:aliases\"\n\
              local_recipient_maps = \"inline:{ user=1, alice=1, root=1 } $alias_maps\"\n\
@@ -49,18 +49,29 @@ impl Fixture {
         }
         let body: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
         let text = format!("[main]\n{}\n", body.join("\n"));
-        let cfg = Config::from_str(&text, &self.dir.path().join("master.toml"), &[]).unwrap();
-        cfg.main().clone()
+        Config::from_str(&text, &self.dir.path().join("master.toml"), &[])
+    }
+
+    fn params(&self, main: &str) -> Params {
+        self.config(main).unwrap().main().clone()
     }
 
     fn policy(&self, main: &str) -> Policy {
         Policy::from_params(&self.params(main)).unwrap()
     }
 
+    /// Why the policy cannot be built: load refuses what it can check
+    /// without opening tables (shown without its `file:line: `), the
+    /// policy the rest.
     fn error(&self, main: &str) -> String {
-        Policy::from_params(&self.params(main))
-            .unwrap_err()
-            .to_string()
+        match self.config(main) {
+            Err(e) => {
+                let e = e.to_string();
+                e.split_once(": ")
+                    .map_or(e.clone(), |(_, rest)| rest.to_string())
+            }
+            Ok(cfg) => Policy::from_params(cfg.main()).unwrap_err().to_string(),
+        }
     }
 }
 
