@@ -7,18 +7,16 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use postern_smtp::{Capabilities, Reply, ReplyParser};
+use postern_tls::MaybeTls;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use crate::outcome::Outcome;
 use crate::resolve::Target;
@@ -61,20 +59,11 @@ impl Stage {
     }
 }
 
-/// The connection under a session: TCP, then TLS after STARTTLS.
-#[derive(Debug)]
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Between taking the TCP stream for the handshake and getting it
-    /// back; also what a failed handshake leaves.
-    Gone,
-}
-
 /// An open SMTP connection.
 #[derive(Debug)]
 pub struct Session {
-    stream: Stream,
+    /// TCP, then TLS after STARTTLS.
+    stream: MaybeTls<TcpStream>,
     parser: ReplyParser,
     pub target: Target,
     /// What the server announced; None until the EHLO/HELO handshake.
@@ -126,7 +115,7 @@ pub async fn connect(target: &Target, s: &Settings) -> Result<Session, Outcome> 
     // write): no reason to let Nagle hold them back.
     let _ = stream.set_nodelay(true);
     Ok(Session {
-        stream: Stream::Plain(stream),
+        stream: MaybeTls::Plain(stream),
         parser: ReplyParser::new(),
         target: target.clone(),
         caps: None,
@@ -138,7 +127,7 @@ pub async fn connect(target: &Target, s: &Settings) -> Result<Session, Outcome> 
 impl Session {
     /// True once STARTTLS has succeeded; a cached session keeps its TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self.stream, Stream::Tls(_))
+        self.stream.is_tls()
     }
 
     /// The TLS handshake after the server's 220 to STARTTLS, within `t`.
@@ -151,7 +140,7 @@ impl Session {
         name: ServerName<'static>,
         t: Duration,
     ) -> Result<(), TlsFailure> {
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+        let Some(tcp) = self.stream.take_plain() else {
             return Err(TlsFailure::Handshake("not a plaintext session".into()));
         };
         // Whatever the server sent after its 220 came before the
@@ -163,7 +152,7 @@ impl Session {
             Err(_) => Err(TlsFailure::Handshake("handshake timed out".into())),
             Ok(Err(e)) => Err(classify(&e)),
             Ok(Ok(tls)) => {
-                self.stream = Stream::Tls(Box::new(tls));
+                self.stream.set_tls(tls);
                 Ok(())
             }
         }
@@ -171,10 +160,7 @@ impl Session {
 
     /// The negotiated protocol and cipher, for the log.
     pub fn tls_summary(&self) -> Option<postern_tls::TlsSummary> {
-        match &self.stream {
-            Stream::Tls(tls) => postern_tls::summary(tls.get_ref().1),
-            _ => None,
-        }
+        self.stream.summary()
     }
 
     /// Reads one reply within `t`.
@@ -270,50 +256,6 @@ fn classify(e: &io::Error) -> TlsFailure {
         Some(rustls::Error::InvalidCertificate(c)) => TlsFailure::NotTrusted(format!("{c:?}")),
         Some(other) => TlsFailure::Handshake(other.to_string()),
         None => TlsFailure::Handshake(strerror(e)),
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Gone => Poll::Ready(Ok(())),
-        }
     }
 }
 

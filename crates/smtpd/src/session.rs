@@ -15,7 +15,7 @@ use postern_daemon::Shutdown;
 use postern_smtp::{
     Address, BareNewlinePolicy, Command, ErrorKind, MailParams, RcptParams, Reply, parse_command,
 };
-use postern_tls::TlsSummary;
+use postern_tls::{MaybeTls, TlsSummary};
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -24,7 +24,7 @@ use crate::data::Bdat;
 use crate::policy::{Check, Stage};
 use crate::queue::Queue;
 use crate::settings::Settings;
-use crate::tls::{Conn, Level};
+use crate::tls::Level;
 
 /// Largest single read from the client.
 const READ_SIZE: usize = 64 * 1024;
@@ -57,7 +57,7 @@ pub enum IoError {
 #[derive(Debug)]
 pub struct Io<S> {
     /// Plain until STARTTLS (or from the start in wrapper mode).
-    stream: Conn<S>,
+    stream: MaybeTls<S>,
     /// Input; the unread part is `buf[pos..]`.
     buf: Vec<u8>,
     pos: usize,
@@ -80,7 +80,7 @@ pub enum Line {
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     fn new(stream: S, timeout: Duration) -> Io<S> {
         Io {
-            stream: Conn::Plain(stream),
+            stream: MaybeTls::Plain(stream),
             buf: Vec::new(),
             pos: 0,
             out: Vec::new(),
@@ -117,12 +117,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     /// Ends a TLS session with close_notify, so the client knows it saw
     /// everything (best effort, briefly).
     pub async fn close_tls(&mut self) {
-        if let Conn::Tls(tls) = &mut self.stream {
+        if let MaybeTls::Tls(tls) = &mut self.stream {
             let _ = tokio::time::timeout(Duration::from_secs(2), tls.shutdown()).await;
         }
     }
 
-    pub fn conn_mut(&mut self) -> &mut Conn<S> {
+    pub fn conn_mut(&mut self) -> &mut MaybeTls<S> {
         &mut self.stream
     }
 

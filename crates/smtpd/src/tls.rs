@@ -1,21 +1,17 @@
-//! TLS in the session: the stream before and after the handshake
-//! ([`Conn`]), the security level, and STARTTLS itself.
+//! TLS in the session: the security level, the handshake on the
+//! session's stream ([`MaybeTls`]), and STARTTLS itself.
 //!
 //! The handshake replaces the plain stream inside the session's `Io`; every
 //! byte the client sent after the STARTTLS line and before the handshake is
 //! thrown away first, so plaintext pipelined behind STARTTLS can never be
 //! taken as a command of the encrypted session (CVE-2011-0411).
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use postern_config::Params;
-use postern_tls::TlsSummary;
+use postern_tls::{MaybeTls, TlsSummary};
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::server::TlsStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::queue::Queue;
 use crate::session::{IoError, Session, Step, reply};
@@ -44,72 +40,15 @@ impl Level {
     }
 }
 
-/// The client stream: plain, or TLS after STARTTLS or in wrapper mode.
-#[derive(Debug)]
-pub enum Conn<S> {
-    Plain(S),
-    Tls(Box<TlsStream<S>>),
-    /// Only during a failed handshake: the stream is gone.
-    Closed,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Conn<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Conn::Closed => Poll::Ready(Ok(())),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Conn<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Conn::Closed => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Conn::Closed => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Conn::Closed => Poll::Ready(Ok(())),
-        }
-    }
-}
-
 /// Runs the server handshake on a plain stream within `timeout`; the
 /// summary of the session, or why it failed (for the log).
 pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Conn<S>,
+    conn: &mut MaybeTls<S>,
     config: Arc<ServerConfig>,
     timeout: std::time::Duration,
 ) -> Result<TlsSummary, (IoError, String)> {
-    let plain = match std::mem::replace(conn, Conn::Closed) {
-        Conn::Plain(s) => s,
-        other => {
-            *conn = other;
-            return Err((IoError::Lost, "TLS already active".into()));
-        }
+    let Some(plain) = conn.take_plain() else {
+        return Err((IoError::Lost, "TLS already active".into()));
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let tls = match tokio::time::timeout(timeout, acceptor.accept(plain)).await {
@@ -117,10 +56,9 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(Err(e)) => return Err((IoError::Lost, e.to_string())),
         Ok(Ok(tls)) => tls,
     };
-    let summary = postern_tls::summary(tls.get_ref().1)
-        .ok_or_else(|| (IoError::Lost, "no session after the handshake".to_string()))?;
-    *conn = Conn::Tls(Box::new(tls));
-    Ok(summary)
+    conn.set_tls(tls);
+    conn.summary()
+        .ok_or_else(|| (IoError::Lost, "no session after the handshake".to_string()))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {

@@ -21,6 +21,8 @@
 //! - [`tlsmgr_client`] — [`TlsmgrClient`]: requests to `private/tlsmgr`, and
 //!   the task that keeps a [`TicketKeys`] up to date.
 //! - [`summary`](mod@summary) — "TLSv1.3 with cipher ..." for Received headers and logs.
+//! - [`stream`] — [`MaybeTls`]: the plain-or-TLS stream under smtpd's and
+//!   smtp-client's sessions.
 //!
 //! # Use
 //! smtpd, once at start and again on reload:
@@ -31,8 +33,9 @@
 //! spawn_ticket_refresh(tlsmgr, tickets.clone());
 //! let tls = server_config_from_params(&params, Some(tickets))?; // fatal error names the file
 //! ctx.status.certificates(tls.certificates.clone());
-//! // per session: tokio_rustls::TlsAcceptor::from(tls.config.clone()).accept(stream)
-//! // Received header: summary(conn.get_ref().1) => "TLSv1.3 with cipher ..."
+//! // per session: MaybeTls::Plain(stream); at STARTTLS take_plain(), then
+//! // tokio_rustls::TlsAcceptor::from(tls.config.clone()).accept(plain), set_tls(..)
+//! // Received header: stream.summary() => "TLSv1.3 with cipher ..."
 //! ```
 //! smtp-client: `client_config_from_params(&params)?` once; per delivery
 //! `TlsConnector::from(config)` with the MX host as the server name, and
@@ -52,6 +55,7 @@ mod pem;
 pub mod certinfo;
 pub mod client;
 pub mod server;
+pub mod stream;
 pub mod summary;
 pub mod tickets;
 pub mod tlsmgr_client;
@@ -62,6 +66,7 @@ pub use certinfo::{CertificateInfo, certificate_info};
 pub use client::{ClientTls, SecurityLevel, client_config, client_config_from_params};
 pub use error::TlsError;
 pub use server::{CertKeyFiles, ServerTls, server_config, server_config_from_params};
+pub use stream::MaybeTls;
 pub use summary::{TlsSummary, summary};
 pub use tickets::TicketKeys;
 pub use tlsmgr_client::{TlsmgrClient, spawn_ticket_refresh};
