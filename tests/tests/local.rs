@@ -108,6 +108,9 @@ impl Local {
                 )
             })
             .collect();
+        // Each recipient's class, as qmgr's router would send it.
+        let config = postern_config::Config::load(&self.inst.config, &[]).unwrap();
+        let router = postern_routing::Router::from_params(config.main()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -126,6 +129,7 @@ impl Local {
                         .enumerate()
                         .map(|(i, address)| DeliveryRecipient {
                             index: i + 10,
+                            class: router.resolve(&address).unwrap().class,
                             address,
                             ..Default::default()
                         })

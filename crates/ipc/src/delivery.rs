@@ -125,6 +125,39 @@ pub struct DeliveryRecipient {
     pub address: String,
     pub orcpt: Option<String>,
     pub notify: Vec<String>,
+    /// The class qmgr's router gave the recipient; local-delivery
+    /// delivers a virtual mailbox or a local user by it.
+    pub class: AddressClass,
+}
+
+/// The address classes of Postfix's ADDRESS_CLASS_README, as
+/// postern-routing decides them (it re-exports this type).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum AddressClass {
+    /// A domain in `mydestination`, this host's address literal, or no
+    /// domain at all.
+    #[default]
+    Local,
+    /// A domain in `virtual_alias_domains`. A recipient that is still in
+    /// such a domain after virtual alias expansion is unknown.
+    VirtualAlias,
+    /// A domain in `virtual_mailbox_domains`.
+    VirtualMailbox,
+    /// A domain in `relay_domains`: this host is its MX, mail goes on.
+    Relay,
+    /// Everything else: mail to the outside, allowed only to trusted
+    /// clients.
+    Default,
+}
+
+impl AddressClass {
+    /// Postfix's RESOLVE_CLASS_FINAL: mail that ends here.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            AddressClass::Local | AddressClass::VirtualAlias | AddressClass::VirtualMailbox
+        )
+    }
 }
 
 /// An agent's answer to one request.

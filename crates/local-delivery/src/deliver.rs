@@ -12,7 +12,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use postern_config::{Maps, Params};
-use postern_ipc::delivery::{DeliveryRequest, DeliveryStatus, RecipientResult};
+use postern_ipc::delivery::{
+    AddressClass, DeliveryRecipient, DeliveryRequest, DeliveryStatus, RecipientResult,
+};
+use postern_routing::LocalDomains;
 
 use crate::command::{self, CommandJob};
 use crate::helper::{self, Job, Kind};
@@ -47,12 +50,22 @@ impl Spooled {
     }
 }
 
-/// State kept across requests: opened lookup tables (they reload
-/// themselves when their files change).
+/// State kept across requests: opened lookup tables and local domain
+/// lists (they reload themselves when their files change).
 #[derive(Debug, Default)]
 pub struct Agent {
     maps: Mutex<HashMap<String, Maps>>,
+    /// The local domains, by the parameter values they were built from.
+    local: Mutex<Option<(String, LocalDomains)>>,
 }
+
+/// The parameters behind [`LocalDomains`].
+const LOCAL_PARAMS: [&str; 4] = [
+    "mydestination",
+    "inet_interfaces",
+    "proxy_interfaces",
+    "parent_domain_matches_subdomains",
+];
 
 impl Agent {
     /// Opens (or reuses) the tables named by parameter `name`.
@@ -61,10 +74,20 @@ impl Agent {
         self.cached(key, || params.maps(name))
     }
 
-    /// Opens (or reuses) one table spec found inside a domain list.
-    fn table(&self, params: &Params, spec: &str) -> Result<Maps, String> {
-        let key = format!("table={spec}");
-        self.cached(key, || Maps::open(&[spec.to_string()], params.base_dir()))
+    /// The local domains of `params` (postern-routing's, which qmgr
+    /// routes by), built again when their parameters change.
+    fn local_domains(&self, params: &Params) -> Result<LocalDomains, String> {
+        let key: Vec<String> = LOCAL_PARAMS.iter().map(|p| params.get(p)).collect();
+        let key = key.join("\n");
+        let mut cached = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, local)) = &*cached
+            && *k == key
+        {
+            return Ok(local.clone());
+        }
+        let local = LocalDomains::from_params(params).map_err(|e| e.to_string())?;
+        *cached = Some((key, local.clone()));
+        Ok(local)
     }
 
     fn cached(
@@ -94,7 +117,7 @@ impl Agent {
         let mut results = Vec::with_capacity(req.recipients.len());
         for rcpt in &req.recipients {
             let started = Instant::now();
-            let outcome = ctx.recipient(req, &rcpt.address, msg, &mut done).await;
+            let outcome = ctx.recipient(req, rcpt, msg, &mut done).await;
             // qmgr writes the Postfix `to=<...>, status=...` line from
             // this result; a second one here would count mail twice.
             tracing::debug!(
@@ -132,7 +155,7 @@ fn status_name(s: DeliveryStatus) -> &'static str {
 struct Ctx<'a> {
     agent: &'a Agent,
     params: &'a Params,
-    mydestination: Vec<String>,
+    local: Result<LocalDomains, String>,
     rules: Rules,
     hostname: String,
     lock: LockPolicy,
@@ -143,11 +166,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             agent,
             params,
-            mydestination: params
-                .list("mydestination")
-                .into_iter()
-                .map(|s| s.to_lowercase())
-                .collect(),
+            local: agent.local_domains(params),
             rules: Rules {
                 delimiter: params.get("recipient_delimiter"),
                 allow_commands: params.words("allow_mail_to_commands"),
@@ -167,10 +186,11 @@ impl<'a> Ctx<'a> {
     async fn recipient(
         &self,
         req: &DeliveryRequest,
-        address: &str,
+        rcpt: &DeliveryRecipient,
         msg: &Spooled,
         done: &mut HashMap<String, Outcome>,
     ) -> Outcome {
+        let address = rcpt.address.as_str();
         let lower = address.to_lowercase();
         if msg.delivered_to.contains(&lower) {
             return Outcome::failed("5.4.6", format!("mail forwarding loop for {address}"));
@@ -183,19 +203,15 @@ impl<'a> Ctx<'a> {
             Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
             None => local,
         };
-        if !domain.is_empty() && !self.is_local_domain(&domain) {
-            match self.is_virtual_domain(&domain) {
-                Ok(true) => {
-                    return self
-                        .virtual_mailbox(req, address, &lower, &domain, msg)
-                        .await;
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!("virtual_mailbox_domains: {e}");
-                    return Outcome::failed("4.3.0", "table lookup failure");
-                }
-            }
+        // qmgr's router classed the recipient; the class decides.
+        if rcpt.class == AddressClass::VirtualMailbox {
+            return self
+                .virtual_mailbox(req, address, &lower, &domain, msg)
+                .await;
+        }
+        if let Err(e) = &self.local {
+            tracing::warn!("mydestination: {e}");
+            return Outcome::failed("4.3.0", "table lookup failure");
         }
         let env = match SysEnv::new(self) {
             Ok(env) => env,
@@ -424,32 +440,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// mydestination, as qmgr routes: `localhost` and no domain at all
-    /// are always ours, and a trailing dot does not matter.
+    /// Whether an address an alias or .forward names is delivered here:
+    /// no domain, or a local domain as the router decides it. A lookup
+    /// that fails forwards the address through qmgr, whose routing defers
+    /// it if the table stays broken.
     fn is_local_domain(&self, domain: &str) -> bool {
-        let domain = domain.trim_end_matches('.');
+        let Ok(local) = &self.local else {
+            return false;
+        };
         domain.is_empty()
-            || domain == "localhost"
-            || self
-                .mydestination
-                .iter()
-                .any(|d| d.trim_end_matches('.') == domain)
-    }
-
-    /// virtual_mailbox_domains: names, or tables in which the domain is
-    /// looked up (its default is `$virtual_mailbox_maps`).
-    fn is_virtual_domain(&self, domain: &str) -> Result<bool, String> {
-        for entry in self.params.list("virtual_mailbox_domains") {
-            if entry.contains(':') && postern_config::table::check_spec(&entry).is_ok() {
-                let t = self.agent.table(self.params, &entry)?;
-                if t.lookup(domain).map_err(|e| e.to_string())?.is_some() {
-                    return Ok(true);
-                }
-            } else if entry.eq_ignore_ascii_case(domain) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+            || local.contains(domain).unwrap_or_else(|e| {
+                tracing::warn!("mydestination: {e}");
+                false
+            })
     }
 
     /// Postfix virtual(8): the full address (with, then without the

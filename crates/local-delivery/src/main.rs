@@ -17,16 +17,18 @@
 //!   a command that exits 75) or `bounced` (5.X.X: an unknown user, a
 //!   mailbox over its size limit, a forwarding loop). Relay is `local`.
 //!
-//!   A recipient in a domain of virtual_mailbox_domains (and not in
-//!   mydestination) is a virtual mailbox, as with Postfix's virtual(8):
+//!   Each recipient comes with the address class qmgr's router gave it
+//!   (postern-routing; smtpd's RCPT checks use the same code). A
+//!   recipient of the virtual mailbox class (a domain of
+//!   virtual_mailbox_domains) is a virtual mailbox, as with Postfix's
+//!   virtual(8):
 //!   the full address (with, then without a recipient_delimiter
 //!   extension), then `@domain`, is looked up in
 //!   virtual_mailbox_maps; the result is a path under virtual_mailbox_base,
 //!   a Maildir when it ends in `/`, else an mbox file. Virtual mailboxes
 //!   are written as mail_owner, up to virtual_mailbox_limit bytes per file;
 //!   an address not in the table bounces with 5.1.1 `unknown user:
-//!   "user@domain"`. Entries of virtual_mailbox_domains that are tables
-//!   (`hash:/path`) are searched for the domain.
+//!   "user@domain"`.
 //!
 //!   Every other recipient is local: the domain is dropped and the local
 //!   part lowercased. With a recipient_delimiter, `user+ext` is looked up
@@ -39,7 +41,8 @@
 //!   Aliases come from alias_maps, in aliases(5) format (`name: value`,
 //!   comments, continuation lines). A value is a list separated by commas
 //!   (double quotes protect commas and spaces) of: local names, expanded
-//!   again; `user@domain`, the same when the domain is in mydestination,
+//!   again; `user@domain`, the same when the domain is local (in
+//!   mydestination, or this host's address literal, as the router decides),
 //!   else forwarded; `|command`; `/file` (a Maildir when it ends in `/`);
 //!   `:include:/path`, a file holding more of the same; and `\user`, that
 //!   user's mailbox without further expansion. A name that appears in its
@@ -133,7 +136,8 @@
 //!
 //! CONFIGURATION PARAMETERS
 //!   Local addresses:
-//!     mydestination          domains delivered here by local part
+//!     mydestination, inet_interfaces, proxy_interfaces
+//!                            local domains (for addresses aliases name)
 //!     recipient_delimiter    separator of user and extension (`+`)
 //!     alias_maps             aliases(5) tables (default hash:/etc/aliases)
 //!     myorigin               domain of owner-name senders
@@ -153,8 +157,8 @@
 //!     deliver_lock_delay     pause between those tries (1s)
 //!     stale_lock_time        age at which a dotlock is removed (500s)
 //!   Virtual mailboxes:
-//!     virtual_mailbox_domains, virtual_mailbox_maps, virtual_mailbox_base,
-//!     virtual_mailbox_limit, mail_owner
+//!     virtual_mailbox_maps, virtual_mailbox_base, virtual_mailbox_limit,
+//!     mail_owner (virtual_mailbox_domains is qmgr's: the class says it)
 //!   Process:
 //!     queue_directory        tmp-local/ for spooled bodies, private/qmgr
 //!     ipc_timeout            how long qmgr may take to send a body chunk

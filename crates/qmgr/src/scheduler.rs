@@ -15,7 +15,7 @@ use postern_queue::{
     Envelope, Notify as DsnNotify, QueueError, QueueId, QueueState, QueueStore, RcptState,
     Recipient, Ret, StoredMessage,
 };
-use postern_routing::Router;
+use postern_routing::{AddressClass, Router};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::agent::{self, AgentError};
@@ -266,12 +266,12 @@ impl Qmgr {
         // and discard are settled here, the rest go to agents.
         let router = self.router();
         let mut outcomes = Vec::new();
-        let mut groups: BTreeMap<Route, Vec<usize>> = BTreeMap::new();
+        let mut groups: Groups = BTreeMap::new();
         for (i, decision) in resolve_all(&router, env, &pending) {
             let address = &env.recipients[i].address;
             match decision {
-                Ok(Decision::Agent(r)) => groups.entry(r).or_default().push(i),
-                Ok(Decision::Internal { status, dsn, text }) => {
+                Ok((Decision::Agent(r), class)) => groups.entry(r).or_default().push((i, class)),
+                Ok((Decision::Internal { status, dsn, text }, _)) => {
                     outcomes.push(Outcome::internal(i, status, dsn, text));
                 }
                 Err(e) => {
@@ -296,17 +296,19 @@ impl Qmgr {
             .partition(|o| o.status == DeliveryStatus::Fallback);
         delivered = done;
         if !fallback.is_empty() {
-            let mut groups: BTreeMap<Route, Vec<usize>> = BTreeMap::new();
+            let mut groups: Groups = BTreeMap::new();
             for o in fallback {
                 let address = &msg.envelope.recipients[o.index].address;
                 let fallback_route = router
                     .as_ref()
                     .ok()
                     .and_then(|r| r.fallback_route(address))
-                    .map(|r| route::decide(&r));
+                    .map(|r| (route::decide(&r), r.class));
                 match fallback_route {
-                    Some(Decision::Agent(r)) => groups.entry(r).or_default().push(o.index),
-                    Some(Decision::Internal { status, dsn, text }) => {
+                    Some((Decision::Agent(r), class)) => {
+                        groups.entry(r).or_default().push((o.index, class))
+                    }
+                    Some((Decision::Internal { status, dsn, text }, _)) => {
                         outcomes.push(Outcome::internal(o.index, status, dsn, text));
                     }
                     None => outcomes.push(Outcome::internal(
@@ -338,14 +340,14 @@ impl Qmgr {
         self: &Arc<Self>,
         params: &Params,
         msg: &Arc<StoredMessage>,
-        groups: BTreeMap<Route, Vec<usize>>,
+        groups: Groups,
     ) -> Vec<Outcome> {
         let per_request = usize::try_from(params.int("default_destination_recipient_limit"))
             .unwrap_or(1)
             .max(1);
         let mut requests = tokio::task::JoinSet::new();
-        for (r, idxs) in groups {
-            for chunk in idxs.chunks(per_request) {
+        for (r, rcpts) in groups {
+            for chunk in rcpts.chunks(per_request) {
                 let q = self.clone();
                 let msg = msg.clone();
                 let r = r.clone();
@@ -376,10 +378,11 @@ impl Qmgr {
         &self,
         msg: &StoredMessage,
         r: Route,
-        idxs: Vec<usize>,
+        rcpts: Vec<(usize, AddressClass)>,
         queue_dir: PathBuf,
         limits: Limits,
     ) -> Vec<Outcome> {
+        let idxs: Vec<usize> = rcpts.iter().map(|&(i, _)| i).collect();
         // Destination first: requests waiting for a busy destination must
         // not hold the global permits other destinations need. A dead
         // destination defers at once, without asking the agent.
@@ -404,15 +407,16 @@ impl Qmgr {
         let request = DeliveryRequest {
             queue_id: msg.id.to_string(),
             sender: env.sender.clone(),
-            recipients: idxs
+            recipients: rcpts
                 .iter()
-                .map(|&i| {
+                .map(|&(i, class)| {
                     let rc = &env.recipients[i];
                     DeliveryRecipient {
                         index: i,
                         address: rc.address.clone(),
                         orcpt: rc.orcpt.clone(),
                         notify: notify_words(rc.notify),
+                        class,
                     }
                 })
                 .collect(),
@@ -832,21 +836,29 @@ impl Qmgr {
     }
 }
 
-/// The routing decision for each of the `pending` recipients. Tables
-/// live in memory and are re-read only after their file changed (a rare
-/// short read, as trivial-rewrite does), so this runs in place.
+/// Recipients (envelope index and address class) by the route that
+/// delivers them.
+type Groups = BTreeMap<Route, Vec<(usize, AddressClass)>>;
+
+/// One recipient's routing decision and class, or why routing failed.
+type Resolved = Result<(Decision, AddressClass), String>;
+
+/// The routing decision and address class of each of the `pending`
+/// recipients. Tables live in memory and are re-read only after their
+/// file changed (a rare short read, as trivial-rewrite does), so this
+/// runs in place.
 fn resolve_all(
     router: &Result<Arc<Router>, String>,
     env: &Envelope,
     pending: &[usize],
-) -> Vec<(usize, Result<Decision, String>)> {
+) -> Vec<(usize, Resolved)> {
     pending
         .iter()
         .map(|&i| {
             let decision = match router {
                 Ok(router) => router
                     .resolve(&env.recipients[i].address)
-                    .map(|r| route::decide(&r))
+                    .map(|r| (route::decide(&r), r.class))
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
             };

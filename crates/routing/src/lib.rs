@@ -1,6 +1,8 @@
 //! Routing: Postfix's trivial-rewrite and cleanup address rules, as one
-//! pure library that qmgr uses to route each recipient and smtpd uses to
-//! decide relay permission.
+//! library that qmgr uses to route each recipient, smtpd uses for address
+//! classes and relay permission, and local-delivery uses to tell local
+//! domains ([`LocalDomains`]). It is the only code that classifies
+//! addresses, so the daemons cannot disagree about a domain.
 //!
 //! A recipient goes through these steps, in this order (as in Postfix):
 //!
@@ -22,6 +24,16 @@
 //! [`Router::is_authorized_destination`] is what smtpd's
 //! `reject_unauth_destination` asks, and [`Router::fallback_route`] is where
 //! local delivery sends recipients it does not know (`fallback_transport`).
+//!
+//! The four domain lists (`mydestination`, `virtual_alias_domains`,
+//! `virtual_mailbox_domains`, `relay_domains`) take the same entries:
+//! names, `.parent` names (subdomains of the parent), `!negation`,
+//! `type:table` (the domain, then its parents, are looked up) and
+//! `/file/name`, a file of more entries that is re-read when it changes.
+//! A bare name matches subdomains too when `parent_domain_matches_subdomains`
+//! names the list (by default only `relay_domains`). A list that names a
+//! missing file or table, or an entry that is none of these, is an error
+//! at start ([`Router::from_params`]).
 //!
 //! Lookup tables are the config crate's [`postern_config::Maps`]; a file
 //! table re-reads itself when the file changes, so an edited transport
@@ -66,14 +78,16 @@
 //!   Postern's local-delivery also delivers to virtual mailboxes. An
 //!   explicit setting is honoured.
 //! * Own address literals (`user@[192.0.2.1]`) are local when the address is
-//!   listed in `inet_interfaces`/`proxy_interfaces`, or is a loopback
-//!   address with `inet_interfaces` `all` or `loopback-only`. The router
-//!   does no I/O, so it cannot list the host's interfaces for `all`; a
-//!   daemon that knows them passes them to [`Router::with_own_addresses`].
-//! * A `/file/name` entry in a domain list is refused at start; put the
-//!   domains in a table (`hash:/file/name`), which also reloads itself.
-//! * In host lists (`relay_domains`), a `.domain` entry always matches
-//!   subdomains, also in the parent-matches style.
+//!   listed in `inet_interfaces`/`proxy_interfaces`, is a loopback address
+//!   with `inet_interfaces` `all` or `loopback-only`, or, with `all`, one of
+//!   the interface addresses the config crate found at start. Host names in
+//!   these lists are not resolved; a daemon that knows more addresses passes
+//!   them to [`Router::with_own_addresses`].
+//! * A `/file/name` entry in a domain list is re-read when the file changes
+//!   (Postfix reads it once, at start).
+//! * A `.domain` entry always matches subdomains, also in the
+//!   parent-matches style; and all four domain lists match alike
+//!   (Postfix matches `virtual_*_domains` as plain strings).
 //! * `relayhost` and transport next hops are one destination (Postfix 3.5+
 //!   also accepts a list).
 //! * [`Router::expand_virtual`] drops duplicate results (Postfix's cleanup
@@ -91,22 +105,25 @@
 //!   mapping and virtual alias expansion (`cleanup_map11`/`cleanup_map1n`).
 //! * `resolve` — address classes, transports, `transport_maps`, relay
 //!   permission (Postfix `resolve.c`, `transport.c`).
-//! * `domains` — `mydestination`/`relay_domains`-style domain lists.
+//! * `domains` — the domain lists and their entries.
+//! * `local` — [`LocalDomains`]: `mydestination` and own address literals.
 //! * `nexthop` — `[host]:port` and friends.
 
 mod address;
 mod domains;
+mod local;
 mod lookup;
 mod nexthop;
 mod resolve;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use postern_config::{Maps, Params, TableError};
 
 use address::Canon;
-use domains::{DomainList, Style};
+use domains::DomainList;
+pub use local::LocalDomains;
 
 /// Why routing could not finish. Each one defers the mail (4xx).
 #[derive(Debug, thiserror::Error)]
@@ -141,24 +158,9 @@ pub enum RoutingError {
     },
 }
 
-/// The address classes of ADDRESS_CLASS_README.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AddressClass {
-    /// A domain in `mydestination`, this host's address literal, or no
-    /// domain at all.
-    Local,
-    /// A domain in `virtual_alias_domains`. A recipient that is still in
-    /// such a domain after virtual alias expansion is unknown, and routes
-    /// to the `error` transport.
-    VirtualAlias,
-    /// A domain in `virtual_mailbox_domains`.
-    VirtualMailbox,
-    /// A domain in `relay_domains`: this host is its MX, mail goes on.
-    Relay,
-    /// Everything else: mail to the outside, allowed only to trusted
-    /// clients.
-    Default,
-}
+/// The address classes of ADDRESS_CLASS_README; the type travels in
+/// delivery requests, so it is defined in postern-ipc.
+pub use postern_ipc::delivery::AddressClass;
 
 /// Where one recipient goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,9 +213,8 @@ pub struct Router {
     /// `propagate_unmatched_extensions` names canonical / virtual.
     propagate_canonical: bool,
     propagate_virtual: bool,
-    mydestination: DomainList,
-    /// Address literals that count as this host.
-    own_addresses: Vec<IpAddr>,
+    /// `mydestination` and this host's address literals.
+    local: LocalDomains,
     virtual_alias_domains: DomainList,
     virtual_mailbox_domains: DomainList,
     relay_domains: DomainList,
@@ -238,6 +239,9 @@ pub struct Router {
     /// Permit relaying to routed addresses (Postfix
     /// `allow_untrusted_routing`, default no).
     allow_untrusted_routing: bool,
+    /// `resolve_dequoted`: an `@` inside a quoted local part is a routing
+    /// operator too (default yes).
+    dequoted: bool,
 }
 
 impl Router {
@@ -266,28 +270,6 @@ impl Router {
         };
         let virtual_transport = params.get("virtual_transport");
 
-        let mut own_addresses = Vec::new();
-        for item in params
-            .list("inet_interfaces")
-            .into_iter()
-            .chain(params.list("proxy_interfaces"))
-        {
-            match item.to_ascii_lowercase().as_str() {
-                "all" | "loopback-only" => {
-                    own_addresses.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
-                    own_addresses.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
-                }
-                other => {
-                    let bare = other.trim_start_matches('[').trim_end_matches(']');
-                    // Host names would need DNS; the daemon can add their
-                    // addresses with with_own_addresses().
-                    if let Ok(ip) = bare.parse() {
-                        own_addresses.push(ip);
-                    }
-                }
-            }
-        }
-
         Ok(Router {
             canon: Canon {
                 myorigin: params.get("myorigin"),
@@ -302,25 +284,10 @@ impl Router {
             delimiters: params.get("recipient_delimiter"),
             propagate_canonical: propagate.iter().any(|w| w == "canonical"),
             propagate_virtual: propagate.iter().any(|w| w == "virtual"),
-            mydestination: DomainList::open(params, "mydestination", Style::Strings)?,
-            own_addresses,
-            virtual_alias_domains: DomainList::open(
-                params,
-                "virtual_alias_domains",
-                Style::Strings,
-            )?,
-            virtual_mailbox_domains: DomainList::open(
-                params,
-                "virtual_mailbox_domains",
-                Style::Strings,
-            )?,
-            relay_domains: DomainList::open(
-                params,
-                "relay_domains",
-                Style::Hosts {
-                    parent_matches: parent("relay_domains"),
-                },
-            )?,
+            local: LocalDomains::from_params(params)?,
+            virtual_alias_domains: DomainList::open(params, "virtual_alias_domains")?,
+            virtual_mailbox_domains: DomainList::open(params, "virtual_mailbox_domains")?,
+            relay_domains: DomainList::open(params, "relay_domains")?,
             canonical_maps: maps("canonical_maps")?,
             sender_canonical_maps: maps("sender_canonical_maps")?,
             recipient_canonical_maps: maps("recipient_canonical_maps")?,
@@ -337,18 +304,21 @@ impl Router {
             expansion_limit: limit(params, "virtual_alias_expansion_limit"),
             show_table_name: params.bool("show_user_unknown_table_name"),
             allow_untrusted_routing: params.bool("allow_untrusted_routing"),
+            dequoted: params.bool("resolve_dequoted"),
         })
     }
 
     /// Adds addresses of this host (its interfaces, for `inet_interfaces =
     /// all`), so that `user@[address]` is a local recipient.
     pub fn with_own_addresses(mut self, addrs: impl IntoIterator<Item = IpAddr>) -> Router {
-        for a in addrs {
-            if !self.own_addresses.contains(&a) {
-                self.own_addresses.push(a);
-            }
-        }
+        self.local.add_addresses(addrs);
         self
+    }
+
+    /// Whether `domain` is this host's (`mydestination`, or an address
+    /// literal of this host).
+    pub fn is_local_domain(&self, domain: &str) -> Result<bool, RoutingError> {
+        self.local.contains(domain)
     }
 }
 

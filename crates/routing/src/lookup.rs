@@ -14,9 +14,9 @@
 
 use std::collections::HashSet;
 
-use postern_config::{Maps, Table, TableError};
+use postern_config::{Maps, TableError};
 
-use crate::address::{self, insert_extension, split, split_extension, split_results};
+use crate::address::{insert_extension, split, split_extension, split_results};
 use crate::{Router, RoutingError};
 
 /// Postfix cleanup's fixed limit on canonical mapping chains.
@@ -28,22 +28,10 @@ struct Found {
     unmatched_ext: Option<String>,
 }
 
-/// Pattern tables answer whole addresses only, never partial keys such as
-/// `@domain` (Postfix's DICT_FLAG_FIXED lookups skip them).
-fn is_pattern_table(t: &Table) -> bool {
-    let mut spec = t.spec().trim();
-    while let Some(rest) = spec.strip_prefix("proxy:") {
-        spec = rest;
-    }
-    ["regexp:", "pcre:", "cidr:"]
-        .iter()
-        .any(|k| spec.starts_with(k))
-}
-
 /// First answer from the fixed-string tables of `maps`.
 pub(crate) fn lookup_partial(maps: &Maps, key: &str) -> Result<Option<String>, TableError> {
     for t in maps.tables() {
-        if is_pattern_table(t) {
+        if t.is_pattern() {
             continue;
         }
         if let Some(v) = t.lookup(key)? {
@@ -273,19 +261,5 @@ impl Router {
         let mut seen = HashSet::new();
         out.retain(|a| seen.insert(a.to_ascii_lowercase()));
         Ok(out)
-    }
-
-    /// Whether a domain is this host's: `mydestination`, or an address
-    /// literal of this host (Postfix `resolve_local`).
-    pub(crate) fn is_local_domain(&self, domain: &str) -> Result<bool, RoutingError> {
-        let mut d = domain.to_string();
-        address::strip_trailing_dot(&mut d);
-        if d.is_empty() {
-            return Ok(false);
-        }
-        if self.mydestination.matches(&d)? {
-            return Ok(true);
-        }
-        Ok(address::literal_ip(&d).is_some_and(|ip| self.own_addresses.contains(&ip)))
     }
 }

@@ -80,6 +80,11 @@ impl Router {
                 saved_domain = Some(a[at + 1..].to_string());
                 a.truncate(at);
             }
+            if a.contains('@') && !self.dequoted {
+                // resolve_dequoted = no: an `@` from a quoted local part
+                // is no operator; the address stays routed.
+                break;
+            }
             if a.contains('@')
                 || (self.canon.swap_bangpath && a.contains('!'))
                 || (self.canon.percent_hack && a.contains('%'))
@@ -234,18 +239,25 @@ impl Router {
     /// Takes the recipient address, not just its domain, because the
     /// answer depends on the local part too; a bare `user` is local.
     pub fn is_authorized_destination(&self, recipient: &str) -> Result<bool, RoutingError> {
-        let r = self.resolve(recipient)?;
-        let hosted = matches!(
-            r.class,
-            AddressClass::Local | AddressClass::VirtualAlias | AddressClass::VirtualMailbox
-        );
-        if hosted && !r.routed {
-            return Ok(true);
+        Ok(self.is_authorized_route(&self.resolve(recipient)?))
+    }
+
+    /// [`Router::is_authorized_destination`] for a route already resolved
+    /// (Postfix `permit_auth_destination`): routed addresses only with
+    /// `allow_untrusted_routing`, then final delivery here or a relay
+    /// domain.
+    pub fn is_authorized_route(&self, r: &Route) -> bool {
+        if self.is_untrusted_routing(r) {
+            return false;
         }
-        if r.routed && !self.allow_untrusted_routing {
-            return Ok(false);
-        }
-        Ok(r.class == AddressClass::Relay)
+        r.class.is_final() || r.class == AddressClass::Relay
+    }
+
+    /// The route's local part still routes elsewhere and
+    /// `allow_untrusted_routing` is off: such an address earns no relay
+    /// permission, nor an access table's OK.
+    pub fn is_untrusted_routing(&self, r: &Route) -> bool {
+        r.routed && !self.allow_untrusted_routing
     }
 
     /// Where local delivery sends a recipient of a local domain that is

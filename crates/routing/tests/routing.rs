@@ -1403,3 +1403,136 @@ fn router_clones_share_reloading_tables() {
     let t = std::thread::spawn(move || clone.resolve("u@abc.example.local").unwrap());
     assert_eq!(t.join().unwrap().nexthop, "[mailtrans.example.local]");
 }
+
+// ------------------------------------------------- domain list forms
+
+/// The class each list gives its domains.
+const LISTS: [(&str, AddressClass); 4] = [
+    ("mydestination", Local),
+    ("virtual_alias_domains", VirtualAlias),
+    ("virtual_mailbox_domains", VirtualMailbox),
+    ("relay_domains", Relay),
+];
+
+#[test]
+fn every_domain_list_takes_every_form() {
+    for (param, class) in LISTS {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("domains");
+        std::fs::write(
+            &file,
+            "# listed domains\n!bad.name.example, name.example\n  .dot.example\n\
+             hash:tabled\n",
+        )
+        .unwrap();
+        let main = |parent: &str| {
+            let empty = match param {
+                "mydestination" => "",
+                _ => "mydestination = \"\"\n",
+            };
+            format!(
+                "myhostname = \"mx.example.org\"\n{empty}\
+                 parent_domain_matches_subdomains = \"{parent}\"\n\
+                 {param} = \"{}, inline:{{ inline.example=1 }}\"",
+                file.display()
+            )
+        };
+        let tables = [("tabled", ".tdot.example OK\ntabled.example OK\n")];
+        let r = router_in(dir.path(), &main(""), &tables).unwrap();
+        for (domain, want) in [
+            ("name.example", class),
+            ("NAME.example.", class),
+            ("bad.name.example", Default),
+            ("sub.name.example", Default),
+            ("sub.dot.example", class),
+            ("dot.example", Default),
+            ("tabled.example", class),
+            ("x.tdot.example", class),
+            ("x.tabled.example", Default),
+            ("inline.example", class),
+            ("other.example", Default),
+        ] {
+            let got = r.resolve(&format!("u@{domain}")).unwrap().class;
+            assert_eq!(got, want, "{param}: u@{domain}");
+        }
+
+        // Listed in parent_domain_matches_subdomains: bare names and
+        // table keys cover subdomains.
+        let r = router_in(dir.path(), &main(param), &[]).unwrap();
+        for (domain, want) in [
+            ("sub.name.example", class),
+            ("deep.sub.tabled.example", class),
+            ("x.bad.name.example", Default),
+        ] {
+            let got = r.resolve(&format!("u@{domain}")).unwrap().class;
+            assert_eq!(got, want, "{param} (parent style): u@{domain}");
+        }
+    }
+}
+
+#[test]
+fn a_domain_list_file_is_read_again_when_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = router_in(
+        dir.path(),
+        "myhostname = \"mx.example.org\"\nrelay_domains = \"relays\"\n",
+        &[],
+    );
+    // A bare word is a domain name, not a file: only /paths are files.
+    assert!(r.is_ok());
+    let r = router_in(
+        dir.path(),
+        &format!(
+            "myhostname = \"mx.example.org\"\nrelay_domains = \"{}/relays\"\n",
+            dir.path().display()
+        ),
+        &[("relays", "one.example\n")],
+    )
+    .unwrap();
+    assert!(r.is_authorized_destination("a@one.example").unwrap());
+    assert!(!r.is_authorized_destination("a@two.example").unwrap());
+    // Tables are checked at most once a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(dir.path().join("relays"), "two.example\nhash:more\n").unwrap();
+    std::fs::write(dir.path().join("more"), "three.example x\n").unwrap();
+    assert!(!r.is_authorized_destination("a@one.example").unwrap());
+    assert!(r.is_authorized_destination("a@two.example").unwrap());
+    assert!(r.is_authorized_destination("a@three.example").unwrap());
+}
+
+#[test]
+fn domain_list_files_that_cannot_be_used_are_errors_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let e = router_in(
+        dir.path(),
+        &format!("mydestination = \"{d}/missing\"\n"),
+        &[],
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("parameter \"mydestination\": ") && text.contains("missing"),
+        "{text}"
+    );
+    let e = router_in(
+        dir.path(),
+        &format!("relay_domains = \"{d}/relays\"\n"),
+        &[("relays", "ok.example\n\nbogus:table\n")],
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("parameter \"relay_domains\": ")
+            && text.contains(&format!("{d}/relays:3: ")),
+        "{text}"
+    );
+    // A file naming itself.
+    let e = router_in(
+        dir.path(),
+        &format!("relay_domains = \"{d}/loop\"\n"),
+        &[("loop", &format!("{d}/loop\n"))],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("nest"), "{e}");
+}

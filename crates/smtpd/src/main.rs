@@ -213,7 +213,11 @@
 //!     smtpd_delay_reject, smtpd_client_restrictions,
 //!     smtpd_helo_restrictions, smtpd_sender_restrictions,
 //!     smtpd_relay_restrictions, smtpd_recipient_restrictions,
-//!     smtpd_data_restrictions, mynetworks, relay_domains, mydestination
+//!     smtpd_data_restrictions, mynetworks
+//!     mydestination, relay_domains, virtual_alias_domains,
+//!     virtual_mailbox_domains  address classes, decided by postern-routing
+//!                           as qmgr decides them (names, .parent,
+//!                           !negation, type:table, /file/name)
 //!     smtpd_sender_login_maps  sender address (or @domain) to the logins
 //!                           that may use it, for
 //!                           reject_sender_login_mismatch and its

@@ -18,9 +18,11 @@
 //! File-backed tables look at the file's inode, size and mtime at most once
 //! per second and re-read it when any changed; a re-read that fails makes
 //! lookups fail (the caller defers mail) until the file is fixed.
+//! [`WordFile`] (a `/file/name` entry in a Postfix list) reloads the same way.
 
 mod cidr;
 mod regexp;
+mod words;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use cidr::{Cidr, NetworkList};
+pub use words::{Word, WordFile};
 
 use cidr::CidrTable;
 use regexp::RegexpTable;
@@ -130,7 +133,11 @@ enum Format {
     Hash,
     Aliases,
     Cidr,
-    Regexp { pcre: bool },
+    Regexp {
+        pcre: bool,
+    },
+    /// The words of a [`WordFile`].
+    Words,
 }
 
 #[derive(Debug)]
@@ -162,6 +169,7 @@ enum Data {
     Map(HashMap<String, String>),
     Cidr(CidrTable),
     Regexp(RegexpTable),
+    Words(Arc<Vec<Word>>),
 }
 
 impl Table {
@@ -196,18 +204,7 @@ impl Table {
                         reason: "missing file name".into(),
                     });
                 }
-                let path = base_dir.join(rest);
-                let (data, stamp) = load(&path, format)?;
-                Source::File(FileSource {
-                    path,
-                    format,
-                    check_interval: Duration::from_secs(1),
-                    state: Mutex::new(FileState {
-                        data: Arc::new(data),
-                        stamp,
-                        checked: Instant::now(),
-                    }),
-                })
+                Source::File(FileSource::open(base_dir.join(rest), format)?)
             }
         };
         Ok(Table {
@@ -221,6 +218,16 @@ impl Table {
     /// The spec this table was opened with.
     pub fn spec(&self) -> &str {
         &self.inner.spec
+    }
+
+    /// A pattern table (regexp, pcre, cidr): it answers whole keys only,
+    /// never the partial keys (`@domain`, `.parent`, `user@`) of Postfix's
+    /// DICT_FLAG_FIXED lookups.
+    pub fn is_pattern(&self) -> bool {
+        match &self.inner.source {
+            Source::File(f) => matches!(f.format, Format::Cidr | Format::Regexp { .. }),
+            _ => false,
+        }
     }
 
     /// The file behind the table, if any.
@@ -243,6 +250,8 @@ impl Table {
                     Data::Map(m) => m.get(&key.to_lowercase()).cloned(),
                     Data::Cidr(t) => t.lookup(key),
                     Data::Regexp(t) => t.lookup(key),
+                    // Only a WordFile holds words, and it has no keys.
+                    Data::Words(_) => None,
                 })
             }
         }
@@ -259,6 +268,20 @@ impl Table {
 }
 
 impl FileSource {
+    fn open(path: PathBuf, format: Format) -> Result<FileSource, TableError> {
+        let (data, stamp) = load(&path, format)?;
+        Ok(FileSource {
+            path,
+            format,
+            check_interval: Duration::from_secs(1),
+            state: Mutex::new(FileState {
+                data: Arc::new(data),
+                stamp,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
     /// The data, re-read first if the file changed since the last check.
     fn current(&self) -> Result<Arc<Data>, TableError> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -302,6 +325,7 @@ fn load(path: &Path, format: Format) -> Result<(Data, Stamp), TableError> {
         Format::Aliases => Data::Map(parse_map(path, &text, true)?),
         Format::Cidr => Data::Cidr(CidrTable::parse(path, &text)?),
         Format::Regexp { pcre } => Data::Regexp(RegexpTable::parse(path, &text, pcre)?),
+        Format::Words => Data::Words(Arc::new(words::parse(&text))),
     };
     Ok((data, stamp))
 }

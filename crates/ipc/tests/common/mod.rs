@@ -360,6 +360,7 @@ pub fn delivery_messages() -> Vec<postern_ipc::delivery::DeliveryMessage> {
                 address: "user@example.local".into(),
                 orcpt: Some("rfc822;user@example.local".into()),
                 notify: vec!["NEVER".into()],
+                class: postern_ipc::delivery::AddressClass::Relay,
             }],
             transport: "smtp".into(),
             nexthop: "[127.0.0.2]:25".into(),

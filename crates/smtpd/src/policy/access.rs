@@ -6,11 +6,12 @@ use std::collections::HashSet;
 use postern_config::{Table, TableError};
 use postern_smtp::Address;
 
-use super::domains::{Class, Resolved, is_fixed};
+use postern_routing::{AddressClass, RoutingError};
+
 use super::restriction::{self, AccessKind};
 use super::{
-    CLIENT, Eval, HELO, RECIPIENT, Refusal, SENDER, Subject, Tables, Verdict, config_error,
-    lookup_failure,
+    CLIENT, Eval, HELO, RECIPIENT, Refusal, Resolved, SENDER, Subject, Tables, Verdict,
+    config_error, lookup_failure, resolve,
 };
 
 /// One lookup's answer: nothing found, or the verdict of what was found.
@@ -88,7 +89,7 @@ impl Eval<'_, '_> {
         partial: bool,
         s: &Subject,
     ) -> Result<Found, TableError> {
-        if partial && !is_fixed(table) {
+        if partial && table.is_pattern() {
             return Ok(Found::Missed);
         }
         match table.lookup(key)? {
@@ -166,8 +167,9 @@ impl Eval<'_, '_> {
             class,
             acl,
         };
-        let res = self.policy.resolver.resolve(addr)?;
-        let suspicious = class == RECIPIENT && res.routed && !self.policy.allow_untrusted_routing;
+        let router = &self.policy.router;
+        let res = resolve(router, addr).map_err(routing_error)?;
+        let suspicious = class == RECIPIENT && router.is_untrusted_routing(&res.route);
         let full = res.address();
         let bare = self.strip_extension(&res.local);
         let mut keys: Vec<(String, bool)> = vec![(full, false)];
@@ -336,7 +338,7 @@ impl Eval<'_, '_> {
 
     fn rcpt_maps(&self, addr: &Address, class: &str) -> Result<Verdict, TableError> {
         let p = self.policy;
-        let res = p.resolver.resolve(addr)?;
+        let res = resolve(&p.router, addr).map_err(routing_error)?;
         if self.addr_find(&p.canonical_maps, &res)?
             || (class == SENDER && self.addr_find(&p.sender_canonical_maps, &res)?)
             || self.addr_find(&p.virtual_alias_maps, &res)?
@@ -358,8 +360,8 @@ impl Eval<'_, '_> {
         };
         Ok(match res.class {
             // Alias domains resolve to "User unknown" unless an alias hit above.
-            Class::Alias => unknown(p.codes.virtual_alias, "virtual alias table"),
-            Class::Local => {
+            AddressClass::VirtualAlias => unknown(p.codes.virtual_alias, "virtual alias table"),
+            AddressClass::Local => {
                 let special = [p.double_bounce.as_str(), "postmaster", "mailer-daemon"];
                 if p.local_recipient_maps.is_empty()
                     || special.iter().any(|s| res.local.eq_ignore_ascii_case(s))
@@ -370,7 +372,7 @@ impl Eval<'_, '_> {
                     unknown(p.codes.local_rcpt, "local recipient table")
                 }
             }
-            Class::Virtual => {
+            AddressClass::VirtualMailbox => {
                 if p.virtual_mailbox_maps.is_empty()
                     || self.addr_find(&p.virtual_mailbox_maps, &res)?
                 {
@@ -379,7 +381,7 @@ impl Eval<'_, '_> {
                     unknown(p.codes.virtual_mailbox, "virtual mailbox table")
                 }
             }
-            Class::Relay => {
+            AddressClass::Relay => {
                 if p.relay_recipient_maps.is_empty()
                     || self.addr_find(&p.relay_recipient_maps, &res)?
                 {
@@ -388,7 +390,7 @@ impl Eval<'_, '_> {
                     unknown(p.codes.relay_rcpt, "relay recipient table")
                 }
             }
-            Class::Default => Verdict::Dunno,
+            AddressClass::Default => Verdict::Dunno,
         })
     }
 
@@ -407,7 +409,7 @@ impl Eval<'_, '_> {
         {
             return Ok(true);
         }
-        if res.class == Class::Local {
+        if res.class == AddressClass::Local {
             if maps.lookup(&res.local, true)?.is_some() {
                 return Ok(true);
             }
@@ -418,6 +420,18 @@ impl Eval<'_, '_> {
             }
         }
         Ok(maps.lookup(&format!("@{}", res.domain), true)?.is_some())
+    }
+}
+
+/// A routing failure, as the table error the access and recipient
+/// checks report (they answer a temporary lookup failure either way).
+fn routing_error(e: RoutingError) -> TableError {
+    match e {
+        RoutingError::Table { source, .. } => source,
+        other => TableError::Lookup {
+            spec: "address resolver".into(),
+            reason: other.to_string(),
+        },
     }
 }
 

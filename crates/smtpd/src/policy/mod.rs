@@ -23,9 +23,11 @@
 //!   (`smtpd_reject_unlisted_recipient = yes`), and at the end of the sender
 //!   list `reject_unlisted_sender` when `smtpd_reject_unlisted_sender = yes`.
 //! * The unqualified recipient `postmaster` is always accepted (RFC 5321).
-//! * Relay permission is judged on the resolved address (see `domains`): a
-//!   local part with `%`, `!` or `@` never earns relay access for a domain
-//!   it does not really go to.
+//! * Address classes and relay permission come from postern-routing's
+//!   [`Router`], the same code that routes the mail in qmgr: the address
+//!   is resolved as trivial-rewrite does (local domains stripped, `%`,
+//!   `!` and quoted `@` followed), so a local part with routing operators
+//!   never earns relay access for a domain it does not really go to.
 //!
 //! Where Postern differs:
 //!
@@ -56,12 +58,10 @@
 //! * `mod.rs` — the public interface, compiling lists, stage drivers and
 //!   the evaluation of each restriction.
 //! * `restriction` — restriction names to [`Restriction`] values.
-//! * `domains` — domain match lists and the trivial-rewrite resolver.
 //! * `access` — access(5) table lookups and their results; recipient table
 //!   checks (`reject_unlisted_*`).
 
 mod access;
-mod domains;
 mod restriction;
 #[cfg(test)]
 mod tests;
@@ -70,9 +70,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use postern_config::{NetworkList, Params, Table, TableError};
+use postern_routing::{AddressClass, Router, RoutingError};
 use postern_smtp::{Address, Reply};
 
-use domains::{Class, Resolved, Resolver};
 use restriction::{AccessKind, LoginCheck, ParseError, Restriction};
 
 /// The protocol stage a check is made at.
@@ -134,6 +134,9 @@ pub enum PolicyError {
     BareTable { param: String, spec: String },
     #[error("parameter \"{param}\": {source}")]
     Table { param: String, source: TableError },
+    /// The routing parameters (domain lists, transports) are unusable.
+    #[error(transparent)]
+    Routing(RoutingError),
     #[error(
         "in parameters smtpd_relay_restrictions and smtpd_recipient_restrictions, specify at \
          least one working instance of: reject_unauth_destination, defer_unauth_destination, \
@@ -189,7 +192,7 @@ struct Tables(Vec<Table>);
 impl Tables {
     fn lookup(&self, key: &str, partial: bool) -> Result<Option<String>, TableError> {
         for t in &self.0 {
-            if partial && !domains::is_fixed(t) {
+            if partial && t.is_pattern() {
                 continue;
             }
             if let Some(v) = t.lookup(key)? {
@@ -219,11 +222,11 @@ pub struct Policy {
     relay_before_recipient: bool,
     reject_unlisted_recipient: bool,
     reject_unlisted_sender: bool,
-    allow_untrusted_routing: bool,
     /// `smtpd_access_maps` is in `parent_domain_matches_subdomains`.
     access_parent: bool,
     mynetworks: NetworkList,
-    resolver: Resolver,
+    /// Address classes and relay permission.
+    router: Router,
     local_recipient_maps: Tables,
     relay_recipient_maps: Tables,
     virtual_alias_maps: Tables,
@@ -332,18 +335,18 @@ impl Policy {
             relay_before_recipient: params.bool("smtpd_relay_before_recipient_restrictions"),
             reject_unlisted_recipient: params.bool("smtpd_reject_unlisted_recipient"),
             reject_unlisted_sender: params.bool("smtpd_reject_unlisted_sender"),
-            allow_untrusted_routing: params.bool("allow_untrusted_routing"),
             access_parent: params
                 .list("parent_domain_matches_subdomains")
                 .iter()
                 .any(|p| p == "smtpd_access_maps"),
             mynetworks: NetworkList::parse(&params.list("mynetworks"), &base)
                 .map_err(table_err("mynetworks"))?,
-            resolver: Resolver::from_params(params).map_err(|(param, source)| {
-                PolicyError::Table {
+            router: Router::from_params(params).map_err(|e| match e {
+                RoutingError::Table { param, source } => PolicyError::Table {
                     param: param.into(),
                     source,
-                }
+                },
+                other => PolicyError::Routing(other),
             })?,
             local_recipient_maps: policy_maps("local_recipient_maps")?,
             relay_recipient_maps: policy_maps("relay_recipient_maps")?,
@@ -859,20 +862,16 @@ impl<'p, 'c> Eval<'p, 'c> {
     /// Resolves an address; a table failure becomes Postfix's temporary
     /// lookup failure.
     fn resolve(&self, addr: &Address) -> Result<Resolved, Verdict> {
-        self.policy.resolver.resolve(addr).map_err(|e| {
+        resolve(&self.policy.router, addr).map_err(|e| {
             tracing::warn!("{e}");
             lookup_failure(&addr.to_string())
         })
     }
 
-    /// Postfix's permit_auth_destination: final delivery here or a relay
-    /// domain, and no routing left in the local part.
+    /// Postfix's permit_auth_destination, as the router decides it.
     fn auth_destination(&self, rcpt: &Address) -> Result<bool, Verdict> {
         let res = self.resolve(rcpt)?;
-        if res.routed && !self.policy.allow_untrusted_routing {
-            return Ok(false);
-        }
-        Ok(res.class.is_final() || res.class == Class::Relay)
+        Ok(self.policy.router.is_authorized_route(&res.route))
     }
 
     fn non_fqdn_address(&self, a: &Address, class: &str) -> Verdict {
@@ -907,6 +906,41 @@ impl<'p, 'c> Eval<'p, 'c> {
             format!("<{a}>: {class} rejected: Domain not found"),
         )
     }
+}
+
+/// Where an address really goes, as the router resolves it, with the
+/// lower-case parts that access and recipient tables are asked for.
+#[derive(Debug, Clone)]
+struct Resolved {
+    local: String,
+    domain: String,
+    class: AddressClass,
+    route: postern_routing::Route,
+}
+
+impl Resolved {
+    /// `local@domain`, the key for access and recipient tables.
+    fn address(&self) -> String {
+        format!("{}@{}", self.local, self.domain)
+    }
+}
+
+/// The address in Postfix's internal form, canonicalized (an unqualified
+/// one gets `@$myorigin`) and resolved, as trivial-rewrite answers smtpd.
+fn resolve(router: &Router, addr: &Address) -> Result<Resolved, RoutingError> {
+    let internal = match addr.domain() {
+        Some(d) => format!("{}@{d}", addr.local()),
+        None => addr.local().to_string(),
+    };
+    let route = router.resolve(&router.canonicalize(&internal))?;
+    let lower = route.recipient.to_lowercase();
+    let (local, domain) = lower.rsplit_once('@').unwrap_or((&lower, ""));
+    Ok(Resolved {
+        local: local.to_string(),
+        domain: domain.to_string(),
+        class: route.class,
+        route,
+    })
 }
 
 /// `451 4.3.5 Server configuration error`, Postfix's answer when a
