@@ -50,44 +50,37 @@ impl Spooled {
     }
 }
 
-/// State kept across requests: opened lookup tables and local domain
-/// lists (they reload themselves when their files change).
-#[derive(Debug, Default)]
+/// The local domains of the configuration in force, or why there are
+/// none (a missing table file).
+pub type Local = Result<LocalDomains, String>;
+
+/// State kept across requests: opened lookup tables (they reload
+/// themselves when their files change) and the local domains.
 pub struct Agent {
     maps: Mutex<HashMap<String, Maps>>,
-    /// The local domains, by the parameter values they were built from.
-    local: Mutex<Option<(String, LocalDomains)>>,
+    /// postern-routing's local domains (which qmgr routes by), built once
+    /// per configuration.
+    local: Box<dyn Fn() -> Local + Send + Sync>,
 }
 
-/// The parameters behind [`LocalDomains`].
-const LOCAL_PARAMS: [&str; 4] = [
-    "mydestination",
-    "inet_interfaces",
-    "proxy_interfaces",
-    "parent_domain_matches_subdomains",
-];
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").finish_non_exhaustive()
+    }
+}
 
 impl Agent {
+    pub fn new(local: impl Fn() -> Local + Send + Sync + 'static) -> Agent {
+        Agent {
+            maps: Mutex::default(),
+            local: Box::new(local),
+        }
+    }
+
     /// Opens (or reuses) the tables named by parameter `name`.
     fn maps(&self, params: &Params, name: &str) -> Result<Maps, String> {
         let key = format!("{name}={}", params.get(name));
         self.cached(key, || params.maps(name))
-    }
-
-    /// The local domains of `params` (postern-routing's, which qmgr
-    /// routes by), built again when their parameters change.
-    fn local_domains(&self, params: &Params) -> Result<LocalDomains, String> {
-        let key: Vec<String> = LOCAL_PARAMS.iter().map(|p| params.get(p)).collect();
-        let key = key.join("\n");
-        let mut cached = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((k, local)) = &*cached
-            && *k == key
-        {
-            return Ok(local.clone());
-        }
-        let local = LocalDomains::from_params(params).map_err(|e| e.to_string())?;
-        *cached = Some((key, local.clone()));
-        Ok(local)
     }
 
     fn cached(
@@ -166,7 +159,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             agent,
             params,
-            local: agent.local_domains(params),
+            local: (agent.local)(),
             rules: Rules {
                 delimiter: params.get("recipient_delimiter"),
                 allow_commands: params.words("allow_mail_to_commands"),
@@ -759,7 +752,7 @@ mod tests {
                 .main()
                 .clone()
         };
-        let agent = Agent::default();
+        let agent = Agent::new(|| Err("not needed here".into()));
         let unknown = vec![Item::Fail(resolve::unknown_user("bob"))];
         let mixed = vec![
             Item::Fail(resolve::unknown_user("bob")),

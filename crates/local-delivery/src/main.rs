@@ -199,14 +199,19 @@ mod session;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use postern_routing::LocalDomains;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(helper::FLAG) {
         return helper::main(&args);
     }
     postern_daemon::run("local-delivery", |mut ctx| async move {
+        let local = ctx
+            .configured(|p, _| LocalDomains::from_params(p).map_err(|e| e.to_string()))
+            .broken_when(Result::is_err);
         let local = session::Local {
-            agent: deliver::Agent::default(),
+            agent: deliver::Agent::new(move || local.get()),
             params: ctx.configured(|p, _| Arc::new(p.clone())),
         };
         postern_daemon::delivery::serve_delivery(&mut ctx, local).await;
