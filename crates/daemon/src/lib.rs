@@ -12,6 +12,7 @@
 //!
 //! - [`args`]: the command line shared by every binary.
 //! - [`configured`]: state built once per configuration, again on reload.
+//! - [`date`]: dates and times as Postfix writes them, in local time.
 //! - [`delivery`]: the delivery agents' server loop and body reader
 //!   (smtp-client and local-delivery supply only their delivery hook).
 //! - [`inherit`]: the file-descriptor contract between master and children
@@ -32,6 +33,7 @@
 
 pub mod args;
 pub mod configured;
+pub mod date;
 pub mod delivery;
 pub mod inherit;
 pub mod log;

@@ -4,7 +4,8 @@
 //! quoting for mbox files, and a size limit checked while writing.
 
 use std::io::{self, BufRead, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use postern_daemon::date::{self, Tm};
 
 /// What to add to and how to transform a message on its way into a file.
 #[derive(Debug, Clone, Default)]
@@ -47,11 +48,9 @@ pub fn copy_message(
         } else {
             &opts.sender
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        writeln!(out, "From {who}  {}", asctime(now))?;
+        // Local time, as Postfix's mail_copy(3) writes it.
+        let now = Tm::local(date::unix_now());
+        writeln!(out, "From {who}  {}", now.asctime())?;
     }
     writeln!(out, "Return-Path: <{}>", opts.sender)?;
     if !opts.delivered_to.is_empty() {
@@ -105,41 +104,6 @@ impl Write for Counter<'_> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// `Mon Nov 23 16:43:00 2026` (asctime(3) without the newline), in UTC.
-pub fn asctime(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{} {} {:2} {:02}:{:02}:{:02} {}",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(m - 1) as usize],
-        d,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        y
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// The header section of a message (up to the first empty line, at most
@@ -224,12 +188,6 @@ mod tests {
         let err = copy(&"x".repeat(100), &opts).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(nix::libc::EFBIG));
         assert!(copy("short\r\n", &opts).is_ok());
-    }
-
-    #[test]
-    fn asctime_formats_like_c() {
-        assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
-        assert_eq!(asctime(1_795_970_580), "Sun Nov 29 16:43:00 2026");
     }
 
     #[test]

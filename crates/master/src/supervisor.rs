@@ -11,13 +11,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use postern_config::{Config, Params, Service};
 use postern_daemon::CommonArgs;
+use postern_daemon::date::unix_now;
 use postern_daemon::inherit::ListenKind;
 use postern_ipc::control::{
     ControlReply, ControlRequest, MasterStatus, ProcessStatus, ServiceStatus,
@@ -212,13 +213,6 @@ fn prepare_directories(queue_directory: &Path, params: &Params) -> anyhow::Resul
         }
     }
     Ok(())
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// "exit status 1" or "killed by signal 9", as Postfix's master words it.

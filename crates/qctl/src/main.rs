@@ -68,6 +68,7 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, Subcommand};
 use postern_config::Config;
 use postern_daemon::CommonArgs;
+use postern_daemon::date::Tm;
 use postern_ipc::control::{ControlReply, ControlRequest, MasterStatus};
 use postern_ipc::qmgr::{MessageInfo, QmgrReply, QmgrRequest, QueueEntry};
 use postern_ipc::{Connection, Protocol};
@@ -373,14 +374,14 @@ fn print_message(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> {
     out.push_str(&format!("message_size: {}\n", m.size));
     out.push_str(&format!(
         "message_arrival_time: {}\n",
-        full_time(m.arrival_unix)
+        Tm::local(m.arrival_unix).asctime()
     ));
     out.push_str(&format!("delivery_attempts: {}\n", m.attempts));
     if let Some(t) = m.last_attempt_unix {
-        out.push_str(&format!("last_attempt_time: {}\n", full_time(t)));
+        out.push_str(&format!("last_attempt_time: {}\n", Tm::local(t).asctime()));
     }
     if let Some(t) = m.next_try_unix {
-        out.push_str(&format!("next_attempt_time: {}\n", full_time(t)));
+        out.push_str(&format!("next_attempt_time: {}\n", Tm::local(t).asctime()));
     }
     if let Some(reason) = &m.reason {
         out.push_str(&format!("delay_reason: {reason}\n"));
@@ -512,7 +513,7 @@ fn print_queue(messages: &[QueueEntry]) {
         println!(
             "{head}{:pad$}{size} {:<20.20} {sender}",
             "",
-            arrival_time(m.arrival_unix)
+            Tm::local(m.arrival_unix).mailq()
         );
         // Recipients under the reason of their last failure, as mailq
         // groups them.
@@ -565,36 +566,6 @@ fn print_queue_json(messages: &[QueueEntry]) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&obj)?);
     }
     Ok(())
-}
-
-/// `Mon Nov 23 16:47:57 2026` in local time, as postcat prints times.
-fn full_time(unix: i64) -> String {
-    let t = unix as libc::time_t;
-    // SAFETY: localtime_r only writes into the struct we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&t, &mut tm) };
-    format!("{} {}", arrival_time(unix), tm.tm_year + 1900)
-}
-
-/// `Mon Nov 23 16:47:57` in local time, as mailq prints arrival times.
-fn arrival_time(unix: i64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let t = unix as libc::time_t;
-    // SAFETY: localtime_r only writes into the struct we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&t, &mut tm) };
-    format!(
-        "{} {} {:>2} {:02}:{:02}:{:02}",
-        DAYS[tm.tm_wday.clamp(0, 6) as usize],
-        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
 }
 
 /// A daemon's "done" message, as text or as `{"ok": true, "message": ...}`.

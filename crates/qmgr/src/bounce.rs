@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::logfmt;
+use postern_daemon::date::Tm;
 
 /// Largest original message returned whole (Postfix's bounce_size_limit).
 pub const RETURN_SIZE_LIMIT: usize = 50_000;
@@ -100,11 +100,11 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
     line("Content-Transfer-Encoding: 8bit");
     line(&format!(
         "Message-Id: <{}.{}@{}>",
-        logfmt::compact_date(r.now_unix),
+        Tm::local(r.now_unix).compact(),
         r.queue_id,
         r.myhostname
     ));
-    line(&format!("Date: {}", logfmt::rfc5322_date(r.now_unix)));
+    line(&format!("Date: {}", Tm::local(r.now_unix).rfc5322()));
     line("");
     line("This is a MIME-encapsulated message.");
     line("");
@@ -164,7 +164,7 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
     }
     line(&format!(
         "Arrival-Date: {}",
-        logfmt::rfc5322_date(r.arrival_unix)
+        Tm::local(r.arrival_unix).rfc5322()
     ));
     for f in r.recipients {
         line("");

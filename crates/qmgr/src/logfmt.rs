@@ -1,6 +1,5 @@
-//! Text formats qmgr shares with Postfix: the delay fields of the mail log
-//! (`delay=0.12, delays=0.01/0.01/0/0.1`) and RFC 5322 dates for the
-//! notifications it writes.
+//! The delay fields of the mail log as Postfix writes them (`delay=0.12,
+//! delays=0.01/0.01/0/0.1`); dates are postern_daemon::date's.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,56 +59,6 @@ pub fn between(earlier: SystemTime, later: SystemTime) -> Duration {
     later.duration_since(earlier).unwrap_or_default()
 }
 
-/// Local broken-down time of a Unix timestamp.
-fn local_tm(unix: i64) -> libc::tm {
-    let t = unix as libc::time_t;
-    // SAFETY: localtime_r only writes into the struct we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    unsafe { libc::localtime_r(&t, &mut tm) };
-    tm
-}
-
-const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// An RFC 5322 date, `Mon, 23 Nov 2026 16:47:57 +0000 (UTC)` style without
-/// the comment, in local time.
-pub fn rfc5322_date(unix: i64) -> String {
-    let tm = local_tm(unix);
-    let off = tm.tm_gmtoff / 60;
-    let sign = if off < 0 { '-' } else { '+' };
-    let off = off.abs();
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} {}{:02}{:02}",
-        DAYS[tm.tm_wday.clamp(0, 6) as usize],
-        tm.tm_mday,
-        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
-        tm.tm_year + 1900,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        sign,
-        off / 60,
-        off % 60
-    )
-}
-
-/// `YYYYMMDDhhmmss` in local time, for Message-IDs as Postfix makes them.
-pub fn compact_date(unix: i64) -> String {
-    let tm = local_tm(unix);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,16 +80,5 @@ mod tests {
         assert_eq!(d(12.34), "12");
         assert_eq!(d(342.6), "343");
         assert_eq!(d(9.96), "10");
-    }
-
-    #[test]
-    fn dates_have_the_rfc5322_shape() {
-        let s = rfc5322_date(1_700_000_000);
-        assert!(s.contains(" 2023 "), "{s}");
-        assert!(
-            s.ends_with("00") || s.ends_with("30") || s.ends_with("45"),
-            "{s}"
-        );
-        assert_eq!(compact_date(1_700_000_000).len(), 14);
     }
 }

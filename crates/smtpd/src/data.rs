@@ -9,11 +9,12 @@
 
 use std::net::IpAddr;
 
+use postern_daemon::date::{self, Tm};
 use postern_ipc::qmgr::{ClientInfo, Envelope, EnvelopeRecipient};
 use postern_smtp::{Address, BareNewlinePolicy, Body, DataDecoder, Ret, data_start_reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::message::{Message, MessageSetup, ReceivedHeader, rfc5322_now};
+use crate::message::{Message, MessageSetup, ReceivedHeader};
 use crate::policy::Stage;
 use crate::queue::{Queue, QueueError};
 use crate::session::{IoError, Session, Step, Transaction, reply};
@@ -94,7 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             .as_ref()
             .filter(|_| self.settings.tls_received_header)
             .map(ToString::to_string);
-        let date = rfc5322_now();
+        let date = Tm::local(date::unix_now()).rfc5322();
         let single = match self.tx.as_ref().map(|t| t.recipients.as_slice()) {
             Some([(rcpt, _)]) => Some(rcpt.to_string()),
             _ => None,

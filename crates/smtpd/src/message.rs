@@ -9,8 +9,6 @@
 //! chunk of [`BODY_CHUNK`] plus one read of input: the session ships the
 //! chunks to qmgr as they fill.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use postern_ipc::BODY_CHUNK;
 
 /// What the header scan found and where it is.
@@ -302,49 +300,6 @@ impl std::fmt::Display for ReceivedHeader<'_> {
     }
 }
 
-/// Now as an RFC 5322 date, in UTC (`Mon, 23 Nov 2026 16:39:03 +0000 (UTC)`).
-pub fn rfc5322_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc5322_date(secs)
-}
-
-pub fn rfc5322_date(unix: u64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = (unix / 86_400) as i64;
-    let rem = unix % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000 (UTC)",
-        DAYS[((days + 4) % 7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,19 +322,6 @@ mod tests {
             out.extend(c);
         }
         String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn dates_are_rfc5322() {
-        assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000 (UTC)");
-        assert_eq!(
-            rfc5322_date(1_795_451_943),
-            "Mon, 23 Nov 2026 16:39:03 +0000 (UTC)"
-        );
-        assert_eq!(
-            rfc5322_date(951_782_400),
-            "Tue, 29 Feb 2000 00:00:00 +0000 (UTC)"
-        );
     }
 
     #[test]
