@@ -109,7 +109,7 @@
 //!
 //!   Only `~/.forward` is read (no forward_path). mailbox_command_maps,
 //!   mailbox_transport, luser_relay, biff, expand_owner_alias and
-//!   X-Original-To are not supported. Dates in `From ` lines are in UTC.
+//!   X-Original-To are not supported.
 //!
 //! SECURITY
 //!   The service is privileged (it runs as root under a root master) so

@@ -96,7 +96,8 @@
 //!
 //!   Message-ID and Date are added when missing (Postfix's cleanup does
 //!   this); beyond header_size_limit the header section is not examined
-//!   and nothing is added. Dates are written in UTC.
+//!   and nothing is added. Dates are in local time with the zone's offset,
+//!   as Postfix writes them.
 //!
 //!   The queue ID is assigned by qmgr at DATA or BDAT (Postfix opens its
 //!   queue file at the first accepted RCPT), so `ID: client=NAME[ADDR]`
