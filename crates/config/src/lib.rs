@@ -259,6 +259,28 @@ impl Config {
         p
     }
 
+    /// The error for a value of `name` that cannot be used in `service`'s
+    /// view (`[main]` for None): it names the file and the line of the
+    /// setting the value comes from (the service's option, the parameter,
+    /// or one its value refers to). Load reports its own checks so, and a
+    /// library that finds more at start (the router, a list file) does too.
+    pub fn invalid(&self, service: Option<&str>, name: &str, reason: String) -> ConfigError {
+        let svc = service.and_then(|s| self.service(s));
+        let view = match svc {
+            Some(s) => self.params_for(&s.name),
+            None => self.main.clone(),
+        };
+        let option = |n: &str| svc.is_none_or(|s| s.options.contains_key(n));
+        let (line, param, value) = view.origin(name, option);
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            line,
+            param: name.to_string(),
+            value: if param == name { value } else { view.get(name) },
+            reason,
+        }
+    }
+
     /// The directory of the config file; relative paths resolve here.
     pub fn base_dir(&self) -> &Path {
         self.main.base_dir()

@@ -420,15 +420,7 @@ fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
             .chain(classes.iter().map(String::as_str));
         for name in names {
             if let Err(reason) = view.validate(name) {
-                let option = |n: &str| svc.is_none_or(|s| s.options.contains_key(n));
-                let (line, param, value) = view.origin(name, option);
-                return Err(ConfigError::Invalid {
-                    file: cfg.file.clone(),
-                    line,
-                    param: name.to_string(),
-                    value: if param == name { value } else { view.get(name) },
-                    reason,
-                });
+                return Err(cfg.invalid(svc.map(|s| s.name.as_str()), name, reason));
             }
         }
     }

@@ -23,6 +23,13 @@
 //!   heartbeats for `$heartbeat_timeout`, or does not become ready within
 //!   it, is killed (and in the second case its service throttled).
 //!
+//!   Before it binds anything the master checks the configuration: load's
+//!   checks of every parameter, and the routing the daemons will build
+//!   (postern-routing): a domain list naming a file that cannot be read, or
+//!   holding an entry that is no name or table, is a fatal error naming
+//!   master.toml's file, line and parameter, and the master exits non-zero.
+//!   A reload (SIGHUP, `qctl reload`) is checked the same way.
+//!
 //!   The master answers `qctl` on `$queue_directory/private/master`:
 //!   status, graceful restart of one service (the replacement starts and
 //!   becomes ready before the old processes drain), reload and stop.
@@ -101,7 +108,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match cli.common.load_config() {
+    let config = match load(&cli.common) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("postern/master: fatal: {e}");
@@ -143,6 +150,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => log::fatal(format!("{e:#}")),
     }
+}
+
+/// Loads master.toml and checks what load alone cannot: that the router
+/// can use every domain list and table it names (the daemons build the
+/// same router, so what passes here does not fail at RCPT or DATA).
+pub(crate) fn load(
+    args: &CommonArgs,
+) -> Result<postern_config::Config, postern_config::ConfigError> {
+    let config = args.load_config()?;
+    postern_routing::check_config(&config)?;
+    Ok(config)
 }
 
 /// `master --check`: the configuration parses and validates, every

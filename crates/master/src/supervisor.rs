@@ -616,7 +616,7 @@ impl Supervisor {
         if self.stopping.is_some() {
             anyhow::bail!("reload refused: the master is stopping");
         }
-        let new = self.args.load_config().map_err(|e| {
+        let new = crate::load(&self.args).map_err(|e| {
             anyhow::anyhow!("reload refused, keeping the running configuration: {e}")
         })?;
         for w in &new.warnings {

@@ -119,7 +119,7 @@ mod resolve;
 use std::fmt;
 use std::net::IpAddr;
 
-use postern_config::{Maps, Params, TableError};
+use postern_config::{Config, ConfigError, Maps, Params, TableError};
 
 use address::Canon;
 use domains::DomainList;
@@ -156,6 +156,52 @@ pub enum RoutingError {
         address: String,
         limit: usize,
     },
+}
+
+impl RoutingError {
+    /// The parameter the error is about.
+    pub fn param(&self) -> &'static str {
+        match self {
+            RoutingError::Table { param, .. }
+            | RoutingError::Config { param, .. }
+            | RoutingError::Nesting { param, .. }
+            | RoutingError::ExpansionSize { param, .. } => param,
+        }
+    }
+}
+
+/// Builds the router of `[main]` and of every service's view, as the
+/// daemons will, so that a setting the router cannot use (a list file that
+/// is missing, an entry in it that is no name or table, a bad transport)
+/// stops the master at start, or refuses a reload, naming the file, line
+/// and parameter; it never waits for mail to fail. A table file that does
+/// not exist yet is no such error: the daemons defer mail until it appears,
+/// and use it then without a reload.
+pub fn check_config(config: &Config) -> Result<(), ConfigError> {
+    let views = std::iter::once(None).chain(config.services.iter().map(|s| Some(&s.name)));
+    for service in views {
+        let params = match service {
+            Some(s) => config.params_for(s),
+            None => config.main().clone(),
+        };
+        if let Err(e) = Router::from_params(&params) {
+            if let RoutingError::Table {
+                source: TableError::Io { source, .. },
+                ..
+            } = &e
+                && source.kind() == std::io::ErrorKind::NotFound
+            {
+                continue;
+            }
+            let reason = match &e {
+                RoutingError::Table { source, .. } => source.to_string(),
+                RoutingError::Config { value, reason, .. } => format!("\"{value}\": {reason}"),
+                other => other.to_string(),
+            };
+            return Err(config.invalid(service.map(String::as_str), e.param(), reason));
+        }
+    }
+    Ok(())
 }
 
 /// The address classes of ADDRESS_CLASS_README; the type travels in
