@@ -138,7 +138,7 @@ impl Instance {
             ("drain_timeout", "\"5s\"".to_string()),
             ("heartbeat_timeout", "\"5s\"".to_string()),
             // The instance's own (empty) aliases file: a fresh machine has
-            // no /etc/aliases, and a missing table defers every recipient.
+            // no /etc/aliases, and a missing table fails local recipients.
             ("alias_maps", "\"hash:aliases\"".to_string()),
         ];
         let set_by_test = |name: &str| {

@@ -85,8 +85,11 @@
 //!   The Router is built once per configuration and again after a reload
 //!   (SIGHUP, `qctl reload`); its tables re-read their files when they
 //!   change, so an edited transport table applies to the next delivery
-//!   without a reload. A configuration the Router refuses (a missing table
-//!   file) defers every delivery with 4.3.0 until it is fixed.
+//!   without a reload. A table whose file is missing fails only the
+//!   lookups in it: mail whose recipients it must route is refused at
+//!   enqueue (the client hears 451), and queued mail is deferred. A
+//!   configuration the Router refuses (a table file with a syntax error)
+//!   defers every delivery with 4.3.0 until it is fixed.
 //!
 //!   Fallback. When local-delivery answers `fallback` for a recipient (no
 //!   such local user, and fallback_transport is set), qmgr routes it to

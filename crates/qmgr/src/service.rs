@@ -13,6 +13,7 @@ use postern_ipc::{Connection, IpcError, Protocol};
 use postern_queue::{
     ClientInfo, Envelope, Incoming, QueueError, QueueId, QueueState, RcptState, Recipient, Ret,
 };
+use postern_routing::RoutingError;
 
 use crate::logfmt;
 use crate::route;
@@ -227,6 +228,16 @@ fn rewrite(
         route::rewrite_envelope(&router, &sender, recipients).map_err(|e| e.to_string())?;
     if result.1.is_empty() {
         return Err("message has no recipients after address rewriting".into());
+    }
+    // A routing table that is not there (a surrogate) refuses the mail
+    // now, as Postfix's smtpd does when trivial-rewrite cannot resolve a
+    // recipient, rather than queueing what cannot be routed.
+    for r in &result.1 {
+        if let Err(e) = router.resolve(&r.address)
+            && matches!(&e, RoutingError::Table { source, .. } if source.is_configuration_error())
+        {
+            return Err(e.to_string());
+        }
     }
     Ok(result)
 }

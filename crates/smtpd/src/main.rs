@@ -154,11 +154,15 @@
 //!   `too many errors after CMD from ...`, and `disconnect from NAME[ADDR]
 //!   ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5` (`ok/total` where some
 //!   failed). Problems reaching qmgr are logged as warnings and the client
-//!   gets `451 4.3.0 Error: queue file write error`. An access policy that
-//!   cannot be built (a table file missing) answers `451 4.3.5 Server
-//!   configuration error` and is built again every 5 seconds, so the
-//!   file is used once it is there (Postfix's smtpd would exit and be
-//!   restarted by the master).
+//!   gets `451 4.3.0 Error: queue file write error`. A table whose file
+//!   is missing is opened as a surrogate, as in Postfix (`warning:
+//!   hash:/etc/aliases is unavailable. open database /etc/aliases: No such
+//!   file or directory`, once): only the checks that consult it answer
+//!   `451 4.3.5 Server configuration error`, and the file is used once it
+//!   is there. An access policy that cannot be built (a table file with a
+//!   syntax error) answers 451 4.3.5 to every recipient and is built again
+//!   every 5 seconds (Postfix's smtpd would exit and be restarted by the
+//!   master).
 //!
 //!   TLS: `Anonymous TLS connection established from NAME[ADDR]: TLSv1.3
 //!   with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)`; a failed

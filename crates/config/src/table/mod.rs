@@ -19,6 +19,16 @@
 //! per second and re-read it when any changed; a re-read that fails makes
 //! lookups fail (the caller defers mail) until the file is fixed.
 //! [`WordFile`] (a `/file/name` entry in a Postfix list) reloads the same way.
+//!
+//! A table file that cannot be read when the table is opened (not there
+//! yet, say the default `hash:/etc/aliases` on a machine without one) does
+//! not stop the daemon, as in Postfix (dict_surrogate): the table is opened
+//! as a surrogate that logs `warning: hash:/etc/aliases is unavailable.
+//! open database /etc/aliases: No such file or directory` once, fails every
+//! lookup with [`TableError::Unavailable`] (a configuration error: smtpd
+//! answers `451 4.3.5 Server configuration error`), and reads the file as
+//! soon as it appears. Everything that does not consult the table works.
+//! A syntax error in a file that is there is still an error at open.
 
 mod cidr;
 mod regexp;
@@ -55,6 +65,22 @@ pub enum TableError {
     },
     #[error("table \"{spec}\": lookup failed: {reason}")]
     Lookup { spec: String, reason: String },
+    /// The table's file could not be read when it was opened and is still
+    /// not there: a configuration error, not a passing failure.
+    #[error("{spec} is unavailable. open database {}: {reason}", path.display())]
+    Unavailable {
+        spec: String,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+impl TableError {
+    /// Whether the error is the configuration's (a table that is not
+    /// there) rather than a passing failure of a lookup.
+    pub fn is_configuration_error(&self) -> bool {
+        matches!(self, TableError::Unavailable { .. })
+    }
 }
 
 /// Plain-text formats that Postfix indexes with postmap; Postern reads the
@@ -142,6 +168,8 @@ enum Format {
 
 #[derive(Debug)]
 struct FileSource {
+    /// The table's spec, for the surrogate's errors.
+    spec: String,
     path: PathBuf,
     format: Format,
     /// How often the file is stat()ed; a second keeps lookups cheap.
@@ -151,8 +179,10 @@ struct FileSource {
 
 #[derive(Debug)]
 struct FileState {
-    data: Arc<Data>,
-    stamp: Stamp,
+    /// The file's contents, or why it could not be read at open (the
+    /// surrogate: every lookup fails until the file appears).
+    data: Result<Arc<Data>, String>,
+    stamp: Option<Stamp>,
     checked: Instant,
 }
 
@@ -204,7 +234,7 @@ impl Table {
                         reason: "missing file name".into(),
                     });
                 }
-                Source::File(FileSource::open(base_dir.join(rest), format)?)
+                Source::File(FileSource::open_table(spec, base_dir.join(rest), format)?)
             }
         };
         Ok(Table {
@@ -268,18 +298,56 @@ impl Table {
 }
 
 impl FileSource {
+    /// Reads a file that must be there (a [`WordFile`]).
     fn open(path: PathBuf, format: Format) -> Result<FileSource, TableError> {
         let (data, stamp) = load(&path, format)?;
-        Ok(FileSource {
+        Ok(FileSource::new(
+            path.display().to_string(),
+            path,
+            format,
+            Ok(Arc::new(data)),
+            Some(stamp),
+        ))
+    }
+
+    /// Reads a table's file, or makes the surrogate of one that cannot
+    /// be read (see the module documentation).
+    fn open_table(spec: &str, path: PathBuf, format: Format) -> Result<FileSource, TableError> {
+        let (data, stamp) = match load(&path, format) {
+            Ok((data, stamp)) => (Ok(Arc::new(data)), Some(stamp)),
+            Err(TableError::Io { source, .. }) => {
+                let reason = source.to_string();
+                let e = TableError::Unavailable {
+                    spec: spec.to_string(),
+                    path: path.clone(),
+                    reason: reason.clone(),
+                };
+                tracing::warn!("{e}");
+                (Err(reason), None)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(FileSource::new(spec.to_string(), path, format, data, stamp))
+    }
+
+    fn new(
+        spec: String,
+        path: PathBuf,
+        format: Format,
+        data: Result<Arc<Data>, String>,
+        stamp: Option<Stamp>,
+    ) -> FileSource {
+        FileSource {
+            spec,
             path,
             format,
             check_interval: Duration::from_secs(1),
             state: Mutex::new(FileState {
-                data: Arc::new(data),
+                data,
                 stamp,
                 checked: Instant::now(),
             }),
-        })
+        }
     }
 
     /// The data, re-read first if the file changed since the last check.
@@ -287,16 +355,30 @@ impl FileSource {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.checked.elapsed() >= self.check_interval {
             st.checked = Instant::now();
-            let now = stamp(&self.path)?;
-            if now != st.stamp {
-                // On failure the old stamp stays, so the next check retries.
-                let (data, stamp) = load(&self.path, self.format)?;
-                tracing::info!("table {}: reloaded", self.path.display());
-                st.data = Arc::new(data);
-                st.stamp = stamp;
+            match (stamp(&self.path), &st.data) {
+                // Still not there: the surrogate keeps failing.
+                (Err(_), Err(_)) => {}
+                (now, _) => {
+                    let now = now?;
+                    if st.stamp.as_ref() != Some(&now) {
+                        // On failure the old stamp stays, so the next check
+                        // retries.
+                        let (data, stamp) = load(&self.path, self.format)?;
+                        tracing::info!("table {}: reloaded", self.path.display());
+                        st.data = Ok(Arc::new(data));
+                        st.stamp = Some(stamp);
+                    }
+                }
             }
         }
-        Ok(Arc::clone(&st.data))
+        st.data
+            .as_ref()
+            .map(Arc::clone)
+            .map_err(|reason| TableError::Unavailable {
+                spec: self.spec.clone(),
+                path: self.path.clone(),
+                reason: reason.clone(),
+            })
     }
 }
 
@@ -597,6 +679,48 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_file_is_a_surrogate_until_it_appears() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Table::open_aliases("hash:aliases", dir.path()).unwrap();
+        t.set_check_interval(Duration::ZERO);
+        let e = t.lookup("postmaster").unwrap_err();
+        assert!(e.is_configuration_error());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "hash:aliases is unavailable. open database {}: No such file or directory (os error 2)",
+                dir.path().join("aliases").display()
+            )
+        );
+        // Maps stop at the failing table; a table before it still answers.
+        let m = Maps::open(
+            &[
+                "inline:{ root=admin }".to_string(),
+                "hash:missing".to_string(),
+            ],
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(m.lookup("root").unwrap().as_deref(), Some("admin"));
+        assert!(m.lookup("other").unwrap_err().is_configuration_error());
+        // A syntax error appearing with the file is reported as such, and the
+        // fixed file is used.
+        write(dir.path(), "aliases", "postmaster root\n");
+        assert!(matches!(
+            t.lookup("postmaster"),
+            Err(TableError::Syntax { line: 1, .. })
+        ));
+        write(dir.path(), "aliases", "postmaster: root\n");
+        assert_eq!(t.lookup("postmaster").unwrap().as_deref(), Some("root"));
+        // A syntax error in a file that is there at open stays an error.
+        write(dir.path(), "bad", "lonely\n");
+        assert!(matches!(
+            Table::open("hash:bad", dir.path()),
+            Err(TableError::Syntax { .. })
+        ));
+    }
+
+    #[test]
     fn reload_check_is_rate_limited() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "t", "a 1\n");
@@ -662,8 +786,9 @@ mod tests {
             Table::open("justaname", Path::new("/")),
             Err(TableError::BadSpec { .. })
         ));
-        let e = Table::open("hash:/nonexistent/postern/x", Path::new("/")).unwrap_err();
-        assert!(matches!(e, TableError::Io { .. }));
+        // A missing file is a surrogate, not an error at open.
+        let t = Table::open("hash:/nonexistent/postern/x", Path::new("/")).unwrap();
+        assert!(t.lookup("a").unwrap_err().is_configuration_error());
         assert!(check_spec("proxy:unix:passwd.byname").is_ok());
         assert!(check_spec("hash:/does/not/exist/yet").is_ok());
         assert!(check_spec("unix:group.byname").is_err());

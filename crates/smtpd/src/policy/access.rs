@@ -11,7 +11,7 @@ use postern_routing::{AddressClass, RoutingError};
 use super::restriction::{self, AccessKind};
 use super::{
     CLIENT, Eval, HELO, RECIPIENT, Refusal, Resolved, SENDER, Subject, Tables, Verdict,
-    config_error, lookup_failure, resolve,
+    config_error, resolve, table_failure,
 };
 
 /// One lookup's answer: nothing found, or the verdict of what was found.
@@ -73,10 +73,7 @@ impl Eval<'_, '_> {
         match found {
             Ok(Found::Hit(v)) => v,
             Ok(Found::Missed) => Verdict::Dunno,
-            Err(e) => {
-                tracing::warn!("{e}");
-                lookup_failure(&list.name)
-            }
+            Err(e) => table_failure(&e, &list.name),
         }
     }
 
@@ -329,10 +326,7 @@ impl Eval<'_, '_> {
     pub(super) fn check_rcpt_maps(&self, addr: &Address, class: &str) -> Verdict {
         match self.rcpt_maps(addr, class) {
             Ok(v) => v,
-            Err(e) => {
-                tracing::warn!("{e}");
-                lookup_failure(&addr.to_string())
-            }
+            Err(e) => table_failure(&e, &addr.to_string()),
         }
     }
 
@@ -424,7 +418,8 @@ impl Eval<'_, '_> {
 }
 
 /// A routing failure, as the table error the access and recipient
-/// checks report (they answer a temporary lookup failure either way).
+/// checks report (a temporary lookup failure, or a configuration error
+/// for a table that is not there).
 fn routing_error(e: RoutingError) -> TableError {
     match e {
         RoutingError::Table { source, .. } => source,

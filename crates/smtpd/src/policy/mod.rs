@@ -850,21 +850,21 @@ impl<'p, 'c> Eval<'p, 'c> {
                     return Ok(Some(owners));
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!("smtpd_sender_login_maps: {e}");
-                    return Err(lookup_failure(&full));
-                }
+                Err(e) => return Err(table_failure(&e, &full)),
             }
         }
         Ok(None)
     }
 
     /// Resolves an address; a table failure becomes Postfix's temporary
-    /// lookup failure.
+    /// lookup failure (or its configuration error, for a missing table).
     fn resolve(&self, addr: &Address) -> Result<Resolved, Verdict> {
-        resolve(&self.policy.router, addr).map_err(|e| {
-            tracing::warn!("{e}");
-            lookup_failure(&addr.to_string())
+        resolve(&self.policy.router, addr).map_err(|e| match e {
+            RoutingError::Table { source, .. } => table_failure(&source, &addr.to_string()),
+            e => {
+                tracing::warn!("{e}");
+                lookup_failure(&addr.to_string())
+            }
         })
     }
 
@@ -947,6 +947,24 @@ fn resolve(router: &Router, addr: &Address) -> Result<Resolved, RoutingError> {
 /// restriction cannot be evaluated as configured.
 fn config_error() -> Refusal {
     Refusal::new(451, (4, 3, 5), "Server configuration error".into())
+}
+
+/// The answer to a failed table lookup: a table that is not there is the
+/// configuration's error (`451 4.3.5 Server configuration error`, as
+/// Postfix answers for its surrogate tables), anything else a passing
+/// `451 4.3.0 <name>: Temporary lookup failure`.
+fn table_failure(e: &TableError, name: &str) -> Verdict {
+    match e {
+        // Its absence was logged when it was opened.
+        TableError::Unavailable { spec, .. } => {
+            tracing::warn!("{spec} lookup error for \"{name}\"");
+            Verdict::Refuse(config_error())
+        }
+        e => {
+            tracing::warn!("{e}");
+            lookup_failure(name)
+        }
+    }
 }
 
 /// `451 4.3.0 <name>: Temporary lookup failure`.
