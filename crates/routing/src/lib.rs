@@ -175,8 +175,9 @@ impl RoutingError {
 /// is missing, an entry in it that is no name or table, a bad transport)
 /// stops the master at start, or refuses a reload, naming the file, line
 /// and parameter; it never waits for mail to fail. A table file that does
-/// not exist yet is no such error: the daemons defer mail until it appears,
-/// and use it then without a reload.
+/// not exist yet is no such error: the table is a surrogate whose lookups
+/// fail (the daemons defer mail) until the file appears, and is used then
+/// without a reload.
 pub fn check_config(config: &Config) -> Result<(), ConfigError> {
     let views = std::iter::once(None).chain(config.services.iter().map(|s| Some(&s.name)));
     for service in views {
@@ -185,14 +186,6 @@ pub fn check_config(config: &Config) -> Result<(), ConfigError> {
             None => config.main().clone(),
         };
         if let Err(e) = Router::from_params(&params) {
-            if let RoutingError::Table {
-                source: TableError::Io { source, .. },
-                ..
-            } = &e
-                && source.kind() == std::io::ErrorKind::NotFound
-            {
-                continue;
-            }
             let reason = match &e {
                 RoutingError::Table { source, .. } => source.to_string(),
                 RoutingError::Config { value, reason, .. } => format!("\"{value}\": {reason}"),
