@@ -88,15 +88,6 @@ impl RcptState {
     pub fn is_final(&self) -> bool {
         matches!(self, RcptState::Sent { .. } | RcptState::Bounced { .. })
     }
-
-    /// The reason of a deferred recipient (with or without a delay
-    /// notification sent).
-    pub fn deferred_reason(&self) -> Option<&str> {
-        match self {
-            RcptState::Deferred { reason } | RcptState::DelayNotified { reason } => Some(reason),
-            _ => None,
-        }
-    }
 }
 
 /// One envelope recipient.

@@ -217,11 +217,6 @@ impl CommandError {
         &self.reply
     }
 
-    /// Take the reply.
-    pub fn into_reply(self) -> Reply {
-        self.reply
-    }
-
     /// True when the server must close the session after the reply.
     pub fn closes_session(&self) -> bool {
         matches!(self.kind, ErrorKind::NonSmtp | ErrorKind::BdatSyntax(None))
