@@ -256,7 +256,9 @@ fn main() -> ExitCode {
         let dns = Dns::new(&settings::dns_servers(&ctx.params()))?;
         // Built once per configuration, so a reload applies to the next
         // request.
-        let settings = Arc::new(ctx.configured(|p, _| Arc::new(Settings::from_params(p))));
+        let settings = Arc::new(ctx.configured(|p, previous: Option<&Arc<Settings>>| {
+            Arc::new(Settings::from_params(p, previous.map(|s| &**s)))
+        }));
         let cache = Cache::start({
             let settings = settings.clone();
             move || settings.get()

@@ -20,8 +20,6 @@
 //! applies; left at its default it allows them, since TLS protects the
 //! password (Postfix would apply `noplaintext` there too and refuse).
 
-use std::sync::Mutex;
-
 use postern_config::Params;
 use postern_config::table::Maps;
 use postern_smtp::Capabilities;
@@ -37,6 +35,8 @@ pub struct SaslSettings {
     pub enabled: bool,
     /// The password tables, or why they could not be opened.
     pub maps: Result<Maps, String>,
+    /// The smtp_sasl_password_maps they were opened from, if any.
+    maps_spec: Option<String>,
     /// `smtp_sasl_mechanism_filter` (uppercased); empty: any.
     pub filter: Vec<String>,
     /// PLAIN and LOGIN allowed without TLS (`smtp_sasl_security_options`
@@ -47,7 +47,11 @@ pub struct SaslSettings {
 }
 
 impl SaslSettings {
-    pub fn from_params(p: &Params) -> SaslSettings {
+    /// From the parameters; the tables of `previous` are kept when
+    /// smtp_sasl_password_maps is the same (they re-read their files when
+    /// these change).
+    pub fn from_params(p: &Params, previous: Option<&SaslSettings>) -> SaslSettings {
+        let spec = p.get("smtp_sasl_password_maps");
         let enabled = p.bool("smtp_sasl_auth_enable");
         let no_plaintext = |name: &str| {
             p.list(name)
@@ -56,11 +60,17 @@ impl SaslSettings {
         };
         SaslSettings {
             enabled,
-            maps: if enabled {
-                open_maps(p)
-            } else {
-                Ok(Maps::default())
+            maps: match previous {
+                Some(previous) if enabled && previous.maps_spec.as_ref() == Some(&spec) => {
+                    previous.maps.clone()
+                }
+                _ if enabled => p.maps("smtp_sasl_password_maps").map_err(|e| {
+                    tracing::error!("smtp_sasl_password_maps: {e}");
+                    e.to_string()
+                }),
+                _ => Ok(Maps::default()),
             },
+            maps_spec: enabled.then_some(spec),
             filter: p
                 .list("smtp_sasl_mechanism_filter")
                 .iter()
@@ -71,25 +81,6 @@ impl SaslSettings {
                 || !no_plaintext("smtp_sasl_tls_security_options"),
         }
     }
-}
-
-/// The tables of `smtp_sasl_password_maps`, opened once per value (they
-/// re-read their files when these change).
-fn open_maps(p: &Params) -> Result<Maps, String> {
-    static OPENED: Mutex<Option<(String, Result<Maps, String>)>> = Mutex::new(None);
-    let spec = p.get("smtp_sasl_password_maps");
-    let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((s, m)) = opened.as_ref()
-        && *s == spec
-    {
-        return m.clone();
-    }
-    let maps = p.maps("smtp_sasl_password_maps").map_err(|e| {
-        tracing::error!("smtp_sasl_password_maps: {e}");
-        e.to_string()
-    });
-    *opened = Some((spec, maps.clone()));
-    maps
 }
 
 /// A user name and password for one server.

@@ -61,7 +61,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_params(p: &Params) -> Settings {
+    /// From the parameters; what did not change since `previous` (the
+    /// settings of the configuration before a reload) is kept, so the TLS
+    /// config with its session cache and the open tables survive a reload.
+    pub fn from_params(p: &Params, previous: Option<&Settings>) -> Settings {
         let helo_name = match p.get("smtp_helo_name") {
             n if n.trim().is_empty() => p.get("myhostname"),
             n => n.trim().to_string(),
@@ -90,8 +93,8 @@ impl Settings {
             ipv6: ipv6 || !ipv4,
             own_addresses: own_addresses(&p.list("inet_interfaces"), &p.list("proxy_interfaces")),
             starttls_timeout: p.time("smtp_starttls_timeout"),
-            tls: TlsSettings::from_params(p),
-            sasl: SaslSettings::from_params(p),
+            tls: TlsSettings::from_params(p, previous.map(|s| &s.tls)),
+            sasl: SaslSettings::from_params(p, previous.map(|s| &s.sasl)),
         }
     }
 }

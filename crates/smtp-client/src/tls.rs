@@ -21,7 +21,7 @@
 //! that its session cache lets later connections to a server resume their
 //! TLS session (rustls keys the cache by server name).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use postern_config::Params;
 use postern_tls::SecurityLevel;
@@ -37,13 +37,14 @@ pub struct TlsSettings {
     /// Why no config could be made (bad level, missing CA file, ...):
     /// mail that requires TLS is deferred, `may` goes without.
     pub error: Option<String>,
+    /// The values this was built from.
+    key: String,
 }
 
 impl TlsSettings {
-    /// From the parameters; built once per distinct set of values, so
+    /// From the parameters; `previous` is kept when they are the same, so
     /// requests share the config and its session cache.
-    pub fn from_params(p: &Params) -> TlsSettings {
-        static BUILT: Mutex<Option<(String, TlsSettings)>> = Mutex::new(None);
+    pub fn from_params(p: &Params, previous: Option<&TlsSettings>) -> TlsSettings {
         let key = [
             "smtp_tls_security_level",
             "smtp_tls_CAfile",
@@ -52,17 +53,17 @@ impl TlsSettings {
         ]
         .map(|n| p.get(n))
         .join("\n");
-        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((k, t)) = built.as_ref()
-            && *k == key
+        if let Some(previous) = previous
+            && previous.key == key
         {
-            return t.clone();
+            return previous.clone();
         }
-        let t = match postern_tls::client_config_from_params(p) {
+        match postern_tls::client_config_from_params(p) {
             Ok(c) => TlsSettings {
                 level: c.level,
                 config: c.config,
                 error: None,
+                key,
             },
             Err(e) => {
                 // Postfix refuses to start; here every delivery that
@@ -73,11 +74,10 @@ impl TlsSettings {
                         .unwrap_or(SecurityLevel::Encrypt),
                     config: None,
                     error: Some(e.to_string()),
+                    key,
                 }
             }
-        };
-        *built = Some((key, t.clone()));
-        t
+        }
     }
 
     /// Whether STARTTLS is to be sent when offered.
