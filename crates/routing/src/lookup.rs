@@ -90,6 +90,17 @@ impl Router {
         Ok(None)
     }
 
+    /// Whether `maps` know `addr` (`mail_addr_find`): smtpd's recipient
+    /// table checks ask this, as cleanup's mappings do.
+    pub fn find_address(
+        &self,
+        maps: &Maps,
+        param: &'static str,
+        addr: &str,
+    ) -> Result<bool, RoutingError> {
+        Ok(self.find_addr(maps, param, addr)?.is_some())
+    }
+
     /// `mail_addr_map`: the lookup result as canonical addresses.
     fn map_addr(
         &self,

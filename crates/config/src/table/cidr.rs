@@ -237,10 +237,8 @@ fn parse_entry(
             path: pat.into(),
             source,
         })?;
-        for (_, l) in read_logical_lines(&text) {
-            for t in crate::value::split_list(&l) {
-                parse_entry(&t, base_dir, entries, depth + 1)?;
-            }
+        for w in super::words::parse(&text) {
+            parse_entry(&w.text, base_dir, entries, depth + 1)?;
         }
         return Ok(());
     }

@@ -557,6 +557,11 @@ impl Maps {
         Ok(Maps { tables })
     }
 
+    /// Tables opened one by one (some in aliases(5) syntax, say).
+    pub fn from_tables(tables: Vec<Table>) -> Maps {
+        Maps { tables }
+    }
+
     /// Like [`Maps::open`] with aliases(5) syntax for text files.
     pub fn open_aliases(specs: &[String], base_dir: &Path) -> Result<Maps, TableError> {
         let tables = specs

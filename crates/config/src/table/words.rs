@@ -55,17 +55,15 @@ impl WordFile {
     }
 }
 
+/// The entries of a list file: logical lines (comments and blank lines
+/// dropped, indented lines continue), split as parameter lists are.
 pub(super) fn parse(text: &str) -> Vec<Word> {
     read_logical_lines(text)
         .into_iter()
         .flat_map(|(line, l)| {
-            l.split([',', ' ', '\t'])
-                .filter(|w| !w.is_empty())
-                .map(|w| Word {
-                    line,
-                    text: w.to_string(),
-                })
-                .collect::<Vec<_>>()
+            crate::value::split_list(&l)
+                .into_iter()
+                .map(move |text| Word { line, text })
         })
         .collect()
 }

@@ -3,15 +3,15 @@
 
 use std::collections::HashSet;
 
-use postern_config::{Table, TableError};
+use postern_config::{Maps, Table, TableError};
 use postern_smtp::Address;
 
 use postern_routing::{AddressClass, RoutingError};
 
 use super::restriction::{self, AccessKind};
 use super::{
-    CLIENT, Eval, HELO, RECIPIENT, Refusal, Resolved, SENDER, Subject, Tables, Verdict,
-    config_error, resolve, table_failure,
+    CLIENT, Eval, HELO, RECIPIENT, Refusal, Resolved, SENDER, Subject, Verdict, config_error,
+    resolve, table_failure,
 };
 
 /// One lookup's answer: nothing found, or the verdict of what was found.
@@ -333,9 +333,10 @@ impl Eval<'_, '_> {
     fn rcpt_maps(&self, addr: &Address, class: &str) -> Result<Verdict, TableError> {
         let p = self.policy;
         let res = resolve(&p.router, addr).map_err(routing_error)?;
-        if self.addr_find(&p.canonical_maps, &res)?
-            || (class == SENDER && self.addr_find(&p.sender_canonical_maps, &res)?)
-            || self.addr_find(&p.virtual_alias_maps, &res)?
+        if self.addr_find(&p.canonical_maps, "canonical_maps", &res)?
+            || (class == SENDER
+                && self.addr_find(&p.sender_canonical_maps, "sender_canonical_maps", &res)?)
+            || self.addr_find(&p.virtual_alias_maps, "virtual_alias_maps", &res)?
         {
             return Ok(Verdict::Dunno);
         }
@@ -359,7 +360,7 @@ impl Eval<'_, '_> {
                 let special = [p.double_bounce.as_str(), "postmaster", "mailer-daemon"];
                 if p.local_recipient_maps.is_empty()
                     || special.iter().any(|s| res.local.eq_ignore_ascii_case(s))
-                    || self.addr_find(&p.local_recipient_maps, &res)?
+                    || self.addr_find(&p.local_recipient_maps, "local_recipient_maps", &res)?
                 {
                     Verdict::Dunno
                 } else {
@@ -368,7 +369,7 @@ impl Eval<'_, '_> {
             }
             AddressClass::VirtualMailbox => {
                 if p.virtual_mailbox_maps.is_empty()
-                    || self.addr_find(&p.virtual_mailbox_maps, &res)?
+                    || self.addr_find(&p.virtual_mailbox_maps, "virtual_mailbox_maps", &res)?
                 {
                     Verdict::Dunno
                 } else {
@@ -377,7 +378,7 @@ impl Eval<'_, '_> {
             }
             AddressClass::Relay => {
                 if p.relay_recipient_maps.is_empty()
-                    || self.addr_find(&p.relay_recipient_maps, &res)?
+                    || self.addr_find(&p.relay_recipient_maps, "relay_recipient_maps", &res)?
                 {
                     Verdict::Dunno
                 } else {
@@ -388,32 +389,18 @@ impl Eval<'_, '_> {
         })
     }
 
-    /// Postfix's mail_addr_find(): `user+ext@domain`, `user@domain`, then
-    /// for local domains `user+ext` and `user`, then `@domain`.
-    fn addr_find(&self, maps: &Tables, res: &Resolved) -> Result<bool, TableError> {
-        if maps.is_empty() {
-            return Ok(false);
-        }
-        let bare = self.strip_extension(&res.local);
-        if maps.lookup(&res.address(), false)?.is_some() {
-            return Ok(true);
-        }
-        if let Some(b) = &bare
-            && maps.lookup(&format!("{b}@{}", res.domain), true)?.is_some()
-        {
-            return Ok(true);
-        }
-        if res.class == AddressClass::Local {
-            if maps.lookup(&res.local, true)?.is_some() {
-                return Ok(true);
-            }
-            if let Some(b) = &bare
-                && maps.lookup(b, true)?.is_some()
-            {
-                return Ok(true);
-            }
-        }
-        Ok(maps.lookup(&format!("@{}", res.domain), true)?.is_some())
+    /// Postfix's mail_addr_find() on the resolved address, as the router
+    /// does it for cleanup.
+    fn addr_find(
+        &self,
+        maps: &Maps,
+        param: &'static str,
+        res: &Resolved,
+    ) -> Result<bool, TableError> {
+        self.policy
+            .router
+            .find_address(maps, param, &res.address())
+            .map_err(routing_error)
     }
 }
 

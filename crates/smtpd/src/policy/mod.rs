@@ -69,7 +69,7 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use postern_config::{NetworkList, Params, Table, TableError};
+use postern_config::{Maps, NetworkList, Params, Table, TableError};
 use postern_routing::{AddressClass, Router, RoutingError};
 use postern_smtp::{Address, Reply};
 
@@ -185,28 +185,6 @@ impl Codes {
     }
 }
 
-/// An ordered list of tables; the first answer wins.
-#[derive(Debug, Clone, Default)]
-struct Tables(Vec<Table>);
-
-impl Tables {
-    fn lookup(&self, key: &str, partial: bool) -> Result<Option<String>, TableError> {
-        for t in &self.0 {
-            if partial && t.is_pattern() {
-                continue;
-            }
-            if let Some(v) = t.lookup(key)? {
-                return Ok(Some(v));
-            }
-        }
-        Ok(None)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// The compiled policy of one smtpd service.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -227,17 +205,17 @@ pub struct Policy {
     mynetworks: NetworkList,
     /// Address classes and relay permission.
     router: Router,
-    local_recipient_maps: Tables,
-    relay_recipient_maps: Tables,
-    virtual_alias_maps: Tables,
-    virtual_mailbox_maps: Tables,
+    local_recipient_maps: Maps,
+    relay_recipient_maps: Maps,
+    virtual_alias_maps: Maps,
+    virtual_mailbox_maps: Maps,
     /// canonical_maps and recipient_canonical_maps: a hit means "known".
-    canonical_maps: Tables,
+    canonical_maps: Maps,
     /// sender_canonical_maps: a hit means "known" for senders.
-    sender_canonical_maps: Tables,
+    sender_canonical_maps: Maps,
     /// smtpd_sender_login_maps: sender address (or `@domain`) to the
     /// logins that may use it.
-    sender_login_maps: Tables,
+    sender_login_maps: Maps,
     recipient_delimiter: String,
     double_bounce: String,
     null_key: String,
@@ -301,7 +279,7 @@ impl Policy {
         for name in &class_names {
             classes.insert(name.clone(), compile(name, true)?);
         }
-        let policy_maps = |name: &str| -> Result<Tables, PolicyError> {
+        let policy_tables = |name: &str| -> Result<Vec<Table>, PolicyError> {
             let aliases = params.list("alias_maps");
             let tables = params
                 .list(name)
@@ -317,10 +295,11 @@ impl Policy {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(table_err(name))?;
-            Ok(Tables(tables))
+            Ok(tables)
         };
-        let mut canonical = policy_maps("recipient_canonical_maps")?;
-        canonical.0.extend(policy_maps("canonical_maps")?.0);
+        let policy_maps = |name: &str| policy_tables(name).map(Maps::from_tables);
+        let mut canonical = policy_tables("recipient_canonical_maps")?;
+        canonical.extend(policy_tables("canonical_maps")?);
 
         let policy = Policy {
             client: compile("smtpd_client_restrictions", true)?,
@@ -352,7 +331,7 @@ impl Policy {
             relay_recipient_maps: policy_maps("relay_recipient_maps")?,
             virtual_alias_maps: policy_maps("virtual_alias_maps")?,
             virtual_mailbox_maps: policy_maps("virtual_mailbox_maps")?,
-            canonical_maps: canonical,
+            canonical_maps: Maps::from_tables(canonical),
             sender_canonical_maps: policy_maps("sender_canonical_maps")?,
             sender_login_maps: policy_maps("smtpd_sender_login_maps")?,
             recipient_delimiter: params.get("recipient_delimiter"),
@@ -840,7 +819,7 @@ impl<'p, 'c> Eval<'p, 'c> {
             keys.push(format!("@{domain}"));
         }
         for key in keys {
-            match maps.lookup(&key, false) {
+            match maps.lookup(&key) {
                 Ok(Some(v)) => {
                     let owners = v
                         .split([',', ' ', '\t'])
