@@ -569,18 +569,8 @@ impl Supervisor {
             return;
         }
         let now = Instant::now();
-        state.generation += 1;
         state.restarts += 1;
-        // A throttled service gets a fresh chance on an explicit restart.
-        state.throttled_until = None;
-        if state.exclusive {
-            retire_old(state, now);
-        }
-        state.pending_restart = Some(PendingRestart {
-            generation: state.generation,
-            reply: Some(reply),
-            deadline: now + drain + RESTART_GRACE,
-        });
+        begin_restart(state, now, Some(reply), now + drain + RESTART_GRACE);
         tracing::info!("service {service}: restarting");
     }
 
@@ -698,16 +688,7 @@ impl Supervisor {
             state.next_wakeup = def.wakeup.map(|w| now + w);
             state.def = def;
             state.params = params;
-            state.generation += 1;
-            state.throttled_until = None;
-            if state.exclusive {
-                retire_old(state, now);
-            }
-            state.pending_restart = Some(PendingRestart {
-                generation: state.generation,
-                reply: None,
-                deadline: now + Duration::from_secs(3600),
-            });
+            begin_restart(state, now, None, now + Duration::from_secs(3600));
             tracing::info!("service {name}: changed by reload, restarting");
         }
         Ok("configuration reloaded".into())
@@ -762,6 +743,27 @@ fn throttle(state: &mut ServiceState, now: Instant) {
         state.program.display()
     );
     state.throttled_until = Some((now + pause, unix_now() + pause.as_secs() as i64));
+}
+
+/// Starts a new generation that replaces the running processes once it is
+/// ready (an exclusive service's old ones stop first). A throttled service
+/// gets a fresh chance.
+fn begin_restart(
+    state: &mut ServiceState,
+    now: Instant,
+    reply: Option<oneshot::Sender<ControlReply>>,
+    deadline: Instant,
+) {
+    state.generation += 1;
+    state.throttled_until = None;
+    if state.exclusive {
+        retire_old(state, now);
+    }
+    state.pending_restart = Some(PendingRestart {
+        generation: state.generation,
+        reply,
+        deadline,
+    });
 }
 
 /// Asks every process of older generations to drain and exit.
