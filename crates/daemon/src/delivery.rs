@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use postern_ipc::delivery::{DeliveryMessage, DeliveryReply, DeliveryRequest, SegmentBody};
 use postern_ipc::{Connection, IpcError, Protocol, TakeFds};
+
+use crate::ipc::IpcSession;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::server::{Context, Shutdown, Stream, serve_sessions};
 
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// qmgr connections per process; each carries one delivery at a time.
 const MAX_SESSIONS: usize = 4096;
 
@@ -54,39 +55,25 @@ pub async fn serve_delivery<A: DeliveryAgent>(ctx: &mut Context, agent: A) {
 /// One qmgr connection: the hello, then requests one after another.
 async fn serve_qmgr<A: DeliveryAgent>(
     stream: Stream,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
     agent: &A,
     timeout: impl Fn() -> Duration,
 ) {
-    let mut conn = Connection::new(stream);
-    if let Err(e) = conn.server_hello(Protocol::Delivery, HELLO_TIMEOUT).await {
-        tracing::warn!("{}: {e}", Protocol::Delivery);
+    let Some(mut session) = IpcSession::accept(stream, Protocol::Delivery, shutdown).await else {
         return;
-    }
-    loop {
-        // Between requests a stop is immediate; a delivery in progress
-        // runs to its end (within drain_timeout).
-        let frame = tokio::select! {
-            f = conn.recv::<DeliveryMessage>() => f,
-            _ = shutdown.triggered() => return,
+    };
+    // Between requests a stop is immediate; a delivery in progress runs to
+    // its end (within drain_timeout).
+    while let Some(frame) = session.next::<DeliveryMessage>(true).await {
+        let DeliveryMessage::Request(req) = frame else {
+            tracing::warn!(
+                "{}: expected a request, got {}",
+                Protocol::Delivery,
+                kind(&frame)
+            );
+            return;
         };
-        let req = match frame {
-            Ok(Some(DeliveryMessage::Request(req))) => req,
-            Ok(None) | Err(IpcError::Closed) => return,
-            Ok(Some(other)) => {
-                tracing::warn!(
-                    "{}: expected a request, got {}",
-                    Protocol::Delivery,
-                    kind(&other)
-                );
-                return;
-            }
-            Err(e) => {
-                tracing::warn!("{}: {e}", Protocol::Delivery);
-                return;
-            }
-        };
-        let mut body = BodySource::new(&mut conn, timeout());
+        let mut body = BodySource::new(&mut session.conn, timeout());
         let reply = match agent.deliver(&req, &mut body).await {
             Ok(reply) => body.drain().await.map(|()| reply),
             Err(e) => Err(e),
@@ -98,8 +85,7 @@ async fn serve_qmgr<A: DeliveryAgent>(
                 return;
             }
         };
-        if let Err(e) = conn.send(&reply).await {
-            tracing::warn!("{}: sending the delivery reply: {e}", req.queue_id);
+        if !session.reply(&reply).await {
             return;
         }
     }

@@ -17,6 +17,8 @@
 //!   (smtp-client and local-delivery supply only their delivery hook).
 //! - [`inherit`]: the file-descriptor contract between master and children
 //!   (which fd is the status socket, which are the listeners, the environment).
+//! - [`ipc`]: the hello and the request loop of an internal service's
+//!   connections.
 //! - [`privs`]: dropping root to `mail_owner`.
 //! - [`log`]: tracing set up to write `postern/smtpd[pid]: text` lines.
 //! - [`server`]: [`run`], the [`Context`] handed to a daemon, the one
@@ -36,6 +38,7 @@ pub mod configured;
 pub mod date;
 pub mod delivery;
 pub mod inherit;
+pub mod ipc;
 pub mod log;
 pub mod privs;
 pub mod server;

@@ -74,17 +74,17 @@ mod keys;
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use postern_config::Params;
+use postern_daemon::ipc::IpcSession;
 use postern_daemon::{Configured, Shutdown, Stream, serve_sessions};
+use postern_ipc::Protocol;
 use postern_ipc::tlsmgr::{MAX_CACHE_KEY, MAX_CACHE_VALUE, TlsmgrReply, TlsmgrRequest};
-use postern_ipc::{Connection, IpcError, Protocol};
 
 use crate::cache::SessionCache;
 use crate::keys::{KeyRing, unix};
 
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// smtpd and smtp-client processes keep one connection each.
 const MAX_SESSIONS: usize = 4096;
 
@@ -117,27 +117,12 @@ fn main() -> ExitCode {
 }
 
 /// One client: the hello, then requests until it hangs up.
-async fn serve(state: Arc<State>, stream: Stream, mut shutdown: Shutdown) {
-    let mut conn = Connection::new(stream);
-    if let Err(e) = conn.server_hello(Protocol::Tlsmgr, HELLO_TIMEOUT).await {
-        tracing::warn!("{}: {e}", Protocol::Tlsmgr);
+async fn serve(state: Arc<State>, stream: Stream, shutdown: Shutdown) {
+    let Some(mut session) = IpcSession::accept(stream, Protocol::Tlsmgr, shutdown).await else {
         return;
-    }
-    loop {
-        let req = tokio::select! {
-            r = conn.recv::<TlsmgrRequest>() => r,
-            _ = shutdown.triggered() => return,
-        };
-        let reply = match req {
-            Ok(Some(req)) => answer(&state, req),
-            Ok(None) | Err(IpcError::Closed) => return,
-            Err(e) => {
-                tracing::warn!("{}: {e}", Protocol::Tlsmgr);
-                return;
-            }
-        };
-        if let Err(e) = conn.send(&reply).await {
-            tracing::warn!("{}: {e}", Protocol::Tlsmgr);
+    };
+    while let Some(req) = session.next::<TlsmgrRequest>(true).await {
+        if !session.reply(&answer(&state, req)).await {
             return;
         }
     }
