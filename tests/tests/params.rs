@@ -229,3 +229,57 @@ fn a_missing_alias_table_fails_only_local_recipients() {
         inst.log()
     );
 }
+
+/// `qctl config -n` is what is in force: [main] and -o settings, each
+/// service's options in postconf -P's form, and no unknown parameter that
+/// nothing reads (warned about instead); -x expands as postconf -x does.
+#[test]
+fn qctl_config_n_shows_what_is_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("master.toml");
+    std::fs::write(
+        &file,
+        "[main]\nmyhostname = \"mx.example.org\"\nmynetwork = \"10.0.0.0/8\"\n\
+         my_restrictions = \"permit_sasl_authenticated, reject\"\n\
+         smtpd_banner = \"$myhostname ready\"\n\n\
+         [[service]]\nname = \"submission\"\ntype = \"inet\"\nlisten = \"2587\"\n\
+         command = \"smtpd\"\n\n[service.options]\n\
+         smtpd_client_restrictions = \"$my_restrictions\"\nsyslog_name = \"postern/submission\"\n",
+    )
+    .unwrap();
+    let out = postern_tests::qctl(&file, &["-o", "syslog_name=run", "config", "-n"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "my_restrictions = permit_sasl_authenticated, reject\n\
+         myhostname = mx.example.org\n\
+         smtpd_banner = $myhostname ready\n\
+         syslog_name = run\n\
+         submission/inet/smtpd_client_restrictions = $my_restrictions\n"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unused parameter: mynetwork=10.0.0.0/8"),
+        "{err}"
+    );
+    let out = postern_tests::qctl(&file, &["config", "-n", "-x"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("smtpd_banner = mx.example.org ready\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "submission/inet/smtpd_client_restrictions = permit_sasl_authenticated, reject\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("submission/inet/syslog_name = postern/submission\n"),
+        "{text}"
+    );
+}

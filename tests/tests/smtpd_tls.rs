@@ -750,3 +750,100 @@ fn authenticated_mail_is_queued_with_the_login_logged() {
         inst.log()
     );
 }
+
+/// Seed 003's settings: `smtpd_tls_loglevel = 1` logs the summary of each
+/// handshake (0 logs none), and `smtpd_sasl_local_domain = $myhostname`
+/// is the realm of login names given without one: `alice` logs in as
+/// `alice@mail.example.local`, the name `qctl passwd alice` writes.
+#[test]
+fn seed_003_tls_loglevel_and_sasl_local_domain() {
+    let ports = Ports {
+        smtp: loopback(),
+        smtps: loopback(),
+    };
+    let qmgr = "\n[[service]]\nname = \"qmgr\"\ntype = \"unix\"\nlisten = \"qmgr\"\ncommand = \"qmgr\"\nwakeup = \"300s\"\n";
+    let text = config_with(
+        &ports,
+        "relayhost = \"[127.0.0.1]:9\"\nsmtpd_tls_loglevel = 1\n\
+         smtpd_sasl_local_domain = \"$myhostname\"",
+        qmgr,
+    );
+    let inst = Instance::create(ports.smtp, &text);
+    write_files(inst.dir.path());
+    // The realm's user, as qctl passwd writes it.
+    let mut passwd = Command::new(postern_tests::bin_dir().join("qctl"))
+        .arg("--config")
+        .arg(&inst.config)
+        .args(["passwd", "dave"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    passwd.stdin.take().unwrap().write_all(b"davepw\n").unwrap();
+    let out = passwd.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let table = std::fs::read_to_string(inst.dir.path().join("sasl_users")).unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("dave@mail.example.local ")),
+        "{table}"
+    );
+    let inst = inst.launch();
+
+    let (c, _) = connect(ports.smtp);
+    let mut t = starttls(c);
+    t.cmd("EHLO client.example");
+    // alice is in the table without the realm: as alice@realm she is not.
+    assert_eq!(
+        t.cmd(&format!("AUTH PLAIN {}", b64("\0alice\0secret"))),
+        "535 5.7.8 Error: authentication failed: authentication failure\r\n"
+    );
+    assert_eq!(
+        t.cmd(&format!("AUTH PLAIN {}", b64("\0dave\0davepw"))),
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    t.cmd("MAIL FROM:<dave@example.local>");
+    assert_eq!(t.cmd("RCPT TO:<friend@example.net>"), "250 2.1.5 Ok\r\n");
+    assert_eq!(t.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+    t.send(b"Subject: hi\r\n\r\nhello\r\n");
+    let queued = t.cmd(".");
+    assert!(queued.starts_with("250 2.0.0 Ok: queued as "), "{queued}");
+    let id = queued.trim_end()["250 2.0.0 Ok: queued as ".len()..].to_string();
+    t.cmd("QUIT");
+    assert!(
+        inst.wait_log(
+            &format!(
+                "{id}: client=unknown[127.0.0.1], sasl_method=PLAIN, \
+                 sasl_username=dave@mail.example.local"
+            ),
+            LONG
+        ),
+        "{}",
+        inst.log()
+    );
+    assert!(
+        inst.log().contains(
+            "Anonymous TLS connection established from unknown[127.0.0.1]: TLSv1.3 with cipher "
+        ),
+        "{}",
+        inst.log()
+    );
+
+    // Level 0: no summary.
+    let (quiet, ports) = start("smtpd_tls_loglevel = 0");
+    let (c, _) = connect(ports.smtp);
+    let mut t = starttls(c);
+    t.cmd("EHLO client.example");
+    assert_eq!(t.cmd("QUIT"), "221 2.0.0 Bye\r\n");
+    assert!(
+        quiet.wait_log("disconnect from unknown[127.0.0.1]", LONG),
+        "{}",
+        quiet.log()
+    );
+    assert!(
+        !quiet.log().contains("TLS connection established"),
+        "{}",
+        quiet.log()
+    );
+}

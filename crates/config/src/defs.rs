@@ -17,6 +17,14 @@
 //!   are derived from the host at run time.
 //! * `smtpd_peername_lookup` is `no` (Postfix: yes): smtpd makes no
 //!   reverse DNS lookup, so `yes` is refused until it does.
+//! * `disable_vrfy_command` is `yes` (Postfix: no): address harvesting is
+//!   the only use VRFY sees on the Internet.
+//! * `smtpd_tls_received_header` is `yes` (Postfix: no): the Received
+//!   header notes the TLS protocol and cipher.
+//! * `smtpd_tls_loglevel` and `smtp_tls_loglevel` are 1 (Postfix: 0): the
+//!   summary of each TLS handshake is logged unless they are set to 0.
+//!   Postfix's levels 2 to 4 (negotiation traces and hex dumps) are not
+//!   available.
 //! * `smtpd_forbid_bare_newline_reject_code` is 521 (Postfix: 550): the
 //!   session ends after it, and 521 says so.
 //!
@@ -183,7 +191,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("deliver_lock_attempts", "20", Positive),
     p("deliver_lock_delay", "1s", Time('s')),
     p("destination_concurrency_failed_cohort_limit", "1", Int),
-    p("disable_vrfy_command", "no", Bool),
+    p("disable_vrfy_command", "yes", Bool),
     x("dns_servers", "", List),
     p("double_bounce_sender", "double-bounce", Str),
     x("drain_timeout", "30s", Time('s')),
@@ -310,7 +318,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("smtp_tls_ciphers", "medium", CIPHER_GRADES)
         .not_yet("the cipher suites are rustls's safe defaults"),
     p("smtp_tls_key_file", "$smtp_tls_cert_file", Path).not_yet("no client certificate is offered"),
-    p("smtp_tls_loglevel", "0", Int).not_yet("the SMTP client logs no TLS summaries"),
+    p("smtp_tls_loglevel", "1", Enum(&["0", "1"])),
     p("smtp_tls_mandatory_ciphers", "medium", CIPHER_GRADES)
         .not_yet("the cipher suites are rustls's safe defaults"),
     p("smtp_tls_mandatory_protocols", ">=TLSv1", List),
@@ -391,12 +399,12 @@ pub static PARAMS: &[ParamDef] = &[
     p("smtpd_tls_ciphers", "medium", CIPHER_GRADES)
         .not_yet("the cipher suites are rustls's safe defaults"),
     p("smtpd_tls_key_file", "$smtpd_tls_cert_file", Path),
-    p("smtpd_tls_loglevel", "0", Int),
+    p("smtpd_tls_loglevel", "1", Enum(&["0", "1"])),
     p("smtpd_tls_mandatory_ciphers", "medium", CIPHER_GRADES)
         .not_yet("the cipher suites are rustls's safe defaults"),
     p("smtpd_tls_mandatory_protocols", ">=TLSv1", List),
     p("smtpd_tls_protocols", ">=TLSv1", List),
-    p("smtpd_tls_received_header", "no", Bool),
+    p("smtpd_tls_received_header", "yes", Bool),
     p("smtpd_tls_req_ccert", "no", Bool).not_yet("client certificates are never requested"),
     p(
         "smtpd_tls_security_level",

@@ -126,6 +126,24 @@ impl<T: Clone> PerConfig<T> {
 /// give it (a missing table file), between reloads.
 pub const RETRY_BROKEN_CONFIG: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A SASL login name as `smtpd_sasl_users` holds it and smtpd reports it
+/// (`sasl_username=`): a name without a realm (`@`) of its own gets
+/// `@$smtpd_sasl_local_domain` when that is set, as Cyrus SASL's user realm
+/// does. smtpd and `qctl passwd` agree through this.
+pub fn sasl_login_name(params: &Params, user: &str) -> String {
+    qualify_login(&params.get("smtpd_sasl_local_domain"), user)
+}
+
+/// [`sasl_login_name`] with the realm already read.
+pub fn qualify_login(realm: &str, user: &str) -> String {
+    let realm = realm.trim();
+    if realm.is_empty() || user.contains('@') {
+        user.to_string()
+    } else {
+        format!("{user}@{realm}")
+    }
+}
+
 /// Where the master and tools look without `-c`.
 pub fn default_config_path() -> PathBuf {
     PathBuf::from("/etc/postern/master.toml")
@@ -203,6 +221,9 @@ pub struct Config {
     pub services: Vec<Service>,
     /// Non-fatal problems found at load (also logged with tracing).
     pub warnings: Vec<String>,
+    /// Parameters set in the file or with -o that nothing reads: unknown
+    /// and referred to by no other value (the "ignored" warnings).
+    unused: std::collections::BTreeSet<String>,
     /// `[main]` alone: the base of every per-service view.
     base: Params,
     /// `[main]` plus the `-o` overrides.
@@ -279,6 +300,18 @@ impl Config {
             value: if param == name { value } else { view.get(name) },
             reason,
         }
+    }
+
+    /// Whether `name` is set but unknown and referred to by nothing, so
+    /// not in force (postconf's "unused parameter").
+    pub fn is_unused(&self, name: &str) -> bool {
+        self.unused.contains(name)
+    }
+
+    /// Whether `name` is given with `-o` for the whole run (beating every
+    /// service's options).
+    pub fn is_overridden(&self, name: &str) -> bool {
+        self.overrides.iter().any(|(k, _)| k == name)
     }
 
     /// The directory of the config file; relative paths resolve here.

@@ -136,16 +136,18 @@ pub(crate) fn parse(
         file: file.to_path_buf(),
         services,
         warnings: Vec::new(),
+        unused: BTreeSet::new(),
         base,
         main,
         overrides: overrides.to_vec(),
         option_lines,
     };
-    let warnings = validate(&cfg)?;
+    let (warnings, unused) = validate(&cfg)?;
     for w in &warnings {
         tracing::warn!("{w}");
     }
     cfg.warnings = warnings;
+    cfg.unused = unused;
     Ok(cfg)
 }
 
@@ -348,7 +350,7 @@ fn parse_service(
 /// Checks every explicit value and collects warnings, then every
 /// parameter of every service's view (a value can make another one bad
 /// through `$name`, and a service's options apply to it alone).
-fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
+fn validate(cfg: &Config) -> Result<(Vec<String>, BTreeSet<String>), ConfigError> {
     let file = cfg.file.display().to_string();
     let mut warnings = Vec::new();
 
@@ -366,6 +368,7 @@ fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
         referenced.extend(expand::references(d.default));
     }
     let unknown = |name: &str| defs::lookup(name).is_none() && !referenced.contains(name);
+    let mut unused = BTreeSet::new();
 
     let where_ = |line: Option<usize>, name: &str, raw: &str| match line {
         Some(l) => format!("{file}:{l}"),
@@ -379,6 +382,7 @@ fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
         let loc = where_(s.line, name, &s.raw);
         if unknown(name) {
             warnings.push(format!("{loc}: unknown parameter \"{name}\" (ignored)"));
+            unused.insert(name.clone());
             continue;
         }
         check_one(cfg, &cfg.main, name, &s.raw, s.line, &loc, &mut warnings)?;
@@ -401,6 +405,7 @@ fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
                     "{loc}: service \"{}\": unknown parameter \"{name}\" (ignored)",
                     svc.name
                 ));
+                unused.insert(name.clone());
                 continue;
             }
             check_one(cfg, &params, name, raw, Some(line), &loc, &mut warnings)?;
@@ -425,7 +430,7 @@ fn validate(cfg: &Config) -> Result<Vec<String>, ConfigError> {
         }
     }
     warnings.dedup();
-    Ok(warnings)
+    Ok((warnings, unused))
 }
 
 fn check_one(

@@ -1,7 +1,9 @@
 //! `qctl passwd USER`: adds or changes a user in the `smtpd_sasl_users`
 //! table that smtpd's AUTH checks, reading the password from standard input
 //! so it never appears in a process listing or shell history. smtpd reads
-//! the table again when the file changes: no reload is needed.
+//! the table again when the file changes: no reload is needed. A name
+//! without a realm gets `@$smtpd_sasl_local_domain` when that is set, the
+//! name smtpd looks up.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -37,6 +39,8 @@ pub fn run(config: &Config, user: &str, scheme: Scheme) -> anyhow::Result<()> {
         bail!("empty password on standard input");
     }
     let hash = hash(password, scheme)?;
+    // The name smtpd will look up: with smtpd_sasl_local_domain's realm.
+    let user = &postern_config::sasl_login_name(config.main(), user);
     let replaced = update_table(&file, user, &hash, &config.main().get("mail_owner"))?;
     println!(
         "{} {user} in {}",

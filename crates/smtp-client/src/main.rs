@@ -156,6 +156,8 @@
 //!   smtp_tls_mandatory_protocols (>=TLSv1) versions at encrypt, verify
 //!                               (only TLSv1.2 and TLSv1.3 exist here)
 //!   smtp_starttls_timeout (300s) STARTTLS reply and the handshake
+//!   smtp_tls_loglevel (1)       1: log the summary of each handshake;
+//!                               0: do not (2 to 4 are refused)
 //!
 //!   SASL authentication:
 //!   smtp_sasl_auth_enable (no)  log in where a password is known

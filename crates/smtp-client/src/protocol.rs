@@ -264,7 +264,9 @@ async fn handshake_tls(
         ))
     })?;
     sess.start_tls(config, name, s.starttls_timeout).await?;
-    if let Some(summary) = sess.tls_summary() {
+    if let Some(summary) = sess.tls_summary()
+        && s.tls_log_summary
+    {
         tracing::info!(
             "{} TLS connection established to {}: {summary}",
             tls::trust_word(s.tls.level),

@@ -1,12 +1,6 @@
 //! The parameters one delivery needs, read from the service's [`Params`]
 //! for each request so that a reload (SIGHUP) applies to the next one.
 //!
-//! `smtp_mx_address_limit`, `smtp_mx_session_limit`,
-//! `smtp_connection_cache_on_demand`, `smtp_connection_cache_time_limit`
-//! and `proxy_interfaces` are Postfix parameters that Postern's parameter
-//! table does not list yet; they are read here, with Postfix's defaults
-//! when unset. So is `smtp_starttls_timeout`.
-//!
 //! The TLS config and the SASL password tables are built once per set of
 //! values and shared by later requests ([`TlsSettings`], [`SaslSettings`]).
 
@@ -54,6 +48,8 @@ pub struct Settings {
     pub own_addresses: Vec<IpAddr>,
     /// STARTTLS reply and TLS handshake (`smtp_starttls_timeout`, 300s).
     pub starttls_timeout: Duration,
+    /// `smtp_tls_loglevel` 1: log a summary of each TLS handshake.
+    pub tls_log_summary: bool,
     /// `smtp_tls_security_level` and its config.
     pub tls: TlsSettings,
     /// `smtp_sasl_*`.
@@ -93,6 +89,7 @@ impl Settings {
             ipv6: ipv6 || !ipv4,
             own_addresses: own_addresses(&p.list("inet_interfaces"), &p.list("proxy_interfaces")),
             starttls_timeout: p.time("smtp_starttls_timeout"),
+            tls_log_summary: p.choice("smtp_tls_loglevel") != "0",
             tls: TlsSettings::from_params(p, previous.map(|s| &s.tls)),
             sasl: SaslSettings::from_params(p, previous.map(|s| &s.sasl)),
         }

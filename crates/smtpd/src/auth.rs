@@ -77,6 +77,8 @@ pub struct Sasl {
     /// smtpd_sasl_tls_security_options (under TLS).
     noplaintext: bool,
     noplaintext_tls: bool,
+    /// `smtpd_sasl_local_domain`: the realm of names without one.
+    realm: String,
 }
 
 /// The outcome of checking one password or response.
@@ -116,6 +118,7 @@ impl Sasl {
             recoverable,
             noplaintext: has("smtpd_sasl_security_options", "noplaintext"),
             noplaintext_tls: has("smtpd_sasl_tls_security_options", "noplaintext"),
+            realm: params.get("smtpd_sasl_local_domain"),
         })
     }
 
@@ -136,9 +139,17 @@ impl Sasl {
         m
     }
 
+    /// The name a client logs in with, in the user table's form (see
+    /// [`postern_config::sasl_login_name`]).
+    pub fn login_name(&self, user: &str) -> String {
+        postern_config::qualify_login(&self.realm, user)
+    }
+
     fn entry(&self, user: &str) -> Result<Option<String>, String> {
         let users = self.users.as_ref().map_err(Clone::clone)?;
-        users.lookup(user).map_err(|e| e.to_string())
+        users
+            .lookup(&self.login_name(user))
+            .map_err(|e| e.to_string())
     }
 
     /// Checks a password against the user's entry (slow on purpose for
@@ -333,7 +344,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 forget_failures(self.client.addr);
                 self.sasl = Some(Login {
                     method: mech.name(),
-                    username: user,
+                    username: sasl.login_name(&user),
                 });
                 self.io.reply(&reply("235 2.7.0 Authentication successful"));
                 Ok(Step::Ok)

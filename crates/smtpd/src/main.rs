@@ -242,12 +242,17 @@
 //!     smtpd_tls_auth_only   AUTH only under TLS (no)
 //!     smtpd_tls_received_header  the TLS clause in Received (see
 //!                           DIFFERENCES)
+//!     smtpd_tls_loglevel    1 (default): log the summary of each
+//!                           handshake; 0: do not (2 to 4 are refused)
 //!     smtpd_tls_session_cache_timeout  the lifetime of session tickets
 //!                           (3600s; tlsmgr rotates the keys that often)
 //!
 //!   SASL authentication
 //!     smtpd_sasl_auth_enable  offer AUTH (no)
 //!     smtpd_sasl_users      the user table (Postern): `username hash`
+//!     smtpd_sasl_local_domain  the realm appended to login names given
+//!                           without one (`alice` is looked up and logged
+//!                           as `alice@REALM`); empty (default): none
 //!     smtpd_sasl_security_options  noanonymous (always), noplaintext;
 //!                           smtpd_sasl_tls_security_options under TLS
 //!

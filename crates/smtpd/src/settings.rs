@@ -72,6 +72,8 @@ pub struct Settings {
     /// The `(using TLSv1.3 with cipher ...)` clause in Received (see the
     /// manual: on unless smtpd_tls_received_header is set to no).
     pub tls_received_header: bool,
+    /// `smtpd_tls_loglevel` 1: log a summary of each TLS handshake.
+    pub tls_log_summary: bool,
     /// SMTP AUTH, when `smtpd_sasl_auth_enable = yes`.
     pub sasl: Option<Arc<Sasl>>,
     /// The access policy, or why it could not be built (then every RCPT
@@ -91,8 +93,8 @@ impl Settings {
             tls_level,
             wrappermode: params.bool("smtpd_tls_wrappermode"),
             tls_auth_only: params.bool("smtpd_tls_auth_only") || tls_level == Level::Encrypt,
-            tls_received_header: params.is_default("smtpd_tls_received_header")
-                || params.bool("smtpd_tls_received_header"),
+            tls_received_header: params.bool("smtpd_tls_received_header"),
+            tls_log_summary: params.choice("smtpd_tls_loglevel") != "0",
             sasl: Sasl::from_params(params).map(Arc::new),
             hostname: params.get("myhostname"),
             banner: params.get("smtpd_banner"),
@@ -109,9 +111,7 @@ impl Settings {
             line_length_limit: params.int("line_length_limit").max(512) as usize,
             header_size_limit: params.int("header_size_limit").max(0) as usize,
             hopcount_limit: params.int("hopcount_limit").max(1) as usize,
-            // Postern answers VRFY only when the administrator asked for it.
-            vrfy_enabled: !params.is_default("disable_vrfy_command")
-                && !params.bool("disable_vrfy_command"),
+            vrfy_enabled: !params.bool("disable_vrfy_command"),
             bare_newline,
             bare_newline_code: params.code("smtpd_forbid_bare_newline_reject_code"),
             helo_required: params.bool("smtpd_helo_required"),

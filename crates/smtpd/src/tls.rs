@@ -73,10 +73,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         let timeout = self.settings.timeout;
         match handshake(self.io.conn_mut(), config, timeout).await {
             Ok(summary) => {
-                tracing::info!(
-                    "Anonymous TLS connection established from {}: {summary}",
-                    self.client.namaddr()
-                );
+                if self.settings.tls_log_summary {
+                    tracing::info!(
+                        "Anonymous TLS connection established from {}: {summary}",
+                        self.client.namaddr()
+                    );
+                }
                 self.tls = Some(summary);
                 Ok(())
             }
