@@ -707,18 +707,23 @@ fn bad_key_files_are_fatal_and_throttle_the_service() {
     }
 }
 
-#[test]
-fn authenticated_mail_is_queued_with_the_login_logged() {
+/// An instance (not started yet) with qmgr, which keeps what it is given:
+/// its delivery goes to a closed loopback port and is only deferred.
+fn create_with_qmgr(extra: &str) -> (Instance, Ports) {
     let ports = Ports {
         smtp: loopback(),
         smtps: loopback(),
     };
-    // qmgr keeps the message; its delivery goes to a closed loopback
-    // port and is only deferred.
     let qmgr = "\n[[service]]\nname = \"qmgr\"\ntype = \"unix\"\nlisten = \"qmgr\"\ncommand = \"qmgr\"\nwakeup = \"300s\"\n";
-    let text = config_with(&ports, "relayhost = \"[127.0.0.1]:9\"", qmgr);
-    let inst = Instance::create(ports.smtp, &text);
+    let extra = format!("relayhost = \"[127.0.0.1]:9\"\n{extra}");
+    let inst = Instance::create(ports.smtp, &config_with(&ports, &extra, qmgr));
     write_files(inst.dir.path());
+    (inst, ports)
+}
+
+#[test]
+fn authenticated_mail_is_queued_with_the_login_logged() {
+    let (inst, ports) = create_with_qmgr("");
     let inst = inst.launch();
     let (c, _) = connect(ports.smtp);
     let mut t = starttls(c);
@@ -757,19 +762,8 @@ fn authenticated_mail_is_queued_with_the_login_logged() {
 /// `alice@mail.example.local`, the name `qctl passwd alice` writes.
 #[test]
 fn seed_003_tls_loglevel_and_sasl_local_domain() {
-    let ports = Ports {
-        smtp: loopback(),
-        smtps: loopback(),
-    };
-    let qmgr = "\n[[service]]\nname = \"qmgr\"\ntype = \"unix\"\nlisten = \"qmgr\"\ncommand = \"qmgr\"\nwakeup = \"300s\"\n";
-    let text = config_with(
-        &ports,
-        "relayhost = \"[127.0.0.1]:9\"\nsmtpd_tls_loglevel = 1\n\
-         smtpd_sasl_local_domain = \"$myhostname\"",
-        qmgr,
-    );
-    let inst = Instance::create(ports.smtp, &text);
-    write_files(inst.dir.path());
+    let (inst, ports) =
+        create_with_qmgr("smtpd_tls_loglevel = 1\nsmtpd_sasl_local_domain = \"$myhostname\"");
     // The realm's user, as qctl passwd writes it.
     let mut passwd = Command::new(postern_tests::bin_dir().join("qctl"))
         .arg("--config")
