@@ -77,7 +77,7 @@ pub async fn enqueue_async(
 pub fn enqueue(inst: &Instance, sender: &str, rcpts: &[EnvelopeRecipient], body: &[u8]) -> String {
     let socket = private(inst, "qmgr");
     match runtime().block_on(enqueue_async(&socket, sender, rcpts, body)) {
-        QmgrReply::Queued { id } => id,
+        QmgrReply::Queued { id } => id.to_string(),
         other => panic!("not queued: {other:?}\nlog:\n{}", inst.log()),
     }
 }
@@ -251,7 +251,7 @@ async fn serve(
                 .map(|r| RecipientResult {
                     index: r.index,
                     status,
-                    dsn: dsn.into(),
+                    dsn: dsn.parse().expect("the fake agent answers valid codes"),
                     relay: format!("mx.{}[127.0.0.1]:25", request.nexthop),
                     detail: detail.into(),
                     connect_secs: 0.01,

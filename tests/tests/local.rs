@@ -122,7 +122,7 @@ impl Local {
             let mut replies = Vec::new();
             for (n, (sender, rcpts, body)) in messages.into_iter().enumerate() {
                 let req = DeliveryRequest {
-                    queue_id: format!("TEST{n}"),
+                    queue_id: format!("7E57{n}").parse().unwrap(),
                     sender,
                     recipients: rcpts
                         .into_iter()
@@ -182,7 +182,10 @@ fn mbox_delivery_appends_from_lines_quotes_and_two_messages() {
         let r = &reply.results[0];
         assert_eq!(r.index, 10);
         assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
-        assert_eq!((r.dsn.as_str(), r.relay.as_str()), ("2.0.0", "local"));
+        assert_eq!(
+            (r.dsn.to_string().as_str(), r.relay.as_str()),
+            ("2.0.0", "local")
+        );
         assert_eq!(r.detail, "delivered to mailbox");
     }
     let mbox = l.read("spool/root");
@@ -468,7 +471,7 @@ fn a_missing_alias_database_defers() {
     let r = &reply.results[0];
     assert_eq!(r.status, DeliveryStatus::Deferred);
     assert_eq!(
-        (r.dsn.as_str(), r.detail.as_str()),
+        (r.dsn.to_string().as_str(), r.detail.as_str()),
         ("4.3.0", "alias database unavailable")
     );
 }
@@ -497,7 +500,7 @@ fn fake_qmgr(sock: PathBuf) -> std::thread::JoinHandle<(Vec<u8>, postern_ipc::qm
                 match c.recv_timeout::<QmgrRequest>(T).await.unwrap().unwrap() {
                     QmgrRequest::Begin => {
                         c.send(&QmgrReply::Started {
-                            id: "4XTEMP".into(),
+                            id: "4E3E3A".parse().unwrap(),
                         })
                         .await
                         .unwrap();
@@ -505,7 +508,7 @@ fn fake_qmgr(sock: PathBuf) -> std::thread::JoinHandle<(Vec<u8>, postern_ipc::qm
                     QmgrRequest::Body { data } => body.extend(data),
                     QmgrRequest::Commit { envelope } => {
                         c.send(&QmgrReply::Queued {
-                            id: "4FWD123".into(),
+                            id: "4F0D12345678".parse().unwrap(),
                         })
                         .await
                         .unwrap();
@@ -530,7 +533,7 @@ fn an_alias_to_another_domain_is_forwarded_through_qmgr() {
     );
     let r = &reply.results[0];
     assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
-    assert_eq!(r.detail, "delivered to mailbox, forwarded as 4FWD123");
+    assert_eq!(r.detail, "delivered to mailbox, forwarded as 4F0D12345678");
     let (body, envelope) = qmgr.join().unwrap();
     assert_eq!(
         String::from_utf8(body).unwrap(),
@@ -642,7 +645,7 @@ fn an_owner_alias_becomes_the_sender_of_its_list() {
     );
     let r = &reply.results[0];
     assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
-    assert_eq!(r.detail, "delivered to mailbox, forwarded as 4FWD123");
+    assert_eq!(r.detail, "delivered to mailbox, forwarded as 4F0D12345678");
     let (_, envelope) = qmgr.join().unwrap();
     assert_eq!(envelope.sender, "owner-list@mail.example.local");
     let mbox = l.read("spool/root");

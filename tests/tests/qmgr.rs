@@ -207,8 +207,8 @@ fn a_bounce_returns_a_delivery_status_notification_to_the_sender() {
     });
     let bob = EnvelopeRecipient {
         address: "bob@example.com".into(),
-        orcpt: Some("rfc822;bob@example.com".into()),
-        notify: Vec::new(),
+        orcpt: Some(postern_envelope::Orcpt::rfc822("bob@example.com")),
+        notify: None,
     };
     let id = enqueue(&inst, "alice@example.org", &[bob], BODY);
     let got = agent.wait_requests(2, &inst);
@@ -249,7 +249,7 @@ fn notify_never_suppresses_the_bounce() {
     let bob = EnvelopeRecipient {
         address: "bob@example.com".into(),
         orcpt: None,
-        notify: vec!["NEVER".into()],
+        notify: Some(postern_envelope::Notify::NEVER),
     };
     let id = enqueue(&inst, "alice@example.org", &[bob], BODY);
     inst.wait_log_line(&[&format!("{id}: removed")]);
@@ -706,7 +706,7 @@ fn a_full_disk_answers_failed_and_keeps_nothing() {
             &[rcpt("bob@example.com")],
             &body,
         )) {
-            QmgrReply::Queued { id } => queued.push(id),
+            QmgrReply::Queued { id } => queued.push(id.to_string()),
             QmgrReply::Failed { reason } => {
                 failed = Some(reason);
                 break;

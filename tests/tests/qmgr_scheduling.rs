@@ -16,7 +16,12 @@ const BODY: &[u8] = b"From: alice@example.org\r\nSubject: test\r\n\r\nHello.\r\n
 fn rcpt(address: &str, notify: &[&str]) -> EnvelopeRecipient {
     EnvelopeRecipient {
         address: address.into(),
-        notify: notify.iter().map(|s| s.to_string()).collect(),
+        // The keywords as smtpd parses them: none given, NEVER, or flags.
+        notify: (!notify.is_empty()).then(|| postern_envelope::Notify {
+            success: notify.contains(&"SUCCESS"),
+            failure: notify.contains(&"FAILURE"),
+            delay: notify.contains(&"DELAY"),
+        }),
         ..EnvelopeRecipient::default()
     }
 }

@@ -326,7 +326,7 @@ command = "smtp-client"
 /// A request for `rcpts` from sender@origin.test to `nexthop`.
 fn request(nexthop: &str, rcpts: &[&str], size: u64) -> DeliveryRequest {
     DeliveryRequest {
-        queue_id: "4ABCDEF".into(),
+        queue_id: "4ABCDEF".parse().unwrap(),
         sender: "sender@origin.test".into(),
         recipients: rcpts
             .iter()
@@ -904,7 +904,7 @@ fn one_connection_carries_request_after_request_and_sessions_are_reused() {
             .unwrap();
         for i in 0..3 {
             let mut req = request(&format!("[127.0.0.21]:{port}"), &["u@seq.test"], 20);
-            req.queue_id = format!("Q{i}");
+            req.queue_id = format!("{i:X}").parse().unwrap();
             conn.send(&DeliveryMessage::Request(req)).await.unwrap();
             conn.send(&DeliveryMessage::Body {
                 data: MESSAGE.to_vec(),
@@ -1122,7 +1122,7 @@ fn refusals_of_the_session_and_of_mail_from() {
     );
     let r = &reply.results[0];
     assert_eq!(
-        (r.status, r.dsn.as_str()),
+        (r.status, r.dsn.to_string().as_str()),
         (DeliveryStatus::Deferred, "4.7.1"),
         "{r:?}"
     );
@@ -1151,7 +1151,7 @@ fn refusals_of_the_session_and_of_mail_from() {
     );
     for r in &reply.results {
         assert_eq!(
-            (r.status, r.dsn.as_str()),
+            (r.status, r.dsn.to_string().as_str()),
             (DeliveryStatus::Bounced, "5.7.1"),
             "{r:?}"
         );
@@ -1182,7 +1182,7 @@ fn refusals_of_the_session_and_of_mail_from() {
     );
     let r = &reply.results[0];
     assert_eq!(
-        (r.status, r.dsn.as_str()),
+        (r.status, r.dsn.to_string().as_str()),
         (DeliveryStatus::Deferred, "4.4.2"),
         "{r:?}"
     );

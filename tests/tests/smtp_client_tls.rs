@@ -369,7 +369,7 @@ const MESSAGE: &[u8] = b"Subject: tls\r\n\r\nhello\r\n";
 fn deliver(inst: &Instance, nexthop: &str, rcpt: &str) -> RecipientResult {
     let socket = inst.queue_directory().join("private").join("smtp");
     let req = DeliveryRequest {
-        queue_id: "4TLSID".into(),
+        queue_id: "4715".parse().unwrap(),
         sender: "sender@origin.test".into(),
         recipients: vec![DeliveryRecipient {
             index: 0,

@@ -16,9 +16,12 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use postern_envelope::{EnhancedStatus, Notify, Orcpt, QueueId, Ret};
 use serde::{Deserialize, Serialize};
 
 use crate::TakeFds;
+
+pub use postern_envelope::DeliveryStatus;
 
 /// One frame from qmgr to an agent.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -100,7 +103,7 @@ impl SegmentBody {
 /// What to deliver and where.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct DeliveryRequest {
-    pub queue_id: String,
+    pub queue_id: QueueId,
     /// Empty for the null sender.
     pub sender: String,
     pub recipients: Vec<DeliveryRecipient>,
@@ -111,8 +114,9 @@ pub struct DeliveryRequest {
     pub nexthop: String,
     pub arrival_unix: i64,
     pub size: u64,
+    /// DSN ENVID, decoded.
     pub envid: Option<String>,
-    pub ret: Option<String>,
+    pub ret: Option<Ret>,
     pub smtputf8: bool,
     pub body_8bit: bool,
 }
@@ -123,8 +127,9 @@ pub struct DeliveryRequest {
 pub struct DeliveryRecipient {
     pub index: usize,
     pub address: String,
-    pub orcpt: Option<String>,
-    pub notify: Vec<String>,
+    pub orcpt: Option<Orcpt>,
+    /// None when the client gave no NOTIFY ([`Notify::in_force`]).
+    pub notify: Option<Notify>,
     /// The class qmgr's router gave the recipient; local-delivery
     /// delivers a virtual mailbox or a local user by it.
     pub class: AddressClass,
@@ -170,9 +175,10 @@ pub struct DeliveryReply {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct RecipientResult {
     pub index: usize,
+    /// Sent, deferred, bounced or fallback; agents never say expired.
     pub status: DeliveryStatus,
     /// Enhanced status code, e.g. `2.0.0`, `4.4.1`, `5.1.1`.
-    pub dsn: String,
+    pub dsn: EnhancedStatus,
     /// Where it went: `local`, `mail.example.com[192.0.2.1]:25`, `none`.
     pub relay: String,
     /// The text for the log line and the DSN, e.g. `delivered to maildir`
@@ -182,18 +188,4 @@ pub struct RecipientResult {
     /// Postfix's delays=a/b/c/d).
     pub connect_secs: f64,
     pub transmit_secs: f64,
-}
-
-/// Sent, deferred or bounced, as Postfix's status= field; or handed
-/// back to qmgr for another route.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    Sent,
-    Deferred,
-    Bounced,
-    /// Local delivery found no such local user and `fallback_transport`
-    /// is set: nothing was delivered, and qmgr sends the recipient to the
-    /// fallback route instead (Postfix's local(8) does that hand-over
-    /// itself; here qmgr owns routing). `dsn` and `detail` say why.
-    Fallback,
 }

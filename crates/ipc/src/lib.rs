@@ -14,6 +14,11 @@
 //! Oversized, truncated or garbled input produces an [`IpcError`], never a
 //! panic; reads that may stall take a deadline from the caller.
 //!
+//! Envelope values (queue IDs, DSN parameters, client information,
+//! enhanced status codes, delivery statuses) are postern-envelope's types,
+//! the same ones the queue stores: they cross every hop typed, never as
+//! text to be parsed again.
+//!
 //! # Layout
 //! - `error` — [`IpcError`].
 //! - `wire` — bincode configuration, encode/decode of bodies (private).

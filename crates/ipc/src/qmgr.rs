@@ -15,7 +15,10 @@
 //! then the message in [`QmgrReply::Body`] chunks, then [`QmgrReply::End`]
 //! (or [`QmgrReply::Error`] alone).
 
+use postern_envelope::{EnhancedStatus, Notify, Orcpt, QueueId, Ret};
 use serde::{Deserialize, Serialize};
+
+pub use postern_envelope::ClientInfo;
 
 /// A request to qmgr.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -35,32 +38,32 @@ pub enum QmgrRequest {
     /// The queue listing (mailq).
     List,
     /// Put a message on hold (postsuper -h).
-    Hold { id: String },
+    Hold { id: QueueId },
     /// Release a held message (postsuper -H).
-    Release { id: String },
+    Release { id: QueueId },
     /// Delete a message (postsuper -d).
-    Delete { id: String },
+    Delete { id: QueueId },
     /// Retry deferred mail now (postqueue -f); `id` limits it to one message.
-    Flush { id: Option<String> },
+    Flush { id: Option<QueueId> },
     /// The envelope and the message (postcat -q).
-    Show { id: String },
+    Show { id: QueueId },
     /// Delete every message (postsuper -d ALL); answered with a
     /// [`QmgrReply::Count`].
     DeleteAll,
     /// Requeue one message or, with no `id`, every message (postsuper -r):
     /// active and due now, the deferral reasons cleared, held messages
     /// released. Answered with a [`QmgrReply::Count`].
-    Requeue { id: Option<String> },
+    Requeue { id: Option<QueueId> },
 }
 
 /// qmgr's answer.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum QmgrReply {
     Started {
-        id: String,
+        id: QueueId,
     },
     Queued {
-        id: String,
+        id: QueueId,
     },
     /// The message was not kept (disk full, I/O error): a temporary failure.
     Failed {
@@ -101,8 +104,7 @@ pub struct Envelope {
     pub client: Option<ClientInfo>,
     /// DSN ENVID (RFC 3461), decoded.
     pub envid: Option<String>,
-    /// DSN RET: `FULL` or `HDRS`.
-    pub ret: Option<String>,
+    pub ret: Option<Ret>,
     pub smtputf8: bool,
     pub body_8bit: bool,
 }
@@ -111,29 +113,15 @@ pub struct Envelope {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct EnvelopeRecipient {
     pub address: String,
-    /// DSN ORCPT as `type;address`.
-    pub orcpt: Option<String>,
-    /// DSN NOTIFY keywords (`NEVER`, or some of `SUCCESS`, `FAILURE`, `DELAY`);
-    /// empty means the default (failure and delay).
-    pub notify: Vec<String>,
-}
-
-/// Who handed the message over, for the Received header and the log.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
-pub struct ClientInfo {
-    /// `hostname` or `unknown`.
-    pub name: String,
-    pub addr: String,
-    pub helo: String,
-    /// `SMTP`, `ESMTP`, `ESMTPS`, `ESMTPSA`, `local`.
-    pub protocol: String,
-    pub sasl_username: Option<String>,
+    pub orcpt: Option<Orcpt>,
+    /// None when the client gave no NOTIFY ([`Notify::in_force`]).
+    pub notify: Option<Notify>,
 }
 
 /// One message in the queue listing.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct QueueEntry {
-    pub id: String,
+    pub id: QueueId,
     /// `active`, `deferred`, `hold`, `corrupt`.
     pub state: String,
     pub size: u64,
@@ -149,7 +137,7 @@ pub struct QueueEntry {
 /// The envelope and queue state of one message, for `qctl show`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct MessageInfo {
-    pub id: String,
+    pub id: QueueId,
     /// `active`, `deferred`, `hold`, `corrupt`.
     pub state: String,
     pub size: u64,
@@ -164,19 +152,18 @@ pub struct MessageInfo {
     pub last_attempt_unix: Option<i64>,
     pub client: Option<ClientInfo>,
     pub envid: Option<String>,
-    /// `FULL` or `HDRS`.
-    pub ret: Option<String>,
+    pub ret: Option<Ret>,
 }
 
 /// One recipient of a shown message.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct RecipientInfo {
     pub address: String,
-    pub orcpt: Option<String>,
+    pub orcpt: Option<Orcpt>,
     /// `pending`, `sent`, `bounced`, `deferred`.
     pub state: String,
     /// The last reply or failure reason, if any.
     pub reason: Option<String>,
     /// The enhanced status code of a bounce.
-    pub dsn: Option<String>,
+    pub dsn: Option<EnhancedStatus>,
 }

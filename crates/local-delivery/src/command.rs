@@ -4,6 +4,7 @@
 //! `command_time_limit` enforced on the whole group, and sendmail-style
 //! exit codes (EX_TEMPFAIL = 75 defers).
 
+use postern_envelope::EnhancedStatus;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -132,7 +133,7 @@ pub fn run(job: &CommandJob, message: File) -> Outcome {
     let cmdq = &job.command;
     if timed_out {
         return Outcome::failed(
-            "5.3.0",
+            EnhancedStatus::of(5, 3, 0),
             with_output(format!("Command time limit exceeded: \"{cmdq}\"")),
         );
     }
@@ -142,7 +143,7 @@ pub fn run(job: &CommandJob, message: File) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
     if let Some(sig) = status.signal() {
         return Outcome::failed(
-            "4.3.0",
+            EnhancedStatus::of(4, 3, 0),
             with_output(format!("Command died with signal {sig}: \"{cmdq}\"")),
         );
     }
@@ -151,7 +152,7 @@ pub fn run(job: &CommandJob, message: File) -> Outcome {
         Some(code) => match sys_exit(code) {
             Some((dsn, text)) => Outcome::failed(dsn, with_output(text.to_string())),
             None => Outcome::failed(
-                "5.3.0",
+                EnhancedStatus::of(5, 3, 0),
                 with_output(format!("Command died with status {code}: \"{cmdq}\"")),
             ),
         },
@@ -160,23 +161,23 @@ pub fn run(job: &CommandJob, message: File) -> Outcome {
 }
 
 /// sendmail's sysexits.h codes as Postfix's `sys_exits.c` words them.
-fn sys_exit(code: i32) -> Option<(&'static str, &'static str)> {
+fn sys_exit(code: i32) -> Option<(EnhancedStatus, &'static str)> {
     Some(match code {
-        64 => ("5.3.0", "command line usage error"),
-        65 => ("5.6.0", "data format error"),
-        66 => ("5.3.0", "cannot open input"),
-        67 => ("5.1.1", "user unknown"),
-        68 => ("5.1.2", "host name unknown"),
-        69 => ("5.3.0", "service unavailable"),
-        70 => ("5.3.0", "internal software error"),
-        71 => ("4.3.0", "system resource problem"),
-        72 => ("5.3.0", "critical OS file missing"),
-        73 => ("5.2.0", "can't create user output file"),
-        74 => ("5.3.0", "input/output error"),
-        75 => ("4.3.0", "temporary failure"),
-        76 => ("5.5.0", "remote error in protocol"),
-        77 => ("5.7.0", "permission denied"),
-        78 => ("5.3.5", "local configuration error"),
+        64 => (EnhancedStatus::of(5, 3, 0), "command line usage error"),
+        65 => (EnhancedStatus::of(5, 6, 0), "data format error"),
+        66 => (EnhancedStatus::of(5, 3, 0), "cannot open input"),
+        67 => (EnhancedStatus::of(5, 1, 1), "user unknown"),
+        68 => (EnhancedStatus::of(5, 1, 2), "host name unknown"),
+        69 => (EnhancedStatus::of(5, 3, 0), "service unavailable"),
+        70 => (EnhancedStatus::of(5, 3, 0), "internal software error"),
+        71 => (EnhancedStatus::of(4, 3, 0), "system resource problem"),
+        72 => (EnhancedStatus::of(5, 3, 0), "critical OS file missing"),
+        73 => (EnhancedStatus::of(5, 2, 0), "can't create user output file"),
+        74 => (EnhancedStatus::of(5, 3, 0), "input/output error"),
+        75 => (EnhancedStatus::of(4, 3, 0), "temporary failure"),
+        76 => (EnhancedStatus::of(5, 5, 0), "remote error in protocol"),
+        77 => (EnhancedStatus::of(5, 7, 0), "permission denied"),
+        78 => (EnhancedStatus::of(5, 3, 5), "local configuration error"),
         _ => return None,
     })
 }
@@ -251,7 +252,7 @@ mod tests {
         );
         assert_eq!(o.status, DeliveryStatus::Deferred);
         assert_eq!(
-            (o.dsn.as_str(), o.text.as_str()),
+            (o.dsn.to_string().as_str(), o.text.as_str()),
             ("4.3.0", "temporary failure")
         );
         let o = run(

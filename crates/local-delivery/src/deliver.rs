@@ -2,6 +2,7 @@
 //! aliases, .forward, or virtual mailbox), carry out every destination it
 //! expands to, and fold the outcomes into one `RecipientResult`.
 
+use postern_envelope::EnhancedStatus;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
@@ -118,7 +119,7 @@ impl Agent {
                 req.queue_id,
                 rcpt.address,
                 outcome.dsn,
-                status_name(outcome.status),
+                outcome.status.name(),
                 outcome.text
             );
             results.push(RecipientResult {
@@ -132,15 +133,6 @@ impl Agent {
             });
         }
         results
-    }
-}
-
-fn status_name(s: DeliveryStatus) -> &'static str {
-    match s {
-        DeliveryStatus::Sent => "sent",
-        DeliveryStatus::Deferred => "deferred",
-        DeliveryStatus::Bounced => "bounced",
-        DeliveryStatus::Fallback => "fallback",
     }
 }
 
@@ -186,7 +178,10 @@ impl<'a> Ctx<'a> {
         let address = rcpt.address.as_str();
         let lower = address.to_lowercase();
         if msg.delivered_to.contains(&lower) {
-            return Outcome::failed("5.4.6", format!("mail forwarding loop for {address}"));
+            return Outcome::failed(
+                EnhancedStatus::of(5, 4, 6),
+                format!("mail forwarding loop for {address}"),
+            );
         }
         let (local, domain) = match lower.rsplit_once('@') {
             Some((l, d)) => (l.to_string(), d.to_string()),
@@ -204,13 +199,13 @@ impl<'a> Ctx<'a> {
         }
         if let Err(e) = &self.local {
             tracing::warn!("mydestination: {e}");
-            return Outcome::failed("4.3.0", "table lookup failure");
+            return Outcome::failed(EnhancedStatus::TEMP_SYSTEM, "table lookup failure");
         }
         let env = match SysEnv::new(self) {
             Ok(env) => env,
             Err(e) => {
                 tracing::warn!("alias_maps: {e}");
-                return Outcome::failed("4.3.0", "alias database unavailable");
+                return Outcome::failed(EnhancedStatus::of(4, 3, 0), "alias database unavailable");
             }
         };
         let items = resolve::resolve_local(&env, &self.rules, &local, address);
@@ -465,7 +460,7 @@ impl<'a> Ctx<'a> {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("virtual_mailbox_maps: {e}");
-                return Outcome::failed("4.3.0", "table lookup failure");
+                return Outcome::failed(EnhancedStatus::of(4, 3, 0), "table lookup failure");
             }
         };
         // As virtual(8): user+ext@domain, user@domain, then @domain.
@@ -488,7 +483,7 @@ impl<'a> Ctx<'a> {
             Ok(None) => return resolve::unknown_user(lower),
             Err(e) => {
                 tracing::warn!("virtual_mailbox_maps: {e}");
-                return Outcome::failed("4.3.0", "table lookup failure");
+                return Outcome::failed(EnhancedStatus::of(4, 3, 0), "table lookup failure");
             }
         };
         let base = self.params.path("virtual_mailbox_base");
@@ -703,15 +698,15 @@ impl Env for SysEnv<'_> {
         &self,
         path: &str,
         reader: &Account,
-    ) -> Result<(String, Option<Account>), (String, String)> {
+    ) -> Result<(String, Option<Account>), (EnhancedStatus, String)> {
         let fail = |e: std::io::Error| {
             let dsn = if e.kind() == std::io::ErrorKind::NotFound {
-                "5.3.0"
+                EnhancedStatus::of(5, 3, 0)
             } else {
-                "4.3.0"
+                EnhancedStatus::TEMP_SYSTEM
             };
             (
-                dsn.to_string(),
+                dsn,
                 format!(
                     "cannot open include file {path}: {}",
                     crate::mailbox::strerror(&e)
@@ -720,7 +715,7 @@ impl Env for SysEnv<'_> {
         };
         if !path.starts_with('/') {
             return Err((
-                "5.3.5".into(),
+                EnhancedStatus::of(5, 3, 5),
                 format!(":include:{path} uses a relative path"),
             ));
         }
@@ -827,8 +822,8 @@ mod tests {
     #[test]
     fn fold_prefers_defer_then_bounce() {
         let s = Outcome::sent("delivered to mailbox");
-        let b = Outcome::failed("5.1.1", "unknown user: \"x\"");
-        let d = Outcome::failed("4.2.0", "locked");
+        let b = Outcome::failed(EnhancedStatus::of(5, 1, 1), "unknown user: \"x\"");
+        let d = Outcome::failed(EnhancedStatus::of(4, 2, 0), "locked");
         assert_eq!(fold(vec![s.clone(), b.clone(), d.clone()]), d);
         assert_eq!(fold(vec![s.clone(), b.clone()]), b);
         assert_eq!(

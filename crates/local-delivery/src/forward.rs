@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use postern_envelope::QueueId;
 use postern_ipc::delivery::DeliveryRequest;
 use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
 use postern_ipc::{BODY_CHUNK, Connection, Protocol};
@@ -21,7 +22,7 @@ pub async fn forward(
     delivered_to: &str,
     message: std::fs::File,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<QueueId, String> {
     let stream = tokio::time::timeout(timeout, UnixStream::connect(qmgr))
         .await
         .map_err(|_| format!("connect to {}: timed out", qmgr.display()))?
@@ -71,7 +72,7 @@ pub async fn forward(
             .collect(),
         client: None,
         envid: req.envid.clone(),
-        ret: req.ret.clone(),
+        ret: req.ret,
         smtputf8: req.smtputf8,
         body_8bit: req.body_8bit,
     };
@@ -115,13 +116,15 @@ mod tests {
         loop {
             match c.recv::<QmgrRequest>().await.unwrap().unwrap() {
                 QmgrRequest::Begin => c
-                    .send(&QmgrReply::Started { id: "TMP".into() })
+                    .send(&QmgrReply::Started {
+                        id: "7A9".parse().unwrap(),
+                    })
                     .await
                     .unwrap(),
                 QmgrRequest::Body { data } => body.extend(data),
                 QmgrRequest::Commit { envelope } => {
                     c.send(&QmgrReply::Queued {
-                        id: "4ABCDEF".into(),
+                        id: "4ABCDEF".parse().unwrap(),
                     })
                     .await
                     .unwrap();

@@ -152,7 +152,7 @@ impl Job {
                 match mailbox::append_mbox(&self.path, src, &mbox, self.chown, self.lock) {
                     Ok(_) => Outcome::sent("delivered to mailbox"),
                     Err(f) => Outcome::failed(
-                        &f.dsn,
+                        f.dsn,
                         format!(
                             "cannot update mailbox {} for user {}. {}",
                             self.path.display(),
@@ -166,7 +166,7 @@ impl Job {
                 match mailbox::write_device(&self.path, src, &mbox) {
                     Ok(_) => Outcome::sent(format!("delivered to file: {}", self.path.display())),
                     Err(f) => Outcome::failed(
-                        &f.dsn,
+                        f.dsn,
                         format!(
                             "cannot append message to file {}: {}",
                             self.path.display(),
@@ -179,7 +179,7 @@ impl Job {
                 match mailbox::append_mbox(&self.path, src, &mbox, self.chown, self.lock) {
                     Ok(_) => Outcome::sent(format!("delivered to file: {}", self.path.display())),
                     Err(f) => Outcome::failed(
-                        &f.dsn,
+                        f.dsn,
                         format!(
                             "cannot append message to file {}: {}",
                             self.path.display(),
@@ -198,7 +198,7 @@ impl Job {
                 match mailbox::deliver_maildir(&self.path, src, &opts, &self.hostname) {
                     Ok(_) => Outcome::sent("delivered to maildir"),
                     Err(f) => {
-                        Outcome::failed(&f.dsn, format!("maildir delivery failed: {}", f.reason))
+                        Outcome::failed(f.dsn, format!("maildir delivery failed: {}", f.reason))
                     }
                 }
             }

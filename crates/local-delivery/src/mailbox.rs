@@ -7,6 +7,7 @@
 //! These functions run in the delivery helper, with the recipient's
 //! privileges; they know nothing about users or the IPC protocol.
 
+use postern_envelope::EnhancedStatus;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, BufRead, BufWriter, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
@@ -23,14 +24,14 @@ use crate::copy::{CopyOptions, copy_message};
 /// caller prefixes with Postfix's "cannot update mailbox ..." words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub dsn: String,
+    pub dsn: EnhancedStatus,
     pub reason: String,
 }
 
 impl Failure {
     fn io(what: impl std::fmt::Display, e: &io::Error) -> Failure {
         Failure {
-            dsn: crate::outcome::io_dsn(e).into(),
+            dsn: crate::outcome::io_dsn(e),
             reason: format!("{what}: {}", strerror(e)),
         }
     }
@@ -93,7 +94,7 @@ pub fn append_mbox(
         .map_err(|e| Failure::io(format!("cannot stat {}", path.display()), &e))?;
     if !meta.file_type().is_file() {
         return Err(Failure {
-            dsn: "5.2.0".into(),
+            dsn: EnhancedStatus::of(5, 2, 0),
             reason: format!("destination {} is not a regular file", path.display()),
         });
     }
@@ -101,7 +102,7 @@ pub fn append_mbox(
     // to be a mailbox (Postfix refuses these too).
     if meta.nlink() > 1 {
         return Err(Failure {
-            dsn: "5.2.0".into(),
+            dsn: EnhancedStatus::of(5, 2, 0),
             reason: format!("file {} has {} hard links", path.display(), meta.nlink()),
         });
     }
@@ -203,7 +204,7 @@ fn lock_fcntl(file: &File, policy: LockPolicy) -> Result<(), Failure> {
 
 fn lock_failure(e: nix::errno::Errno) -> Failure {
     Failure {
-        dsn: "4.2.0".into(),
+        dsn: EnhancedStatus::of(4, 2, 0),
         reason: format!("unable to lock for exclusive access: {}", e.desc()),
     }
 }
@@ -237,7 +238,7 @@ impl DotLock {
                     attempt += 1;
                     if attempt >= policy.attempts.max(1) {
                         return Err(Failure {
-                            dsn: "4.2.0".into(),
+                            dsn: EnhancedStatus::of(4, 2, 0),
                             reason: format!(
                                 "unable to create lock file {}: {}",
                                 path.display(),

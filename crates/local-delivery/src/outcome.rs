@@ -1,14 +1,14 @@
 //! The result of one delivery attempt, before it becomes a
 //! `RecipientResult`: a status, an enhanced status code and Postfix's text.
 
+use postern_envelope::EnhancedStatus;
 use postern_ipc::delivery::DeliveryStatus;
 
 /// What happened to one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub status: DeliveryStatus,
-    /// Enhanced status code (`2.0.0`, `4.2.0`, `5.1.1`).
-    pub dsn: String,
+    pub dsn: EnhancedStatus,
     /// Postfix's wording: `delivered to mailbox`, `unknown user: "x"`.
     pub text: String,
 }
@@ -17,29 +17,29 @@ impl Outcome {
     pub fn sent(text: impl Into<String>) -> Outcome {
         Outcome {
             status: DeliveryStatus::Sent,
-            dsn: "2.0.0".into(),
+            dsn: EnhancedStatus::of(2, 0, 0),
             text: text.into(),
         }
     }
 
     /// Deferred or bounced by the class of `dsn`; anything that is not a
-    /// 5.x.x code defers, so a garbled code never loses mail.
-    pub fn failed(dsn: &str, text: impl Into<String>) -> Outcome {
-        let status = if dsn.starts_with('5') {
+    /// 5.x.x code defers, so a wrong class never loses mail.
+    pub fn failed(dsn: EnhancedStatus, text: impl Into<String>) -> Outcome {
+        let status = if dsn.is_permanent() {
             DeliveryStatus::Bounced
         } else {
             DeliveryStatus::Deferred
         };
         Outcome {
             status,
-            dsn: dsn.into(),
+            dsn,
             text: text.into(),
         }
     }
 
     /// An internal failure: always a 4.3.0 deferral.
     pub fn internal(text: impl Into<String>) -> Outcome {
-        Outcome::failed("4.3.0", text)
+        Outcome::failed(EnhancedStatus::of(4, 3, 0), text)
     }
 
     /// The one-line form a delivery helper prints: `DSN TEXT`.
@@ -55,18 +55,11 @@ impl Outcome {
     /// Parses [`Outcome::to_line`]; `None` for anything else.
     pub fn from_line(line: &str) -> Option<Outcome> {
         let (dsn, text) = line.trim_end().split_once(' ')?;
-        let valid = dsn.len() >= 5
-            && dsn.split('.').count() == 3
-            && dsn
-                .split('.')
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-        if !valid {
-            return None;
-        }
-        Some(if dsn.starts_with('2') {
+        let dsn: EnhancedStatus = dsn.parse().ok()?;
+        Some(if dsn.class() == 2 {
             Outcome {
                 status: DeliveryStatus::Sent,
-                dsn: dsn.into(),
+                dsn,
                 text: text.into(),
             }
         } else {
@@ -79,12 +72,12 @@ impl Outcome {
 /// Where Postfix bounces with `def_dsn` (permissions, missing directories)
 /// Postern defers with 4.2.0 instead, since those are the administrator's
 /// to fix and mail should wait for it.
-pub fn io_dsn(e: &std::io::Error) -> &'static str {
+pub fn io_dsn(e: &std::io::Error) -> EnhancedStatus {
     use nix::libc;
     match e.raw_os_error() {
-        Some(libc::EFBIG) | Some(libc::EDQUOT) => "5.2.2",
-        Some(libc::ENOSPC) => "4.3.0",
-        _ => "4.2.0",
+        Some(libc::EFBIG) | Some(libc::EDQUOT) => EnhancedStatus::of(5, 2, 2),
+        Some(libc::ENOSPC) => EnhancedStatus::of(4, 3, 0),
+        _ => EnhancedStatus::of(4, 2, 0),
     }
 }
 
@@ -94,7 +87,7 @@ mod tests {
 
     #[test]
     fn lines_round_trip() {
-        let o = Outcome::failed("5.2.2", "cannot update\nmailbox");
+        let o = Outcome::failed(EnhancedStatus::of(5, 2, 2), "cannot update\nmailbox");
         let back = Outcome::from_line(&o.to_line()).unwrap();
         assert_eq!(back.status, DeliveryStatus::Bounced);
         assert_eq!(back.text, "cannot update mailbox");

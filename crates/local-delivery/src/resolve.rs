@@ -6,6 +6,7 @@
 //! The expansion is pure over an [`Env`] that answers table, account and
 //! file questions, so it is tested without real users.
 
+use postern_envelope::EnhancedStatus;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -82,7 +83,7 @@ pub trait Env {
         &self,
         path: &str,
         reader: &Account,
-    ) -> Result<(String, Option<Account>), (String, String)>;
+    ) -> Result<(String, Option<Account>), (EnhancedStatus, String)>;
     /// Whether `domain` is one of ours (mydestination).
     fn is_local_domain(&self, domain: &str) -> bool;
 }
@@ -157,7 +158,7 @@ pub fn resolve_local<E: Env>(env: &E, rules: &Rules, local: &str, address: &str)
     x.name(local, 0);
     if x.items.is_empty() && x.looped {
         x.items.push(Item::Fail(Outcome::failed(
-            "5.4.6",
+            EnhancedStatus::of(5, 4, 6),
             format!("mail forwarding loop for {address}"),
         )));
     }
@@ -166,7 +167,10 @@ pub fn resolve_local<E: Env>(env: &E, rules: &Rules, local: &str, address: &str)
 
 /// Postfix's unknown-user text.
 pub fn unknown_user(local: &str) -> Outcome {
-    Outcome::failed("5.1.1", format!("unknown user: \"{local}\""))
+    Outcome::failed(
+        EnhancedStatus::of(5, 1, 1),
+        format!("unknown user: \"{local}\""),
+    )
 }
 
 impl<E: Env> Expander<'_, E> {
@@ -177,7 +181,7 @@ impl<E: Env> Expander<'_, E> {
     fn too_deep(&mut self, depth: usize) -> bool {
         if depth > MAX_DEPTH {
             let text = format!("mail forwarding loop for {}", self.address);
-            self.fail(Outcome::failed("5.4.6", text));
+            self.fail(Outcome::failed(EnhancedStatus::of(5, 4, 6), text));
             return true;
         }
         false
@@ -216,7 +220,10 @@ impl<E: Env> Expander<'_, E> {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!("alias lookup of {key}: {e}");
-                    return self.fail(Outcome::failed("4.3.0", "alias database unavailable"));
+                    return self.fail(Outcome::failed(
+                        EnhancedStatus::of(4, 3, 0),
+                        "alias database unavailable",
+                    ));
                 }
             }
         }
@@ -238,7 +245,10 @@ impl<E: Env> Expander<'_, E> {
             Ok(None) => return self.fail(unknown_user(shown)),
             Err(e) => {
                 tracing::warn!("error looking up passwd info for {name}: {e}");
-                return self.fail(Outcome::failed("4.0.0", "user lookup error"));
+                return self.fail(Outcome::failed(
+                    EnhancedStatus::of(4, 0, 0),
+                    "user lookup error",
+                ));
             }
         };
         if forward && self.seen.insert(format!("forward:{}", account.name)) {
@@ -256,7 +266,10 @@ impl<E: Env> Expander<'_, E> {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!("{}: .forward: {e}", account.name);
-                    return self.fail(Outcome::failed("4.3.0", "cannot read .forward file"));
+                    return self.fail(Outcome::failed(
+                        EnhancedStatus::of(4, 3, 0),
+                        "cannot read .forward file",
+                    ));
                 }
             }
         }
@@ -284,7 +297,10 @@ impl<E: Env> Expander<'_, E> {
         let origin = scope.origin;
         if let Some(command) = item.strip_prefix('|') {
             if !self.rules.allow_commands.iter().any(|a| a == origin.name()) {
-                return self.fail(Outcome::failed("5.7.1", "mail to command is restricted"));
+                return self.fail(Outcome::failed(
+                    EnhancedStatus::of(5, 7, 1),
+                    "mail to command is restricted",
+                ));
             }
             return self.push(Dest::Command {
                 command: command.trim().to_string(),
@@ -308,12 +324,15 @@ impl<E: Env> Expander<'_, E> {
                     };
                     self.list(&file_list(&text), &inner, depth + 1)
                 }
-                Err((dsn, text)) => self.fail(Outcome::failed(&dsn, text)),
+                Err((dsn, text)) => self.fail(Outcome::failed(dsn, text)),
             };
         }
         if item.starts_with('/') {
             if !self.rules.allow_files.iter().any(|a| a == origin.name()) {
-                return self.fail(Outcome::failed("5.7.1", "mail to file is restricted"));
+                return self.fail(Outcome::failed(
+                    EnhancedStatus::of(5, 7, 1),
+                    "mail to file is restricted",
+                ));
             }
             return self.push(Dest::File {
                 path: item.to_string(),
@@ -501,11 +520,11 @@ mod tests {
             &self,
             path: &str,
             _reader: &Account,
-        ) -> Result<(String, Option<Account>), (String, String)> {
-            self.includes
-                .get(path)
-                .map(|t| (t.clone(), None))
-                .ok_or(("5.3.0".into(), format!("cannot open include file {path}")))
+        ) -> Result<(String, Option<Account>), (EnhancedStatus, String)> {
+            self.includes.get(path).map(|t| (t.clone(), None)).ok_or((
+                EnhancedStatus::of(5, 3, 0),
+                format!("cannot open include file {path}"),
+            ))
         }
         fn is_local_domain(&self, d: &str) -> bool {
             d == "example.local" || d == "localhost"
@@ -643,7 +662,7 @@ mod tests {
         assert_eq!(
             looped,
             vec![Item::Fail(Outcome::failed(
-                "5.4.6",
+                EnhancedStatus::of(5, 4, 6),
                 "mail forwarding loop for a@x"
             ))]
         );
@@ -664,7 +683,10 @@ mod tests {
             vec![
                 mailbox("alice"),
                 mailbox("bob"),
-                Item::Fail(Outcome::failed("5.7.1", "mail to command is restricted")),
+                Item::Fail(Outcome::failed(
+                    EnhancedStatus::of(5, 7, 1),
+                    "mail to command is restricted"
+                )),
             ]
         );
         let got = resolve_local(&env, &rules(), "bad", "bad@x");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use postern_config::Params;
 use postern_daemon::delivery::{BodyError, BodySource, DeliveryAgent};
 use postern_daemon::{Configured, Stream};
+use postern_envelope::EnhancedStatus;
 use postern_ipc::delivery::{DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult};
 use tokio::io::AsyncWriteExt;
 
@@ -30,7 +31,7 @@ impl DeliveryAgent for Local {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("{}: cannot spool message: {e}", req.queue_id);
-                return Ok(all(req, "4.3.0", &format!("cannot spool message: {e}")));
+                return Ok(all(req, &format!("cannot spool message: {e}")));
             }
         };
         let results = self.agent.deliver(&params, req, &spooled).await;
@@ -95,7 +96,8 @@ async fn open_spool(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
     .map_err(std::io::Error::other)?
 }
 
-fn all(req: &DeliveryRequest, dsn: &str, text: &str) -> DeliveryReply {
+/// Every recipient deferred with 4.3.0 (the agent's own failure).
+fn all(req: &DeliveryRequest, text: &str) -> DeliveryReply {
     DeliveryReply {
         results: req
             .recipients
@@ -103,7 +105,7 @@ fn all(req: &DeliveryRequest, dsn: &str, text: &str) -> DeliveryReply {
             .map(|r| RecipientResult {
                 index: r.index,
                 status: DeliveryStatus::Deferred,
-                dsn: dsn.into(),
+                dsn: EnhancedStatus::TEMP_SYSTEM,
                 relay: "local".into(),
                 detail: text.into(),
                 connect_secs: 0.0,

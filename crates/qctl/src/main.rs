@@ -73,6 +73,7 @@ use clap::{Parser, Subcommand};
 use postern_config::Config;
 use postern_daemon::CommonArgs;
 use postern_daemon::date::Tm;
+use postern_envelope::QueueId;
 use postern_ipc::control::{ControlReply, ControlRequest, MasterStatus};
 use postern_ipc::qmgr::{MessageInfo, QmgrReply, QmgrRequest, QueueEntry};
 use postern_ipc::{Connection, Protocol};
@@ -108,17 +109,17 @@ enum Command {
     /// Stop the mail system.
     Stop,
     /// Retry deferred mail now (one message with ID).
-    Flush { id: Option<String> },
+    Flush { id: Option<QueueId> },
     /// List the mail queue (mailq).
     List,
     /// Put a message on hold (postsuper -h).
-    Hold { id: String },
+    Hold { id: QueueId },
     /// Release a held message (postsuper -H).
-    Release { id: String },
+    Release { id: QueueId },
     /// Delete a message, or every message with ALL (postsuper -d).
     Delete { id: String },
     /// Show a message's envelope and content (postcat -q).
-    Show { id: String },
+    Show { id: QueueId },
     /// Requeue a message, or every message with ALL (postsuper -r).
     Requeue { id: String },
     /// Add or change an SMTP AUTH user in smtpd_sasl_users; the password
@@ -232,10 +233,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.json,
             ),
             Command::Delete { id } => {
+                let id = id.parse()?;
                 qmgr_done(ask_qmgr(&qmgr, QmgrRequest::Delete { id }).await?, cli.json)
             }
             Command::Requeue { id } => {
-                let id = (id != "ALL").then_some(id);
+                let id = (id != "ALL").then(|| id.parse()).transpose()?;
                 counted(
                     ask_qmgr(&qmgr, QmgrRequest::Requeue { id }).await?,
                     "Requeued",
@@ -332,7 +334,7 @@ fn counted(reply: QmgrReply, verb: &str, json: bool) -> anyhow::Result<()> {
 }
 
 /// `qctl show`: the envelope, then the message streamed in chunks.
-async fn show(socket: &Path, id: String, json: bool) -> anyhow::Result<()> {
+async fn show(socket: &Path, id: QueueId, json: bool) -> anyhow::Result<()> {
     let stream = UnixStream::connect(socket).await.map_err(|e| {
         anyhow!(
             "the queue manager is not running: cannot connect to {}: {e}",
@@ -402,8 +404,8 @@ fn print_message(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> {
     if let Some(envid) = &m.envid {
         out.push_str(&format!("dsn_envid: {envid}\n"));
     }
-    if let Some(ret) = &m.ret {
-        out.push_str(&format!("dsn_ret: {ret}\n"));
+    if let Some(ret) = m.ret {
+        out.push_str(&format!("dsn_ret: {}\n", ret.keyword()));
     }
     out.push_str(&format!("sender: {}\n", m.sender));
     for r in &m.recipients {
@@ -451,10 +453,10 @@ fn print_message_json(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> {
         .map(|r| {
             serde_json::json!({
                 "address": r.address,
-                "orig_rcpt": r.orcpt,
+                "orig_rcpt": r.orcpt.as_ref().map(ToString::to_string),
                 "state": r.state,
                 "reason": r.reason,
-                "dsn": r.dsn,
+                "dsn": r.dsn.map(|d| d.to_string()),
             })
         })
         .collect();
@@ -469,7 +471,7 @@ fn print_message_json(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> {
     });
     let obj = serde_json::json!({
         "queue_name": m.state,
-        "queue_id": m.id,
+        "queue_id": m.id.to_string(),
         "arrival_time": m.arrival_unix,
         "message_size": m.size,
         "sender": m.sender,
@@ -480,7 +482,7 @@ fn print_message_json(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> {
         "last_attempt_time": m.last_attempt_unix,
         "client": client,
         "envid": m.envid,
-        "ret": m.ret,
+        "ret": m.ret.map(|r| r.keyword()),
         "message": String::from_utf8_lossy(body),
     });
     println!("{}", serde_json::to_string(&obj)?);
@@ -560,7 +562,7 @@ fn print_queue_json(messages: &[QueueEntry]) -> anyhow::Result<()> {
             .collect();
         let obj = serde_json::json!({
             "queue_name": m.state,
-            "queue_id": m.id,
+            "queue_id": m.id.to_string(),
             "arrival_time": m.arrival_unix,
             "message_size": m.size,
             "sender": m.sender,

@@ -11,6 +11,8 @@
 use std::fmt::Write as _;
 
 use postern_daemon::date::Tm;
+use postern_envelope::{DeliveryStatus, EnhancedStatus, Orcpt};
+use postern_queue::Recipient;
 
 /// Largest original message returned whole (Postfix's bounce_size_limit).
 pub const RETURN_SIZE_LIMIT: usize = 50_000;
@@ -38,10 +40,8 @@ pub struct Delay {
 #[derive(Debug, Clone)]
 pub struct Failed {
     pub address: String,
-    /// DSN ORCPT as stored (`rfc822;user@example.com`).
-    pub orcpt: Option<String>,
-    /// Enhanced status code.
-    pub dsn: String,
+    pub orcpt: Option<Orcpt>,
+    pub dsn: EnhancedStatus,
     /// Where delivery was tried (`mx.example.com[192.0.2.1]:25`, `none`).
     pub relay: String,
     /// The agent's text, e.g. `host ... said: 550 5.1.1 ... (in reply to
@@ -49,6 +49,26 @@ pub struct Failed {
     pub detail: String,
     /// Expired in the queue rather than refused.
     pub expired: bool,
+}
+
+impl Failed {
+    /// The report line for recipient `r` with this attempt's outcome.
+    pub fn of(
+        r: &Recipient,
+        dsn: EnhancedStatus,
+        relay: &str,
+        detail: &str,
+        status: DeliveryStatus,
+    ) -> Failed {
+        Failed {
+            address: r.address.clone(),
+            orcpt: r.orcpt.clone(),
+            dsn,
+            relay: relay.to_string(),
+            detail: detail.to_string(),
+            expired: status == DeliveryStatus::Expired,
+        }
+    }
 }
 
 /// What the notification is about.
@@ -299,8 +319,8 @@ mod tests {
     fn failed() -> Failed {
         Failed {
             address: "bob@example.com".into(),
-            orcpt: Some("rfc822;bob@example.com".into()),
-            dsn: "5.1.1".into(),
+            orcpt: Some(Orcpt::rfc822("bob@example.com")),
+            dsn: "5.1.1".parse().unwrap(),
             relay: "mx.example.com[192.0.2.1]:25".into(),
             detail: "host mx.example.com[192.0.2.1] said: 550 5.1.1 <bob@example.com>: User unknown (in reply to RCPT TO command)".into(),
             expired: false,
@@ -343,7 +363,7 @@ mod tests {
     #[test]
     fn a_delay_notice_says_delayed_and_returns_headers() {
         let mut f = failed();
-        f.dsn = "4.4.1".into();
+        f.dsn = "4.4.1".parse().unwrap();
         f.detail = "connect to mx.example.com[192.0.2.1]:25: Connection refused".into();
         let rcpts = [f];
         let original = b"Subject: hi\r\n\r\nsecret body\r\n";

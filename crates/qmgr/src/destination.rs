@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern_config::Params;
+use postern_envelope::EnhancedStatus;
 use tokio::sync::Notify;
 
 use crate::route::Route;
@@ -50,7 +51,7 @@ pub enum Feedback {
     /// The destination was reached (whatever it said about recipients).
     Reached,
     /// Connection or handshake failure: enhanced status code and text.
-    Failed { dsn: String, reason: String },
+    Failed { dsn: EnhancedStatus, reason: String },
     /// Says nothing about the destination (the agent itself failed).
     Neutral,
 }
@@ -58,7 +59,7 @@ pub enum Feedback {
 /// Why a request was refused without trying: the destination is dead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dead {
-    pub dsn: String,
+    pub dsn: EnhancedStatus,
     pub reason: String,
 }
 
@@ -83,7 +84,7 @@ impl Dest {
             failures: 0,
             dead_until: None,
             last: Dead {
-                dsn: String::new(),
+                dsn: EnhancedStatus::TEMP_SYSTEM,
                 reason: String::new(),
             },
             wake: Arc::new(Notify::new()),
@@ -236,16 +237,21 @@ pub fn feedback_of(results: &[postern_ipc::delivery::RecipientResult]) -> Feedba
         Some(first)
             if results
                 .iter()
-                .all(|r| r.status == DeliveryStatus::Deferred && r.dsn.starts_with("4.4.")) =>
+                .all(|r| r.status == DeliveryStatus::Deferred && is_network(r.dsn)) =>
         {
             Feedback::Failed {
-                dsn: first.dsn.clone(),
+                dsn: first.dsn,
                 reason: first.detail.clone(),
             }
         }
         Some(_) => Feedback::Reached,
         None => Feedback::Neutral,
     }
+}
+
+/// 4.4.X: a network or routing failure (RFC 3463).
+fn is_network(dsn: EnhancedStatus) -> bool {
+    dsn.is_transient() && dsn.subject() == 4
 }
 
 #[cfg(test)]
@@ -270,7 +276,7 @@ mod tests {
 
     fn failed() -> Feedback {
         Feedback::Failed {
-            dsn: "4.4.1".into(),
+            dsn: "4.4.1".parse().unwrap(),
             reason: "connect to x: Connection refused".into(),
         }
     }

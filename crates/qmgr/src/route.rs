@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use postern_config::Params;
+use postern_envelope::{EnhancedStatus, Orcpt};
 use postern_ipc::delivery::DeliveryStatus;
 use postern_queue::Recipient;
 use postern_routing::{AddressClass, Router, RoutingError};
@@ -30,35 +31,45 @@ pub enum Decision {
     /// Settled here without an agent (`relay=none`).
     Internal {
         status: DeliveryStatus,
-        dsn: String,
+        dsn: EnhancedStatus,
         text: String,
     },
 }
 
 /// The decision for a resolved route.
 pub fn decide(r: &postern_routing::Route) -> Decision {
-    let internal = |status, default_dsn: &str, text: &str| {
+    let internal = |status, default_dsn, text: &str| {
         let (dsn, text) = split_dsn(text, default_dsn);
         Decision::Internal { status, dsn, text }
     };
     match r.transport.as_str() {
         // An unknown user of a virtual alias domain: Postfix's
         // trivial-rewrite writes "5.1.1 User unknown ..." as the next hop.
-        "error" if r.class == AddressClass::VirtualAlias => {
-            internal(DeliveryStatus::Bounced, "5.1.1", &r.nexthop)
-        }
-        "error" => internal(DeliveryStatus::Bounced, "5.0.0", &r.nexthop),
-        "retry" => internal(DeliveryStatus::Deferred, "4.0.0", &r.nexthop),
+        "error" if r.class == AddressClass::VirtualAlias => internal(
+            DeliveryStatus::Bounced,
+            EnhancedStatus::of(5, 1, 1),
+            &r.nexthop,
+        ),
+        "error" => internal(
+            DeliveryStatus::Bounced,
+            EnhancedStatus::of(5, 0, 0),
+            &r.nexthop,
+        ),
+        "retry" => internal(
+            DeliveryStatus::Deferred,
+            EnhancedStatus::of(4, 0, 0),
+            &r.nexthop,
+        ),
         "discard" => Decision::Internal {
             status: DeliveryStatus::Sent,
-            dsn: "2.0.0".into(),
+            dsn: EnhancedStatus::OK,
             text: r.nexthop.clone(),
         },
         // The transport names a socket file: nothing that climbs out of
         // the private directory.
         t if t.is_empty() || t.contains('/') || t == ".." => Decision::Internal {
             status: DeliveryStatus::Deferred,
-            dsn: "4.3.0".into(),
+            dsn: EnhancedStatus::TEMP_SYSTEM,
             text: format!("mail transport unavailable: bad transport name \"{t}\""),
         },
         t => Decision::Agent(Route {
@@ -71,19 +82,15 @@ pub fn decide(r: &postern_routing::Route) -> Decision {
 /// error(8)'s reading of its next hop: an optional leading enhanced
 /// status code of the right class (`5.1.1 gone` or `4.7.1 later`), then
 /// the text.
-fn split_dsn(text: &str, default: &str) -> (String, String) {
+fn split_dsn(text: &str, default: EnhancedStatus) -> (EnhancedStatus, String) {
     let text = text.trim();
-    if let Some((code, rest)) = text.split_once(' ') {
-        let parts: Vec<&str> = code.split('.').collect();
-        let valid = parts.len() == 3
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-        if valid && code.as_bytes()[0] == default.as_bytes()[0] {
-            return (code.to_string(), rest.trim().to_string());
-        }
+    if let Some((code, rest)) = text.split_once(' ')
+        && let Ok(code) = code.parse::<EnhancedStatus>()
+        && code.class() == default.class()
+    {
+        return (code, rest.trim().to_string());
     }
-    (default.to_string(), text.to_string())
+    (default, text.to_string())
 }
 
 /// A Router, or why the configuration gave none.
@@ -123,7 +130,7 @@ pub fn rewrite_envelope(
                 continue;
             }
             let orcpt = match &r.orcpt {
-                None if address != r.address => Some(format!("rfc822;{}", r.address)),
+                None if address != r.address => Some(Orcpt::rfc822(&r.address)),
                 other => other.clone(),
             };
             out.push(Recipient {
@@ -141,7 +148,7 @@ pub fn rewrite_envelope(
 mod tests {
     use super::*;
     use postern_config::Config;
-    use postern_queue::{Notify, RcptState};
+    use postern_queue::RcptState;
 
     fn config(extra: &str) -> Arc<Config> {
         let text = format!("[main]\nmyhostname = \"mail.example.local\"\n{extra}\n");
@@ -167,7 +174,7 @@ mod tests {
         Recipient {
             address: address.into(),
             orcpt: None,
-            notify: Notify::NONE_GIVEN,
+            notify: None,
             state: RcptState::Pending,
         }
     }
@@ -197,7 +204,7 @@ mod tests {
             decision(&r, "a@gone.example"),
             Decision::Internal {
                 status: DeliveryStatus::Bounced,
-                dsn: "5.1.1".into(),
+                dsn: "5.1.1".parse().unwrap(),
                 text: "gone away".into()
             }
         );
@@ -205,7 +212,7 @@ mod tests {
             decision(&r, "a@later.example"),
             Decision::Internal {
                 status: DeliveryStatus::Deferred,
-                dsn: "4.0.0".into(),
+                dsn: "4.0.0".parse().unwrap(),
                 text: "busy".into()
             }
         );
@@ -213,7 +220,7 @@ mod tests {
             decision(&r, "a@spam.example"),
             Decision::Internal {
                 status: DeliveryStatus::Sent,
-                dsn: "2.0.0".into(),
+                dsn: "2.0.0".parse().unwrap(),
                 text: "spam trap".into()
             }
         );
@@ -231,7 +238,7 @@ mod tests {
             decision(&r, "nobody@v.example"),
             Decision::Internal {
                 status: DeliveryStatus::Bounced,
-                dsn: "5.1.1".into(),
+                dsn: "5.1.1".parse().unwrap(),
                 text: "User unknown in virtual alias table".into()
             }
         );
@@ -256,9 +263,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sender, "alice@example.local");
+        let orcpts: Vec<Option<String>> = rcpts
+            .iter()
+            .map(|r| r.orcpt.as_ref().map(ToString::to_string))
+            .collect();
         let got: Vec<(&str, Option<&str>)> = rcpts
             .iter()
-            .map(|r| (r.address.as_str(), r.orcpt.as_deref()))
+            .zip(&orcpts)
+            .map(|(r, o)| (r.address.as_str(), o.as_deref()))
             .collect();
         assert_eq!(
             got,
@@ -280,17 +292,18 @@ mod tests {
 
     #[test]
     fn dsn_codes_in_error_texts() {
+        let code = |s: &str| s.parse::<EnhancedStatus>().unwrap();
         assert_eq!(
-            split_dsn("5.7.1 no", "5.0.0"),
-            ("5.7.1".into(), "no".into())
+            split_dsn("5.7.1 no", code("5.0.0")),
+            (code("5.7.1"), "no".into())
         );
         assert_eq!(
-            split_dsn("4.7.1 no", "5.0.0"),
-            ("5.0.0".into(), "4.7.1 no".into())
+            split_dsn("4.7.1 no", code("5.0.0")),
+            (code("5.0.0"), "4.7.1 no".into())
         );
         assert_eq!(
-            split_dsn("plain text", "4.0.0"),
-            ("4.0.0".into(), "plain text".into())
+            split_dsn("plain text", code("4.0.0")),
+            (code("4.0.0"), "plain text".into())
         );
     }
 }

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use postern_config::Params;
 use postern_daemon::{Configured, Context};
+use postern_envelope::{EnhancedStatus, Notify as DsnNotify};
 use postern_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus};
 use postern_queue::{
-    Envelope, Notify as DsnNotify, QueueError, QueueId, QueueState, QueueStore, RcptState,
-    Recipient, Ret, StoredMessage,
+    Envelope, QueueError, QueueId, QueueState, QueueStore, RcptState, Recipient, Ret, StoredMessage,
 };
 use postern_routing::{AddressClass, Router};
 use tokio::sync::{Notify, Semaphore};
@@ -104,7 +104,7 @@ where
 struct Outcome {
     index: usize,
     status: DeliveryStatus,
-    dsn: String,
+    dsn: EnhancedStatus,
     relay: String,
     detail: String,
     /// When the request went to the agent (None: no agent was reached).
@@ -115,7 +115,12 @@ struct Outcome {
 
 impl Outcome {
     /// An outcome qmgr decided without an agent (`relay=none`).
-    fn internal(index: usize, status: DeliveryStatus, dsn: String, detail: String) -> Outcome {
+    fn internal(
+        index: usize,
+        status: DeliveryStatus,
+        dsn: EnhancedStatus,
+        detail: String,
+    ) -> Outcome {
         Outcome {
             index,
             status,
@@ -279,7 +284,7 @@ impl Qmgr {
                     outcomes.push(Outcome::internal(
                         i,
                         DeliveryStatus::Deferred,
-                        "4.3.0".into(),
+                        EnhancedStatus::TEMP_SYSTEM,
                         format!("address resolver failure: {e}"),
                     ));
                 }
@@ -314,7 +319,7 @@ impl Qmgr {
                     None => outcomes.push(Outcome::internal(
                         o.index,
                         DeliveryStatus::Deferred,
-                        "4.3.0".into(),
+                        EnhancedStatus::TEMP_SYSTEM,
                         format!("{} (fallback_transport is not set in qmgr)", o.detail),
                     )),
                 }
@@ -322,7 +327,7 @@ impl Qmgr {
             for mut o in self.deliver_groups(&params, &msg, groups).await {
                 if o.status == DeliveryStatus::Fallback {
                     o.status = DeliveryStatus::Deferred;
-                    o.dsn = "4.3.0".into();
+                    o.dsn = EnhancedStatus::TEMP_SYSTEM;
                     o.detail = format!("mail forwarding loop: fallback_transport: {}", o.detail);
                 }
                 delivered.push(o);
@@ -395,7 +400,7 @@ impl Qmgr {
                         Outcome::internal(
                             index,
                             DeliveryStatus::Deferred,
-                            dead.dsn.clone(),
+                            dead.dsn,
                             format!("delivery temporarily suspended: {}", dead.reason),
                         )
                     })
@@ -405,7 +410,7 @@ impl Qmgr {
         let global_permit = self.global.clone().acquire_owned().await;
         let env = &msg.envelope;
         let request = DeliveryRequest {
-            queue_id: msg.id.to_string(),
+            queue_id: msg.id,
             sender: env.sender.clone(),
             recipients: rcpts
                 .iter()
@@ -415,7 +420,7 @@ impl Qmgr {
                         index: i,
                         address: rc.address.clone(),
                         orcpt: rc.orcpt.clone(),
-                        notify: notify_words(rc.notify),
+                        notify: rc.notify,
                         class,
                     }
                 })
@@ -425,10 +430,7 @@ impl Qmgr {
             arrival_unix: env.arrival_unix,
             size: env.size,
             envid: env.envid.clone(),
-            ret: env.ret.map(|r| match r {
-                Ret::Full => "FULL".to_string(),
-                Ret::Hdrs => "HDRS".to_string(),
-            }),
+            ret: env.ret,
             smtputf8: env.smtputf8,
             body_8bit: env.body_8bit,
         };
@@ -447,7 +449,7 @@ impl Qmgr {
                 .map(|&index| Outcome {
                     index,
                     status: DeliveryStatus::Deferred,
-                    dsn: "4.3.0".into(),
+                    dsn: EnhancedStatus::TEMP_SYSTEM,
                     relay: "none".into(),
                     detail: detail.clone(),
                     handoff,
@@ -510,10 +512,9 @@ impl Qmgr {
                 .iter_mut()
                 .filter(|o| o.status == DeliveryStatus::Deferred)
             {
-                o.status = DeliveryStatus::Bounced;
+                // Keeps the 4.x.x code: RFC 3463 says the failure was temporary.
+                o.status = DeliveryStatus::Expired;
                 expired_any = true;
-                // Keep the 4.x.x code: RFC 3463 says the failure was temporary.
-                o.detail = format!("expired: {}", o.detail);
             }
         }
         if expired_any {
@@ -525,10 +526,7 @@ impl Qmgr {
 
         // Bounces are queued before the recipients are marked bounced: a
         // crash in between repeats the bounce instead of losing it.
-        let bounced: Vec<&Outcome> = outcomes
-            .iter()
-            .filter(|o| o.status == DeliveryStatus::Bounced)
-            .collect();
+        let bounced: Vec<&Outcome> = outcomes.iter().filter(|o| o.status.is_returned()).collect();
         let bounce_ok = if bounced.is_empty() {
             true
         } else {
@@ -551,8 +549,7 @@ impl Qmgr {
                 .filter(|o| {
                     let r = &env.recipients[o.index];
                     !matches!(r.state, RcptState::DelayNotified { .. })
-                        && r.notify.wants_delay()
-                        && !r.notify.contains(DsnNotify::NEVER)
+                        && DsnNotify::in_force(r.notify).delay
                 })
                 .collect();
             if !due.is_empty() && self.warn_sender(params, msg, &due, warn_after).await {
@@ -569,12 +566,17 @@ impl Qmgr {
                     at,
                     reply: o.detail.clone(),
                 },
-                DeliveryStatus::Bounced if bounce_ok => RcptState::Bounced {
-                    at,
-                    reply: o.detail.clone(),
-                    dsn: o.dsn.clone(),
-                },
-                DeliveryStatus::Bounced | DeliveryStatus::Deferred | DeliveryStatus::Fallback => {
+                DeliveryStatus::Bounced | DeliveryStatus::Expired if bounce_ok => {
+                    RcptState::Bounced {
+                        at,
+                        reply: o.detail.clone(),
+                        dsn: o.dsn,
+                    }
+                }
+                DeliveryStatus::Bounced
+                | DeliveryStatus::Expired
+                | DeliveryStatus::Deferred
+                | DeliveryStatus::Fallback => {
                     first_reason.get_or_insert_with(|| o.detail.clone());
                     let reason = o.detail.clone();
                     let before = &env.recipients[o.index].state;
@@ -651,19 +653,8 @@ impl Qmgr {
         let failed: Vec<Failed> = bounced
             .iter()
             .map(|o| (o, &env.recipients[o.index]))
-            .filter(|(_, r)| r.notify.wants_failure() && !r.notify.contains(DsnNotify::NEVER))
-            .map(|(o, r)| Failed {
-                address: r.address.clone(),
-                orcpt: r.orcpt.clone(),
-                dsn: o.dsn.clone(),
-                relay: o.relay.clone(),
-                detail: o
-                    .detail
-                    .strip_prefix("expired: ")
-                    .unwrap_or(&o.detail)
-                    .to_string(),
-                expired: o.detail.starts_with("expired: "),
-            })
+            .filter(|(_, r)| DsnNotify::in_force(r.notify).failure)
+            .map(|(o, r)| Failed::of(r, o.dsn, &o.relay, &o.detail, o.status))
             .collect();
         // A bounce of a bounce goes to the postmaster, never to <>.
         let (audience, to, sender) = if env.sender.is_empty() {
@@ -680,18 +671,7 @@ impl Qmgr {
                 .iter()
                 .map(|o| {
                     let r = &env.recipients[o.index];
-                    Failed {
-                        address: r.address.clone(),
-                        orcpt: r.orcpt.clone(),
-                        dsn: o.dsn.clone(),
-                        relay: o.relay.clone(),
-                        detail: o
-                            .detail
-                            .strip_prefix("expired: ")
-                            .unwrap_or(&o.detail)
-                            .to_string(),
-                        expired: o.detail.starts_with("expired: "),
-                    }
+                    Failed::of(r, o.dsn, &o.relay, &o.detail, o.status)
                 })
                 .collect()
         } else {
@@ -751,14 +731,7 @@ impl Qmgr {
             .iter()
             .map(|o| {
                 let r = &env.recipients[o.index];
-                Failed {
-                    address: r.address.clone(),
-                    orcpt: r.orcpt.clone(),
-                    dsn: o.dsn.clone(),
-                    relay: o.relay.clone(),
-                    detail: o.detail.clone(),
-                    expired: false,
-                }
+                Failed::of(r, o.dsn, &o.relay, &o.detail, o.status)
             })
             .collect();
         let store = self.store.clone();
@@ -891,7 +864,7 @@ fn outcomes_of(reply: DeliveryReply, idxs: &[usize], handoff: SystemTime) -> Vec
             None => Outcome {
                 index,
                 status: DeliveryStatus::Deferred,
-                dsn: "4.3.0".into(),
+                dsn: EnhancedStatus::TEMP_SYSTEM,
                 relay: "none".into(),
                 detail: "delivery temporarily suspended: mail transport returned no status".into(),
                 handoff: Some(handoff),
@@ -912,13 +885,7 @@ fn log_delivery(
     active_at: SystemTime,
     now: SystemTime,
 ) {
-    let status = match o.status {
-        DeliveryStatus::Sent => "sent",
-        DeliveryStatus::Deferred => "deferred",
-        DeliveryStatus::Bounced => "bounced",
-        // Replaced by the fallback route's outcome before logging.
-        DeliveryStatus::Fallback => "deferred",
-    };
+    let status = o.status.name();
     let before_qmgr = logfmt::between(arrival, active_at);
     let (in_qmgr, setup, xfer) = match o.handoff {
         Some(h) => {
@@ -935,9 +902,9 @@ fn log_delivery(
             Duration::ZERO,
         ),
     };
-    let orig_to = match rcpt.orcpt.as_deref().and_then(|o| o.split_once(';')) {
-        Some((_, addr)) if !addr.trim().eq_ignore_ascii_case(&rcpt.address) => {
-            format!(", orig_to=<{}>", addr.trim())
+    let orig_to = match &rcpt.orcpt {
+        Some(o) if !o.addr.trim().eq_ignore_ascii_case(&rcpt.address) => {
+            format!(", orig_to=<{}>", o.addr.trim())
         }
         _ => String::new(),
     };
@@ -966,37 +933,6 @@ pub fn backoff(params: &Params, earlier_attempts: u32) -> Duration {
         .checked_shl(earlier_attempts.min(31))
         .unwrap_or(u32::MAX);
     min.checked_mul(factor).unwrap_or(max).min(max)
-}
-
-/// NOTIFY flags as the DSN keywords the agents expect.
-fn notify_words(n: DsnNotify) -> Vec<String> {
-    let mut out = Vec::new();
-    if n.contains(DsnNotify::NEVER) && n != DsnNotify::NONE_GIVEN {
-        out.push("NEVER".to_string());
-    }
-    for (flag, word) in [
-        (DsnNotify::SUCCESS, "SUCCESS"),
-        (DsnNotify::FAILURE, "FAILURE"),
-        (DsnNotify::DELAY, "DELAY"),
-    ] {
-        if n.contains(flag) && n != DsnNotify::NONE_GIVEN {
-            out.push(word.to_string());
-        }
-    }
-    out
-}
-
-/// The DSN keywords from the IPC envelope as stored flags.
-pub fn notify_flags(words: &[String]) -> DsnNotify {
-    words.iter().fold(DsnNotify::NONE_GIVEN, |acc, w| {
-        acc | match w.to_ascii_uppercase().as_str() {
-            "NEVER" => DsnNotify::NEVER,
-            "SUCCESS" => DsnNotify::SUCCESS,
-            "FAILURE" => DsnNotify::FAILURE,
-            "DELAY" => DsnNotify::DELAY,
-            _ => DsnNotify::NONE_GIVEN,
-        }
-    })
 }
 
 /// The sender of postmaster notifications about failed bounces
@@ -1029,15 +965,5 @@ mod tests {
         let secs: Vec<u64> = (0..6).map(|n| backoff(&p, n).as_secs()).collect();
         assert_eq!(secs, [300, 600, 1200, 2400, 4000, 4000]);
         assert_eq!(backoff(&p, 100).as_secs(), 4000);
-    }
-
-    #[test]
-    fn notify_round_trips() {
-        let words = vec!["SUCCESS".to_string(), "failure".to_string()];
-        let flags = notify_flags(&words);
-        assert!(flags.wants_success() && flags.wants_failure() && !flags.wants_delay());
-        assert_eq!(notify_words(flags), ["SUCCESS", "FAILURE"]);
-        assert!(notify_words(notify_flags(&[])).is_empty());
-        assert_eq!(notify_words(notify_flags(&["NEVER".into()])), ["NEVER"]);
     }
 }

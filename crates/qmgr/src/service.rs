@@ -10,14 +10,12 @@ use postern_ipc::qmgr::{
     self as proto, MessageInfo, QmgrReply, QmgrRequest, QueueEntry, RecipientInfo,
 };
 use postern_ipc::{Connection, IpcError, Protocol};
-use postern_queue::{
-    ClientInfo, Envelope, Incoming, QueueError, QueueId, QueueState, RcptState, Recipient, Ret,
-};
+use postern_queue::{Envelope, Incoming, QueueError, QueueId, QueueState, RcptState, Recipient};
 use postern_routing::RoutingError;
 
 use crate::logfmt;
 use crate::route;
-use crate::scheduler::{Qmgr, blocking, notify_flags};
+use crate::scheduler::{Qmgr, blocking};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,7 +64,7 @@ pub async fn session(q: Arc<Qmgr>, stream: Stream, mut shutdown: Shutdown) {
                 // hand-off would cost more than the insert.
                 match q.store.begin_message() {
                     Ok(incoming) => {
-                        let id = incoming.id().to_string();
+                        let id = incoming.id();
                         rx = Receiving::Open {
                             incoming,
                             began: SystemTime::now(),
@@ -111,7 +109,7 @@ pub async fn session(q: Arc<Qmgr>, stream: Stream, mut shutdown: Shutdown) {
                 None
             }
             QmgrRequest::Show { id } => {
-                if !show(&q, &mut conn, &id).await {
+                if !show(&q, &mut conn, id).await {
                     return;
                 }
                 None
@@ -150,7 +148,7 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
         .map(|r| Recipient {
             address: r.address,
             orcpt: r.orcpt,
-            notify: notify_flags(&r.notify),
+            notify: r.notify,
             state: RcptState::Pending,
         })
         .collect();
@@ -169,24 +167,9 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
         recipients,
         arrival_unix: logfmt::since_epoch(began).as_secs() as i64,
         size: 0,
-        client: envelope.client.map(|c| ClientInfo {
-            name: c.name,
-            addr: c.addr,
-            helo: c.helo,
-            protocol: c.protocol,
-            sasl_username: c.sasl_username,
-        }),
+        client: envelope.client,
         envid: envelope.envid,
-        ret: match envelope
-            .ret
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            Some("HDRS") => Some(Ret::Hdrs),
-            Some("FULL") => Some(Ret::Full),
-            _ => None,
-        },
+        ret: envelope.ret,
         smtputf8: envelope.smtputf8,
         body_8bit: envelope.body_8bit,
     };
@@ -204,7 +187,7 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
         Ok(id) => {
             q.note_arrival(id, began);
             q.schedule(id);
-            QmgrReply::Queued { id: id.to_string() }
+            QmgrReply::Queued { id }
         }
         Err(e) => {
             tracing::warn!("{id}: queue file write error: {e}");
@@ -245,18 +228,9 @@ fn rewrite(
 /// qctl's requests: listing, hold, release, delete, flush.
 async fn admin(q: &Arc<Qmgr>, request: QmgrRequest) -> QmgrReply {
     let store = q.store.clone();
-    let parse = |id: &str| -> Result<QueueId, QmgrReply> {
-        id.parse::<QueueId>().map_err(|e| QmgrReply::Error {
-            message: e.to_string(),
-        })
-    };
     let result: Result<QmgrReply, QueueError> = match request {
         QmgrRequest::List => blocking(move || list(&store)).await,
         QmgrRequest::Hold { id } => {
-            let id = match parse(&id) {
-                Ok(id) => id,
-                Err(r) => return r,
-            };
             blocking(move || {
                 store.hold(id)?;
                 tracing::info!("{id}: placed on hold");
@@ -267,10 +241,6 @@ async fn admin(q: &Arc<Qmgr>, request: QmgrRequest) -> QmgrReply {
             .await
         }
         QmgrRequest::Release { id } => {
-            let id = match parse(&id) {
-                Ok(id) => id,
-                Err(r) => return r,
-            };
             let released = blocking(move || store.release(id)).await;
             match released {
                 Ok(true) => {
@@ -287,10 +257,6 @@ async fn admin(q: &Arc<Qmgr>, request: QmgrRequest) -> QmgrReply {
             }
         }
         QmgrRequest::Delete { id } => {
-            let id = match parse(&id) {
-                Ok(id) => id,
-                Err(r) => return r,
-            };
             blocking(move || {
                 Ok(if store.remove(id)? {
                     tracing::info!("{id}: removed");
@@ -306,10 +272,7 @@ async fn admin(q: &Arc<Qmgr>, request: QmgrRequest) -> QmgrReply {
             .await
         }
         QmgrRequest::Flush { id } => {
-            let only = match id.as_deref().map(parse).transpose() {
-                Ok(only) => only,
-                Err(r) => return r,
-            };
+            let only = id;
             q.revive_destinations();
             let flushed = blocking(move || flush(&store, only)).await;
             if flushed.is_ok() {
@@ -321,10 +284,7 @@ async fn admin(q: &Arc<Qmgr>, request: QmgrRequest) -> QmgrReply {
         }
         QmgrRequest::DeleteAll => blocking(move || delete_all(&store)).await,
         QmgrRequest::Requeue { id } => {
-            let only = match id.as_deref().map(parse).transpose() {
-                Ok(only) => only,
-                Err(r) => return r,
-            };
+            let only = id;
             let requeued = blocking(move || requeue(&store, only)).await;
             match requeued {
                 Ok(ids) if ids.is_empty() && only.is_some() => Ok(QmgrReply::Error {
@@ -409,18 +369,7 @@ fn requeue(
 
 /// postcat -q: the envelope, then the message in chunks, then End. False
 /// when the connection broke.
-async fn show(q: &Arc<Qmgr>, conn: &mut Connection<Stream>, id: &str) -> bool {
-    let id = match id.parse::<QueueId>() {
-        Ok(id) => id,
-        Err(e) => {
-            return conn
-                .send(&QmgrReply::Error {
-                    message: e.to_string(),
-                })
-                .await
-                .is_ok();
-        }
-    };
+async fn show(q: &Arc<Qmgr>, conn: &mut Connection<Stream>, id: QueueId) -> bool {
     let store = q.store.clone();
     let found = blocking(move || {
         let Some(m) = store.get(id)? else {
@@ -461,7 +410,7 @@ async fn show(q: &Arc<Qmgr>, conn: &mut Connection<Stream>, id: &str) -> bool {
         _ => (None, None),
     };
     let info = MessageInfo {
-        id: id.to_string(),
+        id,
         state: m.state.name().to_string(),
         size: env.size,
         arrival_unix: env.arrival_unix,
@@ -491,18 +440,9 @@ async fn show(q: &Arc<Qmgr>, conn: &mut Connection<Stream>, id: &str) -> bool {
         next_try_unix,
         attempts: m.attempts,
         last_attempt_unix: m.last_attempt_unix,
-        client: env.client.map(|c| proto::ClientInfo {
-            name: c.name,
-            addr: c.addr,
-            helo: c.helo,
-            protocol: c.protocol,
-            sasl_username: c.sasl_username,
-        }),
+        client: env.client,
         envid: env.envid,
-        ret: env.ret.map(|r| match r {
-            Ret::Full => "FULL".to_string(),
-            Ret::Hdrs => "HDRS".to_string(),
-        }),
+        ret: env.ret,
     };
     if conn
         .send(&QmgrReply::Message {
@@ -578,7 +518,7 @@ fn list(store: &postern_queue::QueueStore) -> Result<QmgrReply, QueueError> {
             _ => (s.recipients.into_iter().map(|r| (r, None)).collect(), None),
         };
         messages.push(QueueEntry {
-            id: s.id.to_string(),
+            id: s.id,
             state: s.state.name().to_string(),
             size: s.size,
             arrival_unix: s.arrival_unix,

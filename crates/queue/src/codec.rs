@@ -1,43 +1,168 @@
 //! The one place that knows stored records are bincode (so the encoding can
 //! be swapped): a version byte, then bincode 2 `standard()` with an
 //! allocation limit. Decoding garbage returns an error, never panics.
+//!
+//! Version 2 (this one) stores the envelope with postern-envelope's typed
+//! ORCPT, NOTIFY and enhanced status code; version 1 stored them as text
+//! and NOTIFY as a bit set. Records are written in the current version
+//! only; a version-1 record is still read ([`Record::from_v1`]) and
+//! converted, so a queue written by an older qmgr keeps working, and it
+//! is rewritten in version 2 the next time the message changes.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// Upper bound for any decoded record (an envelope with thousands of
 /// recipients is well below this).
 const LIMIT: usize = 16 << 20;
 
+/// A stored record type.
+pub(crate) trait Record: Serialize + DeserializeOwned {
+    /// Decodes the body of a version-1 record; by default its layout is
+    /// the current one.
+    fn from_v1(body: &[u8]) -> Result<Self, String> {
+        decode_body(body)
+    }
+}
+
+impl Record for crate::types::MessageMeta {}
+impl Record for Vec<(Vec<u8>, Option<Vec<u8>>)> {}
+impl Record for crate::types::Envelope {
+    fn from_v1(body: &[u8]) -> Result<Self, String> {
+        decode_body::<legacy::Envelope>(body).map(Into::into)
+    }
+}
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    encode_versioned(VERSION, value)
+}
+
+fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, String> {
     let cfg = bincode::config::standard().with_limit::<LIMIT>();
-    let mut out = vec![VERSION];
+    let mut out = vec![version];
     let body = bincode::serde::encode_to_vec(value, cfg).map_err(|e| e.to_string())?;
     out.extend_from_slice(&body);
     Ok(out)
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let cfg = bincode::config::standard().with_limit::<LIMIT>();
+pub(crate) fn decode<T: Record>(bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {
-        Some((&VERSION, rest)) => {
-            let (v, used) =
-                bincode::serde::decode_from_slice(rest, cfg).map_err(|e| e.to_string())?;
-            if used != rest.len() {
-                return Err(format!("{} trailing bytes", rest.len() - used));
-            }
-            Ok(v)
-        }
+        Some((&VERSION, rest)) => decode_body(rest),
+        Some((1, rest)) => T::from_v1(rest),
         Some((v, _)) => Err(format!("unknown record version {v}")),
         None => Err("empty record".into()),
+    }
+}
+
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let cfg = bincode::config::standard().with_limit::<LIMIT>();
+    let (v, used) = bincode::serde::decode_from_slice(body, cfg).map_err(|e| e.to_string())?;
+    if used != body.len() {
+        return Err(format!("{} trailing bytes", body.len() - used));
+    }
+    Ok(v)
+}
+
+/// The version-1 envelope, kept only to read it.
+mod legacy {
+    use postern_envelope::{ClientInfo, EnhancedStatus, Notify, Orcpt, Ret};
+    use serde::{Deserialize, Serialize};
+
+    use crate::types;
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Envelope {
+        pub sender: String,
+        pub recipients: Vec<Recipient>,
+        pub arrival_unix: i64,
+        pub size: u64,
+        pub client: Option<ClientInfo>,
+        pub envid: Option<String>,
+        pub ret: Option<Ret>,
+        pub smtputf8: bool,
+        pub body_8bit: bool,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Recipient {
+        pub address: String,
+        /// `type;address`.
+        pub orcpt: Option<String>,
+        /// 0 not given, 1 NEVER, 2 SUCCESS, 4 FAILURE, 8 DELAY.
+        pub notify: u8,
+        pub state: RcptState,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) enum RcptState {
+        Pending,
+        Sent { at: i64, reply: String },
+        Bounced { at: i64, reply: String, dsn: String },
+        Deferred { reason: String },
+        DelayNotified { reason: String },
+    }
+
+    impl From<Envelope> for types::Envelope {
+        fn from(e: Envelope) -> types::Envelope {
+            types::Envelope {
+                sender: e.sender,
+                recipients: e.recipients.into_iter().map(Into::into).collect(),
+                arrival_unix: e.arrival_unix,
+                size: e.size,
+                client: e.client,
+                envid: e.envid,
+                ret: e.ret,
+                smtputf8: e.smtputf8,
+                body_8bit: e.body_8bit,
+            }
+        }
+    }
+
+    impl From<Recipient> for types::Recipient {
+        fn from(r: Recipient) -> types::Recipient {
+            let notify = match r.notify {
+                0 => None,
+                n if n & 1 != 0 => Some(Notify::NEVER),
+                n => Some(Notify {
+                    success: n & 2 != 0,
+                    failure: n & 4 != 0,
+                    delay: n & 8 != 0,
+                }),
+            };
+            let orcpt = r.orcpt.map(|o| match o.split_once(';') {
+                Some((t, a)) => Orcpt {
+                    addr_type: t.to_string(),
+                    addr: a.to_string(),
+                },
+                None => Orcpt::rfc822(o),
+            });
+            let state = match r.state {
+                RcptState::Pending => types::RcptState::Pending,
+                RcptState::Sent { at, reply } => types::RcptState::Sent { at, reply },
+                RcptState::Bounced { at, reply, dsn } => types::RcptState::Bounced {
+                    at,
+                    reply,
+                    dsn: dsn.parse().unwrap_or(EnhancedStatus::PERM_UNDEFINED),
+                },
+                RcptState::Deferred { reason } => types::RcptState::Deferred { reason },
+                RcptState::DelayNotified { reason } => types::RcptState::DelayNotified { reason },
+            };
+            types::Recipient {
+                address: r.address,
+                orcpt,
+                notify,
+                state,
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{Envelope, MessageMeta};
+    use crate::types::{Envelope, MessageMeta, QueueState, RcptState};
+    use postern_envelope::{Notify, Orcpt};
 
     #[test]
     fn garbage_never_panics() {
@@ -50,16 +175,98 @@ mod tests {
                     .wrapping_add(1442695040888963407);
                 buf.push((seed >> 33) as u8);
             }
-            if let Some(b) = buf.first_mut() {
-                *b = VERSION;
+            for version in [1, VERSION] {
+                if let Some(b) = buf.first_mut() {
+                    *b = version;
+                }
+                let _ = decode::<Envelope>(&buf);
+                let _ = decode::<MessageMeta>(&buf);
             }
-            let _ = decode::<Envelope>(&buf);
-            let _ = decode::<MessageMeta>(&buf);
         }
         // A huge length prefix must hit the limit, not allocate.
         let evil = [
             VERSION, 0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F,
         ];
         assert!(decode::<Envelope>(&evil).is_err());
+    }
+
+    #[test]
+    fn a_version_1_envelope_is_read_and_converted() {
+        let rcpt = |address: &str, orcpt: Option<&str>, notify, state| legacy::Recipient {
+            address: address.into(),
+            orcpt: orcpt.map(Into::into),
+            notify,
+            state,
+        };
+        let old = legacy::Envelope {
+            sender: "a@x".into(),
+            recipients: vec![
+                rcpt("b@y", Some("rfc822;B@y"), 2 | 4, legacy::RcptState::Pending),
+                rcpt(
+                    "c@y",
+                    None,
+                    1,
+                    legacy::RcptState::Deferred {
+                        reason: "busy".into(),
+                    },
+                ),
+                rcpt(
+                    "d@y",
+                    Some("d@y"),
+                    0,
+                    legacy::RcptState::Bounced {
+                        at: 7,
+                        reply: "550 no".into(),
+                        dsn: "5.1.1".into(),
+                    },
+                ),
+            ],
+            arrival_unix: 5,
+            size: 10,
+            client: None,
+            envid: Some("E1".into()),
+            ret: None,
+            smtputf8: false,
+            body_8bit: true,
+        };
+        let bytes = encode_versioned(1, &old).unwrap();
+        let env: Envelope = decode(&bytes).unwrap();
+        assert_eq!(env.sender, "a@x");
+        assert_eq!((env.arrival_unix, env.size, env.body_8bit), (5, 10, true));
+        let r = &env.recipients;
+        assert_eq!(r[0].orcpt, Some(Orcpt::rfc822("B@y")));
+        assert_eq!(
+            r[0].notify,
+            Some(Notify {
+                success: true,
+                failure: true,
+                delay: false
+            })
+        );
+        assert_eq!(r[1].notify, Some(Notify::NEVER));
+        assert_eq!(
+            r[1].state,
+            RcptState::Deferred {
+                reason: "busy".into()
+            }
+        );
+        assert_eq!(r[2].notify, None);
+        assert_eq!(r[2].orcpt, Some(Orcpt::rfc822("d@y")));
+        match &r[2].state {
+            RcptState::Bounced { dsn, .. } => assert_eq!(*dsn, "5.1.1"),
+            other => panic!("{other:?}"),
+        }
+        // Unchanged layouts read the same in both versions.
+        let meta = MessageMeta {
+            state: QueueState::Hold,
+            attempts: 2,
+            last_attempt_unix: Some(9),
+        };
+        let v1 = encode_versioned(1, &meta).unwrap();
+        assert_eq!(decode::<MessageMeta>(&v1).unwrap(), meta);
+        assert_eq!(
+            decode::<MessageMeta>(&encode(&meta).unwrap()).unwrap(),
+            meta
+        );
     }
 }

@@ -50,11 +50,18 @@
 //! and the one fdatasync of `db` covers everything. The committer still
 //! checks `blobs/` after each flush and fsyncs any file it finds.
 //!
+//! Every record starts with a version byte. Version 2 holds the envelope
+//! with postern-envelope's typed ORCPT, NOTIFY and enhanced status code
+//! (the same types qmgr and the agents exchange); version 1, written by
+//! earlier qmgrs, held them as text and NOTIFY as a bit set. Old queues
+//! are read as they are: `codec` converts a version-1 record when it is
+//! read, and the next change of the message writes it in version 2.
+//!
 //! Modules: `store` (open, recovery, operations, [`Incoming`],
 //! [`BodyReader`]), `commit` (group committer), `segments` (body files),
-//! `keys` (key layout), `codec` (the only bincode user), `id`
-//! ([`QueueId`]), `types` (serde types), `writes` (atomic multi-key
-//! changes).
+//! `keys` (key layout), `codec` (the only bincode user, record versions),
+//! `types` (serde types), `writes` (atomic multi-key changes). Queue IDs,
+//! DSN parameters and status codes are postern-envelope's.
 //!
 //! Differences from Postfix: one database instead of one file per message
 //! in queue directories; queue IDs are 12 hex digits counting 10 µs ticks
@@ -63,7 +70,6 @@
 mod codec;
 mod commit;
 mod error;
-mod id;
 mod keys;
 mod segments;
 mod store;
@@ -71,11 +77,12 @@ pub mod types;
 mod writes;
 
 pub use error::QueueError;
-pub use id::{ParseQueueIdError, QueueId};
+pub use postern_envelope::{
+    ClientInfo, EnhancedStatus, Notify, Orcpt, ParseQueueIdError, QueueId, Ret,
+};
 pub use store::{BodyChunk, BodyReader, CHUNK, Incoming, QueueStore, SegmentExtents};
 pub use types::{
-    ClientInfo, CommitStats, Envelope, Notify, QueueState, RcptState, Recipient, RecoveryReport,
-    Ret, StoredMessage, Summary,
+    CommitStats, Envelope, QueueState, RcptState, Recipient, RecoveryReport, StoredMessage, Summary,
 };
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use sled::{IVec, Tree};
 
 use crate::commit::{Committer, Reply, Shared, SyncFailure, Target};
 use crate::error::QueueError;
-use crate::id::IdGen;
 use crate::keys::{self, BODY, DUE, ENVELOPE, EXTENT, INCOMING, STATE};
 use crate::segments::{Extent, Segments};
 use crate::types::{
@@ -19,6 +18,7 @@ use crate::types::{
 };
 use crate::writes::{self, Writes};
 use crate::{QueueId, codec};
+use postern_envelope::IdGen;
 
 /// Largest value we ever store (body chunks, envelope parts). A body
 /// that fits in one chunk stays in sled; a bigger one goes to segments.

@@ -107,8 +107,12 @@ fn commit_reopen_round_trip() {
     });
     e.envid = Some("abc".into());
     e.ret = Some(Ret::Hdrs);
-    e.recipients[0].notify = Notify::SUCCESS | Notify::FAILURE;
-    e.recipients[0].orcpt = Some("rfc822;bob@example.net".into());
+    e.recipients[0].notify = Some(Notify {
+        success: true,
+        failure: true,
+        delay: false,
+    });
+    e.recipients[0].orcpt = Some(Orcpt::rfc822("bob@example.net"));
     let id = {
         let store = open(tmp.path());
         let id = commit(&store, &body, e.clone());
@@ -587,7 +591,7 @@ fn state_transitions_and_due_order() {
     let bounced = RcptState::Bounced {
         at: 11,
         reply: "550 no".into(),
-        dsn: "5.1.1".into(),
+        dsn: "5.1.1".parse().unwrap(),
     };
     assert!(
         store
@@ -612,7 +616,7 @@ fn state_transitions_and_due_order() {
     assert_eq!(store.due(i64::MAX).unwrap(), vec![c]);
     // Extreme times do not break the index.
     store.set_state(c, deferred(i64::MAX)).unwrap();
-    assert_eq!(store.due(i64::MAX - 1).unwrap(), vec![]);
+    assert_eq!(store.due(i64::MAX - 1).unwrap(), Vec::<QueueId>::new());
     assert_eq!(store.due(i64::MAX).unwrap(), vec![c]);
     store.set_state(c, deferred(i64::MIN + 1)).unwrap();
     assert_eq!(store.due(i64::MIN + 1).unwrap(), vec![c]);

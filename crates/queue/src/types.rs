@@ -1,67 +1,11 @@
 //! The serde types qmgr stores per message: envelope, recipient outcomes and
-//! the message-level queue state.
+//! the message-level queue state. Their fields are postern-envelope's
+//! types; a change of their layout bumps the record version in `codec`,
+//! whose `legacy` module keeps reading the older one.
 
 use serde::{Deserialize, Serialize};
 
-use crate::QueueId;
-
-/// Who handed us the message (Postfix's `client_name`, `client_address`,
-/// `helo_name`, `protocol`, `sasl_username` queue-file attributes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct ClientInfo {
-    pub name: String,
-    pub addr: String,
-    pub helo: String,
-    pub protocol: String,
-    pub sasl_username: Option<String>,
-}
-
-/// DSN `RET=` (RFC 3461): how much of the message a bounce returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Ret {
-    Full,
-    Hdrs,
-}
-
-/// DSN `NOTIFY=` flags (RFC 3461). The empty set means "not given", which
-/// Postfix treats as FAILURE,DELAY.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-pub struct Notify(pub u8);
-
-impl Notify {
-    pub const NONE_GIVEN: Notify = Notify(0);
-    pub const NEVER: Notify = Notify(1);
-    pub const SUCCESS: Notify = Notify(2);
-    pub const FAILURE: Notify = Notify(4);
-    pub const DELAY: Notify = Notify(8);
-
-    /// True if every flag in `other` is set in `self`.
-    pub fn contains(self, other: Notify) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Whether a failure DSN is wanted (the default when nothing was given).
-    pub fn wants_failure(self) -> bool {
-        self == Self::NONE_GIVEN || self.contains(Self::FAILURE)
-    }
-
-    /// Whether a delay DSN is wanted (the default when nothing was given).
-    pub fn wants_delay(self) -> bool {
-        self == Self::NONE_GIVEN || self.contains(Self::DELAY)
-    }
-
-    /// Whether a success DSN is wanted (only when asked for).
-    pub fn wants_success(self) -> bool {
-        self.contains(Self::SUCCESS)
-    }
-}
-
-impl std::ops::BitOr for Notify {
-    type Output = Notify;
-    fn bitor(self, rhs: Notify) -> Notify {
-        Notify(self.0 | rhs.0)
-    }
-}
+use postern_envelope::{ClientInfo, EnhancedStatus, Notify, Orcpt, QueueId, Ret};
 
 /// Where one recipient stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -71,9 +15,12 @@ pub enum RcptState {
     Pending,
     /// Delivered; `reply` is the remote (or local) response.
     Sent { at: i64, reply: String },
-    /// Permanently failed; the bounce for it has been queued. `dsn` is the
-    /// enhanced status code, e.g. `5.1.1`.
-    Bounced { at: i64, reply: String, dsn: String },
+    /// Permanently failed (or expired); the bounce for it has been queued.
+    Bounced {
+        at: i64,
+        reply: String,
+        dsn: EnhancedStatus,
+    },
     /// Temporarily failed at the last attempt.
     Deferred { reason: String },
     /// Deferred, and the sender has had the one delay notification for it
@@ -94,9 +41,10 @@ impl RcptState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Recipient {
     pub address: String,
-    /// DSN `ORCPT=` as received (`rfc822;user@example.com`).
-    pub orcpt: Option<String>,
-    pub notify: Notify,
+    /// DSN `ORCPT=`.
+    pub orcpt: Option<Orcpt>,
+    /// DSN `NOTIFY=`, None when not given ([`Notify::in_force`]).
+    pub notify: Option<Notify>,
     pub state: RcptState,
 }
 

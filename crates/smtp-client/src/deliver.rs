@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use postern_envelope::EnhancedStatus;
 use postern_ipc::TakeFds;
 use postern_ipc::delivery::{DeliveryReply, DeliveryRequest, RecipientResult};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -51,7 +52,10 @@ where
     match nexthop::parse(&req.nexthop, &fallback_domain) {
         Err(e) => {
             tracing::warn!("{}: {e}", req.queue_id);
-            let o = Outcome::deferred("4.3.0", format!("mail transport unavailable: {e}"));
+            let o = Outcome::deferred(
+                EnhancedStatus::of(4, 3, 0),
+                format!("mail transport unavailable: {e}"),
+            );
             d.fail_pending(&o);
         }
         Ok(hop) => d.run(dns, cache, s, &hop, body).await?,
@@ -218,7 +222,7 @@ impl Delivery<'_> {
         for p in std::mem::take(&mut self.pending) {
             self.results[p] = self.tentative[p].take();
         }
-        let fallback = Outcome::deferred("4.4.1", "no server could be reached");
+        let fallback = Outcome::deferred(EnhancedStatus::of(4, 4, 1), "no server could be reached");
         let results = (0..self.results.len())
             .map(|p| {
                 self.results[p]
@@ -243,7 +247,7 @@ impl Delivery<'_> {
         RecipientResult {
             index: self.req.recipients[p].index,
             status: o.status,
-            dsn: o.dsn.clone(),
+            dsn: o.dsn,
             relay: relay.to_string(),
             detail: o.detail.clone(),
             connect_secs: connected.duration_since(self.start).as_secs_f64(),

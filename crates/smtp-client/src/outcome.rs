@@ -1,6 +1,7 @@
 //! A recipient's outcome as a value: sent, deferred or bounced, with an
 //! enhanced status code and Postfix's wording of what happened.
 
+use postern_envelope::EnhancedStatus;
 use postern_ipc::delivery::DeliveryStatus;
 use postern_smtp::Reply;
 
@@ -8,25 +9,24 @@ use postern_smtp::Reply;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub status: DeliveryStatus,
-    /// `2.0.0`, `4.4.1`, `5.1.1`, ...
-    pub dsn: String,
+    pub dsn: EnhancedStatus,
     /// The text for the log and the DSN.
     pub detail: String,
 }
 
 impl Outcome {
-    pub fn deferred(dsn: &str, detail: impl Into<String>) -> Outcome {
+    pub fn deferred(dsn: EnhancedStatus, detail: impl Into<String>) -> Outcome {
         Outcome {
             status: DeliveryStatus::Deferred,
-            dsn: dsn.to_string(),
+            dsn,
             detail: detail.into(),
         }
     }
 
-    pub fn bounced(dsn: &str, detail: impl Into<String>) -> Outcome {
+    pub fn bounced(dsn: EnhancedStatus, detail: impl Into<String>) -> Outcome {
         Outcome {
             status: DeliveryStatus::Bounced,
-            dsn: dsn.to_string(),
+            dsn,
             detail: detail.into(),
         }
     }
@@ -55,9 +55,9 @@ impl Outcome {
     pub fn from_code(reply: &Reply, detail: String) -> Outcome {
         let dsn = reply_dsn(reply);
         if reply.is_permanent() {
-            Outcome::bounced(&dsn, detail)
+            Outcome::bounced(dsn, detail)
         } else {
-            Outcome::deferred(&dsn, detail)
+            Outcome::deferred(dsn, detail)
         }
     }
 
@@ -74,13 +74,14 @@ pub fn one_line(reply: &Reply) -> String {
 
 /// The enhanced status code of a reply, its class forced to agree with the
 /// reply code (a `550 4.1.1` is a 5.1.1); `X.0.0` when the server sent none.
-pub fn reply_dsn(reply: &Reply) -> String {
-    let class = (reply.code() / 100).clamp(2, 5);
-    let class = if class == 3 { 2 } else { class };
-    match reply.enhanced() {
-        Some((_, subject, detail)) => format!("{class}.{subject}.{detail}"),
-        None => format!("{class}.0.0"),
-    }
+pub fn reply_dsn(reply: &Reply) -> EnhancedStatus {
+    let class = match reply.code() / 100 {
+        4 => 4,
+        5.. => 5,
+        _ => 2,
+    };
+    let (subject, detail) = reply.enhanced().map_or((0, 0), |(_, s, d)| (s, d));
+    EnhancedStatus::new(class, subject, detail).unwrap_or(EnhancedStatus::of(class, 0, 0))
 }
 
 #[cfg(test)]

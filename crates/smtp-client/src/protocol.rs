@@ -11,10 +11,9 @@
 
 use std::time::{Duration, Instant};
 
+use postern_envelope::EnhancedStatus;
 use postern_ipc::delivery::{DeliveryRecipient, DeliveryRequest};
-use postern_smtp::{
-    Body, Capabilities, DataEncoder, MailParams, Notify, Orcpt, RcptParams, Reply, Ret,
-};
+use postern_smtp::{Body, Capabilities, DataEncoder, MailParams, RcptParams, Reply};
 
 use postern_tls::SecurityLevel;
 
@@ -86,7 +85,10 @@ where
         .into_iter()
         .map(|o| {
             o.or_else(|| failure.clone()).unwrap_or_else(|| {
-                Outcome::deferred("4.3.0", "internal error: recipient left without an outcome")
+                Outcome::deferred(
+                    EnhancedStatus::of(4, 3, 0),
+                    "internal error: recipient left without an outcome",
+                )
             })
         })
         .collect();
@@ -138,9 +140,8 @@ async fn handshake(
         // smtp_skip_5xx_greeting (Postfix's default): a server that greets
         // with 5xx is skipped like one that greets with 4xx, the next MX
         // host may do better, and the mail is deferred at worst.
-        let dsn = format!("4{}", &reply_dsn(&greeting)[1..]);
         return Err(Outcome::deferred(
-            &dsn,
+            reply_dsn(&greeting).temporary(),
             format!(
                 "host {} refused to talk to me: {}",
                 sess.target.namaddr(),
@@ -234,7 +235,7 @@ async fn starttls(
     if level.requires_tls() {
         let o = if !caps.starttls || sess.no_starttls {
             Outcome::deferred(
-                "4.7.4",
+                EnhancedStatus::of(4, 7, 4),
                 format!("TLS is required, but was not offered by host {namaddr}"),
             )
         } else {
@@ -242,7 +243,7 @@ async fn starttls(
                 tracing::warn!("TLS is unavailable: {e}");
             }
             Outcome::deferred(
-                "4.7.5",
+                EnhancedStatus::of(4, 7, 5),
                 "TLS is required, but our TLS engine is unavailable",
             )
         };
@@ -293,7 +294,7 @@ fn tls_failed(
         TlsFailure::Handshake(why) => ("Cannot start TLS: handshake failure", why),
     };
     tracing::info!("TLS with {namaddr} failed: {text}: {why}");
-    let o = Outcome::deferred("4.7.5", text);
+    let o = Outcome::deferred(EnhancedStatus::of(4, 7, 5), text);
     if s.tls.level == SecurityLevel::May && sasl::credentials(s, hop, &sess.target.host)?.is_none()
     {
         return Ok(Failed::RetryPlaintext(o));
@@ -318,7 +319,7 @@ where
         && req.size > limit
     {
         let o = Outcome::bounced(
-            "5.3.4",
+            EnhancedStatus::of(5, 3, 4),
             format!(
                 "message size {} exceeds size limit {limit} of server {namaddr}",
                 req.size
@@ -330,7 +331,7 @@ where
     let needs_utf8 = !req.sender.is_ascii() || rcpts.iter().any(|r| !r.address.is_ascii());
     if needs_utf8 && !caps.smtputf8 {
         let o = Outcome::bounced(
-            "5.6.7",
+            EnhancedStatus::of(5, 6, 7),
             format!("SMTPUTF8 is required, but was not offered by host {namaddr}"),
         );
         outcomes.iter_mut().for_each(|slot| *slot = Some(o.clone()));
@@ -479,16 +480,7 @@ fn mail_params(req: &DeliveryRequest, caps: &Capabilities, needs_utf8: bool) -> 
         size: caps.size.map(|_| req.size),
         body: (req.body_8bit && caps.eight_bit_mime).then_some(Body::EightBitMime),
         smtputf8: needs_utf8 || (req.smtputf8 && caps.smtputf8),
-        ret: caps
-            .dsn
-            .then(
-                || match req.ret.as_deref().map(str::to_ascii_uppercase).as_deref() {
-                    Some("FULL") => Some(Ret::Full),
-                    Some("HDRS") => Some(Ret::Hdrs),
-                    _ => None,
-                },
-            )
-            .flatten(),
+        ret: req.ret.filter(|_| caps.dsn),
         envid: req.envid.clone().filter(|_| caps.dsn),
         auth: None,
     }
@@ -499,24 +491,8 @@ fn rcpt_params(r: &DeliveryRecipient, caps: &Capabilities) -> RcptParams {
     if !caps.dsn {
         return RcptParams::default();
     }
-    let notify = (!r.notify.is_empty()).then(|| {
-        let has = |w: &str| r.notify.iter().any(|n| n.eq_ignore_ascii_case(w));
-        Notify {
-            success: has("SUCCESS"),
-            failure: has("FAILURE"),
-            delay: has("DELAY"),
-        }
-    });
-    let orcpt = r.orcpt.as_ref().map(|o| match o.split_once(';') {
-        Some((t, a)) => Orcpt {
-            addr_type: t.to_string(),
-            addr: a.to_string(),
-        },
-        None => Orcpt {
-            addr_type: "rfc822".into(),
-            addr: o.clone(),
-        },
-    });
+    let notify = r.notify;
+    let orcpt = r.orcpt.clone();
     RcptParams { notify, orcpt }
 }
 
@@ -529,7 +505,7 @@ mod tests {
         let req = DeliveryRequest {
             size: 1234,
             body_8bit: true,
-            ret: Some("hdrs".into()),
+            ret: Some(postern_envelope::Ret::Hdrs),
             envid: Some("id+1".into()),
             ..Default::default()
         };
@@ -547,8 +523,8 @@ mod tests {
         );
         let r = DeliveryRecipient {
             address: "a@b".into(),
-            orcpt: Some("rfc822;a@b".into()),
-            notify: vec!["FAILURE".into(), "DELAY".into()],
+            orcpt: Some(postern_envelope::Orcpt::rfc822("a@b")),
+            notify: Some(postern_envelope::Notify::DEFAULT),
             ..Default::default()
         };
         assert_eq!(

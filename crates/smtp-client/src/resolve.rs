@@ -9,6 +9,7 @@
 //! `/etc/resolv.conf`; failures are outcomes with Postfix's texts:
 //! NXDOMAIN bounces (5.4.4), SERVFAIL and timeouts defer (4.4.3).
 
+use postern_envelope::EnhancedStatus;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -158,7 +159,7 @@ impl Dns {
             // Postfix uses 5.1.0 here; 5.1.10 is what a receiving server
             // says about a recipient (RFC 7505 4.2).
             return Err(Outcome::bounced(
-                "5.1.0",
+                EnhancedStatus::of(5, 1, 0),
                 format!("Domain {name} does not accept mail (nullMX)"),
             ));
         }
@@ -185,7 +186,7 @@ impl Dns {
         if targets.is_empty() {
             return Err(last_failure.unwrap_or_else(|| {
                 Outcome::deferred(
-                    "4.4.4",
+                    EnhancedStatus::of(4, 4, 4),
                     format!("no MX host for {name} has a valid address record"),
                 )
             }));
@@ -206,9 +207,15 @@ impl Dns {
             targets.retain(|t| t.pref < my_pref);
             if targets.is_empty() {
                 return Err(if best == Some(my_pref) {
-                    Outcome::bounced("5.4.6", format!("mail for {name} loops back to myself"))
+                    Outcome::bounced(
+                        EnhancedStatus::of(5, 4, 6),
+                        format!("mail for {name} loops back to myself"),
+                    )
                 } else {
-                    Outcome::deferred("4.4.4", format!("unable to find primary relay for {name}"))
+                    Outcome::deferred(
+                        EnhancedStatus::of(4, 4, 4),
+                        format!("unable to find primary relay for {name}"),
+                    )
                 });
             }
         }
@@ -345,9 +352,9 @@ fn not_found(name: &str, rtype: &str, soft: bool, why: &str) -> Outcome {
         "Host or domain name not found. Name service error for name={name} type={rtype}: {why}"
     );
     if soft {
-        Outcome::deferred("4.4.3", text)
+        Outcome::deferred(EnhancedStatus::of(4, 4, 3), text)
     } else {
-        Outcome::bounced("5.4.4", text)
+        Outcome::bounced(EnhancedStatus::of(5, 4, 4), text)
     }
 }
 

@@ -22,6 +22,7 @@
 
 use postern_config::Params;
 use postern_config::table::Maps;
+use postern_envelope::EnhancedStatus;
 use postern_smtp::Capabilities;
 
 use crate::nexthop::Nexthop;
@@ -125,7 +126,7 @@ pub fn credentials(
     }
     let trouble = |e: String| {
         Outcome::deferred(
-            "4.3.0",
+            EnhancedStatus::of(4, 3, 0),
             format!("SASL password lookup failed: smtp_sasl_password_maps: {e}"),
         )
     };
@@ -170,7 +171,7 @@ pub async fn authenticate(
     let namaddr = sess.target.namaddr();
     let Some(mech) = choose(s, caps, sess.is_tls()) else {
         return Err(Outcome::deferred(
-            "4.7.0",
+            EnhancedStatus::of(4, 7, 0),
             format!(
                 "SASL authentication failed: server {namaddr} offered no compatible \
                  authentication mechanisms for this type of connection security"
@@ -199,7 +200,7 @@ pub async fn authenticate(
             // More challenges than the mechanism has answers: cancel.
             let _ = sess.command("*", t, Stage::Auth).await?;
             return Err(Outcome::deferred(
-                "4.7.0",
+                EnhancedStatus::of(4, 7, 0),
                 format!(
                     "SASL authentication failed; cannot authenticate to server {namaddr}: \
                      unexpected challenge"
@@ -215,11 +216,11 @@ pub async fn authenticate(
     // smtp_sasl_auth_soft_bounce: a 5xx is deferred as a 4xx, with the
     // server's detail code kept (`535 5.7.8` becomes 4.7.8).
     let dsn = match reply.enhanced() {
-        Some(_) => format!("4{}", &reply_dsn(&reply)[1..]),
-        None => "4.7.0".to_string(),
+        Some(_) => reply_dsn(&reply).temporary(),
+        None => EnhancedStatus::of(4, 7, 0),
     };
     Err(Outcome::deferred(
-        &dsn,
+        dsn,
         format!(
             "SASL authentication failed; server {namaddr} said: {}",
             one_line(&reply)

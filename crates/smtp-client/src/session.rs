@@ -5,6 +5,7 @@
 //! becomes an [`Outcome`] with Postfix's wording (`lost connection with
 //! h[ip] while ...`, `conversation with h[ip] timed out while ...`).
 
+use postern_envelope::EnhancedStatus;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -91,7 +92,7 @@ pub async fn connect(target: &Target, s: &Settings) -> Result<Session, Outcome> 
     let addr = SocketAddr::new(target.ip, target.port);
     let fail = |e: io::Error| {
         Outcome::deferred(
-            "4.4.1",
+            EnhancedStatus::of(4, 4, 1),
             format!("connect to {}: {}", target.relay(), strerror(&e)),
         )
     };
@@ -103,7 +104,10 @@ pub async fn connect(target: &Target, s: &Settings) -> Result<Session, Outcome> 
     if let Some(ip) = bind {
         socket.bind(SocketAddr::new(ip, 0)).map_err(|e| {
             // Postfix logs this and defers, not naming the remote host.
-            Outcome::deferred("4.3.0", format!("bind {ip} port 0: {}", strerror(&e)))
+            Outcome::deferred(
+                EnhancedStatus::of(4, 3, 0),
+                format!("bind {ip} port 0: {}", strerror(&e)),
+            )
         })?;
     }
     let stream = match tokio::time::timeout(s.connect_timeout, socket.connect(addr)).await {
@@ -176,7 +180,7 @@ impl Session {
                 Ok(None) => {}
                 Err(e) => {
                     return Err(Outcome::deferred(
-                        "4.5.0",
+                        EnhancedStatus::of(4, 5, 0),
                         format!(
                             "host {} sent a malformed reply while {}: {e}",
                             self.target.namaddr(),
@@ -223,7 +227,7 @@ impl Session {
 
     fn lost(&self, stage: Stage) -> Outcome {
         Outcome::deferred(
-            "4.4.2",
+            EnhancedStatus::of(4, 4, 2),
             format!(
                 "lost connection with {} while {}",
                 self.target.namaddr(),
@@ -234,7 +238,7 @@ impl Session {
 
     fn timed_out(&self, stage: Stage) -> Outcome {
         Outcome::deferred(
-            "4.4.2",
+            EnhancedStatus::of(4, 4, 2),
             format!(
                 "conversation with {} timed out while {}",
                 self.target.namaddr(),

@@ -27,6 +27,7 @@ use std::fmt;
 
 use crate::address::Address;
 use crate::reply::Reply;
+pub use postern_envelope::{Notify, Orcpt, Ret};
 
 /// A `MAIL FROM` path; may be null (`<>`).
 pub type ReversePath = Address;
@@ -101,15 +102,6 @@ pub enum Body {
     BinaryMime,
 }
 
-/// `RET=` (RFC 3461): what a bounce should return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Ret {
-    /// The whole message.
-    Full,
-    /// Headers only.
-    Hdrs,
-}
-
 /// ESMTP parameters of `MAIL FROM`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailParams {
@@ -125,33 +117,6 @@ pub struct MailParams {
     pub envid: Option<String>,
     /// `AUTH=`, xtext-decoded (RFC 4954); `<>` means "no trusted identity".
     pub auth: Option<String>,
-}
-
-/// `NOTIFY=` (RFC 3461). All three false means `NEVER`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Notify {
-    /// Report successful delivery.
-    pub success: bool,
-    /// Report failure.
-    pub failure: bool,
-    /// Report delay.
-    pub delay: bool,
-}
-
-impl Notify {
-    /// True for `NOTIFY=NEVER`.
-    pub fn is_never(&self) -> bool {
-        !(self.success || self.failure || self.delay)
-    }
-}
-
-/// `ORCPT=addr-type;xtext` (RFC 3461), decoded.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Orcpt {
-    /// Address type, usually `rfc822` or `utf-8`.
-    pub addr_type: String,
-    /// The original recipient, xtext-decoded.
-    pub addr: String,
 }
 
 /// ESMTP parameters of `RCPT TO`.
@@ -693,10 +658,7 @@ impl fmt::Display for MailParams {
             f.write_str(" SMTPUTF8")?;
         }
         if let Some(r) = self.ret {
-            f.write_str(match r {
-                Ret::Full => " RET=FULL",
-                Ret::Hdrs => " RET=HDRS",
-            })?;
+            write!(f, " RET={}", r.keyword())?;
         }
         if let Some(e) = &self.envid {
             write!(f, " ENVID={}", xtext_encode(e))?;
@@ -716,20 +678,7 @@ impl fmt::Display for MailParams {
 impl fmt::Display for RcptParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(n) = self.notify {
-            if n.is_never() {
-                f.write_str(" NOTIFY=NEVER")?;
-            } else {
-                let words: Vec<&str> = [
-                    (n.success, "SUCCESS"),
-                    (n.failure, "FAILURE"),
-                    (n.delay, "DELAY"),
-                ]
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, w)| *w)
-                .collect();
-                write!(f, " NOTIFY={}", words.join(","))?;
-            }
+            write!(f, " NOTIFY={}", n.keywords().join(","))?;
         }
         if let Some(o) = &self.orcpt {
             write!(f, " ORCPT={};{}", o.addr_type, xtext_encode(&o.addr))?;

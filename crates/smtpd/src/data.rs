@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use postern_daemon::date::{self, Tm};
 use postern_ipc::qmgr::{ClientInfo, Envelope, EnvelopeRecipient};
-use postern_smtp::{Address, BareNewlinePolicy, Body, DataDecoder, Ret, data_start_reply};
+use postern_smtp::{Address, BareNewlinePolicy, Body, DataDecoder, data_start_reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::message::{Message, MessageSetup, ReceivedHeader};
@@ -292,24 +292,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             .iter()
             .map(|(addr, p)| EnvelopeRecipient {
                 address: qualify(addr),
-                orcpt: p
-                    .orcpt
-                    .as_ref()
-                    .map(|o| format!("{};{}", o.addr_type, o.addr)),
-                notify: p.notify.map_or_else(Vec::new, |n| {
-                    if n.is_never() {
-                        return vec!["NEVER".to_string()];
-                    }
-                    [
-                        (n.success, "SUCCESS"),
-                        (n.failure, "FAILURE"),
-                        (n.delay, "DELAY"),
-                    ]
-                    .into_iter()
-                    .filter(|(on, _)| *on)
-                    .map(|(_, w)| w.to_string())
-                    .collect()
-                }),
+                orcpt: p.orcpt.clone(),
+                notify: p.notify,
             })
             .collect();
         Envelope {
@@ -323,10 +307,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 sasl_username: self.sasl.as_ref().map(|l| l.username.clone()),
             }),
             envid: tx.params.envid.clone(),
-            ret: tx.params.ret.map(|r| match r {
-                Ret::Full => "FULL".to_string(),
-                Ret::Hdrs => "HDRS".to_string(),
-            }),
+            ret: tx.params.ret,
             smtputf8: tx.params.smtputf8,
             body_8bit: matches!(tx.params.body, Some(Body::EightBitMime | Body::BinaryMime)),
         }

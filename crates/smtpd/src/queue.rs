@@ -140,7 +140,7 @@ impl Queue for Qmgr {
         // message: not to be handed to another session.
         self.open = true;
         match self.exchange(&QmgrRequest::Begin, REQUEST_TIMEOUT).await? {
-            QmgrReply::Started { id } => Ok(id),
+            QmgrReply::Started { id } => Ok(id.to_string()),
             QmgrReply::Failed { reason } => Err(QueueError::Failed(reason)),
             other => {
                 self.conn = None;
@@ -167,7 +167,7 @@ impl Queue for Qmgr {
         // Answered (Queued or Failed): the message is over on both sides.
         self.open = false;
         match reply {
-            QmgrReply::Queued { id } => Ok(id),
+            QmgrReply::Queued { id } => Ok(id.to_string()),
             QmgrReply::Failed { reason } => Err(QueueError::Failed(reason)),
             other => {
                 self.conn = None;

@@ -199,12 +199,16 @@ pub fn envelope() -> postern_ipc::qmgr::Envelope {
             EnvelopeRecipient {
                 address: "user@example.local".into(),
                 orcpt: None,
-                notify: vec![],
+                notify: None,
             },
             EnvelopeRecipient {
                 address: "ünï@example.jp".into(),
-                orcpt: Some("rfc822;u@example.jp".into()),
-                notify: vec!["SUCCESS".into(), "FAILURE".into()],
+                orcpt: Some(postern_envelope::Orcpt::rfc822("u@example.jp")),
+                notify: Some(postern_envelope::Notify {
+                    success: true,
+                    failure: true,
+                    delay: false,
+                }),
             },
         ],
         client: Some(ClientInfo {
@@ -215,7 +219,7 @@ pub fn envelope() -> postern_ipc::qmgr::Envelope {
             sasl_username: Some("alice".into()),
         }),
         envid: Some("QQ314159".into()),
-        ret: Some("HDRS".into()),
+        ret: Some(postern_envelope::Ret::Hdrs),
         smtputf8: true,
         body_8bit: false,
     }
@@ -238,25 +242,25 @@ pub fn qmgr_requests() -> Vec<postern_ipc::qmgr::QmgrRequest> {
         Q::Abort,
         Q::List,
         Q::Hold {
-            id: "0A1B2C3D4E5F".into(),
+            id: "0A1B2C3D4E5F".parse().unwrap(),
         },
         Q::Release {
-            id: "0A1B2C3D4E5F".into(),
+            id: "0A1B2C3D4E5F".parse().unwrap(),
         },
         Q::Delete {
-            id: "0A1B2C3D4E5F".into(),
+            id: "0A1B2C3D4E5F".parse().unwrap(),
         },
         Q::Flush { id: None },
         Q::Flush {
-            id: Some("0A1B2C3D4E5F".into()),
+            id: Some("0A1B2C3D4E5F".parse().unwrap()),
         },
         Q::Show {
-            id: "0A1B2C3D4E5F".into(),
+            id: "0A1B2C3D4E5F".parse().unwrap(),
         },
         Q::DeleteAll,
         Q::Requeue { id: None },
         Q::Requeue {
-            id: Some("0A1B2C3D4E5F".into()),
+            id: Some("0A1B2C3D4E5F".parse().unwrap()),
         },
     ]
 }
@@ -265,10 +269,10 @@ pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
     use postern_ipc::qmgr::{QmgrReply as R, QueueEntry};
     vec![
         R::Started {
-            id: "0A1B2C3D4E5F".into(),
+            id: "0A1B2C3D4E5F".parse().unwrap(),
         },
         R::Queued {
-            id: "0A1B2C3D4E5F".into(),
+            id: "0A1B2C3D4E5F".parse().unwrap(),
         },
         R::Failed {
             reason: "No space left on device".into(),
@@ -276,7 +280,7 @@ pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
         R::Queue { messages: vec![] },
         R::Queue {
             messages: vec![QueueEntry {
-                id: "0A1B2C3D4E5F".into(),
+                id: "0A1B2C3D4E5F".parse().unwrap(),
                 state: "deferred".into(),
                 size: 1234,
                 arrival_unix: 1_700_000_000,
@@ -305,7 +309,7 @@ pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
         },
         R::Message {
             message: Box::new(postern_ipc::qmgr::MessageInfo {
-                id: "0A1B2C3D4E5F".into(),
+                id: "0A1B2C3D4E5F".parse().unwrap(),
                 state: "deferred".into(),
                 size: 1234,
                 arrival_unix: 1_700_000_000,
@@ -313,7 +317,7 @@ pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
                 recipients: vec![
                     postern_ipc::qmgr::RecipientInfo {
                         address: "c@d".into(),
-                        orcpt: Some("rfc822;C@d".into()),
+                        orcpt: Some(postern_envelope::Orcpt::rfc822("C@d")),
                         state: "deferred".into(),
                         reason: Some("connect to d[192.0.2.1]:25: Connection refused".into()),
                         dsn: None,
@@ -323,7 +327,7 @@ pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
                         orcpt: None,
                         state: "bounced".into(),
                         reason: Some("host f said: 550 no".into()),
-                        dsn: Some("5.1.1".into()),
+                        dsn: Some("5.1.1".parse().unwrap()),
                     },
                 ],
                 reason: Some("connect to d[192.0.2.1]:25: Connection refused".into()),
@@ -338,7 +342,7 @@ pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
                     sasl_username: None,
                 }),
                 envid: Some("E1".into()),
-                ret: Some("HDRS".into()),
+                ret: Some(postern_envelope::Ret::Hdrs),
             }),
         },
         R::Body { data: vec![] },
@@ -353,13 +357,13 @@ pub fn delivery_messages() -> Vec<postern_ipc::delivery::DeliveryMessage> {
     use postern_ipc::delivery::{DeliveryMessage as M, DeliveryRecipient, DeliveryRequest};
     vec![
         M::Request(DeliveryRequest {
-            queue_id: "0A1B2C3D4E5F".into(),
+            queue_id: "0A1B2C3D4E5F".parse().unwrap(),
             sender: "a@b".into(),
             recipients: vec![DeliveryRecipient {
                 index: 3,
                 address: "user@example.local".into(),
-                orcpt: Some("rfc822;user@example.local".into()),
-                notify: vec!["NEVER".into()],
+                orcpt: Some(postern_envelope::Orcpt::rfc822("user@example.local")),
+                notify: Some(postern_envelope::Notify::NEVER),
                 class: postern_ipc::delivery::AddressClass::Relay,
             }],
             transport: "smtp".into(),
@@ -367,7 +371,7 @@ pub fn delivery_messages() -> Vec<postern_ipc::delivery::DeliveryMessage> {
             arrival_unix: 1_700_000_000,
             size: 42,
             envid: None,
-            ret: Some("FULL".into()),
+            ret: Some(postern_envelope::Ret::Full),
             smtputf8: false,
             body_8bit: true,
         }),
@@ -384,7 +388,7 @@ pub fn delivery_replies() -> Vec<postern_ipc::delivery::DeliveryReply> {
     let result = |index, status, dsn: &str, detail: &str| RecipientResult {
         index,
         status,
-        dsn: dsn.into(),
+        dsn: dsn.parse().unwrap(),
         relay: "mx.example.net[192.0.2.7]:25".into(),
         detail: detail.into(),
         connect_secs: 0.25,

@@ -1,5 +1,7 @@
 //! Queue IDs: 12 uppercase hex digits, sortable by arrival.
 
+use serde::{Deserialize, Serialize};
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +15,12 @@ const TICKS_PER_SEC: u64 = 100_000;
 const MAX_ID: u64 = (1 << 48) - 1;
 
 /// A queue ID as it appears in the mail log (`postern/qmgr[..]: 0AC3F29B1E47: ...`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// On the wire it is its number; a number out of range does not decode.
+/// The default is the zero ID, which no [`IdGen`] hands out.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct QueueId(u64);
 
 impl QueueId {
@@ -27,19 +34,47 @@ impl QueueId {
         (v <= MAX_ID).then_some(QueueId(v))
     }
 
-    pub(crate) fn to_bytes(self) -> [u8; 8] {
+    /// The big-endian storage key.
+    pub fn to_bytes(self) -> [u8; 8] {
         self.0.to_be_bytes()
     }
 
-    pub(crate) fn from_slice(b: &[u8]) -> Option<QueueId> {
+    /// The ID at the start of a storage key.
+    pub fn from_slice(b: &[u8]) -> Option<QueueId> {
         let arr: [u8; 8] = b.get(..8)?.try_into().ok()?;
         QueueId::from_u64(u64::from_be_bytes(arr))
+    }
+}
+
+impl From<QueueId> for u64 {
+    fn from(id: QueueId) -> u64 {
+        id.0
+    }
+}
+
+impl TryFrom<u64> for QueueId {
+    type Error = ParseQueueIdError;
+    fn try_from(v: u64) -> Result<QueueId, ParseQueueIdError> {
+        QueueId::from_u64(v).ok_or_else(|| ParseQueueIdError(format!("{v:#x}")))
     }
 }
 
 impl fmt::Display for QueueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:012X}", self.0)
+    }
+}
+
+/// Compares with the textual form, as a person retyping a logged ID would.
+impl PartialEq<&str> for QueueId {
+    fn eq(&self, other: &&str) -> bool {
+        other.parse::<QueueId>().is_ok_and(|o| o == *self)
+    }
+}
+
+impl PartialEq<String> for QueueId {
+    fn eq(&self, other: &String) -> bool {
+        self == &other.as_str()
     }
 }
 
@@ -64,25 +99,23 @@ impl FromStr for QueueId {
 /// Hands out strictly increasing IDs: the current tick, or last+1 when
 /// several arrive within one tick (a logical clock, so no counter bits are
 /// needed and a burst merely borrows ticks from the near future).
-#[derive(Debug)]
-pub(crate) struct IdGen {
+#[derive(Debug, Default)]
+pub struct IdGen {
     last: AtomicU64,
 }
 
 impl IdGen {
-    pub(crate) fn new() -> IdGen {
-        IdGen {
-            last: AtomicU64::new(0),
-        }
+    pub fn new() -> IdGen {
+        IdGen::default()
     }
 
     /// Never hand out an ID at or below `id` (the highest found on disk), so
     /// a restart with a clock that went backwards cannot collide.
-    pub(crate) fn raise_floor(&self, id: QueueId) {
+    pub fn raise_floor(&self, id: QueueId) {
         self.last.fetch_max(id.0, Ordering::SeqCst);
     }
 
-    pub(crate) fn next(&self) -> QueueId {
+    pub fn next(&self) -> QueueId {
         let now = now_ticks();
         let mut cur = self.last.load(Ordering::SeqCst);
         loop {
@@ -119,7 +152,8 @@ mod tests {
             assert!(id > prev);
             let s = id.to_string();
             assert_eq!(s.len(), 12);
-            assert!(s > prev.to_string(), "string order follows arrival");
+            let before = prev.to_string();
+            assert!(s > before, "string order follows arrival");
             assert!(
                 s.bytes()
                     .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
