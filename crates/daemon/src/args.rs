@@ -21,7 +21,7 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     /// The `-o` arguments split into pairs; a malformed one is an error.
-    pub fn override_pairs(&self) -> Result<Vec<(String, String)>, ConfigError> {
+    fn override_pairs(&self) -> Result<Vec<(String, String)>, ConfigError> {
         self.overrides.iter().map(|o| parse_override(o)).collect()
     }
 

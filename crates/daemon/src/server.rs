@@ -52,11 +52,6 @@ pub struct Context {
 }
 
 impl Context {
-    /// The configuration now in force (replaced on SIGHUP).
-    pub fn config(&self) -> Arc<Config> {
-        self.config.borrow().clone()
-    }
-
     /// This service's parameters: [main], its options, and `-o` overrides.
     pub fn params(&self) -> Params {
         self.config.borrow().params_for(&self.service)
