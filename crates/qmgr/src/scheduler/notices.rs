@@ -1,0 +1,202 @@
+//! Notices to the sender that qmgr writes and queues itself: non-delivery
+//! (bounces, expiry) and delay warnings, and the postmaster copy of a
+//! failed bounce.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use postern_config::Params;
+use postern_envelope::Notify as DsnNotify;
+use postern_queue::{Envelope, QueueError, QueueId, Recipient, Ret, StoredMessage};
+
+use crate::bounce::{self, Audience, Failed};
+use crate::route;
+
+use super::{Outcome, Qmgr, blocking, unix};
+
+impl Qmgr {
+    /// Queues the non-delivery notification for the bounced recipients;
+    /// false if it could not be queued (the recipients stay deferred).
+    pub(super) async fn return_to_sender(
+        self: &Arc<Self>,
+        params: &Params,
+        msg: &StoredMessage,
+        bounced: &[&Outcome],
+    ) -> bool {
+        let env = &msg.envelope;
+        let id = msg.id;
+        let myhostname = params.get("myhostname");
+        let double_bounce = double_bounce_sender(params);
+        if env.sender.eq_ignore_ascii_case(&double_bounce) {
+            tracing::info!("{id}: undeliverable postmaster notification discarded");
+            return true;
+        }
+        let failed: Vec<Failed> = bounced
+            .iter()
+            .map(|o| (o, &env.recipients[o.index]))
+            .filter(|(_, r)| DsnNotify::in_force(r.notify).failure)
+            .map(|(o, r)| Failed::of(r, o.dsn, &o.relay, &o.detail, o.status))
+            .collect();
+        // A bounce of a bounce goes to the postmaster, never to <>.
+        let (audience, to, sender) = if env.sender.is_empty() {
+            let pm = params.get("2bounce_notice_recipient");
+            (Audience::Postmaster, pm, double_bounce)
+        } else if failed.is_empty() {
+            return true; // NOTIFY=NEVER for every bounced recipient
+        } else {
+            (Audience::Sender, env.sender.clone(), String::new())
+        };
+        // The postmaster copy reports every failure regardless of NOTIFY.
+        let failed = if audience == Audience::Postmaster {
+            bounced
+                .iter()
+                .map(|o| {
+                    let r = &env.recipients[o.index];
+                    Failed::of(r, o.dsn, &o.relay, &o.detail, o.status)
+                })
+                .collect()
+        } else {
+            failed
+        };
+        let store = self.store.clone();
+        let original = match blocking(move || store.read_body(id)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("{id}: cannot read message for the bounce: {e}");
+                return false;
+            }
+        };
+        let now = unix(SystemTime::now());
+        let text = bounce::build(&bounce::Report {
+            queue_id: &id.to_string(),
+            myhostname: &myhostname,
+            original_sender: &env.sender,
+            to: &to,
+            arrival_unix: env.arrival_unix,
+            now_unix: now,
+            envid: env.envid.as_deref(),
+            headers_only: env.ret == Some(Ret::Hdrs),
+            audience,
+            delay: None,
+            recipients: &failed,
+            original: &original,
+        });
+        match self.enqueue(sender, vec![Recipient::new(to)], text).await {
+            Ok(new) => {
+                let what = match audience {
+                    Audience::Sender => "sender",
+                    Audience::Postmaster => "postmaster",
+                };
+                tracing::info!("{id}: {what} non-delivery notification: {new}");
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{id}: cannot queue non-delivery notification: {e}");
+                false
+            }
+        }
+    }
+
+    /// Queues the delay notification for the `delayed` recipients; false
+    /// if it could not be queued (it is tried again at the next attempt).
+    pub(super) async fn warn_sender(
+        self: &Arc<Self>,
+        params: &Params,
+        msg: &StoredMessage,
+        delayed: &[&Outcome],
+        after: Duration,
+    ) -> bool {
+        let env = &msg.envelope;
+        let id = msg.id;
+        let recipients: Vec<Failed> = delayed
+            .iter()
+            .map(|o| {
+                let r = &env.recipients[o.index];
+                Failed::of(r, o.dsn, &o.relay, &o.detail, o.status)
+            })
+            .collect();
+        let store = self.store.clone();
+        let original = match blocking(move || store.read_body(id)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("{id}: cannot read message for the delay notification: {e}");
+                return false;
+            }
+        };
+        let text = bounce::build(&bounce::Report {
+            queue_id: &id.to_string(),
+            myhostname: &params.get("myhostname"),
+            original_sender: &env.sender,
+            to: &env.sender,
+            arrival_unix: env.arrival_unix,
+            now_unix: unix(SystemTime::now()),
+            envid: env.envid.as_deref(),
+            headers_only: true,
+            audience: Audience::Sender,
+            delay: Some(bounce::Delay {
+                after,
+                lifetime: params.time("maximal_queue_lifetime"),
+            }),
+            recipients: &recipients,
+            original: &original,
+        });
+        let to = vec![Recipient::new(env.sender.clone())];
+        match self.enqueue(String::new(), to, text).await {
+            Ok(new) => {
+                tracing::info!("{id}: sender delay notification: {new}");
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{id}: cannot queue delay notification: {e}");
+                false
+            }
+        }
+    }
+
+    /// Queues a message qmgr itself wrote (a notification) and schedules it.
+    pub async fn enqueue(
+        self: &Arc<Self>,
+        sender: String,
+        recipients: Vec<Recipient>,
+        body: Vec<u8>,
+    ) -> Result<QueueId, QueueError> {
+        // Notifications go through the same rewriting as received mail
+        // (virtual aliases may redirect the sender's address); if the
+        // tables cannot be read, the addresses are used as they are.
+        let (sender, recipients) = match self.router() {
+            Ok(router) => route::rewrite_envelope(&router, &sender, recipients.clone())
+                .ok()
+                .filter(|(_, r)| !r.is_empty())
+                .unwrap_or((sender, recipients)),
+            Err(_) => (sender, recipients),
+        };
+        let store = self.store.clone();
+        let arrived = SystemTime::now();
+        let envelope = Envelope {
+            sender,
+            recipients,
+            arrival_unix: unix(arrived),
+            ..Envelope::default()
+        };
+        let id = blocking(move || {
+            let mut incoming = store.begin_message()?;
+            incoming.append_body(&body)?;
+            incoming.commit(envelope)
+        })
+        .await?;
+        self.note_arrival(id, arrived);
+        self.schedule(id);
+        Ok(id)
+    }
+}
+
+/// The sender of postmaster notifications about failed bounces
+/// (`double_bounce_sender@$myorigin`); a failure of such a notification is
+/// dropped, never reported.
+pub(super) fn double_bounce_sender(params: &Params) -> String {
+    format!(
+        "{}@{}",
+        params.get("double_bounce_sender"),
+        params.get("myorigin")
+    )
+}
