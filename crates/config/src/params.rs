@@ -249,6 +249,12 @@ impl Params {
         Ok(())
     }
 
+    /// This host's interface addresses, found when the configuration was
+    /// loaded (what `inet_interfaces = all` stands for).
+    pub fn interface_addresses(&self) -> Vec<std::net::IpAddr> {
+        self.host.interfaces.iter().map(|&(ip, _)| ip).collect()
+    }
+
     /// The config directory that relative paths resolve against.
     pub fn base_dir(&self) -> &Path {
         &self.base_dir

@@ -123,7 +123,7 @@ use postern_config::{Config, ConfigError, Maps, Params, TableError};
 
 use address::Canon;
 use domains::DomainList;
-pub use local::LocalDomains;
+pub use local::{LocalDomains, own_addresses};
 
 /// Why routing could not finish. Each one defers the mail (4xx).
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,6 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use postern_config::Params;
-use postern_config::table::Cidr;
 
 use crate::RoutingError;
 use crate::address;
@@ -20,44 +19,11 @@ pub struct LocalDomains {
 }
 
 impl LocalDomains {
-    /// Reads `mydestination` and the addresses of `inet_interfaces` and
-    /// `proxy_interfaces`: `all` means loopback and every interface
-    /// address of this host, `loopback-only` the loopback addresses. Host
-    /// names in these lists are not resolved (no DNS here).
+    /// Reads `mydestination` and this host's [`own_addresses`].
     pub fn from_params(params: &Params) -> Result<LocalDomains, RoutingError> {
-        let loopback = [
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ];
-        let mut own: Vec<IpAddr> = Vec::new();
-        for item in params
-            .list("inet_interfaces")
-            .into_iter()
-            .chain(params.list("proxy_interfaces"))
-        {
-            match item.to_ascii_lowercase().as_str() {
-                "all" => {
-                    own.extend(loopback);
-                    own.extend(interface_addresses(params));
-                }
-                "loopback-only" | "localhost" => own.extend(loopback),
-                other => {
-                    let bare = other.trim_start_matches('[').trim_end_matches(']');
-                    if let Ok(ip) = address::strip_ipv6_tag(bare).parse::<IpAddr>() {
-                        own.push(ip.to_canonical());
-                    }
-                }
-            }
-        }
-        let mut seen = Vec::new();
-        own.retain(|a| {
-            let new = !seen.contains(a);
-            seen.push(*a);
-            new
-        });
         Ok(LocalDomains {
             mydestination: DomainList::open(params, "mydestination")?,
-            own_addresses: own,
+            own_addresses: own_addresses(params),
         })
     }
 
@@ -84,17 +50,39 @@ impl LocalDomains {
     }
 }
 
-/// This host's interface addresses, as the config crate found them: the
-/// single-host networks of the `host`-style `mynetworks` default.
-fn interface_addresses(params: &Params) -> Vec<IpAddr> {
-    let mut host = params.clone();
-    if host.set("mynetworks_style", "host").is_err() {
-        return Vec::new();
+/// This host's addresses: those of `inet_interfaces` and
+/// `proxy_interfaces`, where `all` means loopback and every interface
+/// address, and `loopback-only` (or `localhost`) the loopback addresses.
+/// Host names in these lists are not resolved (no DNS here). Address
+/// literals naming them are local, and smtp-client refuses to send to them
+/// (a mail loop).
+pub fn own_addresses(params: &Params) -> Vec<IpAddr> {
+    let loopback = [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ];
+    let mut own: Vec<IpAddr> = Vec::new();
+    for item in params
+        .list("inet_interfaces")
+        .into_iter()
+        .chain(params.list("proxy_interfaces"))
+    {
+        match item.to_ascii_lowercase().as_str() {
+            "all" => {
+                own.extend(loopback);
+                own.extend(params.interface_addresses());
+            }
+            "loopback-only" | "localhost" => own.extend(loopback),
+            other => {
+                let bare = other.trim_start_matches('[').trim_end_matches(']');
+                if let Ok(ip) = address::strip_ipv6_tag(bare).parse::<IpAddr>() {
+                    own.push(ip);
+                }
+            }
+        }
     }
-    let nets = host.default_value("mynetworks").unwrap_or_default();
-    nets.split_whitespace()
-        .filter_map(|n| Cidr::parse(n).ok())
-        .filter(|net| net.prefix() == if net.addr().is_ipv4() { 32 } else { 128 })
-        .map(|net| net.addr())
-        .collect()
+    let mut own: Vec<IpAddr> = own.into_iter().map(|ip| ip.to_canonical()).collect();
+    own.sort();
+    own.dedup();
+    own
 }

@@ -1540,3 +1540,31 @@ fn domain_list_files_that_cannot_be_used_are_errors_at_start() {
     .unwrap_err();
     assert!(e.to_string().contains("nest"), "{e}");
 }
+
+/// The host's own addresses (local address literals, and what
+/// smtp-client will not send to) come from inet_interfaces and
+/// proxy_interfaces.
+#[test]
+fn own_addresses_from_lists() {
+    let params = |main: &str| {
+        let text = format!("[main]\nmyhostname = \"mx.example.org\"\n{main}\n");
+        Config::from_str(&text, Path::new("/tmp/master.toml"), &[])
+            .unwrap()
+            .main()
+            .clone()
+    };
+    let own = postern_routing::own_addresses(&params(
+        "inet_interfaces = \"127.0.0.1, [::1]\"\nproxy_interfaces = \"192.0.2.7\"",
+    ));
+    assert_eq!(
+        own,
+        ["127.0.0.1", "192.0.2.7", "::1"]
+            .map(|s| s.parse::<std::net::IpAddr>().unwrap())
+            .to_vec()
+    );
+    let all = postern_routing::own_addresses(&params("inet_interfaces = \"all\""));
+    assert!(
+        all.contains(&std::net::Ipv4Addr::LOCALHOST.into()),
+        "{all:?}"
+    );
+}

@@ -143,7 +143,9 @@
 //!   smtp_helo_name ($myhostname) the EHLO/HELO argument
 //!   inet_interfaces, proxy_interfaces
 //!                               this system's addresses, for loop detection
-//!                               (addresses only; `all` lists the interfaces)
+//!                               (addresses only; `all` lists the interfaces):
+//!                               postern-routing's list, the one that makes
+//!                               address literals local
 //!
 //!   Connection cache:
 //!   smtp_connection_cache_on_demand (yes)  keep sessions for reuse

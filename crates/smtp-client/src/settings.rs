@@ -87,7 +87,7 @@ impl Settings {
             cache_per_destination: count(p, "default_destination_concurrency_limit"),
             ipv4,
             ipv6: ipv6 || !ipv4,
-            own_addresses: own_addresses(&p.list("inet_interfaces"), &p.list("proxy_interfaces")),
+            own_addresses: postern_routing::own_addresses(p),
             starttls_timeout: p.time("smtp_starttls_timeout"),
             tls_log_summary: p.choice("smtp_tls_loglevel") != "0",
             tls: TlsSettings::from_params(p, previous.map(|s| &s.tls)),
@@ -138,67 +138,4 @@ pub fn dns_servers(p: &Params) -> Vec<SocketAddr> {
             parsed
         })
         .collect()
-}
-
-/// This system's addresses, as Postfix's own_inet_addr_list(): the
-/// addresses in `inet_interfaces` (every interface's for `all`, the
-/// loopback ones for `loopback-only`) plus `proxy_interfaces`.
-/// Host names in these lists are not resolved (Postfix resolves them);
-/// write addresses.
-pub fn own_addresses(inet_interfaces: &[String], proxy_interfaces: &[String]) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    for item in inet_interfaces.iter().chain(proxy_interfaces) {
-        match item.as_str() {
-            "all" => out.extend(interface_addresses()),
-            "loopback-only" => {
-                out.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
-                out.push(IpAddr::V6(Ipv6Addr::LOCALHOST));
-            }
-            other => {
-                let other = other.trim_start_matches('[').trim_end_matches(']');
-                if let Ok(ip) = other.parse() {
-                    out.push(ip);
-                }
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-fn interface_addresses() -> Vec<IpAddr> {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
-        tracing::warn!("cannot list network interfaces; loop detection sees no own address");
-        return Vec::new();
-    };
-    addrs
-        .filter_map(|a| a.address)
-        .filter_map(|s| {
-            if let Some(v4) = s.as_sockaddr_in() {
-                Some(IpAddr::V4(v4.ip()))
-            } else {
-                s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_addresses_from_lists() {
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let own = own_addresses(&v(&["127.0.0.1", "[::1]"]), &v(&["192.0.2.7"]));
-        assert_eq!(
-            own,
-            ["127.0.0.1", "192.0.2.7", "::1"]
-                .map(|s| s.parse::<IpAddr>().unwrap())
-                .to_vec()
-        );
-        let all = own_addresses(&v(&["all"]), &[]);
-        assert!(all.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{all:?}");
-    }
 }
