@@ -73,6 +73,58 @@ pub async fn enqueue_async(
         .unwrap()
 }
 
+/// Enqueues `count` one-recipient messages over `connections` connections
+/// at once, each carrying message after message as smtpd's do (so the
+/// group commit batches them); their queue IDs.
+pub fn enqueue_many(inst: &Instance, count: usize, connections: usize) -> Vec<String> {
+    let socket = private(inst, "qmgr");
+    let body = b"From: alice@example.org\r\nSubject: many\r\n\r\nHello.\r\n";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..connections {
+            let socket = socket.clone();
+            let mine = (c..count).step_by(connections).collect::<Vec<_>>();
+            tasks.spawn(async move {
+                let mut conn = Connection::new(UnixStream::connect(&socket).await.unwrap());
+                conn.client_hello(Protocol::Qmgr, IO).await.unwrap();
+                let mut ids = Vec::new();
+                for n in mine {
+                    let r: QmgrReply = conn.request(&QmgrRequest::Begin, IO).await.unwrap();
+                    assert!(matches!(r, QmgrReply::Started { .. }), "{r:?}");
+                    conn.send(&QmgrRequest::Body {
+                        data: body.to_vec(),
+                    })
+                    .await
+                    .unwrap();
+                    let envelope = Envelope {
+                        sender: "alice@example.org".into(),
+                        recipients: vec![EnvelopeRecipient {
+                            address: format!("u{n}@far.example"),
+                            ..EnvelopeRecipient::default()
+                        }],
+                        ..Envelope::default()
+                    };
+                    match conn.request(&QmgrRequest::Commit { envelope }, LONG).await {
+                        Ok(QmgrReply::Queued { id }) => ids.push(id.to_string()),
+                        other => panic!("message {n}: {other:?}"),
+                    }
+                }
+                ids
+            });
+        }
+        let mut ids = Vec::with_capacity(count);
+        while let Some(done) = tasks.join_next().await {
+            ids.extend(done.unwrap());
+        }
+        ids
+    })
+}
+
 /// Enqueues and returns the queue ID, asserting Queued.
 pub fn enqueue(inst: &Instance, sender: &str, rcpts: &[EnvelopeRecipient], body: &[u8]) -> String {
     let socket = private(inst, "qmgr");

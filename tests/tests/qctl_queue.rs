@@ -7,6 +7,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use postern_tests::agent;
 use postern_tests::{Instance, SmtpClient, free_port, wait_for};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -239,4 +240,43 @@ fn show_requeue_and_delete_all_act_on_deferred_mail() {
     let id = send(inst.smtp, 4);
     wait_for(LONG, || listing(&inst).len() == 1);
     assert_eq!(listing(&inst)[0]["queue_id"], id.as_str());
+}
+
+/// A listing of any size streams: 20,000 messages (once about 4,000 made
+/// one reply frame too big) all appear, in both forms.
+#[test]
+fn list_streams_a_queue_of_twenty_thousand_messages() {
+    const COUNT: usize = 20_000;
+    // Only qmgr runs: every first attempt finds no smtp agent and defers
+    // for an hour, so the messages stay queued.
+    let inst = agent::start_qmgr_only(
+        "minimal_backoff_time = \"1h\"\n\
+         maximal_backoff_time = \"2h\"\n\
+         queue_run_delay = \"1h\"",
+    );
+    let mut queued = agent::enqueue_many(&inst, COUNT, 16);
+    assert_eq!(queued.len(), COUNT);
+
+    let mut listed: Vec<String> = listing(&inst)
+        .iter()
+        .map(|m| m["queue_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed.len(), COUNT);
+    assert!(listed.is_sorted(), "arrival order");
+    listed.sort();
+    queued.sort();
+    assert_eq!(listed, queued);
+
+    let text = stdout(&inst, &["list"]);
+    assert!(
+        text.starts_with("-Queue ID-  --Size--"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    assert!(
+        text.trim_end().ends_with(&format!("in {COUNT} Requests.")),
+        "{}",
+        &text[text.len().saturating_sub(200)..]
+    );
+    assert_eq!(text.matches("@far.example").count(), COUNT);
 }

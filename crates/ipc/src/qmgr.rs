@@ -11,9 +11,13 @@
 //! messages, one after another.
 //!
 //! Queue operations for qctl (mailq, postsuper) are single request/reply,
-//! except [`QmgrRequest::Show`]: [`QmgrReply::Message`] (the envelope),
-//! then the message in [`QmgrReply::Body`] chunks, then [`QmgrReply::End`]
-//! (or [`QmgrReply::Error`] alone).
+//! except two that stream, so that a reply of any size fits the frame
+//! limit and starts at once: [`QmgrRequest::List`] is answered by one or
+//! more [`QmgrReply::Queue`] frames of bounded size (qmgr reads the queue
+//! a page at a time), then [`QmgrReply::End`]; [`QmgrRequest::Show`] by
+//! [`QmgrReply::Message`] (the envelope), the message in
+//! [`QmgrReply::Body`] chunks, then [`QmgrReply::End`]. Either may end
+//! early with a [`QmgrReply::Error`].
 
 use postern_envelope::{EnhancedStatus, Notify, Orcpt, QueueId, Ret};
 use serde::{Deserialize, Serialize};
@@ -35,7 +39,7 @@ pub enum QmgrRequest {
     Commit { envelope: Envelope },
     /// Discard the message in progress.
     Abort,
-    /// The queue listing (mailq).
+    /// The queue listing (mailq), streamed (see the module docs).
     List,
     /// Put a message on hold (postsuper -h).
     Hold { id: QueueId },
@@ -69,6 +73,7 @@ pub enum QmgrReply {
     Failed {
         reason: String,
     },
+    /// Some messages of a listing, in arrival order; End follows the last.
     Queue {
         messages: Vec<QueueEntry>,
     },
@@ -91,7 +96,7 @@ pub enum QmgrReply {
         #[serde(with = "crate::bytes")]
         data: Vec<u8>,
     },
-    /// The end of the shown message.
+    /// The end of the shown message or of the listing.
     End,
 }
 

@@ -64,6 +64,7 @@
 
 mod passwd;
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -209,17 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     cli.json,
                 ),
             },
-            Command::List => match ask_qmgr(&qmgr, QmgrRequest::List).await? {
-                QmgrReply::Queue { messages } => {
-                    if cli.json {
-                        print_queue_json(&messages)
-                    } else {
-                        print_queue(&messages);
-                        Ok(())
-                    }
-                }
-                other => qmgr_refuse(other),
-            },
+            Command::List => list(&qmgr, cli.json).await,
             Command::Hold { id } => {
                 qmgr_done(ask_qmgr(&qmgr, QmgrRequest::Hold { id }).await?, cli.json)
             }
@@ -278,8 +269,8 @@ async fn ask(
         .context("control request")
 }
 
-/// One request to qmgr, one reply, after the hello.
-async fn ask_qmgr(socket: &Path, request: QmgrRequest) -> anyhow::Result<QmgrReply> {
+/// A connection to qmgr, after the hello.
+async fn connect_qmgr(socket: &Path) -> anyhow::Result<Connection<UnixStream>> {
     let stream = UnixStream::connect(socket).await.map_err(|e| {
         anyhow!(
             "the queue manager is not running: cannot connect to {}: {e}",
@@ -290,6 +281,12 @@ async fn ask_qmgr(socket: &Path, request: QmgrRequest) -> anyhow::Result<QmgrRep
     conn.client_hello(Protocol::Qmgr, IO_TIMEOUT)
         .await
         .context("qmgr hello")?;
+    Ok(conn)
+}
+
+/// One request to qmgr, one reply, after the hello.
+async fn ask_qmgr(socket: &Path, request: QmgrRequest) -> anyhow::Result<QmgrReply> {
+    let mut conn = connect_qmgr(socket).await?;
     conn.request(&request, IO_TIMEOUT)
         .await
         .context("qmgr request")
@@ -335,16 +332,7 @@ fn counted(reply: QmgrReply, verb: &str, json: bool) -> anyhow::Result<()> {
 
 /// `qctl show`: the envelope, then the message streamed in chunks.
 async fn show(socket: &Path, id: QueueId, json: bool) -> anyhow::Result<()> {
-    let stream = UnixStream::connect(socket).await.map_err(|e| {
-        anyhow!(
-            "the queue manager is not running: cannot connect to {}: {e}",
-            socket.display()
-        )
-    })?;
-    let mut conn = Connection::new(stream);
-    conn.client_hello(Protocol::Qmgr, IO_TIMEOUT)
-        .await
-        .context("qmgr hello")?;
+    let mut conn = connect_qmgr(socket).await?;
     let info = match conn
         .request(&QmgrRequest::Show { id }, IO_TIMEOUT)
         .await
@@ -489,16 +477,57 @@ fn print_message_json(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The listing in mailq's layout.
-fn print_queue(messages: &[QueueEntry]) {
-    if messages.is_empty() {
-        println!("Mail queue is empty");
-        return;
+/// `qctl list`: each frame printed as it arrives, so a long queue starts
+/// printing at once and qctl holds one frame at a time.
+async fn list(socket: &Path, json: bool) -> anyhow::Result<()> {
+    let mut conn = connect_qmgr(socket).await?;
+    conn.send(&QmgrRequest::List)
+        .await
+        .context("qmgr request")?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut mailq = Mailq::default();
+    loop {
+        let reply: Option<QmgrReply> = conn.recv_timeout(IO_TIMEOUT).await.context("qmgr reply")?;
+        match reply {
+            Some(QmgrReply::Queue { messages }) => {
+                for m in &messages {
+                    if json {
+                        print_entry_json(&mut out, m)?;
+                    } else {
+                        mailq.entry(&mut out, m)?;
+                    }
+                }
+                out.flush()?;
+            }
+            Some(QmgrReply::End) => break,
+            Some(other) => return qmgr_refuse(other),
+            None => bail!("qmgr closed the connection in the middle of the listing"),
+        }
     }
-    println!("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------");
-    let mut bytes = 0u64;
-    for m in messages {
-        bytes += m.size;
+    if !json {
+        mailq.end(&mut out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The listing in mailq's layout, one message at a time.
+#[derive(Default)]
+struct Mailq {
+    messages: u64,
+    bytes: u64,
+}
+
+impl Mailq {
+    fn entry(&mut self, out: &mut impl Write, m: &QueueEntry) -> std::io::Result<()> {
+        if self.messages == 0 {
+            writeln!(
+                out,
+                "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"
+            )?;
+        }
+        self.messages += 1;
+        self.bytes += m.size;
         let flag = match m.state.as_str() {
             "active" => "*",
             "hold" => "!",
@@ -516,11 +545,12 @@ fn print_queue(messages: &[QueueEntry]) {
         let head = format!("{}{flag}", m.id);
         let size = m.size.to_string();
         let pad = 20usize.saturating_sub(head.len() + size.len()).max(1);
-        println!(
+        writeln!(
+            out,
             "{head}{:pad$}{size} {:<20.20} {sender}",
             "",
             Tm::local(m.arrival_unix).mailq()
-        );
+        )?;
         // Recipients under the reason of their last failure, as mailq
         // groups them.
         let mut shown: Option<&str> = None;
@@ -530,47 +560,52 @@ fn print_queue(messages: &[QueueEntry]) {
                 .or(m.reason.as_deref())
                 .filter(|r| !r.is_empty());
             if reason.is_some() && reason != shown {
-                println!("({})", reason.unwrap_or_default());
+                writeln!(out, "({})", reason.unwrap_or_default())?;
                 shown = reason;
             }
-            println!("{:42}{rcpt}", "");
+            writeln!(out, "{:42}{rcpt}", "")?;
         }
-        println!();
+        writeln!(out)
     }
-    let n = messages.len();
-    println!(
-        "-- {} Kbytes in {} Request{}.",
-        bytes.div_ceil(1024),
-        n,
-        if n == 1 { "" } else { "s" }
-    );
+
+    fn end(&self, out: &mut impl Write) -> std::io::Result<()> {
+        if self.messages == 0 {
+            return writeln!(out, "Mail queue is empty");
+        }
+        let n = self.messages;
+        writeln!(
+            out,
+            "-- {} Kbytes in {} Request{}.",
+            self.bytes.div_ceil(1024),
+            n,
+            if n == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// One JSON object per message and line, as `postqueue -j` prints them.
-fn print_queue_json(messages: &[QueueEntry]) -> anyhow::Result<()> {
-    for m in messages {
-        let recipients: Vec<serde_json::Value> = m
-            .recipients
-            .iter()
-            .map(|(address, reason)| {
-                let mut r = serde_json::json!({ "address": address });
-                if let Some(reason) = reason.as_ref().or(m.reason.as_ref()) {
-                    r["delay_reason"] = reason.clone().into();
-                }
-                r
-            })
-            .collect();
-        let obj = serde_json::json!({
-            "queue_name": m.state,
-            "queue_id": m.id.to_string(),
-            "arrival_time": m.arrival_unix,
-            "message_size": m.size,
-            "sender": m.sender,
-            "recipients": recipients,
-            "next_try_time": m.next_try_unix,
-        });
-        println!("{}", serde_json::to_string(&obj)?);
-    }
+fn print_entry_json(out: &mut impl Write, m: &QueueEntry) -> anyhow::Result<()> {
+    let recipients: Vec<serde_json::Value> = m
+        .recipients
+        .iter()
+        .map(|(address, reason)| {
+            let mut r = serde_json::json!({ "address": address });
+            if let Some(reason) = reason.as_ref().or(m.reason.as_ref()) {
+                r["delay_reason"] = reason.clone().into();
+            }
+            r
+        })
+        .collect();
+    let obj = serde_json::json!({
+        "queue_name": m.state,
+        "queue_id": m.id.to_string(),
+        "arrival_time": m.arrival_unix,
+        "message_size": m.size,
+        "sender": m.sender,
+        "recipients": recipients,
+        "next_try_time": m.next_try_unix,
+    });
+    writeln!(out, "{}", serde_json::to_string(&obj)?)?;
     Ok(())
 }
 

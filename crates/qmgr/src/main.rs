@@ -115,7 +115,8 @@
 //!   postmaster copy from double-bounce@$myorigin, and if that fails too it
 //!   is discarded with a log line.
 //!
-//!   Queue operations for qctl: the listing (mailq), hold, release,
+//!   Queue operations for qctl: the listing (mailq, read from the queue
+//!   a page at a time and streamed in bounded frames), hold, release,
 //!   delete (one message, or all: postsuper -d ALL, each logged `ID:
 //!   removed`), flush (deferred mail becomes due now and
 //!   dead destinations are alive again), requeue (one

@@ -114,6 +114,12 @@ pub async fn session(q: Arc<Qmgr>, stream: Stream, mut shutdown: Shutdown) {
                 }
                 None
             }
+            QmgrRequest::List => {
+                if !list(&q, &mut conn).await {
+                    return;
+                }
+                None
+            }
             other => Some(admin(&q, other).await),
         };
         if let Some(reply) = reply
@@ -229,7 +235,6 @@ fn rewrite(
 async fn admin(q: &Arc<Qmgr>, request: QmgrRequest) -> QmgrReply {
     let store = q.store.clone();
     let result: Result<QmgrReply, QueueError> = match request {
-        QmgrRequest::List => blocking(move || list(&store)).await,
         QmgrRequest::Hold { id } => {
             blocking(move || {
                 store.hold(id)?;
@@ -311,7 +316,8 @@ async fn admin(q: &Arc<Qmgr>, request: QmgrRequest) -> QmgrReply {
         | QmgrRequest::Body { .. }
         | QmgrRequest::Commit { .. }
         | QmgrRequest::Abort
-        | QmgrRequest::Show { .. } => unreachable!("handled by the session"),
+        | QmgrRequest::Show { .. }
+        | QmgrRequest::List => unreachable!("handled by the session"),
     };
     result.unwrap_or_else(|e| QmgrReply::Error {
         message: e.to_string(),
@@ -489,10 +495,89 @@ fn flush(store: &postern_queue::QueueStore, only: Option<QueueId>) -> Result<usi
     Ok(n)
 }
 
-/// The queue as mailq shows it, with each recipient's last failure.
-fn list(store: &postern_queue::QueueStore) -> Result<QmgrReply, QueueError> {
+/// Messages read from the store at a time for a listing.
+const LIST_PAGE: usize = 256;
+/// A listing frame is closed once its entries hold about this many bytes
+/// of text, well under the frame limit.
+const LIST_FRAME_BYTES: usize = postern_ipc::MAX_FRAME / 4;
+
+/// mailq: the queue in pages read one after another, each sent in
+/// [`QmgrReply::Queue`] frames as it is read, then [`QmgrReply::End`]; so
+/// neither side ever holds more than a page, whatever the queue's length.
+/// False when the connection broke.
+async fn list(q: &Arc<Qmgr>, conn: &mut Connection<Stream>) -> bool {
+    let mut after = None;
+    let mut sent_any = false;
+    loop {
+        let store = q.store.clone();
+        let page = blocking(move || list_page(&store, after)).await;
+        let entries = match page {
+            Ok(entries) => entries,
+            Err(e) => {
+                let message = e.to_string();
+                return conn.send(&QmgrReply::Error { message }).await.is_ok();
+            }
+        };
+        let Some(last) = entries.last() else {
+            break;
+        };
+        after = Some(last.id);
+        let mut frame = Vec::new();
+        let mut bytes = 0;
+        for entry in entries {
+            bytes += entry_bytes(&entry);
+            frame.push(entry);
+            if bytes >= LIST_FRAME_BYTES {
+                let messages = std::mem::take(&mut frame);
+                bytes = 0;
+                if conn.send(&QmgrReply::Queue { messages }).await.is_err() {
+                    return false;
+                }
+                sent_any = true;
+            }
+        }
+        if !frame.is_empty() {
+            if conn
+                .send(&QmgrReply::Queue { messages: frame })
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            sent_any = true;
+        }
+    }
+    // Every listing has at least one Queue frame, an empty queue an empty one.
+    if !sent_any
+        && conn
+            .send(&QmgrReply::Queue {
+                messages: Vec::new(),
+            })
+            .await
+            .is_err()
+    {
+        return false;
+    }
+    conn.send(&QmgrReply::End).await.is_ok()
+}
+
+/// The text an entry carries, to keep frames under the limit.
+fn entry_bytes(e: &QueueEntry) -> usize {
+    let rcpts: usize = e
+        .recipients
+        .iter()
+        .map(|(a, r)| a.len() + r.as_ref().map_or(0, String::len) + 8)
+        .sum();
+    64 + e.sender.len() + e.reason.as_ref().map_or(0, String::len) + rcpts
+}
+
+/// One page of the listing, with each recipient's last failure.
+fn list_page(
+    store: &postern_queue::QueueStore,
+    after: Option<QueueId>,
+) -> Result<Vec<QueueEntry>, QueueError> {
     let mut messages = Vec::new();
-    for s in store.list()? {
+    for s in store.list_page(after, LIST_PAGE)? {
         let (recipients, next_try_unix) = match store.get(s.id) {
             Ok(Some(m)) => {
                 let rcpts = m
@@ -528,5 +613,5 @@ fn list(store: &postern_queue::QueueStore) -> Result<QmgrReply, QueueError> {
             next_try_unix,
         });
     }
-    Ok(QmgrReply::Queue { messages })
+    Ok(messages)
 }

@@ -766,3 +766,23 @@ fn concurrent_large_bodies_never_make_blobs() {
     assert_eq!(blob_count(tmp.path()), 0, "sled wrote blob files");
     assert_eq!(open(tmp.path()).recovery_report().scheduled, 24);
 }
+
+#[test]
+fn the_listing_is_read_in_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let ids: Vec<QueueId> = (0..5)
+        .map(|_| commit(&store, b"x", env("a@x", &["b@y"])))
+        .collect();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_page(after, 2).unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        seen.extend(page.iter().map(|s| s.id));
+    }
+    assert_eq!(seen, ids);
+    assert_eq!(store.list().unwrap().len(), 5);
+}

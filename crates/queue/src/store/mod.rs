@@ -384,13 +384,30 @@ impl QueueStore {
         Ok(true)
     }
 
-    /// Every committed message, in arrival order, for `qctl list` / mailq.
-    /// Messages whose records do not decode are moved to corrupt and listed
-    /// as such.
+    /// Every committed message, in arrival order. Messages whose records
+    /// do not decode are moved to corrupt and listed as such.
     pub fn list(&self) -> Result<Vec<Summary>, QueueError> {
+        self.list_page(None, usize::MAX)
+    }
+
+    /// Up to `limit` messages after `after` (from the first with None), in
+    /// arrival order, as [`QueueStore::list`]: a listing of any length is
+    /// read a page at a time (`qctl list`, mailq).
+    pub fn list_page(
+        &self,
+        after: Option<QueueId>,
+        limit: usize,
+    ) -> Result<Vec<Summary>, QueueError> {
         let inner = &self.inner;
         let mut out = Vec::new();
-        for item in inner.tree.scan_prefix([STATE]) {
+        let start = match after {
+            Some(id) => keys::after_id(STATE, id),
+            None => vec![STATE],
+        };
+        for item in inner.tree.range(start..vec![STATE + 1]) {
+            if out.len() >= limit {
+                break;
+            }
             let (k, _) = item?;
             let Some(id) = keys::id_of_key(&k) else {
                 continue;
