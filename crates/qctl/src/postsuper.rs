@@ -1,0 +1,27 @@
+//! postsuper's answers: `qctl delete ALL` and `qctl requeue` count
+//! what they changed.
+
+use postern_ipc::qmgr::QmgrReply;
+
+use crate::client::qmgr_refuse;
+
+/// A count answer in postsuper's words: `postsuper: Deleted: 3 messages`.
+pub(crate) fn counted(reply: QmgrReply, verb: &str, json: bool) -> anyhow::Result<()> {
+    match reply {
+        QmgrReply::Count { count } => {
+            let message = format!(
+                "postsuper: {verb}: {count} message{}",
+                if count == 1 { "" } else { "s" }
+            );
+            if json {
+                let mut obj = serde_json::json!({ "ok": true, "message": message });
+                obj[verb.to_ascii_lowercase()] = count.into();
+                println!("{obj}");
+            } else {
+                println!("{message}");
+            }
+            Ok(())
+        }
+        other => qmgr_refuse(other),
+    }
+}
