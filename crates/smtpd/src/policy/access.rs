@@ -353,39 +353,50 @@ impl Eval<'_, '_> {
                 format!("<{addr}>: {class} rejected: User unknown{suffix}"),
             ))
         };
-        Ok(match res.class {
+        // The class's table, if it has one (none: every name passes), and
+        // what an unknown name is told.
+        let (maps, param, code, table) = match res.class {
             // Alias domains resolve to "User unknown" unless an alias hit above.
-            AddressClass::VirtualAlias => unknown(p.codes.virtual_alias, "virtual alias table"),
+            AddressClass::VirtualAlias => {
+                return Ok(unknown(p.codes.virtual_alias, "virtual alias table"));
+            }
             AddressClass::Local => {
                 let special = [p.double_bounce.as_str(), "postmaster", "mailer-daemon"];
-                if p.local_recipient_maps.is_empty()
-                    || special.iter().any(|s| res.local.eq_ignore_ascii_case(s))
-                    || self.addr_find(&p.local_recipient_maps, "local_recipient_maps", &res)?
-                {
-                    Verdict::Dunno
-                } else {
-                    unknown(p.codes.local_rcpt, "local recipient table")
+                if special.iter().any(|s| res.local.eq_ignore_ascii_case(s)) {
+                    return Ok(Verdict::Dunno);
                 }
+                let maps = &p.local_recipient_maps;
+                (
+                    maps,
+                    "local_recipient_maps",
+                    p.codes.local_rcpt,
+                    "local recipient table",
+                )
             }
             AddressClass::VirtualMailbox => {
-                if p.virtual_mailbox_maps.is_empty()
-                    || self.addr_find(&p.virtual_mailbox_maps, "virtual_mailbox_maps", &res)?
-                {
-                    Verdict::Dunno
-                } else {
-                    unknown(p.codes.virtual_mailbox, "virtual mailbox table")
-                }
+                let maps = &p.virtual_mailbox_maps;
+                (
+                    maps,
+                    "virtual_mailbox_maps",
+                    p.codes.virtual_mailbox,
+                    "virtual mailbox table",
+                )
             }
             AddressClass::Relay => {
-                if p.relay_recipient_maps.is_empty()
-                    || self.addr_find(&p.relay_recipient_maps, "relay_recipient_maps", &res)?
-                {
-                    Verdict::Dunno
-                } else {
-                    unknown(p.codes.relay_rcpt, "relay recipient table")
-                }
+                let maps = &p.relay_recipient_maps;
+                (
+                    maps,
+                    "relay_recipient_maps",
+                    p.codes.relay_rcpt,
+                    "relay recipient table",
+                )
             }
-            AddressClass::Default => Verdict::Dunno,
+            AddressClass::Default => return Ok(Verdict::Dunno),
+        };
+        Ok(if maps.is_empty() || self.addr_find(maps, param, &res)? {
+            Verdict::Dunno
+        } else {
+            unknown(code, table)
         })
     }
 
