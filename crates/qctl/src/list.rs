@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use postern_daemon::date::Tm;
+use postern_envelope::QueueId;
 use postern_ipc::qmgr::{QmgrReply, QmgrRequest, QueueEntry};
 
 use crate::client::{IO_TIMEOUT, connect_qmgr, qmgr_refuse};
@@ -128,15 +129,37 @@ pub(crate) fn print_entry_json(out: &mut impl Write, m: &QueueEntry) -> anyhow::
             r
         })
         .collect();
-    let obj = serde_json::json!({
-        "queue_name": m.state,
-        "queue_id": m.id.to_string(),
-        "arrival_time": m.arrival_unix,
-        "message_size": m.size,
-        "sender": m.sender,
-        "recipients": recipients,
-        "next_try_time": m.next_try_unix,
-    });
+    let obj = postqueue_fields(
+        &m.state,
+        m.id,
+        m.arrival_unix,
+        m.size,
+        &m.sender,
+        recipients,
+        m.next_try_unix,
+    );
     writeln!(out, "{}", serde_json::to_string(&obj)?)?;
     Ok(())
+}
+
+/// The fields `postqueue -j` gives every message (`qctl show --json`
+/// adds its own).
+pub(crate) fn postqueue_fields(
+    state: &str,
+    id: QueueId,
+    arrival_unix: i64,
+    size: u64,
+    sender: &str,
+    recipients: Vec<serde_json::Value>,
+    next_try_unix: Option<i64>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "queue_name": state,
+        "queue_id": id.to_string(),
+        "arrival_time": arrival_unix,
+        "message_size": size,
+        "sender": sender,
+        "recipients": recipients,
+        "next_try_time": next_try_unix,
+    })
 }

@@ -136,22 +136,26 @@ pub(crate) fn print_message_json(m: &MessageInfo, body: &[u8]) -> anyhow::Result
             "sasl_username": c.sasl_username,
         })
     });
-    let obj = serde_json::json!({
-        "queue_name": m.state,
-        "queue_id": m.id.to_string(),
-        "arrival_time": m.arrival_unix,
-        "message_size": m.size,
-        "sender": m.sender,
-        "recipients": recipients,
-        "delay_reason": m.reason,
-        "next_try_time": m.next_try_unix,
-        "attempts": m.attempts,
-        "last_attempt_time": m.last_attempt_unix,
-        "client": client,
-        "envid": m.envid,
-        "ret": m.ret.map(|r| r.keyword()),
-        "message": String::from_utf8_lossy(body),
-    });
+    let mut obj = crate::list::postqueue_fields(
+        &m.state,
+        m.id,
+        m.arrival_unix,
+        m.size,
+        &m.sender,
+        recipients,
+        m.next_try_unix,
+    );
+    for (key, value) in [
+        ("delay_reason", serde_json::json!(m.reason)),
+        ("attempts", m.attempts.into()),
+        ("last_attempt_time", m.last_attempt_unix.into()),
+        ("client", client.into()),
+        ("envid", m.envid.clone().into()),
+        ("ret", m.ret.map(|r| r.keyword()).into()),
+        ("message", String::from_utf8_lossy(body).into()),
+    ] {
+        obj[key] = value;
+    }
     println!("{}", serde_json::to_string(&obj)?);
     Ok(())
 }
