@@ -88,6 +88,12 @@ pub enum Kind {
     Words(&'static [&'static str]),
     /// An SMTP reply code, 4xx or 5xx.
     Code,
+    /// An IPv4 address, or empty (`[...]` brackets allowed).
+    Ipv4,
+    /// An IPv6 address, or empty (`[...]` brackets allowed).
+    Ipv6,
+    /// A list of DNS resolvers: `ip`, `ip:port` or `[ipv6]:port`.
+    Resolvers,
     /// A domain list: names, `.parent` names, `/file/name` and
     /// `type:table` entries (whose table type is checked).
     Domains,
@@ -192,7 +198,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("deliver_lock_delay", "1s", Time('s')),
     p("destination_concurrency_failed_cohort_limit", "1", Int),
     p("disable_vrfy_command", "yes", Bool),
-    x("dns_servers", "", List),
+    x("dns_servers", "", Resolvers),
     p("double_bounce_sender", "double-bounce", Str),
     x("drain_timeout", "30s", Time('s')),
     p("fallback_transport", "", Str),
@@ -283,8 +289,8 @@ pub static PARAMS: &[ParamDef] = &[
     p("setgid_group", "postdrop", Str).not_yet("there is no postdrop program"),
     p("show_user_unknown_table_name", "yes", Bool),
     x("sled_cache_capacity", "64MiB", Size),
-    p("smtp_bind_address", "", Str),
-    p("smtp_bind_address6", "", Str),
+    p("smtp_bind_address", "", Ipv4),
+    p("smtp_bind_address6", "", Ipv6),
     p("smtp_connect_timeout", "30s", Time('s')),
     p("smtp_connection_cache_on_demand", "yes", Bool),
     p("smtp_connection_cache_time_limit", "2s", Time('s')),

@@ -721,6 +721,33 @@ privileged = "yes"
             ),
             "{e}"
         );
+        assert_eq!(
+            err("[main]\nsmtp_bind_address = \"::1\"\n"),
+            "master.toml:2: parameter \"smtp_bind_address\": invalid IPv4 address value \"::1\""
+        );
+        assert_eq!(
+            err("[main]\ndns_servers = \"127.0.0.53, resolver.example\"\n"),
+            "master.toml:2: parameter \"dns_servers\": invalid resolver \"resolver.example\" \
+             (expected ip or ip:port)"
+        );
+        let c = load(
+            "[main]\nsmtp_bind_address = \"[192.0.2.1]\"\nsmtp_bind_address6 = \"2001:db8::1\"\n\
+             dns_servers = \"127.0.0.53 [::1]:5353\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.main().ipv4("smtp_bind_address"), "192.0.2.1".parse().ok());
+        assert_eq!(
+            c.main().ipv6("smtp_bind_address6"),
+            "2001:db8::1".parse().ok()
+        );
+        assert_eq!(
+            c.main().resolvers("dns_servers"),
+            vec![
+                "127.0.0.53:53".parse().unwrap(),
+                "[::1]:5353".parse().unwrap()
+            ]
+        );
+        assert_eq!(load("").unwrap().main().ipv4("smtp_bind_address"), None);
         // Accepted forms.
         let c = load(
             "[main]\nsmtpd_forbid_bare_newline = \"Reject\"\nrelay_domains = \".example.com /etc/relay hash:/etc/relay2\"\n\

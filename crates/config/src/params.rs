@@ -147,6 +147,29 @@ impl Params {
         value::split_list(&self.get(name).to_ascii_lowercase())
     }
 
+    /// An IPv4 address parameter; None when empty.
+    pub fn ipv4(&self, name: &str) -> Option<std::net::Ipv4Addr> {
+        self.declared(name, |k| k == Kind::Ipv4);
+        let v = self.get(name);
+        value::parse_addr(&v).unwrap_or_else(|()| unvalidated(name, &v))
+    }
+
+    /// An IPv6 address parameter; None when empty.
+    pub fn ipv6(&self, name: &str) -> Option<std::net::Ipv6Addr> {
+        self.declared(name, |k| k == Kind::Ipv6);
+        let v = self.get(name);
+        value::parse_addr(&v).unwrap_or_else(|()| unvalidated(name, &v))
+    }
+
+    /// A [`Kind::Resolvers`] list.
+    pub fn resolvers(&self, name: &str) -> Vec<std::net::SocketAddr> {
+        self.declared(name, |k| k == Kind::Resolvers);
+        self.list(name)
+            .iter()
+            .map(|r| value::parse_resolver(r).unwrap_or_else(|| unvalidated(name, r)))
+            .collect()
+    }
+
     /// The expanded value split on commas and whitespace, keeping `{...}`
     /// groups whole, as Postfix does. Works for user-defined parameters
     /// too (restriction classes).

@@ -103,6 +103,28 @@ pub fn parse_code(s: &str) -> Option<u16> {
         .filter(|c| (400..600).contains(c))
 }
 
+/// An address parameter: `Ok(None)` when empty; brackets are allowed.
+pub fn parse_addr<T: std::str::FromStr>(s: &str) -> Result<Option<T>, ()> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse().map(Some).map_err(|_| ())
+}
+
+/// One resolver: `ip` (port 53), `ip:port` or `[ipv6]:port`.
+pub fn parse_resolver(s: &str) -> Option<std::net::SocketAddr> {
+    s.parse::<std::net::SocketAddr>().ok().or_else(|| {
+        s.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, 53))
+    })
+}
+
 /// Checks an expanded value against its kind; the error is the `reason` of
 /// [`crate::ConfigError::Invalid`]. Restriction lists need the
 /// configuration's restriction classes and are checked by `Params`.
@@ -115,6 +137,19 @@ pub fn check(kind: Kind, value: &str) -> Result<(), String> {
         Kind::Time(u) => parse_time(value, u).is_some(),
         Kind::Size => parse_size(value).is_some(),
         Kind::Code => parse_code(value).is_some(),
+        Kind::Ipv4 => parse_addr::<std::net::Ipv4Addr>(value).is_ok(),
+        Kind::Ipv6 => parse_addr::<std::net::Ipv6Addr>(value).is_ok(),
+        Kind::Resolvers => {
+            if let Some(bad) = split_list(value)
+                .iter()
+                .find(|r| parse_resolver(r).is_none())
+            {
+                return Err(format!(
+                    "invalid resolver \"{bad}\" (expected ip or ip:port)"
+                ));
+            }
+            true
+        }
         Kind::Enum(words) => {
             let v = value.trim().to_ascii_lowercase();
             if !words.contains(&v.as_str()) {
@@ -166,6 +201,8 @@ pub fn check(kind: Kind, value: &str) -> Result<(), String> {
             Kind::Time(_) => "time",
             Kind::Size => "size",
             Kind::Code => "reply code (4xx or 5xx)",
+            Kind::Ipv4 => "IPv4 address",
+            Kind::Ipv6 => "IPv6 address",
             _ => "",
         };
         Err(format!("invalid {what} value \"{value}\""))
@@ -198,10 +235,10 @@ pub fn canonical(kind: Kind, value: &str) -> String {
         Kind::Size => parse_size(value).map(|n| n.to_string()),
         Kind::Code => parse_code(value).map(|n| n.to_string()),
         Kind::Enum(_) | Kind::Words(_) => Some(split_list(&value.to_ascii_lowercase()).join(" ")),
-        Kind::List | Kind::Maps | Kind::Domains | Kind::Restrictions => {
+        Kind::List | Kind::Maps | Kind::Domains | Kind::Restrictions | Kind::Resolvers => {
             Some(split_list(value).join(" "))
         }
-        Kind::Str | Kind::Command | Kind::Path => None,
+        Kind::Str | Kind::Command | Kind::Path | Kind::Ipv4 | Kind::Ipv6 => None,
     }
     .unwrap_or_else(|| value.trim().to_string())
 }

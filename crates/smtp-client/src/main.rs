@@ -257,7 +257,7 @@ impl DeliveryAgent for Client {
 
 fn main() -> ExitCode {
     postern_daemon::run("smtp-client", |mut ctx| async move {
-        let dns = Dns::new(&settings::dns_servers(&ctx.params()))?;
+        let dns = Dns::new(&ctx.params().resolvers("dns_servers"))?;
         // Built once per configuration, so a reload applies to the next
         // request.
         let settings = Arc::new(ctx.configured(|p, previous: Option<&Arc<Settings>>| {

@@ -4,7 +4,7 @@
 //! The TLS config and the SASL password tables are built once per set of
 //! values and shared by later requests ([`TlsSettings`], [`SaslSettings`]).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use postern_config::Params;
@@ -79,8 +79,8 @@ impl Settings {
             data_xfer_timeout: p.time("smtp_data_xfer_timeout"),
             data_done_timeout: p.time("smtp_data_done_timeout"),
             quit_timeout: p.time("smtp_quit_timeout"),
-            bind4: bind_address(p, "smtp_bind_address"),
-            bind6: bind_address(p, "smtp_bind_address6"),
+            bind4: p.ipv4("smtp_bind_address"),
+            bind6: p.ipv6("smtp_bind_address6"),
             mx_address_limit: count(p, "smtp_mx_address_limit"),
             mx_session_limit: count(p, "smtp_mx_session_limit"),
             cache_time_limit: cache_time_limit(p),
@@ -106,36 +106,4 @@ fn cache_time_limit(p: &Params) -> Duration {
         return Duration::ZERO;
     }
     p.time("smtp_connection_cache_time_limit")
-}
-
-fn bind_address<T: std::str::FromStr>(p: &Params, name: &str) -> Option<T> {
-    let v = p.get(name);
-    let v = v.trim();
-    if v.is_empty() {
-        return None;
-    }
-    let parsed = v.trim_start_matches('[').trim_end_matches(']').parse().ok();
-    if parsed.is_none() {
-        // Postfix refuses to run; deferring every message would hide the
-        // mistake less well than a warning on each delivery.
-        tracing::warn!("{name}: \"{v}\" is not an address of that family; not binding");
-    }
-    parsed
-}
-
-/// The `dns_servers` list: `ip`, `ip:port` or `[ipv6]:port`.
-pub fn dns_servers(p: &Params) -> Vec<SocketAddr> {
-    p.list("dns_servers")
-        .iter()
-        .filter_map(|s| {
-            let parsed = s
-                .parse::<SocketAddr>()
-                .ok()
-                .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
-            if parsed.is_none() {
-                tracing::warn!("dns_servers: ignoring \"{s}\": not an address");
-            }
-            parsed
-        })
-        .collect()
 }
