@@ -22,7 +22,11 @@
 //! A bad configuration is refused at load with file, line, parameter and
 //! value named (`master.toml:12: parameter "message_size_limit": invalid
 //! integer value "10M"`); unknown `[main]` parameters are warnings, kept in
-//! [`Config::warnings`].
+//! [`Config::warnings`]. So is a value Postern would not honour: a
+//! parameter it does not implement yet set to anything but its default, a
+//! restriction name or a table type it does not have (see [`defs`] and
+//! [`restrictions`]). Every parameter of every service's view is checked,
+//! so the typed accessors of [`Params`] never fail.
 //!
 //! Precedence, as in Postfix: a service's `options` beat `[main]` (master.cf
 //! `-o` beats main.cf), and the `-o name=value` overrides given to
