@@ -25,6 +25,9 @@
 //!   summary of each TLS handshake is logged unless they are set to 0.
 //!   Postfix's levels 2 to 4 (negotiation traces and hex dumps) are not
 //!   available.
+//! * `smtp_sasl_tls_security_options` is `noanonymous` (Postfix:
+//!   `$smtp_sasl_security_options`, whose `noplaintext` finds no mechanism
+//!   over TLS either): TLS protects the password of PLAIN and LOGIN.
 //! * `smtpd_forbid_bare_newline_reject_code` is 521 (Postfix: 550): the
 //!   session ends after it, and 521 says so.
 //!
@@ -314,7 +317,7 @@ pub static PARAMS: &[ParamDef] = &[
     ),
     p(
         "smtp_sasl_tls_security_options",
-        "$smtp_sasl_security_options",
+        "noanonymous",
         SASL_OPTIONS,
     ),
     p("smtp_starttls_timeout", "300s", Time('s')),

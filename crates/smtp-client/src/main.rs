@@ -166,7 +166,7 @@
 //!   smtp_sasl_password_maps     `key user:password` tables
 //!   smtp_sasl_mechanism_filter  mechanisms that may be used; empty: any
 //!   smtp_sasl_security_options (noplaintext, noanonymous)  without TLS
-//!   smtp_sasl_tls_security_options ($smtp_sasl_security_options)  over TLS
+//!   smtp_sasl_tls_security_options (noanonymous)  over TLS
 //!
 //!   Timeouts:
 //!   smtp_connect_timeout (30s)  TCP connection
@@ -192,12 +192,13 @@
 //!   are resumed from the process's own cache, not from tlsmgr (rustls
 //!   cannot export a client session), and a TLS session stays in the
 //!   connection cache, where Postfix does not cache TLS connections.
-//!   A bad TLS setting (unknown level, unreadable CA file) is logged and
-//!   defers mail that requires TLS; Postfix refuses to start.
-//!   SASL: only PLAIN and LOGIN (no Cyrus library); with
-//!   smtp_sasl_tls_security_options left at its default, plaintext
-//!   mechanisms are allowed over TLS (Postfix would apply `noplaintext`
-//!   there too and find no mechanism); sender-dependent authentication
+//!   An unknown TLS level is refused at load; an unusable TLS file (an
+//!   unreadable CA file) is logged and defers mail that requires TLS;
+//!   Postfix refuses to start.
+//!   SASL: only PLAIN and LOGIN (no Cyrus library); the default of
+//!   smtp_sasl_tls_security_options is `noanonymous`, so plaintext
+//!   mechanisms are allowed over TLS (Postfix's default applies
+//!   `noplaintext` there too and finds no mechanism); sender-dependent authentication
 //!   and the 535 failure cache are not implemented.
 //!   The body is streamed from qmgr, never re-read:
 //!   once it went to one server, recipients that server deferred are not

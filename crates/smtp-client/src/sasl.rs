@@ -17,8 +17,8 @@
 //! so `noplaintext` in the security options (Postfix's default
 //! `smtp_sasl_security_options = noplaintext, noanonymous`) forbids them on
 //! a connection without TLS. Over TLS `smtp_sasl_tls_security_options`
-//! applies; left at its default it allows them, since TLS protects the
-//! password (Postfix would apply `noplaintext` there too and refuse).
+//! applies; its default (`noanonymous`) allows them, since TLS protects the
+//! password (Postfix's default applies `noplaintext` there too and refuses).
 
 use postern_config::Params;
 use postern_config::table::Maps;
@@ -78,8 +78,7 @@ impl SaslSettings {
                 .map(|m| m.to_ascii_uppercase())
                 .collect(),
             plaintext_ok: !no_plaintext("smtp_sasl_security_options"),
-            plaintext_ok_tls: p.is_default("smtp_sasl_tls_security_options")
-                || !no_plaintext("smtp_sasl_tls_security_options"),
+            plaintext_ok_tls: !no_plaintext("smtp_sasl_tls_security_options"),
         }
     }
 }
