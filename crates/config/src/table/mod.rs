@@ -353,7 +353,9 @@ impl FileSource {
     /// The data, re-read first if the file changed since the last check.
     fn current(&self) -> Result<Arc<Data>, TableError> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.checked.elapsed() >= self.check_interval {
+        // A surrogate looks for its file at every lookup: each process then
+        // uses the table from the first lookup after the file appears.
+        if st.data.is_err() || st.checked.elapsed() >= self.check_interval {
             st.checked = Instant::now();
             match (stamp(&self.path), &st.data) {
                 // Still not there: the surrogate keeps failing.
