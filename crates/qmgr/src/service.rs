@@ -279,6 +279,7 @@ async fn admin(q: &Arc<Qmgr>, request: QmgrRequest) -> QmgrReply {
         QmgrRequest::Flush { id } => {
             let only = id;
             q.revive_destinations();
+            q.note_flush(only);
             let flushed = blocking(move || flush(&store, only)).await;
             if flushed.is_ok() {
                 q.rescan.notify_one();

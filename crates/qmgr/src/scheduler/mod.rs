@@ -46,8 +46,8 @@ pub struct Qmgr {
     /// Messages with a delivery attempt running, so a scan never starts a
     /// second attempt of the same message.
     inflight: Mutex<HashSet<QueueId>>,
-    /// Messages requeued (qctl requeue) while an attempt ran: that attempt
-    /// leaves them active instead of deferred.
+    /// Messages requeued or flushed (qctl requeue, flush) while an attempt
+    /// ran: that attempt leaves them active instead of deferred.
     requeued: Mutex<HashSet<QueueId>>,
     /// Exact arrival times of messages received by this process, for the
     /// sub-second delays in the log (the store keeps whole seconds).
@@ -180,6 +180,20 @@ impl Qmgr {
         if lock(&self.inflight).contains(&id) {
             lock(&self.requeued).insert(id);
         }
+    }
+
+    /// Marks the messages in an attempt now (or just `only`) to stay due
+    /// when the attempt defers them: a flush asks for one more try of mail
+    /// whose deferral it could not see yet.
+    pub fn note_flush(&self, only: Option<QueueId>) {
+        let inflight = lock(&self.inflight);
+        let mut requeued = lock(&self.requeued);
+        requeued.extend(
+            inflight
+                .iter()
+                .filter(|id| only.is_none_or(|o| o == **id))
+                .copied(),
+        );
     }
 
     /// Starts an attempt for `id` unless one is running.
