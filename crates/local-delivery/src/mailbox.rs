@@ -53,7 +53,7 @@ fn warn(msg: std::fmt::Arguments<'_>) {
 
 /// How a dotlock is taken: Postfix's deliver_lock_attempts,
 /// deliver_lock_delay and stale_lock_time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LockPolicy {
     pub attempts: u32,
     pub delay: Duration,

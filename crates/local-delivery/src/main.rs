@@ -115,9 +115,11 @@
 //!   The service is privileged (it runs as root under a root master) so
 //!   that it can write as each recipient. The daemon itself never changes
 //!   its uid: every mailbox or file write runs in a child process, this
-//!   binary started as `local-delivery --write-as ...` with the
-//!   recipient's uid and gid (and no supplementary groups), reading the
-//!   message on standard input; commands are started the same way. A
+//!   binary started as `local-delivery --write-as` with the
+//!   recipient's uid and gid (and no supplementary groups), reading one
+//!   typed job and then the message on standard input and answering with
+//!   one typed outcome (a helper that dies without one defers the
+//!   recipient); commands are started the same way. A
 //!   .forward or :include: file owned by another user is not trusted with
 //!   that user's rights, and an :include: file is read only when the
 //!   rights of the list naming it allow. Started by an ordinary user,

@@ -41,31 +41,6 @@ impl Outcome {
     pub fn internal(text: impl Into<String>) -> Outcome {
         Outcome::failed(EnhancedStatus::of(4, 3, 0), text)
     }
-
-    /// The one-line form a delivery helper prints: `DSN TEXT`.
-    pub fn to_line(&self) -> String {
-        let text: String = self
-            .text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        format!("{} {}", self.dsn, text)
-    }
-
-    /// Parses [`Outcome::to_line`]; `None` for anything else.
-    pub fn from_line(line: &str) -> Option<Outcome> {
-        let (dsn, text) = line.trim_end().split_once(' ')?;
-        let dsn: EnhancedStatus = dsn.parse().ok()?;
-        Some(if dsn.class() == 2 {
-            Outcome {
-                status: DeliveryStatus::Sent,
-                dsn,
-                text: text.into(),
-            }
-        } else {
-            Outcome::failed(dsn, text)
-        })
-    }
 }
 
 /// Postfix's `mbox_dsn()`: the status for a failed mailbox operation.
@@ -78,22 +53,5 @@ pub fn io_dsn(e: &std::io::Error) -> EnhancedStatus {
         Some(libc::EFBIG) | Some(libc::EDQUOT) => EnhancedStatus::of(5, 2, 2),
         Some(libc::ENOSPC) => EnhancedStatus::of(4, 3, 0),
         _ => EnhancedStatus::of(4, 2, 0),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_round_trip() {
-        let o = Outcome::failed(EnhancedStatus::of(5, 2, 2), "cannot update\nmailbox");
-        let back = Outcome::from_line(&o.to_line()).unwrap();
-        assert_eq!(back.status, DeliveryStatus::Bounced);
-        assert_eq!(back.text, "cannot update mailbox");
-        let s = Outcome::from_line("2.0.0 delivered to maildir\n").unwrap();
-        assert_eq!(s, Outcome::sent("delivered to maildir"));
-        assert!(Outcome::from_line("garbage here").is_none());
-        assert!(Outcome::from_line("").is_none());
     }
 }
