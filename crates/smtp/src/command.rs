@@ -224,20 +224,8 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
     let args: Vec<&str> = rest.split(is_space).filter(|s| !s.is_empty()).collect();
     let upper = verb.to_ascii_uppercase();
     match upper.as_str() {
-        "HELO" | "EHLO" => {
-            if args.is_empty() {
-                return Err(err(
-                    ErrorKind::Syntax,
-                    &format!("501 Syntax: {upper} hostname"),
-                ));
-            }
-            let name = args.join(" ");
-            Ok(if upper == "HELO" {
-                Command::Helo(name)
-            } else {
-                Command::Ehlo(name)
-            })
-        }
+        "HELO" => joined_args(&args, "501 Syntax: HELO hostname").map(Command::Helo),
+        "EHLO" => joined_args(&args, "501 Syntax: EHLO hostname").map(Command::Ehlo),
         "MAIL" => parse_mail(rest),
         "RCPT" => parse_rcpt(rest),
         "DATA" => no_args(&args, "DATA", Command::Data),
@@ -246,20 +234,8 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         "STARTTLS" => no_args(&args, "STARTTLS", Command::Starttls),
         "QUIT" => Ok(Command::Quit),
         "HELP" => Ok(Command::Help),
-        "VRFY" | "EXPN" => {
-            if args.is_empty() {
-                return Err(err(
-                    ErrorKind::Syntax,
-                    &format!("501 5.5.4 Syntax: {upper} address"),
-                ));
-            }
-            let arg = args.join(" ");
-            Ok(if upper == "VRFY" {
-                Command::Vrfy(arg)
-            } else {
-                Command::Expn(arg)
-            })
-        }
+        "VRFY" => joined_args(&args, "501 5.5.4 Syntax: VRFY address").map(Command::Vrfy),
+        "EXPN" => joined_args(&args, "501 5.5.4 Syntax: EXPN address").map(Command::Expn),
         "BDAT" => parse_bdat(&args),
         "AUTH" => parse_auth(&args),
         "ETRN" => parse_etrn(&args),
@@ -287,6 +263,16 @@ fn is_non_smtp(verb: &str) -> bool {
         || ["CONNECT", "GET", "POST"]
             .iter()
             .any(|v| verb.eq_ignore_ascii_case(v))
+}
+
+/// The arguments joined by single spaces (HELO, EHLO, VRFY, EXPN); at
+/// least one is required.
+fn joined_args(args: &[&str], syntax: &str) -> Result<String, CommandError> {
+    if args.is_empty() {
+        Err(err(ErrorKind::Syntax, syntax))
+    } else {
+        Ok(args.join(" "))
+    }
 }
 
 fn no_args(args: &[&str], verb: &str, cmd: Command) -> Result<Command, CommandError> {

@@ -293,37 +293,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         initial: Option<String>,
     ) -> Result<Step, IoError> {
         let Some(sasl) = self.settings.sasl.clone() else {
-            self.io
-                .reply(&reply("503 5.5.1 Error: authentication not enabled"));
-            return Ok(Step::Err);
+            return Ok(self.refuse("503 5.5.1 Error: authentication not enabled"));
         };
-        if self.settings.helo_required && self.helo.is_none() {
-            self.io
-                .reply(&reply("503 5.5.1 Error: send HELO/EHLO first"));
-            return Ok(Step::Err);
+        if self.helo_missing() {
+            return Ok(self.refuse("503 5.5.1 Error: send HELO/EHLO first"));
         }
         if self.settings.tls_auth_only && self.tls.is_none() {
             // RFC 4954 section 4.
-            self.io.reply(&reply(
-                "538 5.7.11 Encryption required for requested authentication mechanism",
-            ));
-            return Ok(Step::Err);
+            return Ok(self
+                .refuse("538 5.7.11 Encryption required for requested authentication mechanism"));
         }
         if self.sasl.is_some() {
-            self.io
-                .reply(&reply("503 5.5.1 Error: already authenticated"));
-            return Ok(Step::Err);
+            return Ok(self.refuse("503 5.5.1 Error: already authenticated"));
         }
         if self.tx.is_some() {
-            self.io
-                .reply(&reply("503 5.5.1 Error: MAIL transaction in progress"));
-            return Ok(Step::Err);
+            return Ok(self.refuse("503 5.5.1 Error: MAIL transaction in progress"));
         }
         let offered = sasl.mechanisms(self.tls.is_some());
         let Some(mech) = Mechanism::parse(mechanism).filter(|m| offered.contains(m)) else {
-            self.io
-                .reply(&reply("504 5.5.4 Unrecognized authentication type"));
-            return Ok(Step::Err);
+            return Ok(self.refuse("504 5.5.4 Unrecognized authentication type"));
         };
         let exchange = match mech {
             Mechanism::Plain => self.exchange_plain(&sasl, initial).await,
@@ -334,8 +322,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             Ok(done) => done,
             Err(Abort::Io(e)) => return Err(e),
             Err(Abort::Cancelled) => {
-                self.io.reply(&reply("501 5.7.0 Authentication aborted"));
-                return Ok(Step::Err);
+                return Ok(self.refuse("501 5.7.0 Authentication aborted"));
             }
             Err(Abort::Malformed) => (String::new(), Verdict::Failed),
         };
@@ -355,9 +342,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                     self.client.namaddr(),
                     mech.name()
                 );
-                self.io
-                    .reply(&reply("454 4.7.0 Temporary authentication failure"));
-                Ok(Step::Err)
+                Ok(self.refuse("454 4.7.0 Temporary authentication failure"))
             }
             Verdict::Failed => {
                 let delay = failure_delay(self.client.addr);
@@ -372,10 +357,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 );
                 // Password guessing gets slower with each miss.
                 tokio::time::sleep(delay).await;
-                self.io.reply(&reply(
-                    "535 5.7.8 Error: authentication failed: authentication failure",
-                ));
-                Ok(Step::Err)
+                Ok(self.refuse("535 5.7.8 Error: authentication failed: authentication failure"))
             }
         }
     }

@@ -50,13 +50,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     fn data_allowed(&mut self, verb: &str) -> Result<(), Step> {
         match &self.tx {
             None => {
-                self.io.reply(&reply("503 5.5.1 Error: need RCPT command"));
-                return Err(Step::Err);
+                return Err(self.refuse("503 5.5.1 Error: need RCPT command"));
             }
             Some(tx) if tx.recipients.is_empty() => {
-                self.io
-                    .reply(&reply("554 5.5.1 Error: no valid recipients"));
-                return Err(Step::Err);
+                return Err(self.refuse("554 5.5.1 Error: no valid recipients"));
             }
             Some(_) => {}
         }
@@ -76,9 +73,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             Err(e) => {
                 tracing::warn!("{}: queue file write error: {e}", self.client.namaddr());
                 self.tx = None;
-                self.io
-                    .reply(&reply("451 4.3.0 Error: queue file write error"));
-                return Err(Step::Err);
+                return Err(self.refuse("451 4.3.0 Error: queue file write error"));
             }
         };
         match &self.sasl {
@@ -133,9 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
 
     pub(crate) async fn data(&mut self, command_bare_lf: bool) -> Result<Step, IoError> {
         if self.tx.as_ref().is_some_and(|t| t.bdat.is_some()) {
-            self.io
-                .reply(&reply("503 5.5.1 Error: BDAT and DATA cannot be mixed"));
-            return Ok(Step::Err);
+            return Ok(self.refuse("503 5.5.1 Error: BDAT and DATA cannot be mixed"));
         }
         if let Err(step) = self.data_allowed("DATA") {
             return Ok(step);
@@ -251,15 +244,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         };
         if let Some(text) = refusal {
             self.queue.abort().await;
-            self.io.reply(&reply(text));
-            return Step::Err;
+            return self.refuse(text);
         }
         let Some(tx) = tx else {
             // Unreachable: a message is only started inside a transaction.
             self.queue.abort().await;
-            self.io
-                .reply(&reply("451 4.3.0 Error: queue file write error"));
-            return Step::Err;
+            return self.refuse("451 4.3.0 Error: queue file write error");
         };
         let envelope = self.envelope(tx);
         match self.queue.commit(envelope).await {
@@ -272,9 +262,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             Err(e) => {
                 tracing::warn!("{id}: queue file write error: {e}");
                 self.queue.abort().await;
-                self.io
-                    .reply(&reply("451 4.3.0 Error: queue file write error"));
-                Step::Err
+                self.refuse("451 4.3.0 Error: queue file write error")
             }
         }
     }

@@ -65,33 +65,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     /// keeps it off unless the administrator turns it on.
     pub(crate) fn vrfy(&mut self, arg: &str) -> Step {
         if !self.settings.vrfy_enabled {
-            self.io.reply(&reply("502 5.5.1 VRFY command is disabled"));
-            return Step::Err;
+            return self.refuse("502 5.5.1 VRFY command is disabled");
         }
         match Address::parse_path(arg) {
             Ok(addr) if !addr.is_null() => {
                 self.io.reply(&reply(&format!("252 2.0.0 {arg}")));
                 Step::Ok
             }
-            _ => {
-                self.io
-                    .reply(&reply("501 5.1.3 Bad recipient address syntax"));
-                Step::Err
-            }
+            _ => self.refuse("501 5.1.3 Bad recipient address syntax"),
         }
     }
 
     /// ETRN: asks qmgr to retry deferred mail now.
     pub(crate) async fn etrn(&mut self, _domain: &str) -> Step {
-        if self.settings.helo_required && self.helo.is_none() {
-            self.io
-                .reply(&reply("503 5.5.1 Error: send HELO/EHLO first"));
-            return Step::Err;
+        if self.helo_missing() {
+            return self.refuse("503 5.5.1 Error: send HELO/EHLO first");
         }
         if self.tx.is_some() {
-            self.io
-                .reply(&reply("503 5.5.1 Error: MAIL transaction in progress"));
-            return Step::Err;
+            return self.refuse("503 5.5.1 Error: MAIL transaction in progress");
         }
         match self.queue.flush().await {
             Ok(()) => {
@@ -100,8 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             }
             Err(e) => {
                 tracing::warn!("ETRN from {}: {e}", self.client.namaddr());
-                self.io.reply(&reply("458 Unable to queue messages"));
-                Step::Err
+                self.refuse("458 Unable to queue messages")
             }
         }
     }

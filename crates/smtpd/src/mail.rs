@@ -10,26 +10,18 @@ use crate::session::{Session, Step, Transaction, reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     pub(crate) fn mail(&mut self, from: Address, params: MailParams) -> Step {
-        if self.settings.helo_required && self.helo.is_none() {
-            self.io
-                .reply(&reply("503 5.5.1 Error: send HELO/EHLO first"));
-            return Step::Err;
+        if self.helo_missing() {
+            return self.refuse("503 5.5.1 Error: send HELO/EHLO first");
         }
         if self.tx.is_some() {
-            self.io
-                .reply(&reply("503 5.5.1 Error: nested MAIL command"));
-            return Step::Err;
+            return self.refuse("503 5.5.1 Error: nested MAIL command");
         }
         if params.auth.is_some() && self.settings.sasl.is_none() {
-            self.io
-                .reply(&reply("503 5.5.4 Error: authentication disabled"));
-            return Step::Err;
+            return self.refuse("503 5.5.4 Error: authentication disabled");
         }
         let limit = self.settings.message_size_limit;
         if limit > 0 && params.size.is_some_and(|s| s > limit) {
-            self.io
-                .reply(&reply("552 5.3.4 Message size exceeds fixed limit"));
-            return Step::Err;
+            return self.refuse("552 5.3.4 Message size exceeds fixed limit");
         }
         let tx = Transaction {
             sender: from,
@@ -53,8 +45,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
 
     pub(crate) fn rcpt(&mut self, to: Address, params: RcptParams) -> Step {
         let Some(tx) = self.tx.as_mut() else {
-            self.io.reply(&reply("503 5.5.1 Error: need MAIL command"));
-            return Step::Err;
+            return self.refuse("503 5.5.1 Error: need MAIL command");
         };
         let limit = self.settings.recipient_limit;
         if limit > 0 && tx.recipients.len() >= limit {
@@ -68,10 +59,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             };
         }
         if !to.is_ascii() && !tx.params.smtputf8 {
-            self.io.reply(&reply(
-                "553 5.6.7 Must declare SMTPUTF8 to send unicode address",
-            ));
-            return Step::Err;
+            return self.refuse("553 5.6.7 Must declare SMTPUTF8 to send unicode address");
         }
         if let Some(refusal) = self.policy_check(Stage::Rcpt, Some(&to)) {
             self.log_reject("RCPT", &refusal, Some(&to));

@@ -320,6 +320,17 @@ pub struct Session<S, Q> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
+    /// Reply with `text` and fail the command (it counts as an error).
+    pub(crate) fn refuse(&mut self, text: &str) -> Step {
+        self.io.reply(&reply(text));
+        Step::Err
+    }
+
+    /// True while `smtpd_helo_required` wants a HELO/EHLO first.
+    pub(crate) fn helo_missing(&self) -> bool {
+        self.settings.helo_required && self.helo.is_none()
+    }
+
     pub fn new(
         stream: S,
         client: Client,

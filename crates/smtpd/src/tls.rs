@@ -93,23 +93,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     /// the client must say EHLO again, and nothing it said before counts.
     pub(crate) async fn starttls(&mut self) -> Result<Step, IoError> {
         if self.tls.is_some() {
-            self.io.reply(&reply("554 5.5.1 Error: TLS already active"));
-            return Ok(Step::Err);
+            return Ok(self.refuse("554 5.5.1 Error: TLS already active"));
         }
         if self.tls_config.is_none() {
-            self.io
-                .reply(&reply("502 5.5.1 Error: command not implemented"));
-            return Ok(Step::Err);
+            return Ok(self.refuse("502 5.5.1 Error: command not implemented"));
         }
-        if self.settings.helo_required && self.helo.is_none() {
-            self.io
-                .reply(&reply("503 5.5.1 Error: send HELO/EHLO first"));
-            return Ok(Step::Err);
+        if self.helo_missing() {
+            return Ok(self.refuse("503 5.5.1 Error: send HELO/EHLO first"));
         }
         if self.tx.is_some() {
-            self.io
-                .reply(&reply("503 5.5.1 Error: MAIL transaction in progress"));
-            return Ok(Step::Err);
+            return Ok(self.refuse("503 5.5.1 Error: MAIL transaction in progress"));
         }
         self.io.reply(&reply("220 2.0.0 Ready to start TLS"));
         self.io.flush().await?;

@@ -27,11 +27,7 @@ impl Eval<'_, '_> {
         let ctx = self.ctx;
         let found = match kind {
             AccessKind::Client => {
-                let s = Subject {
-                    name: self.client_namaddr(),
-                    class: CLIENT,
-                    acl: list.acl,
-                };
+                let s = Subject::new(self.client_namaddr(), CLIENT, list.acl);
                 let name = ctx.client_name.to_lowercase();
                 let addr = ctx.client_addr.to_canonical().to_string();
                 self.domain_access(table, &name, false, &s)
@@ -42,11 +38,7 @@ impl Eval<'_, '_> {
             }
             AccessKind::Helo => match ctx.helo {
                 Some(helo) => {
-                    let s = Subject {
-                        name: helo.to_string(),
-                        class: HELO,
-                        acl: list.acl,
-                    };
+                    let s = Subject::new(helo.to_string(), HELO, list.acl);
                     let key = helo.trim_end_matches('.').to_lowercase();
                     self.domain_access(table, &key, false, &s)
                 }
@@ -54,11 +46,7 @@ impl Eval<'_, '_> {
             },
             AccessKind::Sender => match ctx.sender {
                 Some(sender) if sender.is_null() => {
-                    let s = Subject {
-                        name: String::new(),
-                        class: SENDER,
-                        acl: list.acl,
-                    };
+                    let s = Subject::new(String::new(), SENDER, list.acl);
                     let key = self.policy.null_key.clone();
                     self.lookup_one(table, &key, false, &s)
                 }
@@ -159,11 +147,7 @@ impl Eval<'_, '_> {
         class: &'static str,
         acl: Option<AccessKind>,
     ) -> Result<Found, TableError> {
-        let s = Subject {
-            name: addr.to_string(),
-            class,
-            acl,
-        };
+        let s = Subject::new(addr.to_string(), class, acl);
         let router = &self.policy.router;
         let res = resolve(router, addr).map_err(routing_error)?;
         let suspicious = class == RECIPIENT && router.is_untrusted_routing(&res.route);

@@ -380,6 +380,12 @@ struct Subject {
     acl: Option<AccessKind>,
 }
 
+impl Subject {
+    fn new(name: String, class: &'static str, acl: Option<AccessKind>) -> Subject {
+        Subject { name, class, acl }
+    }
+}
+
 const CLIENT: &str = "Client host";
 const HELO: &str = "Helo command";
 const SENDER: &str = "Sender address";
@@ -430,11 +436,7 @@ impl<'p, 'c> Eval<'p, 'c> {
     }
 
     fn client_stage(&mut self) -> Result<(), Refusal> {
-        let subject = Subject {
-            name: self.client_namaddr(),
-            class: CLIENT,
-            acl: Some(AccessKind::Client),
-        };
+        let subject = Subject::new(self.client_namaddr(), CLIENT, Some(AccessKind::Client));
         self.run_list(&self.policy.client, &subject)
     }
 
@@ -442,11 +444,7 @@ impl<'p, 'c> Eval<'p, 'c> {
         let Some(helo) = self.ctx.helo else {
             return Ok(());
         };
-        let subject = Subject {
-            name: helo.to_string(),
-            class: HELO,
-            acl: Some(AccessKind::Helo),
-        };
+        let subject = Subject::new(helo.to_string(), HELO, Some(AccessKind::Helo));
         self.run_list(&self.policy.helo, &subject)
     }
 
@@ -454,11 +452,7 @@ impl<'p, 'c> Eval<'p, 'c> {
         let Some(sender) = self.ctx.sender else {
             return Ok(());
         };
-        let subject = Subject {
-            name: sender.to_string(),
-            class: SENDER,
-            acl: Some(AccessKind::Sender),
-        };
+        let subject = Subject::new(sender.to_string(), SENDER, Some(AccessKind::Sender));
         self.run_list(&self.policy.sender, &subject)?;
         if self.policy.reject_unlisted_sender && !self.sender_maps_checked && !sender.is_null() {
             self.sender_maps_checked = true;
@@ -481,11 +475,7 @@ impl<'p, 'c> Eval<'p, 'c> {
             self.helo_stage()?;
             self.sender_stage()?;
         }
-        let subject = Subject {
-            name: rcpt.to_string(),
-            class: RECIPIENT,
-            acl: Some(AccessKind::Recipient),
-        };
+        let subject = Subject::new(rcpt.to_string(), RECIPIENT, Some(AccessKind::Recipient));
         let p = self.policy;
         let (first, second) = match p.relay_before_recipient {
             true => (&p.relay, &p.recipient),
@@ -506,11 +496,7 @@ impl<'p, 'c> Eval<'p, 'c> {
     }
 
     fn data_stage(&mut self) -> Result<(), Refusal> {
-        let subject = Subject {
-            name: "DATA".into(),
-            class: DATA,
-            acl: None,
-        };
+        let subject = Subject::new("DATA".into(), DATA, None);
         self.run_list(&self.policy.data, &subject)?;
         match self.defer_if_permit.take() {
             Some(deferral) => Err(deferral),
@@ -698,30 +684,19 @@ impl<'p, 'c> Eval<'p, 'c> {
                 _ => Verdict::Dunno,
             },
             R::RejectNonFqdnHeloHostname => match ctx.helo {
-                Some(helo) if helo.starts_with('[') && !valid_helo(helo) => self.reject(
-                    codes.invalid_hostname,
-                    (5, 5, 2),
-                    format!("<{helo}>: {HELO} rejected: Invalid ip address"),
-                ),
-                Some(helo) if !helo.starts_with('[') && !is_fqdn(helo) => self.reject(
+                Some(helo) => self.unqualified_helo(
+                    helo,
                     codes.non_fqdn,
                     (5, 5, 2),
-                    format!("<{helo}>: {HELO} rejected: need fully-qualified hostname"),
+                    "need fully-qualified hostname",
                 ),
-                _ => Verdict::Dunno,
+                None => Verdict::Dunno,
             },
             R::RejectUnknownHeloHostname => match ctx.helo {
-                Some(helo) if helo.starts_with('[') && !valid_helo(helo) => self.reject(
-                    codes.invalid_hostname,
-                    (5, 5, 2),
-                    format!("<{helo}>: {HELO} rejected: Invalid ip address"),
-                ),
-                Some(helo) if !helo.starts_with('[') && !is_fqdn(helo) => self.reject(
-                    codes.unknown_hostname,
-                    (4, 7, 1),
-                    format!("<{helo}>: {HELO} rejected: Host not found"),
-                ),
-                _ => Verdict::Dunno,
+                Some(helo) => {
+                    self.unqualified_helo(helo, codes.unknown_hostname, (4, 7, 1), "Host not found")
+                }
+                None => Verdict::Dunno,
             },
             R::RejectNonFqdnSender => match ctx.sender {
                 Some(a) if !a.is_null() => self.non_fqdn_address(a, SENDER),
@@ -760,6 +735,26 @@ impl<'p, 'c> Eval<'p, 'c> {
                 None => Verdict::Refuse(config_error()),
             },
         }
+    }
+
+    /// reject_non_fqdn_helo_hostname and reject_unknown_helo_hostname (no
+    /// DNS lookup is made): an address literal must be valid and a name
+    /// fully qualified; `code`, `dsn` and `why` say how a name fails.
+    fn unqualified_helo(&self, helo: &str, code: u16, dsn: (u8, u16, u16), why: &str) -> Verdict {
+        if helo.starts_with('[') {
+            if valid_helo(helo) {
+                return Verdict::Dunno;
+            }
+            return self.reject(
+                self.policy.codes.invalid_hostname,
+                (5, 5, 2),
+                format!("<{helo}>: {HELO} rejected: Invalid ip address"),
+            );
+        }
+        if is_fqdn(helo) {
+            return Verdict::Dunno;
+        }
+        self.reject(code, dsn, format!("<{helo}>: {HELO} rejected: {why}"))
     }
 
     /// Postfix's reject_*sender_login_mismatch: the owners of `sender`
