@@ -1,7 +1,8 @@
 //! qmgr alone, with stand-ins for its peers: an instance running only
 //! qmgr, enqueueing as smtpd does, and a fake delivery agent on
 //! `private/<transport>` that records every request and answers as the
-//! test decides.
+//! test decides. And the other way round, a real delivery agent alone:
+//! [`start_smtp_client_only`], and [`deliver`] playing qmgr.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::dns::DnsServer;
 use postern_ipc::delivery::{
     DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult, SegmentBody,
 };
@@ -26,6 +28,72 @@ pub fn start_qmgr_only(main_extra: &str) -> Instance {
     let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = Instance::standard_config_only(smtp, main_extra, "qmgr");
     Instance::create(smtp, &config).launch()
+}
+
+/// An instance running only smtp-client, resolving through `dns`, with
+/// short SMTP time limits; `main_extra` may override any of them.
+pub fn start_smtp_client_only(dns: &DnsServer, main_extra: &str) -> Instance {
+    let quoted = |v: &str| format!("\"{v}\"");
+    let mut defaults = vec![("dns_servers", quoted(&dns.addr.to_string()))];
+    for (name, value) in [
+        ("smtp_connect_timeout", "5s"),
+        ("smtp_helo_timeout", "10s"),
+        ("smtp_mail_timeout", "10s"),
+        ("smtp_rcpt_timeout", "10s"),
+        ("smtp_data_init_timeout", "10s"),
+        ("smtp_data_xfer_timeout", "10s"),
+        ("smtp_data_done_timeout", "10s"),
+        ("smtp_quit_timeout", "5s"),
+    ] {
+        defaults.push((name, quoted(value)));
+    }
+    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let main = crate::with_defaults(&defaults, main_extra);
+    let config = Instance::standard_config_only(smtp, &main, "smtp-client");
+    Instance::start_with(smtp, &config)
+}
+
+/// A connection to the delivery agent on `private/<socket>`, after the
+/// hello, as qmgr opens it.
+pub async fn delivery_connection(inst: &Instance, socket: &str) -> Connection<UnixStream> {
+    let stream = UnixStream::connect(private(inst, socket)).await.unwrap();
+    let mut conn = Connection::new(stream);
+    conn.client_hello(Protocol::Delivery, IO).await.unwrap();
+    conn
+}
+
+/// Sends `req`, its body in `chunks` and End, as qmgr does; the reply,
+/// which must have a result for every recipient.
+pub async fn delivery_exchange(
+    conn: &mut Connection<UnixStream>,
+    req: DeliveryRequest,
+    chunks: &[&[u8]],
+) -> DeliveryReply {
+    let n = req.recipients.len();
+    conn.send(&DeliveryMessage::Request(req)).await.unwrap();
+    for c in chunks {
+        conn.send(&DeliveryMessage::Body { data: c.to_vec() })
+            .await
+            .unwrap();
+    }
+    conn.send(&DeliveryMessage::End).await.unwrap();
+    let reply: DeliveryReply = conn.recv_timeout(2 * LONG).await.unwrap().expect("a reply");
+    assert_eq!(reply.results.len(), n, "{reply:?}");
+    reply
+}
+
+/// Plays qmgr for one request to the agent on `private/<socket>`: its
+/// own connection, [`delivery_exchange`]; the reply.
+pub fn deliver(
+    inst: &Instance,
+    socket: &str,
+    req: DeliveryRequest,
+    chunks: &[&[u8]],
+) -> DeliveryReply {
+    runtime().block_on(async {
+        let mut conn = delivery_connection(inst, socket).await;
+        delivery_exchange(&mut conn, req, chunks).await
+    })
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {

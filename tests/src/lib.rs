@@ -96,6 +96,55 @@ pub fn qctl(config: &Path, args: &[&str]) -> Output {
         .expect("run qctl")
 }
 
+/// `main_extra` after a line `name = value` for each of `defaults` (values
+/// as TOML) that `main_extra` does not set itself.
+pub fn with_defaults(defaults: &[(&str, String)], main_extra: &str) -> String {
+    let set_by_test = |name: &str| {
+        main_extra
+            .lines()
+            .any(|l| l.split('=').next().is_some_and(|k| k.trim() == name))
+    };
+    let mut main = String::new();
+    for (name, value) in defaults.iter().filter(|(n, _)| !set_by_test(n)) {
+        main.push_str(&format!("{name} = {value}\n"));
+    }
+    main.push_str(main_extra);
+    main
+}
+
+/// Serves each connection to `listener` in a thread of its own with
+/// `serve`; what a session returns joins the list when it ends.
+pub fn serve_sessions<T: Send + 'static>(
+    listener: TcpListener,
+    serve: impl Fn(TcpStream) -> T + Send + Sync + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<T>>> {
+    let sessions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (list, serve) = (sessions.clone(), std::sync::Arc::new(serve));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let (list, serve) = (list.clone(), serve.clone());
+            std::thread::spawn(move || {
+                let t = serve(stream);
+                list.lock().unwrap().push(t);
+            });
+        }
+    });
+    sessions
+}
+
+/// A multi-line 250 reply of `lines` (`250-` before all but the last),
+/// without the final CRLF: an EHLO reply.
+pub fn reply_250(lines: &[String]) -> String {
+    let last = lines.len().saturating_sub(1);
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("250{}{l}", if i == last { ' ' } else { '-' }))
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
 /// The account tests give daemons when they run as root.
 pub const TEST_MAIL_OWNER: &str = "nobody";
 
@@ -141,18 +190,10 @@ impl Instance {
             // no /etc/aliases, and a missing table fails local recipients.
             ("alias_maps", "\"hash:aliases\"".to_string()),
         ];
-        let set_by_test = |name: &str| {
-            main_extra
-                .lines()
-                .any(|l| l.split('=').next().is_some_and(|k| k.trim() == name))
-        };
-        let mut main = String::new();
-        for (name, value) in defaults.iter().filter(|(n, _)| !set_by_test(n)) {
-            main.push_str(&format!("{name} = {value}\n"));
-        }
+        let main = with_defaults(&defaults, main_extra);
         format!(
             r#"[main]
-{main}{main_extra}
+{main}
 
 [[service]]
 name = "smtp"
@@ -220,18 +261,14 @@ command = "tlsmgr"
                 std::fs::write(&path, content.replace("{dir}", &dir)).unwrap();
             }
         }
-        let set = |name: &str| {
-            main_extra
-                .lines()
-                .any(|l| l.split('=').next().is_some_and(|k| k.trim() == name))
-        };
-        let mut main = String::new();
-        for name in ["inet_interfaces", "smtp_bind_address"] {
-            if !set(name) {
-                main.push_str(&format!("{name} = \"{ip}\"\n"));
-            }
-        }
-        main.push_str(&main_extra.replace("{dir}", &dir));
+        let own_ip = format!("\"{ip}\"");
+        let main = with_defaults(
+            &[
+                ("inet_interfaces", own_ip.clone()),
+                ("smtp_bind_address", own_ip),
+            ],
+            &main_extra.replace("{dir}", &dir),
+        );
         inst.write_config(&Self::standard_config(smtp, &main, ""));
         inst.launch()
     }

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postern_ipc::delivery::{
-    DeliveryMessage, DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus,
+    DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult,
 };
-use postern_ipc::{Connection, Protocol};
+use postern_tests::Instance;
+use postern_tests::agent;
 use postern_tests::dns::{DnsServer, Record};
-use postern_tests::{Instance, free_port};
 
 // ---------------------------------------------------------------------------
 // A fake SMTP server
@@ -89,33 +89,15 @@ impl FakeSmtp {
     fn start(ip: Ipv4Addr, port: u16, script: Script) -> FakeSmtp {
         let listener = TcpListener::bind((ip, port)).expect("bind fake SMTP server");
         let addr = listener.local_addr().unwrap();
-        let sessions = Arc::new(Mutex::new(Vec::new()));
-        let s2 = sessions.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (script, sessions) = (script.clone(), s2.clone());
-                std::thread::spawn(move || {
-                    let mut t = Transcript {
-                        peer: stream.peer_addr().ok(),
-                        ..Default::default()
-                    };
-                    let _ = serve(stream, &script, &mut t);
-                    sessions.lock().unwrap().push(t);
-                });
-            }
+        let sessions = postern_tests::serve_sessions(listener, move |stream| {
+            let mut t = Transcript {
+                peer: stream.peer_addr().ok(),
+                ..Default::default()
+            };
+            let _ = serve(stream, &script, &mut t);
+            t
         });
         FakeSmtp { addr, sessions }
-    }
-
-    /// Like [`start`](Self::start), but hangs up right after each
-    /// message's final reply.
-    fn start_closing(ip: Ipv4Addr, script: Script) -> FakeSmtp {
-        let script = Script {
-            close_after_dot: true,
-            ..script
-        };
-        FakeSmtp::start(ip, 0, script)
     }
 
     fn sessions(&self) -> Vec<Transcript> {
@@ -230,13 +212,7 @@ fn answer(script: &Script, cmd: &str) -> String {
             lines.push(format!("SIZE {n}"));
         }
         lines.push("8BITMIME".into());
-        let last = lines.len() - 1;
-        return lines
-            .iter()
-            .enumerate()
-            .map(|(i, l)| format!("250{}{l}", if i == last { ' ' } else { '-' }))
-            .collect::<Vec<_>>()
-            .join("\r\n");
+        return postern_tests::reply_250(&lines);
     }
     if upper.starts_with("HELO") {
         return "250 fake.test".into();
@@ -278,51 +254,6 @@ fn receive_data(r: &mut BufReader<TcpStream>, t: &mut Transcript) -> std::io::Re
 // Postern with only smtp-client, and qmgr's side of the delivery protocol
 // ---------------------------------------------------------------------------
 
-/// Starts the master with the smtp-client service only; `main_extra`
-/// may override any of the test defaults.
-fn postern(dns: &DnsServer, main_extra: &str) -> Instance {
-    let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let defaults = [
-        ("myhostname", "mail.example.local".to_string()),
-        ("maillog_file", "maillog".into()),
-        ("queue_directory", "queue".into()),
-        ("mail_owner", postern_tests::TEST_MAIL_OWNER.into()),
-        ("service_throttle_time", "2s".into()),
-        ("drain_timeout", "5s".into()),
-        ("heartbeat_timeout", "5s".into()),
-        ("dns_servers", dns.addr.to_string()),
-        ("smtp_connect_timeout", "5s".into()),
-        ("smtp_helo_timeout", "10s".into()),
-        ("smtp_mail_timeout", "10s".into()),
-        ("smtp_rcpt_timeout", "10s".into()),
-        ("smtp_data_init_timeout", "10s".into()),
-        ("smtp_data_xfer_timeout", "10s".into()),
-        ("smtp_data_done_timeout", "10s".into()),
-        ("smtp_quit_timeout", "5s".into()),
-    ];
-    let overridden = |name: &str| {
-        main_extra
-            .lines()
-            .any(|l| l.split('=').next().is_some_and(|k| k.trim() == name))
-    };
-    let mut main = String::new();
-    for (name, value) in defaults.iter().filter(|(n, _)| !overridden(n)) {
-        main.push_str(&format!("{name} = \"{value}\"\n"));
-    }
-    let config = format!(
-        r#"[main]
-{main}{main_extra}
-
-[[service]]
-name = "smtp-client"
-type = "unix"
-listen = "smtp"
-command = "smtp-client"
-"#
-    );
-    Instance::start_with(smtp, &config)
-}
-
 /// A request for `rcpts` from sender@origin.test to `nexthop`.
 fn request(nexthop: &str, rcpts: &[&str], size: u64) -> DeliveryRequest {
     DeliveryRequest {
@@ -351,37 +282,67 @@ const MESSAGE: &[u8] = b"Subject: test\r\n\r\nhello\r\n";
 
 /// Acts as qmgr: one request, its body in `chunks`, End; the reply.
 fn deliver(inst: &Instance, req: DeliveryRequest, chunks: &[&[u8]]) -> DeliveryReply {
-    let socket = inst.queue_directory().join("private").join("smtp");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
-        let mut conn = Connection::new(stream);
-        conn.client_hello(Protocol::Delivery, Duration::from_secs(10))
-            .await
-            .unwrap();
-        let n = req.recipients.len();
-        conn.send(&DeliveryMessage::Request(req)).await.unwrap();
-        for c in chunks {
-            conn.send(&DeliveryMessage::Body { data: c.to_vec() })
-                .await
-                .unwrap();
-        }
-        conn.send(&DeliveryMessage::End).await.unwrap();
-        let reply: DeliveryReply = conn
-            .recv_timeout(Duration::from_secs(60))
-            .await
-            .unwrap()
-            .expect("a reply");
-        assert_eq!(reply.results.len(), n, "{reply:?}");
-        reply
-    })
+    agent::deliver(inst, "smtp", req, chunks)
+}
+
+/// [`deliver`] of [`MESSAGE`] (said to be 20 bytes) to `rcpts`.
+fn send(inst: &Instance, nexthop: &str, rcpts: &[&str]) -> DeliveryReply {
+    deliver(inst, request(nexthop, rcpts, 20), &[MESSAGE])
+}
+
+/// The first result of `reply`, asserted to have `status`.
+fn first(reply: &DeliveryReply, status: DeliveryStatus) -> &RecipientResult {
+    let r = &reply.results[0];
+    assert_eq!(r.status, status, "{r:?}");
+    r
+}
+
+/// Asserts a result's status, enhanced status code and text.
+fn assert_result(r: &RecipientResult, status: DeliveryStatus, dsn: &str, detail: &str) {
+    assert_eq!(
+        (r.status, r.dsn.to_string().as_str()),
+        (status, dsn),
+        "{r:?}"
+    );
+    assert_eq!(r.detail, detail);
 }
 
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
+}
+
+/// One fake server on 127.0.0.`last`, reached by its address, and Postern
+/// with `main_extra` and a DNS server without records.
+struct Direct {
+    server: FakeSmtp,
+    /// `[127.0.0.N]:port`.
+    nexthop: String,
+    inst: Instance,
+    _dns: DnsServer,
+}
+
+fn direct(last: u8, script: Script, main_extra: &str) -> Direct {
+    let server = FakeSmtp::start(ip(last), 0, script);
+    let nexthop = format!("[{}]:{}", ip(last), server.addr.port());
+    let dns = DnsServer::start(vec![]);
+    let inst = agent::start_smtp_client_only(&dns, main_extra);
+    Direct {
+        server,
+        nexthop,
+        inst,
+        _dns: dns,
+    }
+}
+
+/// MX records of `domain` in this order, `(preference, host, address)`,
+/// and the hosts' A records.
+fn mx(domain: &str, hosts: &[(u16, &str, Ipv4Addr)]) -> Vec<Record> {
+    let mut records: Vec<Record> = hosts
+        .iter()
+        .map(|(pref, host, _)| Record::mx(domain, *pref, host))
+        .collect();
+    records.extend(hosts.iter().map(|(_, host, addr)| Record::a(host, *addr)));
+    records
 }
 
 /// Two fake servers on the same port (the port comes from the next hop).
@@ -396,6 +357,40 @@ fn pair(a: Ipv4Addr, sa: Script, b: Ipv4Addr, sb: Script) -> (FakeSmtp, FakeSmtp
     panic!("no common free port on {a} and {b}");
 }
 
+/// Two fake servers on one port, MX hosts `(preference, name before the
+/// domain, 127.0.0.N)` of `domain` (the MX records in this order), the
+/// first by `script`, the second by the default one; and Postern with
+/// `main_extra`.
+struct TwoMx {
+    a: FakeSmtp,
+    b: FakeSmtp,
+    port: u16,
+    /// `domain:port`.
+    nexthop: String,
+    inst: Instance,
+    dns: DnsServer,
+}
+
+fn two_mx(domain: &str, hosts: [(u16, &str, u8); 2], script: Script, main_extra: &str) -> TwoMx {
+    let [a, b] = hosts;
+    let (sa, sb) = pair(ip(a.2), script, ip(b.2), Script::default());
+    let port = sa.addr.port();
+    let names = hosts.map(|(_, name, _)| format!("{name}.{domain}"));
+    let dns = DnsServer::start(mx(
+        domain,
+        &[(a.0, &names[0], ip(a.2)), (b.0, &names[1], ip(b.2))],
+    ));
+    let inst = agent::start_smtp_client_only(&dns, main_extra);
+    TwoMx {
+        a: sa,
+        b: sb,
+        port,
+        nexthop: format!("{domain}:{port}"),
+        inst,
+        dns,
+    }
+}
+
 /// A free port on `ip` with nothing listening (bound and released).
 fn closed_port(ip: Ipv4Addr) -> u16 {
     TcpListener::bind((ip, 0))
@@ -405,16 +400,22 @@ fn closed_port(ip: Ipv4Addr) -> u16 {
         .port()
 }
 
+/// A script whose greeting is `greeting`.
+fn greeting(greeting: &str) -> Script {
+    Script {
+        greeting: greeting.into(),
+        ..Default::default()
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------
 
 #[test]
 fn bracketed_nexthop_delivers_directly_and_dot_stuffs_the_body() {
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "");
-    let server = FakeSmtp::start(ip(2), 0, Script::default());
-    let port = server.addr.port();
+    let d = direct(2, Script::default(), "");
+    let port = d.server.addr.port();
     // Lines starting with dots, split across chunks mid-line, a bare LF,
     // and no final newline.
     let chunks: [&[u8]; 3] = [
@@ -424,19 +425,22 @@ fn bracketed_nexthop_delivers_directly_and_dot_stuffs_the_body() {
     ];
     let size = chunks.iter().map(|c| c.len() as u64).sum();
     let reply = deliver(
-        &inst,
-        request(&format!("[127.0.0.2]:{port}"), &["rcpt@remote.test"], size),
+        &d.inst,
+        request(&d.nexthop, &["rcpt@remote.test"], size),
         &chunks,
     );
     let r = &reply.results[0];
     assert_eq!(r.index, 10);
-    assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}");
-    assert_eq!(r.dsn, "2.0.0");
-    assert_eq!(r.detail, "250 2.0.0 Ok: queued as FAKE1");
+    assert_result(
+        r,
+        DeliveryStatus::Sent,
+        "2.0.0",
+        "250 2.0.0 Ok: queued as FAKE1",
+    );
     assert_eq!(r.relay, format!("127.0.0.2[127.0.0.2]:{port}"));
     assert!(r.connect_secs >= 0.0 && r.transmit_secs >= 0.0);
 
-    let t = &server.wait_sessions(1)[0];
+    let t = &d.server.wait_sessions(1)[0];
     assert_eq!(
         t.commands,
         [
@@ -455,62 +459,41 @@ fn bracketed_nexthop_delivers_directly_and_dot_stuffs_the_body() {
 
 #[test]
 fn mx_hosts_are_tried_by_preference_and_a_refusing_one_is_skipped() {
-    let (mx1, mx2) = pair(ip(3), Script::default(), ip(4), Script::default());
-    let port = mx1.addr.port();
-    let dns = DnsServer::start(vec![
-        Record::mx("pref.test", 20, "mx2.pref.test"),
-        Record::mx("pref.test", 10, "mx1.pref.test"),
-        Record::a("mx1.pref.test", ip(3)),
-        Record::a("mx2.pref.test", ip(4)),
-    ]);
-    let inst = postern(&dns, NO_CACHE);
-    let nexthop = format!("pref.test:{port}");
+    let hosts = [(20, "mx2", 4), (10, "mx1", 3)];
+    let m = two_mx("pref.test", hosts, Script::default(), NO_CACHE);
+    let (mx2, mx1, port) = (&m.a, &m.b, m.port);
     for _ in 0..3 {
-        let reply = deliver(&inst, request(&nexthop, &["a@pref.test"], 20), &[MESSAGE]);
-        assert_eq!(reply.results[0].status, DeliveryStatus::Sent, "{reply:?}");
-        assert_eq!(
-            reply.results[0].relay,
-            format!("mx1.pref.test[127.0.0.3]:{port}")
-        );
+        let reply = send(&m.inst, &m.nexthop, &["a@pref.test"]);
+        let r = first(&reply, DeliveryStatus::Sent);
+        assert_eq!(r.relay, format!("mx1.pref.test[127.0.0.3]:{port}"));
     }
     assert_eq!(mx1.wait_sessions(3).len(), 3);
     assert!(mx2.sessions().is_empty());
 
     // The best MX host now refuses connections (nothing listens on
     // 127.0.0.5): the next one gets the mail.
-    dns.set_records(vec![
-        Record::mx("pref.test", 10, "mx1.pref.test"),
-        Record::mx("pref.test", 20, "mx2.pref.test"),
-        Record::a("mx1.pref.test", ip(5)),
-        Record::a("mx2.pref.test", ip(4)),
-    ]);
+    m.dns.set_records(mx(
+        "pref.test",
+        &[(10, "mx1.pref.test", ip(5)), (20, "mx2.pref.test", ip(4))],
+    ));
     std::thread::sleep(Duration::from_millis(1100)); // the resolver's cache (TTL 1)
-    let reply = deliver(&inst, request(&nexthop, &["a@pref.test"], 20), &[MESSAGE]);
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}");
+    let reply = send(&m.inst, &m.nexthop, &["a@pref.test"]);
+    let r = first(&reply, DeliveryStatus::Sent);
     assert_eq!(r.relay, format!("mx2.pref.test[127.0.0.4]:{port}"));
     assert_eq!(mx2.wait_sessions(1).len(), 1);
 }
 
 #[test]
 fn equal_preference_mx_hosts_share_the_mail() {
-    let (a, b) = pair(ip(6), Script::default(), ip(7), Script::default());
-    let port = a.addr.port();
-    let dns = DnsServer::start(vec![
-        Record::mx("share.test", 10, "a.share.test"),
-        Record::mx("share.test", 10, "b.share.test"),
-        Record::a("a.share.test", ip(6)),
-        Record::a("b.share.test", ip(7)),
-    ]);
     // Every delivery does its own MX lookup and connection.
-    let inst = postern(&dns, NO_CACHE);
+    let hosts = [(10, "a", 6), (10, "b", 7)];
+    let m = two_mx("share.test", hosts, Script::default(), NO_CACHE);
+    let (a, b) = (&m.a, &m.b);
     for _ in 0..20 {
-        let reply = deliver(
-            &inst,
-            request(&format!("share.test:{port}"), &["x@share.test"], 20),
-            &[MESSAGE],
+        first(
+            &send(&m.inst, &m.nexthop, &["x@share.test"]),
+            DeliveryStatus::Sent,
         );
-        assert_eq!(reply.results[0].status, DeliveryStatus::Sent, "{reply:?}");
     }
     postern_tests::wait_for(Duration::from_secs(5), || {
         a.sessions().len() + b.sessions().len() == 20
@@ -525,14 +508,13 @@ fn a_domain_without_mx_is_its_own_mail_exchanger() {
     let server = FakeSmtp::start(ip(8), 0, Script::default());
     let port = server.addr.port();
     let dns = DnsServer::start(vec![Record::a("implicit.test", ip(8))]);
-    let inst = postern(&dns, "");
-    let reply = deliver(
+    let inst = agent::start_smtp_client_only(&dns, "");
+    let reply = send(
         &inst,
-        request(&format!("implicit.test:{port}"), &["u@implicit.test"], 20),
-        &[MESSAGE],
+        &format!("implicit.test:{port}"),
+        &["u@implicit.test"],
     );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}");
+    let r = first(&reply, DeliveryStatus::Sent);
     assert_eq!(r.relay, format!("implicit.test[127.0.0.8]:{port}"));
     assert_eq!(server.wait_sessions(1).len(), 1);
 }
@@ -544,46 +526,38 @@ fn null_mx_and_nxdomain_bounce_servfail_defers() {
         Record::a("nullmx.test", ip(9)),
         Record::servfail("broken.test"),
     ]);
-    let inst = postern(&dns, "");
+    let inst = agent::start_smtp_client_only(&dns, "");
 
-    let reply = deliver(
-        &inst,
-        request("nullmx.test", &["u@nullmx.test", "v@nullmx.test"], 20),
-        &[MESSAGE],
-    );
+    let reply = send(&inst, "nullmx.test", &["u@nullmx.test", "v@nullmx.test"]);
     for r in &reply.results {
-        assert_eq!(r.status, DeliveryStatus::Bounced, "{r:?}");
-        assert_eq!(r.dsn, "5.1.0");
-        assert_eq!(r.detail, "Domain nullmx.test does not accept mail (nullMX)");
+        assert_result(
+            r,
+            DeliveryStatus::Bounced,
+            "5.1.0",
+            "Domain nullmx.test does not accept mail (nullMX)",
+        );
         assert_eq!(r.relay, "none");
     }
     assert_eq!(reply.results[1].index, 11);
 
-    let reply = deliver(
-        &inst,
-        request("nowhere.test", &["u@nowhere.test"], 20),
-        &[MESSAGE],
-    );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Bounced, "{r:?}");
-    assert_eq!(r.dsn, "5.4.4");
-    assert_eq!(
-        r.detail,
-        "Host or domain name not found. Name service error for name=nowhere.test type=MX: Host not found"
-    );
-
-    let reply = deliver(
-        &inst,
-        request("broken.test", &["u@broken.test"], 20),
-        &[MESSAGE],
-    );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
-    assert_eq!(r.dsn, "4.4.3");
-    assert_eq!(
-        r.detail,
-        "Host or domain name not found. Name service error for name=broken.test type=MX: Host not found, try again"
-    );
+    let lookups = [
+        (
+            "nowhere.test",
+            DeliveryStatus::Bounced,
+            "5.4.4",
+            "Host or domain name not found. Name service error for name=nowhere.test type=MX: Host not found",
+        ),
+        (
+            "broken.test",
+            DeliveryStatus::Deferred,
+            "4.4.3",
+            "Host or domain name not found. Name service error for name=broken.test type=MX: Host not found, try again",
+        ),
+    ];
+    for (domain, status, dsn, detail) in lookups {
+        let reply = send(&inst, domain, &[&format!("u@{domain}")]);
+        assert_result(&reply.results[0], status, dsn, detail);
+    }
 }
 
 #[test]
@@ -601,18 +575,12 @@ fn each_recipient_gets_its_own_rcpt_reply() {
         ]),
         ..Default::default()
     };
-    let server = FakeSmtp::start(ip(10), 0, script);
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "");
-    let reply = deliver(
-        &inst,
-        request(
-            &format!("[127.0.0.10]:{port}"),
-            &["ok@mix.test", "later@mix.test", "gone@mix.test"],
-            20,
-        ),
-        &[MESSAGE],
+    let d = direct(10, script, "");
+    let port = d.server.addr.port();
+    let reply = send(
+        &d.inst,
+        &d.nexthop,
+        &["ok@mix.test", "later@mix.test", "gone@mix.test"],
     );
     let [ok, later, gone] = &reply.results[..] else {
         panic!("{reply:?}")
@@ -620,61 +588,43 @@ fn each_recipient_gets_its_own_rcpt_reply() {
     assert_eq!((ok.index, ok.status), (10, DeliveryStatus::Sent), "{ok:?}");
     assert_eq!(ok.detail, "250 2.0.0 Ok: queued as FAKE1");
     assert_eq!((later.index, later.status), (11, DeliveryStatus::Deferred));
-    assert_eq!(later.dsn, "4.2.0");
-    assert_eq!(
-        later.detail,
-        "host 127.0.0.10[127.0.0.10] said: 450 4.2.0 <later@mix.test>: Mailbox busy (in reply to RCPT TO command)"
+    assert_result(
+        later,
+        DeliveryStatus::Deferred,
+        "4.2.0",
+        "host 127.0.0.10[127.0.0.10] said: 450 4.2.0 <later@mix.test>: Mailbox busy (in reply to RCPT TO command)",
     );
     assert_eq!((gone.index, gone.status), (12, DeliveryStatus::Bounced));
-    assert_eq!(gone.dsn, "5.1.1");
-    assert_eq!(
-        gone.detail,
-        "host 127.0.0.10[127.0.0.10] said: 550 5.1.1 <gone@mix.test>: User unknown (in reply to RCPT TO command)"
+    assert_result(
+        gone,
+        DeliveryStatus::Bounced,
+        "5.1.1",
+        "host 127.0.0.10[127.0.0.10] said: 550 5.1.1 <gone@mix.test>: User unknown (in reply to RCPT TO command)",
     );
     assert_eq!(gone.relay, format!("127.0.0.10[127.0.0.10]:{port}"));
     // The message went once, to the accepted recipient only.
-    let t = &server.wait_sessions(1)[0];
+    let t = &d.server.wait_sessions(1)[0];
     assert_eq!(t.commands.iter().filter(|c| *c == "DATA").count(), 1);
 }
 
 #[test]
 fn a_4xx_greeting_sends_the_mail_to_the_next_mx() {
-    let busy = Script {
-        greeting: "421 4.3.2 busy.test Service not available".into(),
-        ..Default::default()
-    };
-    let (mx1, mx2) = pair(ip(11), busy, ip(12), Script::default());
-    let port = mx1.addr.port();
-    let dns = DnsServer::start(vec![
-        Record::mx("greet.test", 10, "mx1.greet.test"),
-        Record::mx("greet.test", 20, "mx2.greet.test"),
-        Record::a("mx1.greet.test", ip(11)),
-        Record::a("mx2.greet.test", ip(12)),
-    ]);
-    let inst = postern(&dns, "");
-    let reply = deliver(
-        &inst,
-        request(&format!("greet.test:{port}"), &["u@greet.test"], 20),
-        &[MESSAGE],
-    );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}");
+    let busy = greeting("421 4.3.2 busy.test Service not available");
+    let m = two_mx("greet.test", [(10, "mx1", 11), (20, "mx2", 12)], busy, "");
+    let (mx1, mx2, port, inst) = (&m.a, &m.b, m.port, &m.inst);
+    let reply = send(inst, &m.nexthop, &["u@greet.test"]);
+    let r = first(&reply, DeliveryStatus::Sent);
     assert_eq!(r.relay, format!("mx2.greet.test[127.0.0.12]:{port}"));
     assert_eq!(mx1.wait_sessions(1).len(), 1);
     assert_eq!(mx2.wait_sessions(1).len(), 1);
 
     // With only the busy host, the greeting is the reason for the deferral.
-    let reply = deliver(
-        &inst,
-        request(&format!("[127.0.0.11]:{port}"), &["u@greet.test"], 20),
-        &[MESSAGE],
-    );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
-    assert_eq!(r.dsn, "4.3.2");
-    assert_eq!(
-        r.detail,
-        "host 127.0.0.11[127.0.0.11] refused to talk to me: 421 4.3.2 busy.test Service not available"
+    let reply = send(inst, &format!("[127.0.0.11]:{port}"), &["u@greet.test"]);
+    assert_result(
+        &reply.results[0],
+        DeliveryStatus::Deferred,
+        "4.3.2",
+        "host 127.0.0.11[127.0.0.11] refused to talk to me: 421 4.3.2 busy.test Service not available",
     );
 }
 
@@ -684,29 +634,18 @@ fn a_5xx_reply_to_the_final_dot_bounces_every_recipient() {
         dot: "554 5.7.1 Message rejected as spam".into(),
         ..Default::default()
     };
-    let server = FakeSmtp::start(ip(13), 0, script);
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "");
-    let reply = deliver(
-        &inst,
-        request(
-            &format!("[127.0.0.13]:{port}"),
-            &["a@spam.test", "b@spam.test"],
-            20,
-        ),
-        &[MESSAGE],
-    );
+    let d = direct(13, script, "");
+    let reply = send(&d.inst, &d.nexthop, &["a@spam.test", "b@spam.test"]);
     for r in &reply.results {
-        assert_eq!(r.status, DeliveryStatus::Bounced, "{r:?}");
-        assert_eq!(r.dsn, "5.7.1");
-        assert_eq!(
-            r.detail,
-            "host 127.0.0.13[127.0.0.13] said: 554 5.7.1 Message rejected as spam (in reply to end of DATA command)"
+        assert_result(
+            r,
+            DeliveryStatus::Bounced,
+            "5.7.1",
+            "host 127.0.0.13[127.0.0.13] said: 554 5.7.1 Message rejected as spam (in reply to end of DATA command)",
         );
     }
     assert_eq!(
-        server.wait_sessions(1)[0].data,
+        d.server.wait_sessions(1)[0].data,
         b"Subject: test\r\n\r\nhello\r\n.\r\n"
     );
 }
@@ -722,14 +661,11 @@ fn pipelining_sends_mail_rcpt_and_data_in_one_go() {
         )]),
         ..Default::default()
     };
-    let server = FakeSmtp::start(ip(14), 0, script);
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "");
+    let d = direct(14, script, "");
     let reply = deliver(
-        &inst,
+        &d.inst,
         request(
-            &format!("[127.0.0.14]:{port}"),
+            &d.nexthop,
             &["a@pipe.test", "no@pipe.test", "b@pipe.test"],
             24,
         ),
@@ -745,7 +681,7 @@ fn pipelining_sends_mail_rcpt_and_data_in_one_go() {
         ],
         "{reply:?}"
     );
-    let t = &server.wait_sessions(1)[0];
+    let t = &d.server.wait_sessions(1)[0];
     assert!(t.pipelined, "{t:?}");
     assert_eq!(
         t.commands,
@@ -768,17 +704,12 @@ fn helo_is_used_when_ehlo_is_refused() {
         no_ehlo: true,
         ..Default::default()
     };
-    let server = FakeSmtp::start(ip(15), 0, script);
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, r#"smtp_helo_name = "client.example.local""#);
-    let reply = deliver(
-        &inst,
-        request(&format!("[127.0.0.15]:{port}"), &["u@old.test"], 20),
-        &[MESSAGE],
+    let d = direct(15, script, r#"smtp_helo_name = "client.example.local""#);
+    first(
+        &send(&d.inst, &d.nexthop, &["u@old.test"]),
+        DeliveryStatus::Sent,
     );
-    assert_eq!(reply.results[0].status, DeliveryStatus::Sent, "{reply:?}");
-    let t = &server.wait_sessions(1)[0];
+    let t = &d.server.wait_sessions(1)[0];
     assert_eq!(
         t.commands[..3],
         [
@@ -795,56 +726,42 @@ fn a_message_over_the_server_size_limit_bounces() {
         size: Some(1000),
         ..Default::default()
     };
-    let server = FakeSmtp::start(ip(16), 0, script);
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "");
+    let d = direct(16, script, "");
     let big = vec![b'x'; 2000];
     let reply = deliver(
-        &inst,
-        request(&format!("[127.0.0.16]:{port}"), &["u@size.test"], 2000),
+        &d.inst,
+        request(&d.nexthop, &["u@size.test"], 2000),
         &[&big],
     );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Bounced, "{r:?}");
-    assert_eq!(r.dsn, "5.3.4");
-    assert_eq!(
-        r.detail,
-        "message size 2000 exceeds size limit 1000 of server 127.0.0.16[127.0.0.16]"
+    assert_result(
+        &reply.results[0],
+        DeliveryStatus::Bounced,
+        "5.3.4",
+        "message size 2000 exceeds size limit 1000 of server 127.0.0.16[127.0.0.16]",
     );
-    let t = &server.wait_sessions(1)[0];
+    let t = &d.server.wait_sessions(1)[0];
     assert!(!t.commands.iter().any(|c| c.starts_with("MAIL")), "{t:?}");
 }
 
 #[test]
 fn refused_everywhere_defers_with_the_reason() {
     let port = closed_port(ip(17));
-    let dns = DnsServer::start(vec![
-        Record::mx("down.test", 10, "mx1.down.test"),
-        Record::mx("down.test", 20, "mx2.down.test"),
-        Record::a("mx1.down.test", ip(17)),
-        Record::a("mx2.down.test", ip(18)),
-    ]);
-    let inst = postern(&dns, "");
-    let reply = deliver(
-        &inst,
-        request(&format!("down.test:{port}"), &["u@down.test"], 20),
-        &[MESSAGE],
-    );
+    let dns = DnsServer::start(mx(
+        "down.test",
+        &[(10, "mx1.down.test", ip(17)), (20, "mx2.down.test", ip(18))],
+    ));
+    let inst = agent::start_smtp_client_only(&dns, "");
+    let reply = send(&inst, &format!("down.test:{port}"), &["u@down.test"]);
     let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
-    assert_eq!(r.dsn, "4.4.1");
+    assert_result(
+        r,
+        DeliveryStatus::Deferred,
+        "4.4.1",
+        &format!("connect to mx2.down.test[127.0.0.18]:{port}: Connection refused"),
+    );
     assert_eq!(r.relay, "none");
-    assert_eq!(
-        r.detail,
-        format!("connect to mx2.down.test[127.0.0.18]:{port}: Connection refused")
-    );
 
-    let reply = deliver(
-        &inst,
-        request(&format!("[127.0.0.17]:{port}"), &["u@down.test"], 20),
-        &[MESSAGE],
-    );
+    let reply = send(&inst, &format!("[127.0.0.17]:{port}"), &["u@down.test"]);
     assert_eq!(
         reply.results[0].detail,
         format!("connect to 127.0.0.17[127.0.0.17]:{port}: Connection refused")
@@ -853,76 +770,43 @@ fn refused_everywhere_defers_with_the_reason() {
 
 #[test]
 fn smtp_bind_address_is_the_source_address() {
-    let server = FakeSmtp::start(ip(19), 0, Script::default());
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, r#"smtp_bind_address = "127.0.0.5""#);
-    let reply = deliver(
-        &inst,
-        request(&format!("[127.0.0.19]:{port}"), &["u@bind.test"], 20),
-        &[MESSAGE],
+    let d = direct(19, Script::default(), r#"smtp_bind_address = "127.0.0.5""#);
+    first(
+        &send(&d.inst, &d.nexthop, &["u@bind.test"]),
+        DeliveryStatus::Sent,
     );
-    assert_eq!(reply.results[0].status, DeliveryStatus::Sent, "{reply:?}");
-    let t = &server.wait_sessions(1)[0];
+    let t = &d.server.wait_sessions(1)[0];
     assert_eq!(t.peer.unwrap().ip(), ip(5));
 }
 
 #[test]
 fn mail_for_a_domain_whose_best_mx_is_this_host_loops_back() {
-    let dns = DnsServer::start(vec![
-        Record::mx("loop.test", 10, "me.loop.test"),
-        Record::a("me.loop.test", ip(20)),
-    ]);
-    let inst = postern(&dns, r#"inet_interfaces = "127.0.0.20""#);
-    let reply = deliver(
-        &inst,
-        request("loop.test", &["u@loop.test"], 20),
-        &[MESSAGE],
+    let dns = DnsServer::start(mx("loop.test", &[(10, "me.loop.test", ip(20))]));
+    let inst = agent::start_smtp_client_only(&dns, r#"inet_interfaces = "127.0.0.20""#);
+    let reply = send(&inst, "loop.test", &["u@loop.test"]);
+    assert_result(
+        &reply.results[0],
+        DeliveryStatus::Bounced,
+        "5.4.6",
+        "mail for loop.test loops back to myself",
     );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Bounced, "{r:?}");
-    assert_eq!(r.dsn, "5.4.6");
-    assert_eq!(r.detail, "mail for loop.test loops back to myself");
 }
 
 #[test]
 fn one_connection_carries_request_after_request_and_sessions_are_reused() {
-    let server = FakeSmtp::start(ip(21), 0, Script::default());
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "");
-    let socket = inst.queue_directory().join("private").join("smtp");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
-        let mut conn = Connection::new(stream);
-        conn.client_hello(Protocol::Delivery, Duration::from_secs(10))
-            .await
-            .unwrap();
+    let d = direct(21, Script::default(), "");
+    agent::runtime().block_on(async {
+        let mut conn = agent::delivery_connection(&d.inst, "smtp").await;
         for i in 0..3 {
-            let mut req = request(&format!("[127.0.0.21]:{port}"), &["u@seq.test"], 20);
+            let mut req = request(&d.nexthop, &["u@seq.test"], 20);
             req.queue_id = format!("{i:X}").parse().unwrap();
-            conn.send(&DeliveryMessage::Request(req)).await.unwrap();
-            conn.send(&DeliveryMessage::Body {
-                data: MESSAGE.to_vec(),
-            })
-            .await
-            .unwrap();
-            conn.send(&DeliveryMessage::End).await.unwrap();
-            let reply: DeliveryReply = conn
-                .recv_timeout(Duration::from_secs(30))
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(reply.results[0].status, DeliveryStatus::Sent, "{reply:?}");
+            let reply = agent::delivery_exchange(&mut conn, req, &[MESSAGE]).await;
+            first(&reply, DeliveryStatus::Sent);
         }
     });
     // One SMTP session carried all three (the connection cache), RSET
     // before each reuse, and QUIT once idle past the 2s time limit.
-    let sessions = server.wait_sessions(1);
+    let sessions = d.server.wait_sessions(1);
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     let verbs: Vec<&str> = sessions[0]
         .commands
@@ -943,38 +827,29 @@ fn a_cached_session_the_server_closed_is_replaced() {
     // The server hangs up after each message instead of waiting for QUIT.
     let script = Script {
         dot: "250 2.0.0 Ok: queued as ONCE".into(),
+        close_after_dot: true,
         ..Default::default()
     };
-    let server = FakeSmtp::start_closing(ip(22), script);
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "");
+    let d = direct(22, script, "");
     for _ in 0..2 {
-        let reply = deliver(
-            &inst,
-            request(&format!("[127.0.0.22]:{port}"), &["u@close.test"], 20),
-            &[MESSAGE],
+        first(
+            &send(&d.inst, &d.nexthop, &["u@close.test"]),
+            DeliveryStatus::Sent,
         );
-        assert_eq!(reply.results[0].status, DeliveryStatus::Sent, "{reply:?}");
     }
-    assert_eq!(server.wait_sessions(2).len(), 2);
+    assert_eq!(d.server.wait_sessions(2).len(), 2);
 }
 
 #[test]
 fn without_the_connection_cache_every_delivery_has_its_session() {
-    let server = FakeSmtp::start(ip(23), 0, Script::default());
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, r#"smtp_connection_cache_on_demand = "no""#);
+    let d = direct(23, Script::default(), NO_CACHE);
     for _ in 0..2 {
-        let reply = deliver(
-            &inst,
-            request(&format!("[127.0.0.23]:{port}"), &["u@nocache.test"], 20),
-            &[MESSAGE],
+        first(
+            &send(&d.inst, &d.nexthop, &["u@nocache.test"]),
+            DeliveryStatus::Sent,
         );
-        assert_eq!(reply.results[0].status, DeliveryStatus::Sent, "{reply:?}");
     }
-    let sessions = server.wait_sessions(2);
+    let sessions = d.server.wait_sessions(2);
     assert_eq!(sessions.len(), 2);
     assert_eq!(sessions[0].commands.last().unwrap(), "QUIT");
 }
@@ -985,47 +860,32 @@ fn a_silent_server_times_out_and_defers() {
         silent: true,
         ..Default::default()
     };
-    let server = FakeSmtp::start(ip(24), 0, script);
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, r#"smtp_helo_timeout = "1s""#);
-    let reply = deliver(
-        &inst,
-        request(&format!("[127.0.0.24]:{port}"), &["u@slow.test"], 20),
-        &[MESSAGE],
-    );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
-    assert_eq!(r.dsn, "4.4.2");
-    assert_eq!(
-        r.detail,
-        "conversation with 127.0.0.24[127.0.0.24] timed out while receiving the initial server greeting"
+    let d = direct(24, script, r#"smtp_helo_timeout = "1s""#);
+    let reply = send(&d.inst, &d.nexthop, &["u@slow.test"]);
+    assert_result(
+        &reply.results[0],
+        DeliveryStatus::Deferred,
+        "4.4.2",
+        "conversation with 127.0.0.24[127.0.0.24] timed out while receiving the initial server greeting",
     );
 }
 
 #[test]
 fn eight_bit_mail_says_so_when_the_server_offers_8bitmime() {
-    let server = FakeSmtp::start(ip(25), 0, Script::default());
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "");
-    let mut req = request(&format!("[127.0.0.25]:{port}"), &["u@8bit.test"], 20);
+    let d = direct(25, Script::default(), "");
+    let mut req = request(&d.nexthop, &["u@8bit.test"], 20);
     req.body_8bit = true;
-    let reply = deliver(
-        &inst,
-        req,
-        &["Subject: caf\u{e9}\r\n\r\n\u{e9}t\u{e9}\r\n".as_bytes()],
+    let body = "Subject: caf\u{e9}\r\n\r\n\u{e9}t\u{e9}\r\n";
+    first(
+        &deliver(&d.inst, req, &[body.as_bytes()]),
+        DeliveryStatus::Sent,
     );
-    assert_eq!(reply.results[0].status, DeliveryStatus::Sent, "{reply:?}");
-    let t = &server.wait_sessions(1)[0];
+    let t = &d.server.wait_sessions(1)[0];
     assert_eq!(
         t.commands[1],
         "MAIL FROM:<sender@origin.test> BODY=8BITMIME"
     );
-    assert_eq!(
-        t.data,
-        "Subject: caf\u{e9}\r\n\r\n\u{e9}t\u{e9}\r\n.\r\n".as_bytes()
-    );
+    assert_eq!(t.data, format!("{body}.\r\n").as_bytes());
 }
 
 #[test]
@@ -1035,19 +895,12 @@ fn pipelining_many_recipients_goes_in_batches() {
         lenient_pipelining: true,
         ..Default::default()
     };
-    let server = FakeSmtp::start(ip(26), 0, script);
-    let port = server.addr.port();
-    let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "");
+    let d = direct(26, script, "");
     let rcpts: Vec<String> = (0..400)
         .map(|i| format!("recipient{i:04}@many.test"))
         .collect();
     let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
-    let reply = deliver(
-        &inst,
-        request(&format!("[127.0.0.26]:{port}"), &rcpts, 20),
-        &[MESSAGE],
-    );
+    let reply = send(&d.inst, &d.nexthop, &rcpts);
     assert!(
         reply
             .results
@@ -1055,7 +908,7 @@ fn pipelining_many_recipients_goes_in_batches() {
             .all(|r| r.status == DeliveryStatus::Sent),
         "{reply:?}"
     );
-    let t = &server.wait_sessions(1)[0];
+    let t = &d.server.wait_sessions(1)[0];
     let n = t
         .commands
         .iter()
@@ -1067,26 +920,16 @@ fn pipelining_many_recipients_goes_in_batches() {
 
 #[test]
 fn smtp_mx_session_limit_stops_after_that_many_sessions() {
-    let busy = Script {
-        greeting: "421 4.3.2 Service not available".into(),
-        ..Default::default()
-    };
-    let (mx1, mx2) = pair(ip(27), busy, ip(28), Script::default());
-    let port = mx1.addr.port();
-    let dns = DnsServer::start(vec![
-        Record::mx("limit.test", 10, "mx1.limit.test"),
-        Record::mx("limit.test", 20, "mx2.limit.test"),
-        Record::a("mx1.limit.test", ip(27)),
-        Record::a("mx2.limit.test", ip(28)),
-    ]);
-    let inst = postern(&dns, r#"smtp_mx_session_limit = "1""#);
-    let reply = deliver(
-        &inst,
-        request(&format!("limit.test:{port}"), &["u@limit.test"], 20),
-        &[MESSAGE],
+    let busy = greeting("421 4.3.2 Service not available");
+    let m = two_mx(
+        "limit.test",
+        [(10, "mx1", 27), (20, "mx2", 28)],
+        busy,
+        r#"smtp_mx_session_limit = "1""#,
     );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
+    let (mx1, mx2, port, inst) = (&m.a, &m.b, m.port, &m.inst);
+    let reply = send(inst, &m.nexthop, &["u@limit.test"]);
+    let r = first(&reply, DeliveryStatus::Deferred);
     assert_eq!(
         r.detail,
         "host mx1.limit.test[127.0.0.27] refused to talk to me: 421 4.3.2 Service not available"
@@ -1099,95 +942,58 @@ fn smtp_mx_session_limit_stops_after_that_many_sessions() {
 #[test]
 fn refusals_of_the_session_and_of_mail_from() {
     let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "");
-
-    // A 5xx greeting is skipped like a 4xx one (smtp_skip_5xx_greeting):
-    // deferred, with the server's words.
-    let s1 = FakeSmtp::start(
-        ip(29),
-        0,
-        Script {
-            greeting: "554 5.7.1 no mail from you".into(),
-            ..Default::default()
-        },
-    );
-    let reply = deliver(
-        &inst,
-        request(
-            &format!("[127.0.0.29]:{}", s1.addr.port()),
-            &["u@r.test"],
-            20,
+    let inst = agent::start_smtp_client_only(&dns, "");
+    let cases = [
+        // A 5xx greeting is skipped like a 4xx one (smtp_skip_5xx_greeting):
+        // deferred, with the server's words.
+        (
+            "5xx greeting",
+            29,
+            greeting("554 5.7.1 no mail from you"),
+            &["u@r.test"][..],
+            DeliveryStatus::Deferred,
+            "4.7.1",
+            "host 127.0.0.29[127.0.0.29] refused to talk to me: 554 5.7.1 no mail from you",
         ),
-        &[MESSAGE],
-    );
-    let r = &reply.results[0];
-    assert_eq!(
-        (r.status, r.dsn.to_string().as_str()),
-        (DeliveryStatus::Deferred, "4.7.1"),
-        "{r:?}"
-    );
-    assert_eq!(
-        r.detail,
-        "host 127.0.0.29[127.0.0.29] refused to talk to me: 554 5.7.1 no mail from you"
-    );
-
-    // MAIL FROM refused: every recipient shares the reply.
-    let s2 = FakeSmtp::start(
-        ip(30),
-        0,
-        Script {
-            mail: "553 5.7.1 <sender@origin.test>: Sender address rejected".into(),
-            ..Default::default()
-        },
-    );
-    let reply = deliver(
-        &inst,
-        request(
-            &format!("[127.0.0.30]:{}", s2.addr.port()),
-            &["a@r.test", "b@r.test"],
-            20,
-        ),
-        &[MESSAGE],
-    );
-    for r in &reply.results {
-        assert_eq!(
-            (r.status, r.dsn.to_string().as_str()),
-            (DeliveryStatus::Bounced, "5.7.1"),
-            "{r:?}"
-        );
-        assert_eq!(
-            r.detail,
+        // MAIL FROM refused: every recipient shares the reply.
+        (
+            "MAIL FROM refused",
+            30,
+            Script {
+                mail: "553 5.7.1 <sender@origin.test>: Sender address rejected".into(),
+                ..Default::default()
+            },
+            &["a@r.test", "b@r.test"][..],
+            DeliveryStatus::Bounced,
+            "5.7.1",
             "host 127.0.0.30[127.0.0.30] said: 553 5.7.1 <sender@origin.test>: Sender address \
-             rejected (in reply to MAIL FROM command)"
-        );
-    }
-
-    // A server that hangs up mid-conversation.
-    let s3 = FakeSmtp::start(
-        ip(31),
-        0,
-        Script {
-            hang_up_on: Some("RCPT"),
-            ..Default::default()
-        },
-    );
-    let reply = deliver(
-        &inst,
-        request(
-            &format!("[127.0.0.31]:{}", s3.addr.port()),
-            &["a@r.test"],
-            20,
+             rejected (in reply to MAIL FROM command)",
         ),
-        &[MESSAGE],
-    );
-    let r = &reply.results[0];
-    assert_eq!(
-        (r.status, r.dsn.to_string().as_str()),
-        (DeliveryStatus::Deferred, "4.4.2"),
-        "{r:?}"
-    );
-    assert_eq!(
-        r.detail,
-        "lost connection with 127.0.0.31[127.0.0.31] while sending RCPT TO"
-    );
+        // A server that hangs up mid-conversation.
+        (
+            "hang-up at RCPT",
+            31,
+            Script {
+                hang_up_on: Some("RCPT"),
+                ..Default::default()
+            },
+            &["a@r.test"][..],
+            DeliveryStatus::Deferred,
+            "4.4.2",
+            "lost connection with 127.0.0.31[127.0.0.31] while sending RCPT TO",
+        ),
+    ];
+    for (case, last, script, rcpts, status, dsn, detail) in cases {
+        let server = FakeSmtp::start(ip(last), 0, script);
+        let nexthop = format!("[{}]:{}", ip(last), server.addr.port());
+        let reply = send(&inst, &nexthop, rcpts);
+        for r in &reply.results {
+            assert_eq!(
+                (r.status, r.dsn.to_string().as_str()),
+                (status, dsn),
+                "{case}: {r:?}"
+            );
+            assert_eq!(r.detail, detail, "{case}");
+        }
+    }
 }

@@ -11,13 +11,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postern_ipc::delivery::{
-    DeliveryMessage, DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus,
-    RecipientResult,
-};
-use postern_ipc::{Connection, Protocol};
+use postern_ipc::delivery::{DeliveryRecipient, DeliveryRequest, DeliveryStatus, RecipientResult};
+use postern_tests::Instance;
+use postern_tests::agent;
 use postern_tests::dns::{DnsServer, Record};
-use postern_tests::{Instance, free_port};
 use rustls::server::{ServerConfig, ServerConnection};
 use rustls::{HandshakeKind, StreamOwned};
 
@@ -88,18 +85,10 @@ impl FakeSmtp {
     fn start(ip: Ipv4Addr, script: Script) -> FakeSmtp {
         let listener = TcpListener::bind((ip, 0)).expect("bind fake SMTP server");
         let addr = listener.local_addr().unwrap();
-        let sessions = Arc::new(Mutex::new(Vec::new()));
-        let s2 = sessions.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let (script, sessions) = (script.clone(), s2.clone());
-                std::thread::spawn(move || {
-                    let mut t = Transcript::default();
-                    let _ = serve(stream, &script, &mut t);
-                    sessions.lock().unwrap().push(t);
-                });
-            }
+        let sessions = postern_tests::serve_sessions(listener, move |stream| {
+            let mut t = Transcript::default();
+            let _ = serve(stream, &script, &mut t);
+            t
         });
         FakeSmtp { addr, sessions }
     }
@@ -204,13 +193,7 @@ fn serve(stream: TcpStream, script: &Script, t: &mut Transcript) -> io::Result<(
                 if !script.auth.is_empty() && (t.tls || !script.auth_only_tls) {
                     lines.push(format!("AUTH {}", script.auth));
                 }
-                let last = lines.len() - 1;
-                let reply: Vec<String> = lines
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| format!("250{}{l}", if i == last { ' ' } else { '-' }))
-                    .collect();
-                io.say(&reply.join("\r\n"))?;
+                io.say(&postern_tests::reply_250(&lines))?;
             }
             "STARTTLS" if script.refuse_starttls.is_some() => {
                 io.say(script.refuse_starttls.unwrap())?;
@@ -324,42 +307,6 @@ fn decode64(s: &str) -> Vec<u8> {
 // Postern with only smtp-client, and qmgr's side of the delivery protocol
 // ---------------------------------------------------------------------------
 
-/// The master with the smtp-client service only; `main_extra` is added
-/// to `[main]`.
-fn postern(dns: &DnsServer, main_extra: &str) -> Instance {
-    let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = format!(
-        r#"[main]
-myhostname = "mail.example.local"
-maillog_file = "maillog"
-queue_directory = "queue"
-mail_owner = "{owner}"
-service_throttle_time = "2s"
-drain_timeout = "5s"
-heartbeat_timeout = "5s"
-dns_servers = "{dns}"
-smtp_connect_timeout = "5s"
-smtp_helo_timeout = "10s"
-smtp_mail_timeout = "10s"
-smtp_rcpt_timeout = "10s"
-smtp_data_init_timeout = "10s"
-smtp_data_xfer_timeout = "10s"
-smtp_data_done_timeout = "10s"
-smtp_quit_timeout = "5s"
-{main_extra}
-
-[[service]]
-name = "smtp-client"
-type = "unix"
-listen = "smtp"
-command = "smtp-client"
-"#,
-        owner = postern_tests::TEST_MAIL_OWNER,
-        dns = dns.addr,
-    );
-    Instance::start_with(smtp, &config)
-}
-
 /// Turns the connection cache off, so each delivery connects anew.
 const NO_CACHE: &str = r#"smtp_connection_cache_on_demand = "no""#;
 
@@ -367,7 +314,6 @@ const MESSAGE: &[u8] = b"Subject: tls\r\n\r\nhello\r\n";
 
 /// Acts as qmgr: one request for `rcpt` to `nexthop`; the one result.
 fn deliver(inst: &Instance, nexthop: &str, rcpt: &str) -> RecipientResult {
-    let socket = inst.queue_directory().join("private").join("smtp");
     let req = DeliveryRequest {
         queue_id: "4715".parse().unwrap(),
         sender: "sender@origin.test".into(),
@@ -381,29 +327,7 @@ fn deliver(inst: &Instance, nexthop: &str, rcpt: &str) -> RecipientResult {
         size: MESSAGE.len() as u64,
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let reply: DeliveryReply = rt.block_on(async move {
-        let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
-        let mut conn = Connection::new(stream);
-        conn.client_hello(Protocol::Delivery, Duration::from_secs(10))
-            .await
-            .unwrap();
-        conn.send(&DeliveryMessage::Request(req)).await.unwrap();
-        conn.send(&DeliveryMessage::Body {
-            data: MESSAGE.to_vec(),
-        })
-        .await
-        .unwrap();
-        conn.send(&DeliveryMessage::End).await.unwrap();
-        conn.recv_timeout(Duration::from_secs(60))
-            .await
-            .unwrap()
-            .expect("a reply")
-    });
-    assert_eq!(reply.results.len(), 1, "{reply:?}");
+    let reply = agent::deliver(inst, "smtp", req, &[MESSAGE]);
     reply.results.into_iter().next().unwrap()
 }
 
@@ -421,27 +345,51 @@ fn sent(r: &RecipientResult) {
     assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}");
 }
 
+/// Asserts a deferral with this enhanced status code and text.
+fn deferred(r: &RecipientResult, dsn: &str, detail: &str) {
+    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
+    assert_eq!(r.dsn, dsn);
+    assert_eq!(r.detail, detail);
+}
+
+/// A fake server on 127.0.0.`last` offering STARTTLS with `tls`.
+fn tls_server(last: u8, tls: Arc<ServerConfig>) -> FakeSmtp {
+    let script = Script {
+        tls: Some(tls),
+        ..Default::default()
+    };
+    FakeSmtp::start(ip(last), script)
+}
+
+/// `host`, the one MX host of `domain`, at 127.0.0.`last`.
+fn mx(domain: &str, host: &str, last: u8) -> [Record; 2] {
+    [Record::mx(domain, 10, host), Record::a(host, ip(last))]
+}
+
+/// `[127.0.0.N]:port` of `server`.
+fn literal(server: &FakeSmtp) -> String {
+    format!("[{}]:{}", server.addr.ip(), server.port())
+}
+
+/// Waits for the log line `line`.
+fn assert_logged(inst: &Instance, line: &str) {
+    assert!(
+        inst.wait_log(line, Duration::from_secs(5)),
+        "{}",
+        inst.log()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // TLS
 // ---------------------------------------------------------------------------
 
 #[test]
 fn may_uses_starttls_with_the_mx_name_and_resumes_the_session() {
-    let server = FakeSmtp::start(
-        ip(101),
-        Script {
-            tls: Some(self_signed("mx.may.test")),
-            ..Default::default()
-        },
-    );
-    let dns = DnsServer::start(vec![
-        Record::mx("may.test", 10, "mx.may.test"),
-        Record::a("mx.may.test", ip(101)),
-    ]);
-    let inst = postern(
-        &dns,
-        &format!("smtp_tls_security_level = \"may\"\n{NO_CACHE}"),
-    );
+    let server = tls_server(101, self_signed("mx.may.test"));
+    let dns = DnsServer::start(mx("may.test", "mx.may.test", 101).into());
+    let main = format!("smtp_tls_security_level = \"may\"\n{NO_CACHE}");
+    let inst = agent::start_smtp_client_only(&dns, &main);
     let nexthop = format!("may.test:{}", server.port());
     for _ in 0..2 {
         sent(&deliver(&inst, &nexthop, "a@may.test"));
@@ -458,45 +406,29 @@ fn may_uses_starttls_with_the_mx_name_and_resumes_the_session() {
     }
     // The second connection resumed the first one's TLS session.
     assert!(sessions.iter().any(|t| t.resumed), "{sessions:?}");
-    let line = format!(
-        "Untrusted TLS connection established to mx.may.test[127.0.0.101]:{}: TLSv1.3 with cipher ",
-        server.port()
-    );
-    assert!(
-        inst.wait_log(&line, Duration::from_secs(5)),
-        "{}",
-        inst.log()
+    assert_logged(
+        &inst,
+        &format!(
+            "Untrusted TLS connection established to mx.may.test[127.0.0.101]:{}: TLSv1.3 with cipher ",
+            server.port()
+        ),
     );
 }
 
 #[test]
 fn may_without_starttls_sends_in_plaintext_and_no_sni_for_an_address() {
     let plain = FakeSmtp::start(ip(102), Script::default());
-    let literal = FakeSmtp::start(
-        ip(103),
-        Script {
-            tls: Some(self_signed("whatever.test")),
-            ..Default::default()
-        },
-    );
+    let literal_server = tls_server(103, self_signed("whatever.test"));
     let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "smtp_tls_security_level = \"may\"");
-    sent(&deliver(
-        &inst,
-        &format!("[127.0.0.102]:{}", plain.port()),
-        "a@plain.test",
-    ));
+    let inst = agent::start_smtp_client_only(&dns, "smtp_tls_security_level = \"may\"");
+    sent(&deliver(&inst, &literal(&plain), "a@plain.test"));
     let t = &plain.wait_sessions(1)[0];
     assert!(!t.tls);
     assert_eq!(t.verbs(), ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]);
 
     // An address literal: TLS, but no server name to send.
-    sent(&deliver(
-        &inst,
-        &format!("[127.0.0.103]:{}", literal.port()),
-        "a@literal.test",
-    ));
-    let t = &literal.wait_sessions(1)[0];
+    sent(&deliver(&inst, &literal(&literal_server), "a@literal.test"));
+    let t = &literal_server.wait_sessions(1)[0];
     assert!(t.tls, "{t:?}");
     assert_eq!(t.sni, None);
 }
@@ -512,13 +444,8 @@ fn may_tries_again_in_plaintext_after_a_failed_handshake() {
         },
     );
     let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "smtp_tls_security_level = \"may\"");
-    let r = deliver(
-        &inst,
-        &format!("[127.0.0.104]:{}", server.port()),
-        "a@broken.test",
-    );
-    sent(&r);
+    let inst = agent::start_smtp_client_only(&dns, "smtp_tls_security_level = \"may\"");
+    sent(&deliver(&inst, &literal(&server), "a@broken.test"));
     let sessions = server.wait_sessions(2);
     assert_eq!(sessions.len(), 2, "{sessions:?}");
     let (first, second) = if sessions[0].verbs().contains(&"STARTTLS".into()) {
@@ -534,38 +461,20 @@ fn may_tries_again_in_plaintext_after_a_failed_handshake() {
 #[test]
 fn encrypt_defers_without_starttls_and_accepts_any_certificate() {
     let plain = FakeSmtp::start(ip(105), Script::default());
-    let tls = FakeSmtp::start(
-        ip(106),
-        Script {
-            tls: Some(self_signed("some.other.name")),
-            ..Default::default()
-        },
-    );
-    let dns = DnsServer::start(vec![
-        Record::mx("plain.test", 10, "mx.plain.test"),
-        Record::a("mx.plain.test", ip(105)),
-    ]);
-    let inst = postern(&dns, "smtp_tls_security_level = \"encrypt\"");
-    let r = deliver(
-        &inst,
-        &format!("plain.test:{}", plain.port()),
-        "a@plain.test",
-    );
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
-    assert_eq!(r.dsn, "4.7.4");
-    assert_eq!(
-        r.detail,
-        "TLS is required, but was not offered by host mx.plain.test[127.0.0.105]"
+    let tls = tls_server(106, self_signed("some.other.name"));
+    let dns = DnsServer::start(mx("plain.test", "mx.plain.test", 105).into());
+    let inst = agent::start_smtp_client_only(&dns, "smtp_tls_security_level = \"encrypt\"");
+    let nexthop = format!("plain.test:{}", plain.port());
+    deferred(
+        &deliver(&inst, &nexthop, "a@plain.test"),
+        "4.7.4",
+        "TLS is required, but was not offered by host mx.plain.test[127.0.0.105]",
     );
     let t = &plain.wait_sessions(1)[0];
     assert!(!t.verbs().contains(&"MAIL".into()), "{t:?}");
 
     // A certificate for another name is good enough for encrypt.
-    sent(&deliver(
-        &inst,
-        &format!("[127.0.0.106]:{}", tls.port()),
-        "a@tls.test",
-    ));
+    sent(&deliver(&inst, &literal(&tls), "a@tls.test"));
     assert!(tls.wait_sessions(1)[0].tls);
 }
 
@@ -573,38 +482,21 @@ fn encrypt_defers_without_starttls_and_accepts_any_certificate() {
 fn verify_checks_the_ca_and_the_host_name() {
     let ca = Ca::new("Postern Test CA");
     let other_ca = Ca::new("Someone Else's CA");
-    let good = FakeSmtp::start(
-        ip(107),
-        Script {
-            tls: Some(ca.server("mx.good.test")),
-            ..Default::default()
-        },
-    );
-    let untrusted = FakeSmtp::start(
-        ip(108),
-        Script {
-            tls: Some(other_ca.server("mx.untrusted.test")),
-            ..Default::default()
-        },
-    );
-    let misnamed = FakeSmtp::start(
-        ip(109),
-        Script {
-            tls: Some(ca.server("not-the-mx.test")),
-            ..Default::default()
-        },
-    );
-    let dns = DnsServer::start(vec![
-        Record::mx("good.test", 10, "mx.good.test"),
-        Record::a("mx.good.test", ip(107)),
-        Record::mx("untrusted.test", 10, "mx.untrusted.test"),
-        Record::a("mx.untrusted.test", ip(108)),
-        Record::mx("misnamed.test", 10, "mx.misnamed.test"),
-        Record::a("mx.misnamed.test", ip(109)),
-    ]);
+    let good = tls_server(107, ca.server("mx.good.test"));
+    let untrusted = tls_server(108, other_ca.server("mx.untrusted.test"));
+    let misnamed = tls_server(109, ca.server("not-the-mx.test"));
+    let mut records = Vec::new();
+    for (domain, last) in [("good", 107), ("untrusted", 108), ("misnamed", 109)] {
+        records.extend(mx(
+            &format!("{domain}.test"),
+            &format!("mx.{domain}.test"),
+            last,
+        ));
+    }
+    let dns = DnsServer::start(records);
     let dir = tempfile::tempdir().unwrap();
     let ca_file = write(dir.path(), "ca.pem", &ca.pem());
-    let inst = postern(
+    let inst = agent::start_smtp_client_only(
         &dns,
         &format!("smtp_tls_security_level = \"verify\"\nsmtp_tls_CAfile = \"{ca_file}\""),
     );
@@ -617,33 +509,23 @@ fn verify_checks_the_ca_and_the_host_name() {
     let t = &good.wait_sessions(1)[0];
     assert_eq!(t.sni.as_deref(), Some("mx.good.test"));
     assert_eq!(t.messages, 1);
-    let line = format!(
-        "Verified TLS connection established to mx.good.test[127.0.0.107]:{}: TLSv1.3",
-        good.port()
-    );
-    assert!(
-        inst.wait_log(&line, Duration::from_secs(5)),
-        "{}",
-        inst.log()
+    assert_logged(
+        &inst,
+        &format!(
+            "Verified TLS connection established to mx.good.test[127.0.0.107]:{}: TLSv1.3",
+            good.port()
+        ),
     );
 
-    let r = deliver(
-        &inst,
-        &format!("untrusted.test:{}", untrusted.port()),
-        "a@untrusted.test",
-    );
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
-    assert_eq!(r.dsn, "4.7.5");
-    assert_eq!(r.detail, "Server certificate not trusted");
-
-    let r = deliver(
-        &inst,
-        &format!("misnamed.test:{}", misnamed.port()),
-        "a@misnamed.test",
-    );
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
-    assert_eq!(r.dsn, "4.7.5");
-    assert_eq!(r.detail, "Server certificate not verified");
+    let refused = [
+        ("untrusted", &untrusted, "Server certificate not trusted"),
+        ("misnamed", &misnamed, "Server certificate not verified"),
+    ];
+    for (domain, server, detail) in refused {
+        let nexthop = format!("{domain}.test:{}", server.port());
+        let r = deliver(&inst, &nexthop, &format!("a@{domain}.test"));
+        deferred(&r, "4.7.5", detail);
+    }
     for s in [&untrusted, &misnamed] {
         let t = &s.wait_sessions(1)[0];
         assert_eq!(t.messages, 0, "{t:?}");
@@ -653,13 +535,7 @@ fn verify_checks_the_ca_and_the_host_name() {
 
 #[test]
 fn none_ignores_starttls_and_a_refused_starttls_is_plaintext_or_deferral() {
-    let offered = FakeSmtp::start(
-        ip(115),
-        Script {
-            tls: Some(self_signed("mx.none.test")),
-            ..Default::default()
-        },
-    );
+    let offered = tls_server(115, self_signed("mx.none.test"));
     let refusing = FakeSmtp::start(
         ip(116),
         Script {
@@ -669,19 +545,15 @@ fn none_ignores_starttls_and_a_refused_starttls_is_plaintext_or_deferral() {
         },
     );
     let dns = DnsServer::start(vec![]);
-    let none = postern(&dns, "");
-    sent(&deliver(
-        &none,
-        &format!("[127.0.0.115]:{}", offered.port()),
-        "a@none.test",
-    ));
+    let none = agent::start_smtp_client_only(&dns, "");
+    sent(&deliver(&none, &literal(&offered), "a@none.test"));
     let t = &offered.wait_sessions(1)[0];
     assert_eq!(t.verbs(), ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]);
     drop(none);
 
     // may: the refusal leaves the session in plaintext.
-    let may = postern(&dns, "smtp_tls_security_level = \"may\"");
-    let refusing_hop = format!("[127.0.0.116]:{}", refusing.port());
+    let may = agent::start_smtp_client_only(&dns, "smtp_tls_security_level = \"may\"");
+    let refusing_hop = literal(&refusing);
     sent(&deliver(&may, &refusing_hop, "a@refusing.test"));
     let t = &refusing.wait_sessions(1)[0];
     assert_eq!(
@@ -691,31 +563,22 @@ fn none_ignores_starttls_and_a_refused_starttls_is_plaintext_or_deferral() {
     drop(may);
 
     // encrypt: the refusal is the reason.
-    let encrypt = postern(&dns, "smtp_tls_security_level = \"encrypt\"");
-    let r = deliver(&encrypt, &refusing_hop, "a@refusing.test");
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
-    assert_eq!(r.dsn, "4.7.0");
-    assert_eq!(
-        r.detail,
+    let encrypt = agent::start_smtp_client_only(&dns, "smtp_tls_security_level = \"encrypt\"");
+    deferred(
+        &deliver(&encrypt, &refusing_hop, "a@refusing.test"),
+        "4.7.0",
         "TLS is required, but host 127.0.0.116[127.0.0.116] refused to start TLS: \
-         454 4.7.0 TLS not available due to local problem"
+         454 4.7.0 TLS not available due to local problem",
     );
 }
 
 #[test]
 fn a_cached_session_stays_tls() {
-    let server = FakeSmtp::start(
-        ip(110),
-        Script {
-            tls: Some(self_signed("mx.cache.test")),
-            ..Default::default()
-        },
-    );
+    let server = tls_server(110, self_signed("mx.cache.test"));
     let dns = DnsServer::start(vec![]);
-    let inst = postern(&dns, "smtp_tls_security_level = \"encrypt\"");
-    let nexthop = format!("[127.0.0.110]:{}", server.port());
+    let inst = agent::start_smtp_client_only(&dns, "smtp_tls_security_level = \"encrypt\"");
     for _ in 0..2 {
-        sent(&deliver(&inst, &nexthop, "a@cache.test"));
+        sent(&deliver(&inst, &literal(&server), "a@cache.test"));
     }
     // One session carried both messages, over TLS throughout.
     let sessions = server.wait_sessions(1);
@@ -747,33 +610,55 @@ fn auth_script(mechs: &str, tls: bool) -> Script {
     }
 }
 
-#[test]
-fn auth_plain_after_starttls_with_the_password_from_the_map() {
-    let server = FakeSmtp::start(ip(111), auth_script("LOGIN PLAIN", true));
-    let port = server.port();
-    let dns = DnsServer::start(vec![]);
+/// A fake AUTH server on 127.0.0.`last` by `script`, and Postern with
+/// SMTP AUTH on, its passwords in a texthash map holding `passwords`
+/// (`{port}` stands for the server's port), and `main_extra`.
+struct AuthSetup {
+    server: FakeSmtp,
+    inst: Instance,
+    _dns: DnsServer,
+    _dir: tempfile::TempDir,
+}
+
+fn auth_setup(
+    last: u8,
+    script: Script,
+    records: Vec<Record>,
+    passwords: &str,
+    main_extra: &str,
+) -> AuthSetup {
+    let server = FakeSmtp::start(ip(last), script);
+    let dns = DnsServer::start(records);
     let dir = tempfile::tempdir().unwrap();
-    let map = write(
-        dir.path(),
-        "sasl_passwd",
-        &format!(
-            "# the relayhost\n[127.0.0.111]:{port} relay-user@isp.test:s3cret pass\n\
-             [127.0.0.111] wrong:wrong\n"
-        ),
-    );
-    let inst = postern(
+    let passwords = passwords.replace("{port}", &server.port().to_string());
+    let map = write(dir.path(), "sasl_passwd", &passwords);
+    let inst = agent::start_smtp_client_only(
         &dns,
         &format!(
-            "smtp_tls_security_level = \"may\"\nsmtp_sasl_auth_enable = \"yes\"\n\
-             smtp_sasl_password_maps = \"texthash:{map}\""
+            "smtp_sasl_auth_enable = \"yes\"\nsmtp_sasl_password_maps = \"texthash:{map}\"\n\
+             {main_extra}"
         ),
     );
-    sent(&deliver(
-        &inst,
-        &format!("[127.0.0.111]:{port}"),
-        "a@far.test",
-    ));
-    let t = &server.wait_sessions(1)[0];
+    AuthSetup {
+        server,
+        inst,
+        _dns: dns,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn auth_plain_after_starttls_with_the_password_from_the_map() {
+    let a = auth_setup(
+        111,
+        auth_script("LOGIN PLAIN", true),
+        vec![],
+        "# the relayhost\n[127.0.0.111]:{port} relay-user@isp.test:s3cret pass\n\
+         [127.0.0.111] wrong:wrong\n",
+        "smtp_tls_security_level = \"may\"",
+    );
+    sent(&deliver(&a.inst, &literal(&a.server), "a@far.test"));
+    let t = &a.server.wait_sessions(1)[0];
     assert_eq!(
         t.login,
         Some(("PLAIN".to_string(), "relay-user@isp.test".to_string()))
@@ -788,29 +673,16 @@ fn auth_plain_after_starttls_with_the_password_from_the_map() {
 
 #[test]
 fn auth_login_in_plaintext_when_the_security_options_allow_it() {
-    let server = FakeSmtp::start(ip(112), auth_script("LOGIN", false));
-    let port = server.port();
-    let dns = DnsServer::start(vec![]);
-    let dir = tempfile::tempdir().unwrap();
     // Found by the host name without brackets or port.
-    let map = write(
-        dir.path(),
-        "sasl_passwd",
+    let a = auth_setup(
+        112,
+        auth_script("LOGIN", false),
+        vec![],
         "127.0.0.112 relay-user@isp.test:s3cret pass\n",
+        "smtp_sasl_security_options = \"noanonymous\"",
     );
-    let inst = postern(
-        &dns,
-        &format!(
-            "smtp_sasl_auth_enable = \"yes\"\nsmtp_sasl_password_maps = \"texthash:{map}\"\n\
-             smtp_sasl_security_options = \"noanonymous\""
-        ),
-    );
-    sent(&deliver(
-        &inst,
-        &format!("[127.0.0.112]:{port}"),
-        "a@far.test",
-    ));
-    let t = &server.wait_sessions(1)[0];
+    sent(&deliver(&a.inst, &literal(&a.server), "a@far.test"));
+    let t = &a.server.wait_sessions(1)[0];
     assert!(!t.tls);
     assert_eq!(
         t.login,
@@ -820,74 +692,57 @@ fn auth_login_in_plaintext_when_the_security_options_allow_it() {
 
 #[test]
 fn a_wrong_password_defers() {
-    let server = FakeSmtp::start(ip(113), auth_script("PLAIN", true));
-    let port = server.port();
-    let dns = DnsServer::start(vec![]);
-    let dir = tempfile::tempdir().unwrap();
-    let map = write(
-        dir.path(),
-        "sasl_passwd",
-        &format!("[127.0.0.113]:{port} relay-user@isp.test:guess\n"),
+    let a = auth_setup(
+        113,
+        auth_script("PLAIN", true),
+        vec![],
+        "[127.0.0.113]:{port} relay-user@isp.test:guess\n",
+        "smtp_tls_security_level = \"encrypt\"",
     );
-    let inst = postern(
-        &dns,
-        &format!(
-            "smtp_tls_security_level = \"encrypt\"\nsmtp_sasl_auth_enable = \"yes\"\n\
-             smtp_sasl_password_maps = \"texthash:{map}\""
-        ),
-    );
-    let r = deliver(&inst, &format!("[127.0.0.113]:{port}"), "a@far.test");
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
+    let r = deliver(&a.inst, &literal(&a.server), "a@far.test");
     // 535 5.7.8 deferred, as Postfix's smtp_sasl_auth_soft_bounce does.
-    assert_eq!(r.dsn, "4.7.8");
-    assert_eq!(
-        r.detail,
+    deferred(
+        &r,
+        "4.7.8",
         "SASL authentication failed; server 127.0.0.113[127.0.0.113] said: \
-         535 5.7.8 Error: authentication failed: bad credentials"
+         535 5.7.8 Error: authentication failed: bad credentials",
     );
-    let t = &server.wait_sessions(1)[0];
+    let t = &a.server.wait_sessions(1)[0];
     assert_eq!(t.login, None);
     assert!(!t.verbs().contains(&"MAIL".into()), "{t:?}");
 }
 
 #[test]
 fn no_auth_over_plaintext_by_default_and_none_without_a_password() {
-    let server = FakeSmtp::start(ip(114), auth_script("PLAIN LOGIN", false));
-    let port = server.port();
-    let dns = DnsServer::start(vec![
-        Record::a("known.isp.test", ip(114)),
-        Record::a("stranger.isp.test", ip(114)),
-    ]);
-    let dir = tempfile::tempdir().unwrap();
-    let map = write(
-        dir.path(),
-        "sasl_passwd",
+    let a = auth_setup(
+        114,
+        auth_script("PLAIN LOGIN", false),
+        vec![
+            Record::a("known.isp.test", ip(114)),
+            Record::a("stranger.isp.test", ip(114)),
+        ],
         "[known.isp.test] relay-user@isp.test:s3cret pass\n",
+        "",
     );
-    let inst = postern(
-        &dns,
-        &format!("smtp_sasl_auth_enable = \"yes\"\nsmtp_sasl_password_maps = \"texthash:{map}\""),
-    );
+    let port = a.server.port();
     // A password, but only plaintext mechanisms on a plaintext
     // connection: noplaintext forbids them, and the mail waits.
-    let r = deliver(&inst, &format!("[known.isp.test]:{port}"), "a@far.test");
-    assert_eq!(r.status, DeliveryStatus::Deferred, "{r:?}");
-    assert_eq!(r.dsn, "4.7.0");
-    assert_eq!(
-        r.detail,
+    deferred(
+        &deliver(&a.inst, &format!("[known.isp.test]:{port}"), "a@far.test"),
+        "4.7.0",
         "SASL authentication failed: server known.isp.test[127.0.0.114] offered no \
-         compatible authentication mechanisms for this type of connection security"
+         compatible authentication mechanisms for this type of connection security",
     );
-    let t = &server.wait_sessions(1)[0];
+    let t = &a.server.wait_sessions(1)[0];
     assert!(!t.verbs().contains(&"AUTH".into()), "{t:?}");
 
     // No password for this server: no AUTH, the mail goes as to a stranger.
     sent(&deliver(
-        &inst,
+        &a.inst,
         &format!("[stranger.isp.test]:{port}"),
         "a@far.test",
     ));
-    let sessions = server.wait_sessions(2);
+    let sessions = a.server.wait_sessions(2);
     let t = sessions.last().unwrap();
     assert_eq!(t.verbs(), ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]);
 }
