@@ -174,6 +174,20 @@ fn a_malformed_value_is_refused() {
         "smtpd_forbid_bare_newline",
         "invalid value \"sometimes\"",
     );
+    // A TLS protocol list is checked at load, not when the first
+    // smtp-client or smtpd process builds its TLS config.
+    refused(
+        "smtp_tls_mandatory_protocols = \"<=TLSv1.1\"",
+        "",
+        "smtp_tls_mandatory_protocols",
+        "allows neither TLSv1.2 nor TLSv1.3",
+    );
+    refused(
+        "smtpd_tls_protocols = \"!SSLv2, TLSv4\"",
+        "",
+        "smtpd_tls_protocols",
+        "unknown protocol \"TLSv4\"",
+    );
 }
 
 /// Postfix's surrogate table: with `alias_maps` naming a file that is not

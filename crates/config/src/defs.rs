@@ -97,6 +97,9 @@ pub enum Kind {
     Ipv6,
     /// A list of DNS resolvers: `ip`, `ip:port` or `[ipv6]:port`.
     Resolvers,
+    /// A TLS protocol list (`>=TLSv1.2`, `!TLSv1.3`, `TLSv1.2 TLSv1.3`)
+    /// that leaves TLSv1.2 or TLSv1.3.
+    TlsProtocols,
     /// A domain list: names, `.parent` names, `/file/name` and
     /// `type:table` entries (whose table type is checked).
     Domains,
@@ -330,11 +333,11 @@ pub static PARAMS: &[ParamDef] = &[
     p("smtp_tls_loglevel", "1", Enum(&["0", "1"])),
     p("smtp_tls_mandatory_ciphers", "medium", CIPHER_GRADES)
         .not_yet("the cipher suites are rustls's safe defaults"),
-    p("smtp_tls_mandatory_protocols", ">=TLSv1", List),
+    p("smtp_tls_mandatory_protocols", ">=TLSv1", TlsProtocols),
     p("smtp_tls_note_starttls_offer", "no", Bool)
         .not_yet("servers offering STARTTLS are not logged"),
     p("smtp_tls_policy_maps", "", Maps).not_yet("there are no per-destination TLS policies"),
-    p("smtp_tls_protocols", ">=TLSv1", List),
+    p("smtp_tls_protocols", ">=TLSv1", TlsProtocols),
     p(
         "smtp_tls_security_level",
         "",
@@ -411,8 +414,8 @@ pub static PARAMS: &[ParamDef] = &[
     p("smtpd_tls_loglevel", "1", Enum(&["0", "1"])),
     p("smtpd_tls_mandatory_ciphers", "medium", CIPHER_GRADES)
         .not_yet("the cipher suites are rustls's safe defaults"),
-    p("smtpd_tls_mandatory_protocols", ">=TLSv1", List),
-    p("smtpd_tls_protocols", ">=TLSv1", List),
+    p("smtpd_tls_mandatory_protocols", ">=TLSv1", TlsProtocols),
+    p("smtpd_tls_protocols", ">=TLSv1", TlsProtocols),
     p("smtpd_tls_received_header", "yes", Bool),
     p("smtpd_tls_req_ccert", "no", Bool).not_yet("client certificates are never requested"),
     p(

@@ -71,6 +71,7 @@ pub use defs::{Kind, PARAMS, ParamDef};
 pub use params::{ParamEntry, Params};
 pub use service::{Endpoint, Service, ServiceType};
 pub use table::{Maps, NetworkList, Table, TableError};
+pub use value::TlsProtocols;
 
 /// A value derived from one configuration (a service's parameters, a
 /// router, a client's settings), built once and rebuilt only when the

@@ -170,6 +170,13 @@ impl Params {
             .collect()
     }
 
+    /// A [`Kind::TlsProtocols`] list: the TLS versions it allows.
+    pub fn tls_protocols(&self, name: &str) -> value::TlsProtocols {
+        self.declared(name, |k| k == Kind::TlsProtocols);
+        let v = self.get(name);
+        value::parse_tls_protocols(&v).unwrap_or_else(|_| unvalidated(name, &v))
+    }
+
     /// The expanded value split on commas and whitespace, keeping `{...}`
     /// groups whole, as Postfix does. Works for user-defined parameters
     /// too (restriction classes).

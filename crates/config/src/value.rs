@@ -125,6 +125,74 @@ pub fn parse_resolver(s: &str) -> Option<std::net::SocketAddr> {
     })
 }
 
+/// The TLS versions a Postfix protocol list (`smtp(d)_tls_*protocols`)
+/// leaves of the two Postern speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsProtocols {
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+/// A protocol list: `>=TLSv1.2`, `<=TLSv1.2`, `!TLSv1.3`, or plain names
+/// to allow only those. Names of versions Postern does not speak (SSLv2,
+/// SSLv3, TLSv1, TLSv1.1) narrow nothing; a list that leaves neither
+/// TLSv1.2 nor TLSv1.3, or names an unknown protocol, is an error.
+pub fn parse_tls_protocols(s: &str) -> Result<TlsProtocols, String> {
+    let mut allowed = TlsProtocols {
+        tls12: true,
+        tls13: true,
+    };
+    let mut listed: Option<TlsProtocols> = None;
+    for item in split_list(s) {
+        let (op, name) = match item.as_str() {
+            s if s.starts_with(">=") || s.starts_with("<=") => (&s[..2], &s[2..]),
+            s if s.starts_with('!') => ("!", &s[1..]),
+            s => ("", s),
+        };
+        let rank = match name.to_ascii_lowercase().as_str() {
+            "sslv2" | "sslv3" => 0,
+            "tlsv1" => 1,
+            "tlsv1.1" => 2,
+            "tlsv1.2" => 3,
+            "tlsv1.3" => 4,
+            _ => return Err(format!("unknown protocol \"{name}\" in \"{}\"", s.trim())),
+        };
+        match op {
+            ">=" => {
+                allowed.tls12 &= rank <= 3;
+                allowed.tls13 &= rank <= 4;
+            }
+            "<=" => {
+                allowed.tls12 &= rank >= 3;
+                allowed.tls13 &= rank >= 4;
+            }
+            "!" => {
+                allowed.tls12 &= rank != 3;
+                allowed.tls13 &= rank != 4;
+            }
+            _ => {
+                let l = listed.get_or_insert(TlsProtocols {
+                    tls12: false,
+                    tls13: false,
+                });
+                l.tls12 |= rank == 3;
+                l.tls13 |= rank == 4;
+            }
+        }
+    }
+    if let Some(l) = listed {
+        allowed.tls12 &= l.tls12;
+        allowed.tls13 &= l.tls13;
+    }
+    if !allowed.tls12 && !allowed.tls13 {
+        return Err(format!(
+            "\"{}\" allows neither TLSv1.2 nor TLSv1.3, the versions Postern speaks",
+            s.trim()
+        ));
+    }
+    Ok(allowed)
+}
+
 /// Checks an expanded value against its kind; the error is the `reason` of
 /// [`crate::ConfigError::Invalid`]. Restriction lists need the
 /// configuration's restriction classes and are checked by `Params`.
@@ -139,6 +207,10 @@ pub fn check(kind: Kind, value: &str) -> Result<(), String> {
         Kind::Code => parse_code(value).is_some(),
         Kind::Ipv4 => parse_addr::<std::net::Ipv4Addr>(value).is_ok(),
         Kind::Ipv6 => parse_addr::<std::net::Ipv6Addr>(value).is_ok(),
+        Kind::TlsProtocols => {
+            parse_tls_protocols(value)?;
+            true
+        }
         Kind::Resolvers => {
             if let Some(bad) = split_list(value)
                 .iter()
@@ -235,9 +307,12 @@ pub fn canonical(kind: Kind, value: &str) -> String {
         Kind::Size => parse_size(value).map(|n| n.to_string()),
         Kind::Code => parse_code(value).map(|n| n.to_string()),
         Kind::Enum(_) | Kind::Words(_) => Some(split_list(&value.to_ascii_lowercase()).join(" ")),
-        Kind::List | Kind::Maps | Kind::Domains | Kind::Restrictions | Kind::Resolvers => {
-            Some(split_list(value).join(" "))
-        }
+        Kind::List
+        | Kind::Maps
+        | Kind::Domains
+        | Kind::Restrictions
+        | Kind::Resolvers
+        | Kind::TlsProtocols => Some(split_list(value).join(" ")),
         Kind::Str | Kind::Command | Kind::Path | Kind::Ipv4 | Kind::Ipv6 => None,
     }
     .unwrap_or_else(|| value.trim().to_string())
@@ -253,6 +328,20 @@ mod tests {
         assert_eq!(parse_int("-1"), Some(-1));
         assert_eq!(parse_int("10M"), None);
         assert_eq!(parse_int(""), None);
+    }
+
+    #[test]
+    fn tls_protocol_lists() {
+        let v = |spec: &str| parse_tls_protocols(spec).map(|p| (p.tls12, p.tls13));
+        assert_eq!(v(">=TLSv1"), Ok((true, true)));
+        assert_eq!(v(""), Ok((true, true)));
+        assert_eq!(v(">=TLSv1.3"), Ok((false, true)));
+        assert_eq!(v("<=TLSv1.2"), Ok((true, false)));
+        assert_eq!(v("!SSLv2, !SSLv3, !TLSv1.3"), Ok((true, false)));
+        assert_eq!(v("TLSv1.2"), Ok((true, false)));
+        assert_eq!(v("TLSv1.2 TLSv1.3"), Ok((true, true)));
+        assert!(v("<=TLSv1.1").unwrap_err().contains("neither"));
+        assert!(v("TLSv9").unwrap_err().contains("unknown protocol"));
     }
 
     #[test]

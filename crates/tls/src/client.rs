@@ -116,7 +116,7 @@ pub fn client_config_from_params(params: &Params) -> Result<ClientTls, TlsError>
     } else {
         "smtp_tls_protocols"
     };
-    let versions = crate::protocol_versions(param, &params.list(param))?;
+    let versions = crate::protocol_versions(params.tls_protocols(param));
     let ca_file: PathBuf = params.path("smtp_tls_CAfile");
     let config = client_config(level, Some(&ca_file), &versions)?;
     Ok(ClientTls { level, config })

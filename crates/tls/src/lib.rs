@@ -84,98 +84,17 @@ pub(crate) fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// The TLS versions a Postfix protocol list allows, from rustls' two:
-/// `>=TLSv1.3`, `<=TLSv1.2`, `!TLSv1.2`, or plain names to allow only those.
-/// Names rustls does not implement (SSLv3, TLSv1, TLSv1.1) are ignored.
+/// rustls' versions for what a protocol list allows (the list's syntax
+/// and its check that something is left belong to postern-config).
 pub fn protocol_versions(
-    param: &str,
-    items: &[String],
-) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, TlsError> {
-    use rustls::version::{TLS12, TLS13};
-    let mut tls12 = true;
-    let mut tls13 = true;
-    let mut listed: Option<(bool, bool)> = None;
-    for item in items {
-        let item = item.trim();
-        let (op, name) = match item {
-            s if s.starts_with(">=") || s.starts_with("<=") => (&s[..2], &s[2..]),
-            s if s.starts_with('!') => ("!", &s[1..]),
-            s => ("", s),
-        };
-        let rank = match name.to_ascii_lowercase().as_str() {
-            "sslv2" | "sslv3" => 0,
-            "tlsv1" => 1,
-            "tlsv1.1" => 2,
-            "tlsv1.2" => 3,
-            "tlsv1.3" => 4,
-            "" => continue,
-            _ => {
-                return Err(TlsError::Config {
-                    param: param.to_string(),
-                    value: items.join(" "),
-                    reason: format!("unknown protocol {name:?}"),
-                });
-            }
-        };
-        match op {
-            ">=" => {
-                tls12 &= rank <= 3;
-                tls13 &= rank <= 4;
-            }
-            "<=" => {
-                tls12 &= rank >= 3;
-                tls13 &= rank >= 4;
-            }
-            "!" => {
-                tls12 &= rank != 3;
-                tls13 &= rank != 4;
-            }
-            _ => {
-                let l = listed.get_or_insert((false, false));
-                l.0 |= rank == 3;
-                l.1 |= rank == 4;
-            }
-        }
-    }
-    if let Some((l12, l13)) = listed {
-        tls12 &= l12;
-        tls13 &= l13;
-    }
+    allowed: postern_config::TlsProtocols,
+) -> Vec<&'static rustls::SupportedProtocolVersion> {
     let mut versions = Vec::new();
-    if tls13 {
-        versions.push(&TLS13);
+    if allowed.tls13 {
+        versions.push(&rustls::version::TLS13);
     }
-    if tls12 {
-        versions.push(&TLS12);
+    if allowed.tls12 {
+        versions.push(&rustls::version::TLS12);
     }
-    if versions.is_empty() {
-        return Err(TlsError::Config {
-            param: param.to_string(),
-            value: items.join(" "),
-            reason: "allows neither TLSv1.2 nor TLSv1.3".into(),
-        });
-    }
-    Ok(versions)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(spec: &str) -> Result<Vec<u16>, TlsError> {
-        let items: Vec<String> = spec.split_whitespace().map(String::from).collect();
-        protocol_versions("p", &items).map(|vs| vs.iter().map(|v| u16::from(v.version)).collect())
-    }
-
-    #[test]
-    fn protocol_lists() {
-        assert_eq!(v(">=TLSv1").unwrap(), [0x0304, 0x0303]);
-        assert_eq!(v("").unwrap(), [0x0304, 0x0303]);
-        assert_eq!(v(">=TLSv1.3").unwrap(), [0x0304]);
-        assert_eq!(v("<=TLSv1.2").unwrap(), [0x0303]);
-        assert_eq!(v("!SSLv2 !SSLv3 !TLSv1.3").unwrap(), [0x0303]);
-        assert_eq!(v("TLSv1.2").unwrap(), [0x0303]);
-        assert!(v("<=TLSv1.1").is_err());
-        assert!(v("TLSv9").is_err());
-    }
+    versions
 }

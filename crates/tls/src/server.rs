@@ -172,7 +172,7 @@ pub fn server_config_from_params(
     } else {
         "smtpd_tls_protocols"
     };
-    let versions = crate::protocol_versions(param, &params.list(param))?;
+    let versions = crate::protocol_versions(params.tls_protocols(param));
     server_config(&server_files(params), &versions, tickets)
 }
 
