@@ -545,15 +545,14 @@ fn swaks_with_starttls_and_with_smtps() {
 /// One `openssl s_client -starttls smtp` session that stays long enough
 /// to receive its session tickets; its standard output.
 fn s_client(addr: SocketAddr, session_arg: &str, file: &Path) -> String {
+    s_client_with(addr, &["-starttls", "smtp"], session_arg, file)
+}
+
+/// [`s_client`] with other options than `-starttls smtp`.
+fn s_client_with(addr: SocketAddr, options: &[&str], session_arg: &str, file: &Path) -> String {
     let mut child = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &addr.to_string(),
-            "-starttls",
-            "smtp",
-            "-crlf",
-        ])
+        .args(["s_client", "-connect", &addr.to_string(), "-crlf"])
+        .args(options)
         .arg(session_arg)
         .arg(file)
         .stdin(Stdio::piped())
@@ -616,6 +615,30 @@ fn sessions_resume_on_any_process_and_after_a_restart() {
     }));
     let after = s_client(ports.smtp, "-sess_in", &file);
     assert!(after.contains("Reused, TLSv1.3"), "{after}\n{}", inst.log());
+}
+
+/// `smtpd_tls_session_cache_database` (seed 003, and Debian's main.cf)
+/// turns on the server-side cache, so a TLS 1.2 client that takes no
+/// ticket resumes by session ID; without it, as in Postfix, the server
+/// gives no session ID and only tickets resume. (smtps has one process,
+/// so every session meets the same cache.)
+#[test]
+fn a_session_cache_database_resumes_clients_without_tickets() {
+    let no_ticket = ["-tls1_2", "-no_ticket"];
+    let (inst, ports) = start("smtpd_tls_session_cache_database = \"btree:smtpd_scache\"");
+    let file = inst.dir.path().join("tls-session");
+    let first = s_client_with(ports.smtps, &no_ticket, "-sess_out", &file);
+    assert!(first.contains("New, TLSv1.2"), "{first}");
+    for _ in 0..2 {
+        let again = s_client_with(ports.smtps, &no_ticket, "-sess_in", &file);
+        assert!(again.contains("Reused, TLSv1.2"), "{again}");
+    }
+
+    let (inst, ports) = start("");
+    let file = inst.dir.path().join("tls-session");
+    let first = s_client_with(ports.smtps, &no_ticket, "-sess_out", &file);
+    assert!(first.contains("New, TLSv1.2"), "{first}");
+    assert!(first.contains("Session-ID: \n"), "{first}");
 }
 
 #[test]

@@ -325,7 +325,7 @@ pub static PARAMS: &[ParamDef] = &[
     ),
     p("smtp_starttls_timeout", "300s", Time('s')),
     p("smtp_tls_CAfile", "", Path),
-    p("smtp_tls_CApath", "", Path).not_yet("CA certificates are read from smtp_tls_CAfile only"),
+    p("smtp_tls_CApath", "", Path),
     p("smtp_tls_cert_file", "", Path).not_yet("no client certificate is offered"),
     p("smtp_tls_ciphers", "medium", CIPHER_GRADES)
         .not_yet("the cipher suites are rustls's safe defaults"),
@@ -433,6 +433,7 @@ pub static PARAMS: &[ParamDef] = &[
             "secure",
         ]),
     ),
+    p("smtpd_tls_session_cache_database", "", Str),
     p("smtpd_tls_session_cache_timeout", "3600s", Time('s')),
     p("smtpd_tls_wrappermode", "no", Bool),
     p("stale_lock_time", "500s", Time('s')),

@@ -406,8 +406,12 @@ async fn worker(ctx: Arc<Ctx>) {
 
 fn tls_config(resume: bool) -> Result<Arc<ClientConfig>> {
     let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
-    let config = postern_tls::client_config(postern_tls::SecurityLevel::May, None, &versions)?
-        .context("no TLS client config")?;
+    let config = postern_tls::client_config(
+        postern_tls::SecurityLevel::May,
+        &Default::default(),
+        &versions,
+    )?
+    .context("no TLS client config")?;
     if resume {
         return Ok(config);
     }

@@ -67,7 +67,8 @@
 //!             to start TLS: <reply>`; a failed handshake: 4.7.5 `Cannot
 //!             start TLS: handshake failure`.
 //!   verify    as encrypt, and the certificate chain must lead to a root in
-//!             smtp_tls_CAfile (4.7.5 `Server certificate not trusted`) and
+//!             smtp_tls_CAfile or smtp_tls_CApath (4.7.5 `Server
+//!             certificate not trusted`) and
 //!             name the host (4.7.5 `Server certificate not verified`).
 //!             `secure` is taken as `verify`.
 //!
@@ -154,6 +155,8 @@
 //!   TLS:
 //!   smtp_tls_security_level (empty: none)  none, may, encrypt, verify
 //!   smtp_tls_CAfile             trusted roots for verify (PEM)
+//!   smtp_tls_CApath             a directory of them (every file in it,
+//!                               as /etc/ssl/certs), with or beside CAfile
 //!   smtp_tls_protocols (>=TLSv1)          versions at may
 //!   smtp_tls_mandatory_protocols (>=TLSv1) versions at encrypt, verify
 //!                               (only TLSv1.2 and TLSv1.3 exist here)
@@ -186,7 +189,7 @@
 //!   TLS: SNI is sent (the host name), as Postfix does with
 //!   `smtp_tls_servername = hostname`; Postfix's default sends none.
 //!   Per-destination policy (smtp_tls_policy_maps), DANE, fingerprint
-//!   levels, client certificates and smtp_tls_CApath are not implemented.
+//!   levels and client certificates are not implemented.
 //!   At may and encrypt the log says `Untrusted` even for a certificate a
 //!   CA file would trust (the chain is not examined there). TLS sessions
 //!   are resumed from the process's own cache, not from tlsmgr (rustls

@@ -10,7 +10,7 @@
 //!   offered by host X`, 4.7.5 `Cannot start TLS: handshake failure`);
 //!   the certificate is not checked.
 //! - `verify`: `encrypt`, and the certificate must lead to a root in
-//!   `smtp_tls_CAfile` (4.7.5 `Server certificate not trusted`) and name
+//!   `smtp_tls_CAfile` or `smtp_tls_CApath` (4.7.5 `Server certificate not trusted`) and name
 //!   the host connected to: the MX host, or the host of a `[host]` next
 //!   hop (4.7.5 `Server certificate not verified`).
 //!
@@ -48,6 +48,7 @@ impl TlsSettings {
         let key = [
             "smtp_tls_security_level",
             "smtp_tls_CAfile",
+            "smtp_tls_CApath",
             "smtp_tls_protocols",
             "smtp_tls_mandatory_protocols",
         ]

@@ -246,6 +246,15 @@
 //!                           handshake; 0: do not (2 to 4 are refused)
 //!     smtpd_tls_session_cache_timeout  the lifetime of session tickets
 //!                           (3600s; tlsmgr rotates the keys that often)
+//!                           and of cached sessions; 0 turns the cache off
+//!     smtpd_tls_session_cache_database  when set, sessions are also
+//!                           cached by ID, for TLS 1.2 clients that take
+//!                           no ticket (empty: tickets only, as Postfix).
+//!                           The cache lives in each smtpd process's
+//!                           memory, at most 10000 sessions; the named
+//!                           file is not written (Postfix's tlsmgr empties
+//!                           it at each start, so neither keeps sessions
+//!                           across a restart)
 //!
 //!   SASL authentication
 //!     smtpd_sasl_auth_enable  offer AUTH (no)

@@ -10,12 +10,19 @@
 //!   (`may` falling back to plaintext when STARTTLS is absent or fails is
 //!   the smtp-client's decision, not the config's.)
 //! - `verify` (and `secure`): the chain must lead to a root in
-//!   `smtp_tls_CAfile` and name the host the caller passes as the
-//!   [`ServerName`] (the MX or relay host).
+//!   `smtp_tls_CAfile` or `smtp_tls_CApath` and name the host the caller
+//!   passes as the [`ServerName`] (the MX or relay host).
+//!
+//! `smtp_tls_CApath` is read as OpenSSL's CA directory is used: every file
+//! in it (the `c_rehash` links and the files they point to alike, each
+//! certificate taken once). Files in it that hold no certificate (CRLs,
+//! READMEs) are passed over, as OpenSSL never opens them; a broken
+//! `smtp_tls_CAfile` is an error.
 //!
 //! rustls sends SNI whenever that server name is a DNS name.
 //! Client certificates (`smtp_tls_cert_file`) are not offered.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -72,12 +79,35 @@ pub struct ClientTls {
     pub config: Option<Arc<ClientConfig>>,
 }
 
-/// The config for `level`; `ca_file` is required for `verify`. Sessions
-/// are resumed from an in-process cache shared by every connection made
-/// with the returned config (rustls' default of 256 entries).
+/// Where the trusted CA certificates are (`smtp_tls_CAfile`,
+/// `smtp_tls_CApath`); both may be given.
+#[derive(Debug, Clone, Default)]
+pub struct CaLocations {
+    pub file: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+}
+
+impl CaLocations {
+    /// Only a CA file.
+    pub fn file(path: &Path) -> CaLocations {
+        CaLocations {
+            file: Some(path.to_path_buf()),
+            dir: None,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.file.is_none() && self.dir.is_none()
+    }
+}
+
+/// The config for `level`; CA certificates are required for `verify`.
+/// Sessions are resumed from an in-process cache shared by every
+/// connection made with the returned config (rustls' default of 256
+/// entries).
 pub fn client_config(
     level: SecurityLevel,
-    ca_file: Option<&Path>,
+    ca: &CaLocations,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<Option<Arc<ClientConfig>>, TlsError> {
     let provider = crate::provider();
@@ -90,15 +120,17 @@ pub fn client_config(
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate::new(&provider)))
             .with_no_client_auth(),
         SecurityLevel::Verify => {
-            let Some(ca_file) = ca_file.filter(|p| !p.as_os_str().is_empty()) else {
+            if ca.is_empty() {
                 return Err(TlsError::Config {
                     param: "smtp_tls_security_level".into(),
                     value: "verify".into(),
-                    reason: "needs smtp_tls_CAfile naming the trusted CA certificates".into(),
+                    reason: "needs smtp_tls_CAfile or smtp_tls_CApath naming the trusted CA \
+                             certificates"
+                        .into(),
                 });
-            };
+            }
             builder()?
-                .with_root_certificates(load_roots(ca_file)?)
+                .with_root_certificates(load_roots(ca)?)
                 .with_no_client_auth()
         }
     };
@@ -106,7 +138,7 @@ pub fn client_config(
 }
 
 /// [`client_config`] from smtp-client's parameters
-/// (`smtp_tls_security_level`, `smtp_tls_CAfile`, and
+/// (`smtp_tls_security_level`, `smtp_tls_CAfile`, `smtp_tls_CApath`, and
 /// `smtp_tls_mandatory_protocols` for encrypt and verify,
 /// `smtp_tls_protocols` for may).
 pub fn client_config_from_params(params: &Params) -> Result<ClientTls, TlsError> {
@@ -117,22 +149,66 @@ pub fn client_config_from_params(params: &Params) -> Result<ClientTls, TlsError>
         "smtp_tls_protocols"
     };
     let versions = crate::protocol_versions(params.tls_protocols(param));
-    let ca_file: PathBuf = params.path("smtp_tls_CAfile");
-    let config = client_config(level, Some(&ca_file), &versions)?;
+    let set = |name: &str| Some(params.path(name)).filter(|_| !params.get(name).is_empty());
+    let ca = CaLocations {
+        file: set("smtp_tls_CAfile"),
+        dir: set("smtp_tls_CApath"),
+    };
+    let config = client_config(level, &ca, &versions)?;
     Ok(ClientTls { level, config })
 }
 
-/// Every certificate in `path` as a trust anchor.
-pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
-    let pem_bytes = pem::read(path)?;
+/// Every certificate of the CA file and the CA directory as a trust
+/// anchor, each once; none at all is an error.
+pub fn load_roots(ca: &CaLocations) -> Result<RootCertStore, TlsError> {
+    let mut certs = Vec::new();
+    if let Some(file) = &ca.file {
+        certs.extend(pem::certificates(file, &pem::read(file)?)?);
+    }
+    if let Some(dir) = &ca.dir {
+        certs.extend(directory_certificates(dir)?);
+    }
+    let mut seen = HashSet::new();
     let mut roots = RootCertStore::empty();
-    for cert in pem::certificates(path, &pem_bytes)? {
+    for cert in certs {
+        if !seen.insert(cert.as_ref().to_vec()) {
+            continue;
+        }
         roots.add(cert).map_err(|e| TlsError::BadCertificate {
-            path: path.to_path_buf(),
+            path: ca.file.clone().or(ca.dir.clone()).unwrap_or_default(),
             reason: e.to_string(),
         })?;
     }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: ca.dir.clone().or(ca.file.clone()).unwrap_or_default(),
+        });
+    }
     Ok(roots)
+}
+
+/// The certificates of every file in `dir` (links followed) that holds
+/// any, in name order.
+fn directory_certificates(dir: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let read_error = |source| TlsError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_error)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    let mut certs = Vec::new();
+    for file in files {
+        if let Ok(bytes) = pem::read(&file)
+            && let Ok(found) = pem::certificates(&file, &bytes)
+        {
+            certs.extend(found);
+        }
+    }
+    Ok(certs)
 }
 
 /// Accepts any server certificate but verifies handshake signatures with
@@ -205,15 +281,16 @@ mod tests {
     #[test]
     fn verify_needs_a_ca_file() {
         let all = [&rustls::version::TLS13, &rustls::version::TLS12];
-        let e = client_config(SecurityLevel::Verify, None, &all).unwrap_err();
+        let none = CaLocations::default();
+        let e = client_config(SecurityLevel::Verify, &none, &all).unwrap_err();
         assert!(e.to_string().contains("smtp_tls_CAfile"), "{e}");
         assert!(
-            client_config(SecurityLevel::None, None, &all)
+            client_config(SecurityLevel::None, &none, &all)
                 .unwrap()
                 .is_none()
         );
         assert!(
-            client_config(SecurityLevel::May, None, &all)
+            client_config(SecurityLevel::May, &none, &all)
                 .unwrap()
                 .is_some()
         );

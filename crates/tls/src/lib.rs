@@ -63,9 +63,9 @@ pub mod tlsmgr_client;
 use std::sync::Arc;
 
 pub use certinfo::{CertificateInfo, certificate_info};
-pub use client::{ClientTls, SecurityLevel, client_config, client_config_from_params};
+pub use client::{CaLocations, ClientTls, SecurityLevel, client_config, client_config_from_params};
 pub use error::TlsError;
-pub use server::{CertKeyFiles, ServerTls, server_config, server_config_from_params};
+pub use server::{CertKeyFiles, ServerTls, SessionCache, server_config, server_config_from_params};
 pub use stream::MaybeTls;
 pub use summary::{TlsSummary, summary};
 pub use tickets::TicketKeys;

@@ -6,12 +6,21 @@
 //! followed by its certificate chain, as in Postfix) or else from
 //! `smtpd_tls_cert_file` with `smtpd_tls_key_file` (which defaults to the
 //! certificate file, so one file holding both works).
+//!
+//! Resumption is by session ticket (sealed with tlsmgr's keys). A
+//! server-side cache of sessions by ID, for clients that take no tickets,
+//! exists only when `smtpd_tls_session_cache_database` names one, as in
+//! Postfix; it is [`SessionCache`], kept in the smtpd process's memory.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use postern_config::Params;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ResolvesServerCert, StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, SupportedProtocolVersion};
 
@@ -95,10 +104,25 @@ pub fn load_certified_key(
 /// Builds smtpd's configuration from `pairs` (at least one), offering
 /// `versions`; with `tickets`, session tickets are sealed with the keys
 /// tlsmgr hands out, so any smtpd process resumes any other's sessions.
+/// No sessions are cached by ID.
 pub fn server_config(
     pairs: &[CertKeyFiles],
     versions: &[&'static SupportedProtocolVersion],
     tickets: Option<Arc<TicketKeys>>,
+) -> Result<ServerTls, TlsError> {
+    build(
+        pairs,
+        versions,
+        tickets,
+        Arc::new(NoServerSessionStorage {}),
+    )
+}
+
+fn build(
+    pairs: &[CertKeyFiles],
+    versions: &[&'static SupportedProtocolVersion],
+    tickets: Option<Arc<TicketKeys>>,
+    sessions: Arc<dyn StoresServerSessions>,
 ) -> Result<ServerTls, TlsError> {
     if pairs.is_empty() {
         return Err(TlsError::NoServerCertificate);
@@ -121,6 +145,7 @@ pub fn server_config(
         .with_protocol_versions(versions)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(ChooseByAlgorithm { keys }));
+    config.session_storage = sessions;
     if let Some(tickets) = tickets {
         config.ticketer = tickets;
     }
@@ -160,9 +185,11 @@ pub fn server_files(params: &Params) -> Vec<CertKeyFiles> {
     vec![CertKeyFiles { cert, key }]
 }
 
-/// [`server_config`] from smtpd's parameters: the files above, and
+/// [`server_config`] from smtpd's parameters: the files above,
 /// `smtpd_tls_mandatory_protocols` when `smtpd_tls_security_level` is
-/// `encrypt`, `smtpd_tls_protocols` otherwise.
+/// `encrypt`, `smtpd_tls_protocols` otherwise, and a [`SessionCache`]
+/// when `smtpd_tls_session_cache_database` is set and
+/// `smtpd_tls_session_cache_timeout` is not 0.
 pub fn server_config_from_params(
     params: &Params,
     tickets: Option<Arc<TicketKeys>>,
@@ -173,7 +200,99 @@ pub fn server_config_from_params(
         "smtpd_tls_protocols"
     };
     let versions = crate::protocol_versions(params.tls_protocols(param));
-    server_config(&server_files(params), &versions, tickets)
+    let lifetime = params.time("smtpd_tls_session_cache_timeout");
+    let sessions: Arc<dyn StoresServerSessions> =
+        if params.get("smtpd_tls_session_cache_database").is_empty() || lifetime.is_zero() {
+            Arc::new(NoServerSessionStorage {})
+        } else {
+            Arc::new(SessionCache::new(lifetime, SESSION_CACHE_ENTRIES))
+        };
+    build(&server_files(params), &versions, tickets, sessions)
+}
+
+/// Sessions one smtpd process keeps by ID (Postfix's database has no
+/// bound; a bound keeps a flood of handshakes from growing the process).
+pub const SESSION_CACHE_ENTRIES: usize = 10_000;
+
+/// smtpd's server-side session cache: sessions by ID, each kept for
+/// `lifetime` (`smtpd_tls_session_cache_timeout`), the oldest dropped
+/// beyond `capacity`.
+#[derive(Debug)]
+pub struct SessionCache {
+    lifetime: Duration,
+    capacity: usize,
+    entries: Mutex<CachedSessions>,
+}
+
+#[derive(Debug, Default)]
+struct CachedSessions {
+    by_id: HashMap<Vec<u8>, (Instant, Vec<u8>)>,
+    /// IDs in the order they were stored, to drop the oldest.
+    order: VecDeque<(Instant, Vec<u8>)>,
+}
+
+impl SessionCache {
+    pub fn new(lifetime: Duration, capacity: usize) -> SessionCache {
+        SessionCache {
+            lifetime,
+            capacity: capacity.max(1),
+            entries: Mutex::default(),
+        }
+    }
+
+    fn fresh(&self, stored: Instant) -> bool {
+        stored.elapsed() < self.lifetime
+    }
+
+    fn lookup(&self, id: &[u8], remove: bool) -> Option<Vec<u8>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (stored, value) = if remove {
+            entries.by_id.remove(id)?
+        } else {
+            entries.by_id.get(id).cloned()?
+        };
+        if self.fresh(stored) {
+            Some(value)
+        } else {
+            entries.by_id.remove(id);
+            None
+        }
+    }
+}
+
+impl StoresServerSessions for SessionCache {
+    fn put(&self, id: Vec<u8>, value: Vec<u8>) -> bool {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.order.push_back((now, id.clone()));
+        entries.by_id.insert(id, (now, value));
+        while entries.by_id.len() > self.capacity
+            || entries.order.len() > 2 * self.capacity
+            || entries.order.front().is_some_and(|(t, _)| !self.fresh(*t))
+        {
+            let Some((stored, id)) = entries.order.pop_front() else {
+                break;
+            };
+            // Only the entry this stamp stored: a later put of the same
+            // ID has its own place in the order.
+            if entries.by_id.get(&id).is_some_and(|(t, _)| *t == stored) {
+                entries.by_id.remove(&id);
+            }
+        }
+        true
+    }
+
+    fn get(&self, id: &[u8]) -> Option<Vec<u8>> {
+        self.lookup(id, false)
+    }
+
+    fn take(&self, id: &[u8]) -> Option<Vec<u8>> {
+        self.lookup(id, true)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
 }
 
 /// Picks the first configured pair whose key can sign with one of the
@@ -192,5 +311,32 @@ impl ResolvesServerCert for ChooseByAlgorithm {
             .find(|k| k.key.choose_scheme(schemes).is_some())
             .or_else(|| self.keys.first())
             .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_cache_keeps_the_newest_for_their_lifetime() {
+        let cache = SessionCache::new(Duration::from_secs(3600), 2);
+        for id in [b"a", b"b", b"c"] {
+            assert!(cache.put(id.to_vec(), id.to_vec()));
+        }
+        // The oldest went beyond the capacity.
+        assert_eq!(cache.get(b"a"), None);
+        assert_eq!(cache.get(b"b"), Some(b"b".to_vec()));
+        // Storing an ID again keeps it, with its new value.
+        assert!(cache.put(b"b".to_vec(), b"B".to_vec()));
+        assert!(cache.put(b"d".to_vec(), b"d".to_vec()));
+        assert_eq!(cache.get(b"b"), Some(b"B".to_vec()));
+        assert_eq!(cache.get(b"c"), None);
+        assert_eq!(cache.take(b"d"), Some(b"d".to_vec()));
+        assert_eq!(cache.get(b"d"), None);
+
+        let expired = SessionCache::new(Duration::ZERO, 10);
+        expired.put(b"x".to_vec(), b"x".to_vec());
+        assert_eq!(expired.get(b"x"), None);
     }
 }

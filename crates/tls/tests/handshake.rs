@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use postern_ipc::tlsmgr::TicketKey;
 use postern_tls::tickets::generate_key;
-use postern_tls::{CertKeyFiles, SecurityLevel, TicketKeys, TlsError};
+use postern_tls::{CaLocations, CertKeyFiles, SecurityLevel, TicketKeys, TlsError};
 use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair, SignatureAlgorithm};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, HandshakeKind, ServerConfig, SupportedProtocolVersion};
@@ -86,13 +86,13 @@ async fn exchange(
 }
 
 fn verify_client(ca_file: &Path) -> Arc<ClientConfig> {
-    postern_tls::client_config(SecurityLevel::Verify, Some(ca_file), &BOTH)
+    postern_tls::client_config(SecurityLevel::Verify, &CaLocations::file(ca_file), &BOTH)
         .unwrap()
         .unwrap()
 }
 
 fn may_client(versions: &[&'static SupportedProtocolVersion]) -> Arc<ClientConfig> {
-    postern_tls::client_config(SecurityLevel::May, None, versions)
+    postern_tls::client_config(SecurityLevel::May, &CaLocations::default(), versions)
         .unwrap()
         .unwrap()
 }
@@ -180,9 +180,10 @@ async fn chain_verify_and_several_pairs() {
     exchange(tls.config.clone(), may_client(&BOTH))
         .await
         .unwrap();
-    let encrypt = postern_tls::client_config(SecurityLevel::Encrypt, None, &BOTH)
-        .unwrap()
-        .unwrap();
+    let encrypt =
+        postern_tls::client_config(SecurityLevel::Encrypt, &CaLocations::default(), &BOTH)
+            .unwrap()
+            .unwrap();
     exchange(tls.config, encrypt).await.unwrap();
 }
 
@@ -341,6 +342,48 @@ async fn configs_from_parameters() {
         .await
         .unwrap();
     assert_eq!(kind, HandshakeKind::Full);
+
+    // smtp_tls_CApath as Debian's /etc/ssl/certs is: c_rehash links to
+    // PEM files, and files with no certificate in them.
+    let ca_dir = dir.path().join("certs");
+    std::fs::create_dir(&ca_dir).unwrap();
+    std::os::unix::fs::symlink("../ca.pem", ca_dir.join("0123abcd.0")).unwrap();
+    write(&ca_dir, "postern-test.pem", &cert);
+    write(&ca_dir, "README", "not a certificate\n");
+    let client = params_from(
+        dir.path(),
+        "smtp_tls_security_level = \"verify\"\nsmtp_tls_CApath = \"certs\"",
+    );
+    let c = postern_tls::client_config_from_params(&client).unwrap();
+    let (kind, _) = exchange(tls.config.clone(), c.config.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(kind, HandshakeKind::Full);
+    // A directory without the server's CA does not vouch for it.
+    let (other, _) = self_signed(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let other_dir = dir.path().join("other-certs");
+    std::fs::create_dir(&other_dir).unwrap();
+    write(&other_dir, "other.pem", &other);
+    let client = params_from(
+        dir.path(),
+        "smtp_tls_security_level = \"verify\"\nsmtp_tls_CApath = \"other-certs\"",
+    );
+    let c = postern_tls::client_config_from_params(&client).unwrap();
+    assert!(
+        exchange(tls.config.clone(), c.config.unwrap())
+            .await
+            .is_err()
+    );
+    // A directory with no certificate at all is an error, not an empty trust.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    write(&empty, "README", "nothing\n");
+    let client = params_from(
+        dir.path(),
+        "smtp_tls_security_level = \"verify\"\nsmtp_tls_CApath = \"empty\"",
+    );
+    let err = postern_tls::client_config_from_params(&client).unwrap_err();
+    assert!(matches!(err, TlsError::NoCertificate { .. }), "{err:?}");
 
     let no_ca = params_from(dir.path(), "smtp_tls_security_level = \"verify\"");
     let err = postern_tls::client_config_from_params(&no_ca).unwrap_err();

@@ -201,9 +201,13 @@ async fn two_smtpd_processes_fed_by_one_tlsmgr_resume_each_others_sessions() {
         smtpd.push(tls.config);
     }
 
-    let client = postern_tls::client_config(postern_tls::SecurityLevel::Encrypt, None, &versions)
-        .unwrap()
-        .unwrap();
+    let client = postern_tls::client_config(
+        postern_tls::SecurityLevel::Encrypt,
+        &Default::default(),
+        &versions,
+    )
+    .unwrap()
+    .unwrap();
     let mut kinds = Vec::new();
     for server in &smtpd {
         let (c, s) = tokio::io::duplex(64 * 1024);
