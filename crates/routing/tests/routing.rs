@@ -49,28 +49,40 @@ fn got(r: &Route) -> Want<'_> {
     }
 }
 
-fn want<'a>(
-    class: AddressClass,
-    transport: &'a str,
-    nexthop: &'a str,
-    mx_lookup: bool,
-    host: &'a str,
-    port: Option<u16>,
-) -> Want<'a> {
+/// A route's parts from `CLASS | TRANSPORT | NEXTHOP | mx or direct | HOST`,
+/// and `| PORT` when it has one.
+fn want(row: &str) -> Want<'_> {
+    let f: Vec<&str> = row.split('|').map(str::trim).collect();
+    let class = match f[0] {
+        "Local" => Local,
+        "VirtualAlias" => VirtualAlias,
+        "VirtualMailbox" => VirtualMailbox,
+        "Relay" => Relay,
+        "Default" => Default,
+        other => panic!("no address class {other} in {row:?}"),
+    };
+    let mx_lookup = match f[3] {
+        "mx" => true,
+        "direct" => false,
+        other => panic!("{other} is neither mx nor direct in {row:?}"),
+    };
     Want {
         class,
-        transport,
-        nexthop,
+        transport: f[1],
+        nexthop: f[2],
         mx_lookup,
-        host,
-        port,
+        host: f[4],
+        port: f.get(5).map(|p| p.parse().expect("a port")),
     }
 }
 
-fn check_routes(r: &Router, rows: &[(&str, Want<'_>)]) {
-    for (addr, w) in rows {
+/// Each row is `RECIPIENT | ` and what [`want`] reads.
+fn check_routes(r: &Router, rows: &[&str]) {
+    for row in rows {
+        let (addr, expected) = row.split_once('|').unwrap();
+        let addr = addr.trim();
         let route = r.resolve(addr).unwrap();
-        assert_eq!(&got(&route), w, "recipient {addr}");
+        assert_eq!(got(&route), want(expected), "recipient {addr}");
     }
 }
 
@@ -105,76 +117,13 @@ fn s3_transport_table() {
     check_routes(
         &r,
         &[
-            (
-                "user@example.local",
-                want(
-                    Relay,
-                    "relay",
-                    "[192.168.1.100]",
-                    false,
-                    "192.168.1.100",
-                    None,
-                ),
-            ),
-            (
-                "user@sub.example.local",
-                want(
-                    Relay,
-                    "relay",
-                    "sub.example.local",
-                    true,
-                    "sub.example.local",
-                    None,
-                ),
-            ),
-            (
-                "user@abc.example.local",
-                want(
-                    Relay,
-                    "relay",
-                    "[mailtrans.example.local]",
-                    false,
-                    "mailtrans.example.local",
-                    None,
-                ),
-            ),
-            (
-                "user@deep.abc.example.local",
-                want(
-                    Relay,
-                    "relay",
-                    "[mailtrans.example.local]",
-                    false,
-                    "mailtrans.example.local",
-                    None,
-                ),
-            ),
-            (
-                "USER@Example.Local.",
-                want(
-                    Relay,
-                    "relay",
-                    "[192.168.1.100]",
-                    false,
-                    "192.168.1.100",
-                    None,
-                ),
-            ),
-            (
-                "user@example.net",
-                want(Default, "smtp", "example.net", true, "example.net", None),
-            ),
-            (
-                "user@hub.example.com",
-                want(
-                    Local,
-                    "local",
-                    "hub.example.com",
-                    true,
-                    "hub.example.com",
-                    None,
-                ),
-            ),
+            "user@example.local | Relay | relay | [192.168.1.100] | direct | 192.168.1.100",
+            "user@sub.example.local | Relay | relay | sub.example.local | mx | sub.example.local",
+            "user@abc.example.local | Relay | relay | [mailtrans.example.local] | direct | mailtrans.example.local",
+            "user@deep.abc.example.local | Relay | relay | [mailtrans.example.local] | direct | mailtrans.example.local",
+            "USER@Example.Local. | Relay | relay | [192.168.1.100] | direct | 192.168.1.100",
+            "user@example.net | Default | smtp | example.net | mx | example.net",
+            "user@hub.example.com | Local | local | hub.example.com | mx | hub.example.com",
         ],
     );
     check_authorized(
@@ -219,14 +168,7 @@ fn transport_table_reloads_after_edit() {
     let route = r.resolve("u@example.local").unwrap();
     assert_eq!(
         got(&route),
-        want(
-            Relay,
-            "smtp",
-            "[192.168.1.200]:2525",
-            false,
-            "192.168.1.200",
-            Some(2525)
-        )
+        want("Relay | smtp | [192.168.1.200]:2525 | direct | 192.168.1.200 | 2525")
     );
     // The removed sub.example.local entry no longer applies.
     let route = r.resolve("u@sub.example.local").unwrap();
@@ -269,35 +211,12 @@ transport_maps = "hash:transport"
     check_routes(
         &dmz,
         &[
-            (
-                "user@example.local",
-                want(Relay, "smtp", "[127.0.0.2]", false, "127.0.0.2", None),
-            ),
+            "user@example.local | Relay | smtp | [127.0.0.2] | direct | 127.0.0.2",
             // Subdomains are relay domains too (parent_domain_matches_
             // subdomains names relay_domains); the bare transport key does
             // not match them, so they go by MX.
-            (
-                "user@sub.example.local",
-                want(
-                    Relay,
-                    "relay",
-                    "sub.example.local",
-                    true,
-                    "sub.example.local",
-                    None,
-                ),
-            ),
-            (
-                "user@outside.example",
-                want(
-                    Default,
-                    "smtp",
-                    "outside.example",
-                    true,
-                    "outside.example",
-                    None,
-                ),
-            ),
+            "user@sub.example.local | Relay | relay | sub.example.local | mx | sub.example.local",
+            "user@outside.example | Default | smtp | outside.example | mx | outside.example",
         ],
     );
     check_authorized(
@@ -339,42 +258,21 @@ relayhost = "[127.0.0.3]"
     check_routes(
         &lan,
         &[
-            (
-                "user@example.local",
-                want(
-                    Local,
-                    "local",
-                    "mail.example.local",
-                    true,
-                    "mail.example.local",
-                    None,
-                ),
-            ),
-            (
-                "user@localhost",
-                want(
-                    Local,
-                    "local",
-                    "mail.example.local",
-                    true,
-                    "mail.example.local",
-                    None,
-                ),
-            ),
-            (
-                "someone@outside.example",
-                want(Default, "smtp", "[127.0.0.3]", false, "127.0.0.3", None),
-            ),
+            "user@example.local | Local | local | mail.example.local | mx | mail.example.local",
+            "user@localhost | Local | local | mail.example.local | mx | mail.example.local",
+            "someone@outside.example | Default | smtp | [127.0.0.3] | direct | 127.0.0.3",
         ],
     );
-    assert_eq!(
-        lan.rewrite_recipient("user").unwrap(),
-        "user@mail.example.local"
-    );
-    assert_eq!(
-        lan.rewrite_sender("user1@hogehoge.local").unwrap(),
-        "user1@hogehoge.local"
-    );
+    let rewritten = [
+        (lan.rewrite_recipient("user"), "user@mail.example.local"),
+        (
+            lan.rewrite_sender("user1@hogehoge.local"),
+            "user1@hogehoge.local",
+        ),
+    ];
+    for (got, want) in rewritten {
+        assert_eq!(got.unwrap(), want);
+    }
 }
 
 // ---------------------------------------------------------------- S2
@@ -393,25 +291,9 @@ relayhost = "[10.0.0.5]"
     check_routes(
         &dmz,
         &[
-            (
-                "taro@example.jp",
-                want(Relay, "relay", "[10.0.0.5]", false, "10.0.0.5", None),
-            ),
-            (
-                "taro@gate.example.jp",
-                want(
-                    Local,
-                    "local",
-                    "gate.example.jp",
-                    true,
-                    "gate.example.jp",
-                    None,
-                ),
-            ),
-            (
-                "taro@elsewhere.example",
-                want(Default, "smtp", "[10.0.0.5]", false, "10.0.0.5", None),
-            ),
+            "taro@example.jp | Relay | relay | [10.0.0.5] | direct | 10.0.0.5",
+            "taro@gate.example.jp | Local | local | gate.example.jp | mx | gate.example.jp",
+            "taro@elsewhere.example | Default | smtp | [10.0.0.5] | direct | 10.0.0.5",
         ],
     );
     check_authorized(
@@ -446,14 +328,7 @@ local_recipient_maps = ""
     let fb = branch.fallback_route(&route.recipient).unwrap();
     assert_eq!(
         got(&fb),
-        want(
-            Local,
-            "smtp",
-            "[hub.example.jp]",
-            false,
-            "hub.example.jp",
-            None
-        )
+        want("Local | smtp | [hub.example.jp] | direct | hub.example.jp")
     );
     assert_eq!(fb.recipient, "hanako@branch1.example.jp");
 
@@ -512,43 +387,10 @@ recipient_delimiter = "+"
     check_routes(
         &gw,
         &[
-            (
-                "a@test-sample.jp",
-                want(
-                    Relay,
-                    "smtp",
-                    "[192.168.0.103]:25",
-                    false,
-                    "192.168.0.103",
-                    Some(25),
-                ),
-            ),
-            (
-                "a@example.co.jp",
-                want(Relay, "relay", "example.co.jp", true, "example.co.jp", None),
-            ),
-            (
-                "a@v6.example.co.jp",
-                want(
-                    Relay,
-                    "smtp",
-                    "[IPv6:2001:db8::25]:2525",
-                    false,
-                    "2001:db8::25",
-                    Some(2525),
-                ),
-            ),
-            (
-                "a@other.example",
-                want(
-                    Default,
-                    "smtp",
-                    "other.example",
-                    true,
-                    "other.example",
-                    None,
-                ),
-            ),
+            "a@test-sample.jp | Relay | smtp | [192.168.0.103]:25 | direct | 192.168.0.103 | 25",
+            "a@example.co.jp | Relay | relay | example.co.jp | mx | example.co.jp",
+            "a@v6.example.co.jp | Relay | smtp | [IPv6:2001:db8::25]:2525 | direct | 2001:db8::25 | 2525",
+            "a@other.example | Default | smtp | other.example | mx | other.example",
         ],
     );
     // The regional domain becomes the government-network domain, local
@@ -579,28 +421,8 @@ transport_maps = "hash:transport"
     check_routes(
         &smart,
         &[
-            (
-                "a@test-sample.jp",
-                want(
-                    Relay,
-                    "smtp",
-                    "[192.168.0.103]:25",
-                    false,
-                    "192.168.0.103",
-                    Some(25),
-                ),
-            ),
-            (
-                "a@anywhere.example",
-                want(
-                    Default,
-                    "smtp",
-                    "[smarthost.example.net]:587",
-                    false,
-                    "smarthost.example.net",
-                    Some(587),
-                ),
-            ),
+            "a@test-sample.jp | Relay | smtp | [192.168.0.103]:25 | direct | 192.168.0.103 | 25",
+            "a@anywhere.example | Default | smtp | [smarthost.example.net]:587 | direct | smarthost.example.net | 587",
         ],
     );
 }
@@ -745,14 +567,12 @@ canonical_maps = "regexp:canonical.re"
             "/^(.*)@legacy\\.example$/ ${1}@example.org\n/^@/ never@example.org\n",
         )],
     );
-    assert_eq!(
-        r.rewrite_sender("bob@legacy.example").unwrap(),
-        "bob@example.org"
-    );
-    assert_eq!(
-        r.rewrite_sender("bob@other.example").unwrap(),
-        "bob@other.example"
-    );
+    for (input, want) in [
+        ("bob@legacy.example", "bob@example.org"),
+        ("bob@other.example", "bob@other.example"),
+    ] {
+        assert_eq!(r.rewrite_sender(input).unwrap(), want, "{input}");
+    }
 }
 
 #[test]
@@ -815,14 +635,7 @@ virtual_alias_expansion_limit = "4"
     let route = r.resolve("nobody@valias.example").unwrap();
     assert_eq!(
         got(&route),
-        want(
-            VirtualAlias,
-            "error",
-            "User unknown in virtual alias table",
-            false,
-            "",
-            None
-        )
+        want("VirtualAlias | error | User unknown in virtual alias table | direct | ")
     );
     assert!(
         r.is_authorized_destination("nobody@valias.example")
@@ -843,40 +656,10 @@ virtual_mailbox_domains = "vmail.example, hash:vdomains"
     check_routes(
         &r,
         &[
-            (
-                "a@vmail.example",
-                want(
-                    VirtualMailbox,
-                    "local",
-                    "vmail.example",
-                    true,
-                    "vmail.example",
-                    None,
-                ),
-            ),
-            (
-                "a@VMAIL2.example",
-                want(
-                    VirtualMailbox,
-                    "local",
-                    "VMAIL2.example",
-                    true,
-                    "VMAIL2.example",
-                    None,
-                ),
-            ),
+            "a@vmail.example | VirtualMailbox | local | vmail.example | mx | vmail.example",
+            "a@VMAIL2.example | VirtualMailbox | local | VMAIL2.example | mx | VMAIL2.example",
             // String lists do not match subdomains.
-            (
-                "a@sub.vmail.example",
-                want(
-                    Default,
-                    "smtp",
-                    "sub.vmail.example",
-                    true,
-                    "sub.vmail.example",
-                    None,
-                ),
-            ),
+            "a@sub.vmail.example | Default | smtp | sub.vmail.example | mx | sub.vmail.example",
         ],
     );
     check_authorized(
@@ -996,75 +779,16 @@ relayhost = "[smart.example.net]"
     check_routes(
         &r,
         &[
-            (
-                "a@gone.example",
-                want(Default, "error", "5.1.1 mailbox gone", false, "", None),
-            ),
-            (
-                "a@bounce.example",
-                want(
-                    Default,
-                    "error",
-                    "Address is undeliverable",
-                    false,
-                    "",
-                    None,
-                ),
-            ),
-            (
-                "a@spam.example",
-                want(Default, "discard", "silently dropped", false, "", None),
-            ),
-            (
-                "vip@example.com",
-                want(
-                    Default,
-                    "smtp",
-                    "[vip.example.com]:2525",
-                    false,
-                    "vip.example.com",
-                    Some(2525),
-                ),
-            ),
-            (
-                "vip+tag@example.com",
-                want(
-                    Default,
-                    "smtp",
-                    "[vip.example.com]:2525",
-                    false,
-                    "vip.example.com",
-                    Some(2525),
-                ),
-            ),
+            "a@gone.example | Default | error | 5.1.1 mailbox gone | direct | ",
+            "a@bounce.example | Default | error | Address is undeliverable | direct | ",
+            "a@spam.example | Default | discard | silently dropped | direct | ",
+            "vip@example.com | Default | smtp | [vip.example.com]:2525 | direct | vip.example.com | 2525",
+            "vip+tag@example.com | Default | smtp | [vip.example.com]:2525 | direct | vip.example.com | 2525",
             // A transport without next hop resets relayhost to the domain.
-            (
-                "a@reset.example",
-                want(
-                    Default,
-                    "smtp",
-                    "reset.example",
-                    true,
-                    "reset.example",
-                    None,
-                ),
-            ),
-            (
-                "other@example.com",
-                want(
-                    Default,
-                    "smtp",
-                    "[wild.example]",
-                    false,
-                    "wild.example",
-                    None,
-                ),
-            ),
+            "a@reset.example | Default | smtp | reset.example | mx | reset.example",
+            "other@example.com | Default | smtp | [wild.example] | direct | wild.example",
             // The wildcard matches local domains too, as in Postfix.
-            (
-                "joe@mx.example.org",
-                want(Local, "smtp", "[wild.example]", false, "wild.example", None),
-            ),
+            "joe@mx.example.org | Local | smtp | [wild.example] | direct | wild.example",
         ],
     );
 }
@@ -1084,58 +808,12 @@ transport_maps = "hash:transport"
     check_routes(
         &r,
         &[
-            (
-                "a@v6.example",
-                want(Default, "smtp", "[2001:db8::1]", false, "2001:db8::1", None),
-            ),
-            (
-                "a@v6port.example",
-                want(
-                    Default,
-                    "smtp",
-                    "[IPv6:2001:db8::2]:2525",
-                    false,
-                    "2001:db8::2",
-                    Some(2525),
-                ),
-            ),
-            (
-                "a@[192.0.2.9]",
-                want(Default, "smtp", "[192.0.2.9]", false, "192.0.2.9", None),
-            ),
-            (
-                "a@[IPv6:2001:db8::9]",
-                want(
-                    Default,
-                    "smtp",
-                    "[IPv6:2001:db8::9]",
-                    false,
-                    "2001:db8::9",
-                    None,
-                ),
-            ),
-            (
-                "a@[127.0.0.1]",
-                want(
-                    Local,
-                    "local",
-                    "mx.example.org",
-                    true,
-                    "mx.example.org",
-                    None,
-                ),
-            ),
-            (
-                "a@[IPv6:::1]",
-                want(
-                    Local,
-                    "local",
-                    "mx.example.org",
-                    true,
-                    "mx.example.org",
-                    None,
-                ),
-            ),
+            "a@v6.example | Default | smtp | [2001:db8::1] | direct | 2001:db8::1",
+            "a@v6port.example | Default | smtp | [IPv6:2001:db8::2]:2525 | direct | 2001:db8::2 | 2525",
+            "a@[192.0.2.9] | Default | smtp | [192.0.2.9] | direct | 192.0.2.9",
+            "a@[IPv6:2001:db8::9] | Default | smtp | [IPv6:2001:db8::9] | direct | 2001:db8::9",
+            "a@[127.0.0.1] | Local | local | mx.example.org | mx | mx.example.org",
+            "a@[IPv6:::1] | Local | local | mx.example.org | mx | mx.example.org",
         ],
     );
     let r = r.with_own_addresses(["192.0.2.9".parse().unwrap()]);
@@ -1283,32 +961,9 @@ default_transport = "error:outbound mail disabled"
         &r,
         &[
             // A next hop written in the class transport beats relayhost.
-            (
-                "a@inside.example",
-                want(
-                    Relay,
-                    "smtp",
-                    "[gateway.inside.example]",
-                    false,
-                    "gateway.inside.example",
-                    None,
-                ),
-            ),
-            (
-                "a@mx.example.org",
-                want(
-                    Local,
-                    "lmtp",
-                    "unix:private/lmtp",
-                    false,
-                    "unix:private/lmtp",
-                    None,
-                ),
-            ),
-            (
-                "a@outside.example",
-                want(Default, "error", "outbound mail disabled", false, "", None),
-            ),
+            "a@inside.example | Relay | smtp | [gateway.inside.example] | direct | gateway.inside.example",
+            "a@mx.example.org | Local | lmtp | unix:private/lmtp | direct | unix:private/lmtp",
+            "a@outside.example | Default | error | outbound mail disabled | direct | ",
         ],
     );
     // local_transport without a next hop: the recipient domain.
@@ -1337,51 +992,11 @@ transport_maps = "regexp:transport.re, inline:{ inl.example=relay:[inline.exampl
     check_routes(
         &r,
         &[
-            (
-                "list-dev@example.com",
-                want(
-                    Default,
-                    "smtp",
-                    "[lists.example.com]",
-                    false,
-                    "lists.example.com",
-                    None,
-                ),
-            ),
+            "list-dev@example.com | Default | smtp | [lists.example.com] | direct | lists.example.com",
             // The regexp's second rule matches the full address too.
-            (
-                "joe@example.com",
-                want(
-                    Default,
-                    "error",
-                    "regexp saw a partial key",
-                    false,
-                    "",
-                    None,
-                ),
-            ),
-            (
-                "joe@inl.example",
-                want(
-                    Default,
-                    "relay",
-                    "[inline.example]",
-                    false,
-                    "inline.example",
-                    None,
-                ),
-            ),
-            (
-                "joe@other.example",
-                want(
-                    Default,
-                    "smtp",
-                    "[star.example]",
-                    false,
-                    "star.example",
-                    None,
-                ),
-            ),
+            "joe@example.com | Default | error | regexp saw a partial key | direct | ",
+            "joe@inl.example | Default | relay | [inline.example] | direct | inline.example",
+            "joe@other.example | Default | smtp | [star.example] | direct | star.example",
         ],
     );
     // A static table answers the full-address key first, so it overrides
