@@ -341,6 +341,16 @@ command = "tlsmgr"
             .stderr(std::fs::File::create(self.dir.path().join("master.stderr")).unwrap())
             // Its own process group, so Drop can remove every daemon at once.
             .process_group(0);
+        // A test process killed before Drop runs (a timeout, ^C) takes its
+        // masters with it, and their daemons follow their master: nothing
+        // is left holding a test's ports. The signal follows the thread
+        // that spawns the master, so start it on the test's own thread.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         cmd
     }
 
