@@ -79,6 +79,16 @@ impl EnhancedStatus {
         EnhancedStatus::known(4, self.subject, self.detail)
     }
 
+    /// The same subject and detail in another class; `None` unless the
+    /// class is 2, 4 or 5 (an SMTP reply's code decides it, RFC 3463).
+    pub fn with_class(self, class: u8) -> Option<EnhancedStatus> {
+        matches!(class, 2 | 4 | 5).then_some(EnhancedStatus::known(
+            class,
+            self.subject,
+            self.detail,
+        ))
+    }
+
     /// True for class 5.
     pub fn is_permanent(self) -> bool {
         self.class == 5
@@ -205,6 +215,8 @@ mod tests {
         }
         assert!(EnhancedStatus::new(6, 0, 0).is_err());
         assert_eq!(s.temporary().to_string(), "4.1.1");
+        assert_eq!(s.with_class(2), Some(EnhancedStatus::of(2, 1, 1)));
+        assert_eq!(s.with_class(3), None);
         assert_eq!(EnhancedStatus::of(4, 4, 1), "4.4.1");
     }
 

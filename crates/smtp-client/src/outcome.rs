@@ -72,16 +72,14 @@ pub fn one_line(reply: &Reply) -> String {
     reply.to_string().replace('\n', " ")
 }
 
-/// The enhanced status code of a reply, its class forced to agree with the
-/// reply code (a `550 4.1.1` is a 5.1.1); `X.0.0` when the server sent none.
+/// The enhanced status code of a reply (whose class always agrees with
+/// the reply code); `X.0.0` when the server sent none.
 pub fn reply_dsn(reply: &Reply) -> EnhancedStatus {
-    let class = match reply.code() / 100 {
-        4 => 4,
-        5.. => 5,
-        _ => 2,
-    };
-    let (subject, detail) = reply.enhanced().map_or((0, 0), |(_, s, d)| (s, d));
-    EnhancedStatus::new(class, subject, detail).unwrap_or(EnhancedStatus::of(class, 0, 0))
+    reply.enhanced().unwrap_or(match reply.code() / 100 {
+        4 => EnhancedStatus::of(4, 0, 0),
+        5 => EnhancedStatus::of(5, 0, 0),
+        _ => EnhancedStatus::OK,
+    })
 }
 
 #[cfg(test)]
@@ -101,9 +99,9 @@ mod tests {
         );
         let r = Reply::parse_line("450 try later").unwrap();
         assert_eq!(reply_dsn(&r), "4.0.0");
-        let r = Reply::new(550, Some((4, 7, 1)), "mixed");
+        let r = Reply::new(550, Some(EnhancedStatus::of(4, 7, 1)), "mixed");
         assert_eq!(reply_dsn(&r), "5.7.1");
-        let r = Reply::multiline(550, Some((5, 7, 1)), ["one", "two"]);
+        let r = Reply::multiline(550, Some(EnhancedStatus::of(5, 7, 1)), ["one", "two"]);
         assert_eq!(one_line(&r), "550-5.7.1 one 550 5.7.1 two");
         let r = Reply::parse_line("250 2.0.0 Ok: queued as ABC").unwrap();
         assert_eq!(Outcome::sent(&r).detail, "250 2.0.0 Ok: queued as ABC");

@@ -21,6 +21,8 @@
 //! `BDAT` (RFC 3030) carries raw octets with no stuffing and no terminator,
 //! so it needs none of this: read exactly the announced count.
 
+use postern_envelope::EnhancedStatus;
+
 use crate::reply::Reply;
 
 /// RFC 5321 4.5.3.1.6: 1000 octets per line including CRLF.
@@ -248,7 +250,11 @@ pub fn data_start_reply() -> Reply {
 /// a setting in Postfix (`smtpd_forbid_bare_newline_reject_code`), so it is
 /// a parameter here; 521 says "closing" (RFC 7504).
 pub fn bare_newline_reply(code: u16) -> Reply {
-    Reply::new(code, Some((5, 5, 2)), "Error: bare <LF> received")
+    Reply::new(
+        code,
+        Some(EnhancedStatus::of(5, 5, 2)),
+        "Error: bare <LF> received",
+    )
 }
 
 /// Incremental encoder for the client: dot-stuffs, turns bare LF and bare

@@ -158,6 +158,7 @@ impl Capabilities {
 mod tests {
     use super::*;
     use crate::reply::ReplyParser;
+    use postern_envelope::EnhancedStatus;
 
     #[test]
     fn builds_postfix_style_reply() {
@@ -211,7 +212,11 @@ mod tests {
     fn garbled_size_and_failure() {
         let r = Reply::multiline(250, None, ["mx", "SIZE lots"]);
         assert_eq!(Capabilities::from_reply(&r).size, Some(0));
-        let r = Reply::new(502, Some((5, 5, 2)), "Error: command not recognized");
+        let r = Reply::new(
+            502,
+            Some(EnhancedStatus::of(5, 5, 2)),
+            "Error: command not recognized",
+        );
         assert_eq!(Capabilities::from_reply(&r), Capabilities::default());
     }
 }

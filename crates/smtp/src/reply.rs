@@ -5,25 +5,27 @@
 //! and one or more text lines. On the wire every line but the last uses
 //! `code-` and the last uses `code ` (RFC 5321 4.2.1); when an enhanced code
 //! is present it prefixes the text of every line, as Postfix writes it.
+//! The enhanced code is postern-envelope's [`EnhancedStatus`], the one the
+//! delivery outcome and the queue carry, so no hop re-parses it from text.
 
 use std::fmt;
+
+use postern_envelope::EnhancedStatus;
 
 /// RFC 5321 4.5.3.1.5: a reply line is at most 512 octets including CRLF.
 /// Longer text is split over continuation lines when written.
 pub const MAX_REPLY_LINE: usize = 512;
 
-/// An enhanced status code `class.subject.detail` (RFC 3463), e.g. `(5, 1, 3)`.
-pub type EnhancedCode = (u8, u16, u16);
-
 /// One SMTP reply, possibly multi-line.
 ///
-/// Invariants kept by every constructor: `code` is in 200..=599, there is at
-/// least one line, and no line contains CR or LF (so a reply can never inject
-/// extra lines into the session).
+/// Invariants kept by every constructor: `code` is in 200..=599, the
+/// enhanced code's class is the reply code's (a 3xx carries none), there is
+/// at least one line, and no line contains CR or LF (so a reply can never
+/// inject extra lines into the session).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Reply {
     code: u16,
-    enhanced: Option<EnhancedCode>,
+    enhanced: Option<EnhancedStatus>,
     lines: Vec<String>,
 }
 
@@ -31,13 +33,14 @@ impl Reply {
     /// A reply whose text may hold several lines separated by `\n`.
     ///
     /// Codes outside 200..=599 are clamped to 451 (a local error defers, it
-    /// never bounces); CR characters are dropped.
-    pub fn new(code: u16, enhanced: Option<EnhancedCode>, text: &str) -> Reply {
+    /// never bounces); the enhanced code takes the reply code's class, as
+    /// Postfix's smtpd_check_reject() does; CR characters are dropped.
+    pub fn new(code: u16, enhanced: Option<EnhancedStatus>, text: &str) -> Reply {
         Reply::multiline(code, enhanced, text.split('\n'))
     }
 
     /// A reply from explicit lines. Any `\n` inside a line starts a new line.
-    pub fn multiline<I, S>(code: u16, enhanced: Option<EnhancedCode>, lines: I) -> Reply
+    pub fn multiline<I, S>(code: u16, enhanced: Option<EnhancedStatus>, lines: I) -> Reply
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -58,7 +61,7 @@ impl Reply {
         }
         Reply {
             code,
-            enhanced,
+            enhanced: enhanced.and_then(|e| e.with_class((code / 100) as u8)),
             lines: out,
         }
     }
@@ -78,7 +81,7 @@ impl Reply {
     }
 
     /// The enhanced status code, when the reply carries one.
-    pub fn enhanced(&self) -> Option<EnhancedCode> {
+    pub fn enhanced(&self) -> Option<EnhancedStatus> {
         self.enhanced
     }
 
@@ -123,7 +126,7 @@ impl Reply {
     /// Append the wire form to `out`. Text that would push a line past
     /// [`MAX_REPLY_LINE`] continues on the next line.
     pub fn write_wire(&self, out: &mut Vec<u8>) {
-        let prefix_len = 4 + self.enhanced.map_or(0, |e| enhanced_len(e) + 1);
+        let prefix_len = 4 + self.enhanced.map_or(0, |e| e.to_string().len() + 1);
         // Room for text on one line: 512 minus code, separator, enhanced
         // code and CRLF.
         let room = MAX_REPLY_LINE.saturating_sub(prefix_len + 2).max(1);
@@ -147,8 +150,8 @@ impl Reply {
         for (i, piece) in pieces.iter().enumerate() {
             let sep = if i == last { ' ' } else { '-' };
             out.extend_from_slice(format!("{}{}", self.code, sep).as_bytes());
-            if let Some((a, b, c)) = self.enhanced {
-                out.extend_from_slice(format!("{a}.{b}.{c}").as_bytes());
+            if let Some(e) = self.enhanced {
+                out.extend_from_slice(e.to_string().as_bytes());
                 if !piece.is_empty() {
                     out.push(b' ');
                 }
@@ -157,10 +160,6 @@ impl Reply {
             out.extend_from_slice(b"\r\n");
         }
     }
-}
-
-fn enhanced_len((a, b, c): EnhancedCode) -> usize {
-    format!("{a}.{b}.{c}").len()
 }
 
 /// One line per reply line, as on the wire but without CRLF, joined by
@@ -174,8 +173,8 @@ impl fmt::Display for Reply {
             }
             let sep = if i == last { ' ' } else { '-' };
             write!(f, "{}{}", self.code, sep)?;
-            if let Some((a, b, c)) = self.enhanced {
-                write!(f, "{a}.{b}.{c}")?;
+            if let Some(e) = self.enhanced {
+                write!(f, "{e}")?;
                 if !line.is_empty() {
                     f.write_str(" ")?;
                 }
@@ -370,29 +369,16 @@ fn parse_reply_line(line: &[u8]) -> Option<ReplyLine> {
 
 /// Split a leading enhanced status code off reply text. The class must
 /// agree with the reply code (RFC 3463: 2xx/4xx/5xx only).
-fn split_enhanced(code: u16, text: &str) -> (Option<EnhancedCode>, &str) {
+fn split_enhanced(code: u16, text: &str) -> (Option<EnhancedStatus>, &str) {
     let class = code / 100;
     if !matches!(class, 2 | 4 | 5) {
         return (None, text);
     }
     let end = text.find(' ').unwrap_or(text.len());
-    let word = &text[..end];
-    let mut parts = word.split('.');
-    let (Some(a), Some(b), Some(c), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return (None, text);
-    };
-    let num = |s: &str, max_len: usize| -> Option<u16> {
-        if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    };
-    match (num(a, 1), num(b, 3), num(c, 3)) {
-        (Some(a), Some(b), Some(c)) if a == class => {
+    match text[..end].parse::<EnhancedStatus>() {
+        Ok(e) if u16::from(e.class()) == class => {
             let rest = text[end..].strip_prefix(' ').unwrap_or(&text[end..]);
-            (Some((a as u8, b, c)), rest)
+            (Some(e), rest)
         }
         _ => (None, text),
     }
@@ -421,7 +407,7 @@ mod tests {
 
     #[test]
     fn formats_single_line() {
-        let r = Reply::new(250, Some((2, 1, 0)), "Ok");
+        let r = Reply::new(250, Some(EnhancedStatus::of(2, 1, 0)), "Ok");
         assert_eq!(r.to_wire(), b"250 2.1.0 Ok\r\n");
         assert_eq!(r.to_string(), "250 2.1.0 Ok");
         assert!(r.is_positive() && !r.is_transient() && !r.is_permanent());
@@ -434,7 +420,7 @@ mod tests {
             r.to_wire(),
             b"250-mail.example.com\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
         );
-        let r = Reply::new(550, Some((5, 7, 1)), "first\nsecond");
+        let r = Reply::new(550, Some(EnhancedStatus::of(5, 7, 1)), "first\nsecond");
         assert_eq!(r.to_wire(), b"550-5.7.1 first\r\n550 5.7.1 second\r\n");
     }
 
@@ -442,6 +428,18 @@ mod tests {
     fn text_cannot_inject_lines() {
         let r = Reply::new(250, None, "Ok\r\n250 fake");
         assert_eq!(r.to_wire(), b"250-Ok\r\n250 250 fake\r\n");
+    }
+
+    #[test]
+    fn the_enhanced_code_takes_the_reply_class() {
+        let r = Reply::new(550, Some(EnhancedStatus::of(4, 7, 1)), "x");
+        assert_eq!(r.to_string(), "550 5.7.1 x");
+        let r = Reply::new(999, Some(EnhancedStatus::of(5, 1, 1)), "x");
+        assert_eq!(r.enhanced(), Some(EnhancedStatus::of(4, 1, 1)));
+        assert_eq!(
+            Reply::new(334, Some(EnhancedStatus::OK), "x").enhanced(),
+            None
+        );
     }
 
     #[test]
@@ -453,7 +451,7 @@ mod tests {
     #[test]
     fn long_text_is_split_within_limit() {
         let text = "x".repeat(1500);
-        let wire = Reply::new(554, Some((5, 7, 1)), &text).to_wire();
+        let wire = Reply::new(554, Some(EnhancedStatus::of(5, 7, 1)), &text).to_wire();
         let lines: Vec<&[u8]> = wire.split_inclusive(|&b| b == b'\n').collect();
         assert!(lines.len() >= 3);
         for l in &lines {
@@ -468,7 +466,7 @@ mod tests {
     fn parse_line_literal() {
         let r = Reply::parse_line("501 5.5.4 Syntax: MAIL FROM:<address>").unwrap();
         assert_eq!(r.code(), 501);
-        assert_eq!(r.enhanced(), Some((5, 5, 4)));
+        assert_eq!(r.enhanced(), Some(EnhancedStatus::of(5, 5, 4)));
         assert_eq!(r.lines(), ["Syntax: MAIL FROM:<address>"]);
         let r = Reply::parse_line("501 Syntax: HELO hostname").unwrap();
         assert_eq!(r.enhanced(), None);
@@ -484,7 +482,7 @@ mod tests {
         let ehlo = out[0].as_ref().unwrap();
         assert_eq!(ehlo.lines(), ["mx.example.com", "SIZE 1000", "DSN"]);
         let mail = out[1].as_ref().unwrap();
-        assert_eq!(mail.enhanced(), Some((2, 1, 0)));
+        assert_eq!(mail.enhanced(), Some(EnhancedStatus::of(2, 1, 0)));
         assert_eq!(mail.lines(), ["Ok"]);
         assert_eq!(out[2].as_ref().unwrap().code(), 354);
     }
@@ -510,7 +508,7 @@ mod tests {
         assert_eq!(r.lines(), ["a", "2.0.0 b", "2.0.0 c"]);
         let r = whole[2].as_ref().unwrap();
         assert!(r.is_transient());
-        assert_eq!(r.enhanced(), Some((4, 3, 2)));
+        assert_eq!(r.enhanced(), Some(EnhancedStatus::of(4, 3, 2)));
     }
 
     #[test]
@@ -518,7 +516,10 @@ mod tests {
         let out = parse_all(b"250 5.1.1 odd\r\n550 5.1.1 <x@y>: User unknown\r\n");
         assert_eq!(out[0].as_ref().unwrap().enhanced(), None);
         assert_eq!(out[0].as_ref().unwrap().lines(), ["5.1.1 odd"]);
-        assert_eq!(out[1].as_ref().unwrap().enhanced(), Some((5, 1, 1)));
+        assert_eq!(
+            out[1].as_ref().unwrap().enhanced(),
+            Some(EnhancedStatus::of(5, 1, 1))
+        );
     }
 
     #[test]

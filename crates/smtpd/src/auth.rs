@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use postern_config::{Maps, Params};
+use postern_smtp::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::queue::Queue;
@@ -364,8 +365,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
 
     /// Sends a `334` challenge and decodes the client's answer.
     async fn challenge(&mut self, text: &[u8]) -> Result<Vec<u8>, Abort> {
-        let line = format!("334 {}", BASE64.encode(text));
-        self.io.reply(&reply(&line));
+        self.io.reply(&Reply::new(334, None, &BASE64.encode(text)));
         let limit = self.settings.line_length_limit;
         match self.io.read_line(limit).await.map_err(Abort::Io)? {
             Line::TooLong => Err(Abort::Malformed),

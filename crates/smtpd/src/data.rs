@@ -10,8 +10,9 @@
 use std::net::IpAddr;
 
 use postern_daemon::date::{self, Tm};
+use postern_envelope::EnhancedStatus;
 use postern_ipc::qmgr::{ClientInfo, Envelope, EnvelopeRecipient};
-use postern_smtp::{Address, BareNewlinePolicy, Body, DataDecoder, data_start_reply};
+use postern_smtp::{Address, BareNewlinePolicy, Body, DataDecoder, Reply, data_start_reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::message::{Message, MessageSetup, ReceivedHeader};
@@ -208,8 +209,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 .finish_message(bdat.id, bdat.msg, bdat.failed, false)
                 .await);
         }
-        self.io
-            .reply(&reply(&format!("250 2.0.0 Ok: {size} bytes")));
+        self.io.reply(&Reply::new(
+            250,
+            Some(EnhancedStatus::OK),
+            &format!("Ok: {size} bytes"),
+        ));
         if let Some(tx) = self.tx.as_mut() {
             tx.bdat = Some(bdat);
         }
@@ -254,8 +258,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         let envelope = self.envelope(tx);
         match self.queue.commit(envelope).await {
             Ok(queued) => {
-                self.io
-                    .reply(&reply(&format!("250 2.0.0 Ok: queued as {queued}")));
+                self.io.reply(&Reply::new(
+                    250,
+                    Some(EnhancedStatus::OK),
+                    &format!("Ok: queued as {queued}"),
+                ));
                 self.forgive();
                 Step::Ok
             }

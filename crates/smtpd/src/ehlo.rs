@@ -1,6 +1,7 @@
 //! HELO, EHLO and the small verbs that need no transaction: VRFY, ETRN.
 
-use postern_smtp::{Address, Extension, ehlo_reply};
+use postern_envelope::EnhancedStatus;
+use postern_smtp::{Address, Extension, Reply, ehlo_reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::policy::Stage;
@@ -25,7 +26,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         self.esmtp = esmtp;
         let host = self.settings.hostname.clone();
         if !esmtp {
-            self.io.reply(&reply(&format!("250 {host}")));
+            self.io.reply(&Reply::new(250, None, &host));
             return Step::Ok;
         }
         let limit = self.settings.message_size_limit;
@@ -69,7 +70,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         }
         match Address::parse_path(arg) {
             Ok(addr) if !addr.is_null() => {
-                self.io.reply(&reply(&format!("252 2.0.0 {arg}")));
+                self.io
+                    .reply(&Reply::new(252, Some(EnhancedStatus::OK), arg));
                 Step::Ok
             }
             _ => self.refuse("501 5.1.3 Bad recipient address syntax"),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_daemon::Shutdown;
+use postern_envelope::EnhancedStatus;
 use postern_smtp::{
     Address, BareNewlinePolicy, Command, ErrorKind, MailParams, RcptParams, Reply, parse_command,
 };
@@ -372,11 +373,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         let reason = self.converse().await;
         match reason {
             Some(IoError::Timeout) => {
-                let reply = format!(
-                    "421 4.4.2 {} Error: timeout exceeded",
-                    self.settings.hostname
-                );
-                self.final_reply(&reply).await;
+                let text = format!("{} Error: timeout exceeded", self.settings.hostname);
+                self.final_reply(&Reply::new(421, Some(EnhancedStatus::of(4, 4, 2)), &text))
+                    .await;
                 tracing::info!("timeout after {} from {namaddr}", self.last);
             }
             // A client may hang up right after its message without QUIT.
@@ -393,10 +392,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     }
 
     /// Best effort, for replies right before hanging up.
-    async fn final_reply(&mut self, text: &str) {
-        if let Some(reply) = Reply::parse_line(text) {
-            self.io.reply(&reply);
-        }
+    async fn final_reply(&mut self, reply: &Reply) {
+        self.io.reply(reply);
         let _ = self.io.flush().await;
     }
 
@@ -418,11 +415,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         }
         loop {
             if self.errors >= self.settings.hard_error_limit {
-                let reply = format!(
-                    "421 4.7.0 {} Error: too many errors",
-                    self.settings.hostname
-                );
-                self.final_reply(&reply).await;
+                let text = format!("{} Error: too many errors", self.settings.hostname);
+                self.final_reply(&Reply::new(421, Some(EnhancedStatus::of(4, 7, 0)), &text))
+                    .await;
                 tracing::info!(
                     "too many errors after {} from {}",
                     self.last,
@@ -433,8 +428,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             // A stopping server lets a transaction finish, then says so.
             let idle = self.tx.is_none();
             if idle && self.shutdown.as_ref().is_some_and(Shutdown::is_triggered) {
-                self.final_reply("421 4.3.2 Service shutting down, closing transmission channel")
-                    .await;
+                self.final_reply(&reply(
+                    "421 4.3.2 Service shutting down, closing transmission channel",
+                ))
+                .await;
                 return None;
             }
             // A client that pipelines without reading must not make the
@@ -645,11 +642,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             }
         };
         if self.access_denied && cmd != Command::Quit {
-            let text = format!(
-                "503 5.7.0 Error: access denied for {}",
-                self.client.namaddr()
-            );
-            self.io.reply(&reply(&text));
+            let text = format!("Error: access denied for {}", self.client.namaddr());
+            self.io
+                .reply(&Reply::new(503, Some(EnhancedStatus::of(5, 7, 0)), &text));
             return Ok((verb, Step::Err));
         }
         // smtpd_tls_security_level = encrypt: only what leads to TLS.
@@ -704,11 +699,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
 
     /// `smtpd_forbid_bare_newline = reject`: answer and hang up.
     pub(crate) fn bare_newline_refusal(&mut self) {
-        let text = format!(
-            "{} 5.5.2 {} Error: bare <LF> received",
-            self.settings.bare_newline_code, self.settings.hostname
-        );
-        self.io.reply(&reply(&text));
+        let text = format!("{} Error: bare <LF> received", self.settings.hostname);
+        self.io.reply(&Reply::new(
+            self.settings.bare_newline_code,
+            Some(EnhancedStatus::of(5, 5, 2)),
+            &text,
+        ));
         tracing::info!(
             "disconnect: bare <LF> received from {} after {}",
             self.client.namaddr(),
@@ -726,7 +722,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
 /// A reply from Postfix-style literal text; the texts are constants here,
 /// so a malformed one is a bug caught by the tests.
 pub(crate) fn reply(text: &str) -> Reply {
-    Reply::parse_line(text).unwrap_or_else(|| Reply::new(451, Some((4, 3, 0)), text))
+    Reply::parse_line(text)
+        .unwrap_or_else(|| Reply::new(451, Some(EnhancedStatus::of(4, 3, 0)), text))
 }
 
 /// The verb's name for the disconnect counts.

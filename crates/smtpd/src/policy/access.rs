@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use postern_config::{Maps, Table, TableError};
+use postern_envelope::EnhancedStatus;
 use postern_smtp::Address;
 
 use postern_routing::{AddressClass, RoutingError};
@@ -219,7 +220,7 @@ impl Eval<'_, '_> {
                 return Verdict::Permit;
             }
             "REJECT" => {
-                let (dsn, text) = split_dsn(text, (5, 7, 1));
+                let (dsn, text) = split_dsn(text, EnhancedStatus::of(5, 7, 1));
                 return self.reject(
                     codes.access_reject,
                     fix_dsn(dsn, s.class),
@@ -227,7 +228,7 @@ impl Eval<'_, '_> {
                 );
             }
             "DEFER" => {
-                let (dsn, text) = split_dsn(text, (4, 7, 1));
+                let (dsn, text) = split_dsn(text, EnhancedStatus::of(4, 7, 1));
                 return Verdict::Refuse(Refusal::new(
                     codes.access_defer,
                     fix_dsn(dsn, s.class),
@@ -235,7 +236,7 @@ impl Eval<'_, '_> {
                 ));
             }
             "DEFER_IF_PERMIT" | "DEFER_IF_REJECT" => {
-                let (dsn, text) = split_dsn(text, (4, 7, 1));
+                let (dsn, text) = split_dsn(text, EnhancedStatus::of(4, 7, 1));
                 let refusal = Refusal::new(
                     450,
                     fix_dsn(dsn, s.class),
@@ -266,7 +267,7 @@ impl Eval<'_, '_> {
             && b[2].is_ascii_digit()
         {
             let code: u16 = cmd.parse().unwrap_or(451);
-            let (dsn, text) = split_dsn(text, (b[0] - b'0', 7, 1));
+            let (dsn, text) = split_dsn(text, EnhancedStatus::of(b[0] - b'0', 7, 1));
             return self.reject(code, fix_dsn(dsn, s.class), rejected(text, "Access denied"));
         }
         if value.contains(':') {
@@ -333,7 +334,7 @@ impl Eval<'_, '_> {
             };
             Verdict::Refuse(Refusal::new(
                 code,
-                (5, 1, detail),
+                EnhancedStatus::of(5, 1, detail),
                 format!("<{addr}>: {class} rejected: User unknown{suffix}"),
             ))
         };
@@ -413,41 +414,31 @@ fn routing_error(e: RoutingError) -> TableError {
 }
 
 /// Splits an optional leading RFC 3463 code off access table text.
-fn split_dsn(text: &str, default: (u8, u16, u16)) -> ((u8, u16, u16), &str) {
+fn split_dsn(text: &str, default: EnhancedStatus) -> (EnhancedStatus, &str) {
     let (word, rest) = match text.split_once([' ', '\t']) {
         Some((w, r)) => (w, r.trim_start()),
         None => (text, ""),
     };
-    let mut parts = word.split('.');
-    let num = |s: Option<&str>, max: usize| {
-        s.filter(|s| !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u16>().ok())
-    };
-    match (
-        num(parts.next(), 1),
-        num(parts.next(), 3),
-        num(parts.next(), 3),
-        parts.next(),
-    ) {
-        (Some(a @ (2 | 4 | 5)), Some(b), Some(c), None) => ((a as u8, b, c), rest),
-        _ => (default, text),
+    match word.parse() {
+        Ok(dsn) => (dsn, rest),
+        Err(_) => (default, text),
     }
 }
 
 /// Postfix's smtpd_dsn_fix(): address-status codes (X.1.Y) only make sense
 /// for the address they are about.
-fn fix_dsn(dsn: (u8, u16, u16), class: &str) -> (u8, u16, u16) {
-    let (a, b, c) = dsn;
+fn fix_dsn(dsn: EnhancedStatus, class: &str) -> EnhancedStatus {
+    let (a, b, c) = (dsn.class(), dsn.subject(), dsn.detail());
     if b != 1 {
         return dsn;
     }
     match class {
         SENDER => match c {
-            1 | 3 => (a, 1, 7),
-            2 => (a, 1, 8),
+            1 | 3 => EnhancedStatus::of(a, 1, 7),
+            2 => EnhancedStatus::of(a, 1, 8),
             _ => dsn,
         },
         RECIPIENT => dsn,
-        _ => (a, 7, 1),
+        _ => EnhancedStatus::of(a, 7, 1),
     }
 }

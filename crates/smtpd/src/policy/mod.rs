@@ -70,6 +70,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use postern_config::{Maps, NetworkList, Params, Table, TableError};
+use postern_envelope::EnhancedStatus;
 use postern_routing::{AddressClass, Router, RoutingError};
 use postern_smtp::{Address, Reply};
 
@@ -108,12 +109,12 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: u16, dsn: (u8, u16, u16), text: String) -> Refusal {
-        // The DSN class always follows the reply code (smtpd_check_reject).
-        let class = (code / 100) as u8;
+    /// The DSN class follows the reply code ([`Reply::new`]).
+    fn new(code: u16, dsn: EnhancedStatus, text: String) -> Refusal {
+        let reply = Reply::new(code, Some(dsn), &text);
         Refusal {
-            reply: Reply::new(code, Some((class, dsn.1, dsn.2)), &text),
-            temporary: class == 4,
+            temporary: reply.is_transient(),
+            reply,
         }
     }
 }
@@ -556,7 +557,7 @@ impl<'p, 'c> Eval<'p, 'c> {
 
     /// A policy refusal, turned into the pending deferral when
     /// defer_if_reject was raised.
-    fn reject(&self, code: u16, dsn: (u8, u16, u16), text: String) -> Verdict {
+    fn reject(&self, code: u16, dsn: EnhancedStatus, text: String) -> Verdict {
         if code / 100 == 5
             && let Some(d) = &self.defer_if_reject
         {
@@ -573,19 +574,19 @@ impl<'p, 'c> Eval<'p, 'c> {
             R::Permit => Verdict::Permit,
             R::Reject => self.reject(
                 codes.reject,
-                (5, 7, 1),
+                EnhancedStatus::of(5, 7, 1),
                 format!("<{}>: {} rejected: Access denied", s.name, s.class),
             ),
             R::Defer => self.reject(
                 codes.defer,
-                (4, 3, 2),
+                EnhancedStatus::of(4, 3, 2),
                 format!("<{}>: {} rejected: Try again later", s.name, s.class),
             ),
             R::DeferIfPermit => {
                 self.defer_if_permit.get_or_insert_with(|| {
                     Refusal::new(
                         450,
-                        (4, 7, 0),
+                        EnhancedStatus::of(4, 7, 0),
                         format!(
                             "<{}>: {} rejected: defer_if_permit requested",
                             s.name, s.class
@@ -598,7 +599,7 @@ impl<'p, 'c> Eval<'p, 'c> {
                 self.defer_if_reject.get_or_insert_with(|| {
                     Refusal::new(
                         450,
-                        (4, 7, 0),
+                        EnhancedStatus::of(4, 7, 0),
                         format!(
                             "<{}>: {} rejected: defer_if_reject requested",
                             s.name, s.class
@@ -633,8 +634,14 @@ impl<'p, 'c> Eval<'p, 'c> {
                     Ok(false) => {
                         let text = format!("<{rcpt}>: Relay access denied");
                         match r {
-                            R::RejectUnauthDestination => self.reject(codes.relay, (5, 7, 1), text),
-                            _ => Verdict::Refuse(Refusal::new(454, (4, 7, 1), text)),
+                            R::RejectUnauthDestination => {
+                                self.reject(codes.relay, EnhancedStatus::of(5, 7, 1), text)
+                            }
+                            _ => Verdict::Refuse(Refusal::new(
+                                454,
+                                EnhancedStatus::of(4, 7, 1),
+                                text,
+                            )),
                         }
                     }
                     Err(v) => v,
@@ -665,7 +672,7 @@ impl<'p, 'c> Eval<'p, 'c> {
                 };
                 self.reject(
                     codes.unknown_client,
-                    (4, 7, 1),
+                    EnhancedStatus::of(4, 7, 1),
                     format!(
                         "Client host rejected: cannot find your {what}, [{}]",
                         ctx.client_addr.to_canonical()
@@ -675,7 +682,7 @@ impl<'p, 'c> Eval<'p, 'c> {
             R::RejectInvalidHeloHostname => match ctx.helo {
                 Some(helo) if !valid_helo(helo) => self.reject(
                     codes.invalid_hostname,
-                    (5, 5, 2),
+                    EnhancedStatus::of(5, 5, 2),
                     match helo.starts_with('[') {
                         true => format!("<{helo}>: {HELO} rejected: Invalid ip address"),
                         false => format!("<{helo}>: {HELO} rejected: Invalid name"),
@@ -687,15 +694,18 @@ impl<'p, 'c> Eval<'p, 'c> {
                 Some(helo) => self.unqualified_helo(
                     helo,
                     codes.non_fqdn,
-                    (5, 5, 2),
+                    EnhancedStatus::of(5, 5, 2),
                     "need fully-qualified hostname",
                 ),
                 None => Verdict::Dunno,
             },
             R::RejectUnknownHeloHostname => match ctx.helo {
-                Some(helo) => {
-                    self.unqualified_helo(helo, codes.unknown_hostname, (4, 7, 1), "Host not found")
-                }
+                Some(helo) => self.unqualified_helo(
+                    helo,
+                    codes.unknown_hostname,
+                    EnhancedStatus::of(4, 7, 1),
+                    "Host not found",
+                ),
                 None => Verdict::Dunno,
             },
             R::RejectNonFqdnSender => match ctx.sender {
@@ -740,14 +750,14 @@ impl<'p, 'c> Eval<'p, 'c> {
     /// reject_non_fqdn_helo_hostname and reject_unknown_helo_hostname (no
     /// DNS lookup is made): an address literal must be valid and a name
     /// fully qualified; `code`, `dsn` and `why` say how a name fails.
-    fn unqualified_helo(&self, helo: &str, code: u16, dsn: (u8, u16, u16), why: &str) -> Verdict {
+    fn unqualified_helo(&self, helo: &str, code: u16, dsn: EnhancedStatus, why: &str) -> Verdict {
         if helo.starts_with('[') {
             if valid_helo(helo) {
                 return Verdict::Dunno;
             }
             return self.reject(
                 self.policy.codes.invalid_hostname,
-                (5, 5, 2),
+                EnhancedStatus::of(5, 5, 2),
                 format!("<{helo}>: {HELO} rejected: Invalid ip address"),
             );
         }
@@ -767,7 +777,7 @@ impl<'p, 'c> Eval<'p, 'c> {
         let refuse = |why: String| {
             Verdict::Refuse(Refusal::new(
                 553,
-                (5, 7, 1),
+                EnhancedStatus::of(5, 7, 1),
                 format!("<{sender}>: {SENDER} rejected: {why}"),
             ))
         };
@@ -856,7 +866,7 @@ impl<'p, 'c> Eval<'p, 'c> {
             Some(d) if is_fqdn(d) => Verdict::Dunno,
             _ => self.reject(
                 self.policy.codes.non_fqdn,
-                (5, 5, 2),
+                EnhancedStatus::of(5, 5, 2),
                 format!("<{a}>: {class} rejected: need fully-qualified address"),
             ),
         }
@@ -876,7 +886,7 @@ impl<'p, 'c> Eval<'p, 'c> {
         let detail = if class == SENDER { 8 } else { 2 };
         self.reject(
             self.policy.codes.unknown_address,
-            (4, 1, detail),
+            EnhancedStatus::of(4, 1, detail),
             format!("<{a}>: {class} rejected: Domain not found"),
         )
     }
@@ -920,7 +930,11 @@ fn resolve(router: &Router, addr: &Address) -> Result<Resolved, RoutingError> {
 /// `451 4.3.5 Server configuration error`, Postfix's answer when a
 /// restriction cannot be evaluated as configured.
 fn config_error() -> Refusal {
-    Refusal::new(451, (4, 3, 5), "Server configuration error".into())
+    Refusal::new(
+        451,
+        EnhancedStatus::of(4, 3, 5),
+        "Server configuration error".into(),
+    )
 }
 
 /// The answer to a failed table lookup: a table that is not there is the
@@ -945,7 +959,7 @@ fn table_failure(e: &TableError, name: &str) -> Verdict {
 fn lookup_failure(name: &str) -> Verdict {
     Verdict::Refuse(Refusal::new(
         451,
-        (4, 3, 0),
+        EnhancedStatus::of(4, 3, 0),
         format!("<{name}>: Temporary lookup failure"),
     ))
 }
