@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::message::{Message, MessageSetup, ReceivedHeader};
 use crate::policy::Stage;
 use crate::queue::{Queue, QueueError};
-use crate::session::{IoError, Session, Step, Transaction, reply};
+use crate::session::{IoError, Session, Step, Transaction};
 
 /// A message arriving in BDAT chunks.
 #[derive(Debug)]
