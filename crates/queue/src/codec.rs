@@ -30,7 +30,7 @@ impl Record for crate::types::MessageMeta {}
 impl Record for Vec<(Vec<u8>, Option<Vec<u8>>)> {}
 impl Record for crate::types::Envelope {
     fn from_v1(body: &[u8]) -> Result<Self, String> {
-        decode_body::<legacy::Envelope>(body).map(Into::into)
+        decode_body::<legacy::Envelope>(body).map(|e| e.map_recipients(Into::into))
     }
 }
 
@@ -64,25 +64,16 @@ fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     Ok(v)
 }
 
-/// The version-1 envelope, kept only to read it.
+/// The version-1 recipient, kept only to read it: the rest of the
+/// version-1 envelope is laid out as today.
 mod legacy {
-    use postern_envelope::{ClientInfo, EnhancedStatus, Notify, Orcpt, Ret};
+    use postern_envelope::{EnhancedStatus, Notify, Orcpt};
     use serde::{Deserialize, Serialize};
 
     use crate::types;
 
-    #[derive(Serialize, Deserialize)]
-    pub(super) struct Envelope {
-        pub sender: String,
-        pub recipients: Vec<Recipient>,
-        pub arrival_unix: i64,
-        pub size: u64,
-        pub client: Option<ClientInfo>,
-        pub envid: Option<String>,
-        pub ret: Option<Ret>,
-        pub smtputf8: bool,
-        pub body_8bit: bool,
-    }
+    /// Only the recipients were stored differently.
+    pub(super) type Envelope = types::EnvelopeOf<Recipient>;
 
     #[derive(Serialize, Deserialize)]
     pub(super) struct Recipient {
@@ -101,22 +92,6 @@ mod legacy {
         Bounced { at: i64, reply: String, dsn: String },
         Deferred { reason: String },
         DelayNotified { reason: String },
-    }
-
-    impl From<Envelope> for types::Envelope {
-        fn from(e: Envelope) -> types::Envelope {
-            types::Envelope {
-                sender: e.sender,
-                recipients: e.recipients.into_iter().map(Into::into).collect(),
-                arrival_unix: e.arrival_unix,
-                size: e.size,
-                client: e.client,
-                envid: e.envid,
-                ret: e.ret,
-                smtputf8: e.smtputf8,
-                body_8bit: e.body_8bit,
-            }
-        }
     }
 
     impl From<Recipient> for types::Recipient {

@@ -59,11 +59,16 @@ impl Recipient {
 }
 
 /// The envelope stored next to the body.
+pub type Envelope = EnvelopeOf<Recipient>;
+
+/// [`Envelope`] over its recipient type: a version-1 queue record differs
+/// only in how a recipient is stored, so the codec reads it as an
+/// `EnvelopeOf` its old recipient rather than through a copy of the layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Envelope {
+pub struct EnvelopeOf<R> {
     /// Envelope sender; empty for the null sender `<>`.
     pub sender: String,
-    pub recipients: Vec<Recipient>,
+    pub recipients: Vec<R>,
     pub arrival_unix: i64,
     /// Body size in bytes. [`crate::Incoming::commit`] sets it to the number
     /// of bytes actually appended.
@@ -74,6 +79,23 @@ pub struct Envelope {
     pub ret: Option<Ret>,
     pub smtputf8: bool,
     pub body_8bit: bool,
+}
+
+impl<R> EnvelopeOf<R> {
+    /// The same envelope with each recipient converted by `f`.
+    pub(crate) fn map_recipients<S>(self, f: impl FnMut(R) -> S) -> EnvelopeOf<S> {
+        EnvelopeOf {
+            sender: self.sender,
+            recipients: self.recipients.into_iter().map(f).collect(),
+            arrival_unix: self.arrival_unix,
+            size: self.size,
+            client: self.client,
+            envid: self.envid,
+            ret: self.ret,
+            smtputf8: self.smtputf8,
+            body_8bit: self.body_8bit,
+        }
+    }
 }
 
 impl Envelope {
