@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use nix::sys::socket::SockaddrStorage;
+
 use crate::table::Cidr;
 
 /// Gathered once per `Config` load; `Params` share it.
@@ -87,6 +89,14 @@ pub fn mydomain_from(myhostname: &str) -> String {
     }
 }
 
+fn ip_of(addr: &SockaddrStorage) -> Option<IpAddr> {
+    match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+        (Some(a), _) => Some(IpAddr::V4(a.ip())),
+        (_, Some(a)) => Some(IpAddr::V6(a.ip())),
+        _ => None,
+    }
+}
+
 fn interfaces() -> Vec<(IpAddr, u8)> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         return Vec::new();
@@ -96,21 +106,17 @@ fn interfaces() -> Vec<(IpAddr, u8)> {
         let (Some(addr), mask) = (ifa.address, ifa.netmask) else {
             continue;
         };
-        if let Some(a) = addr.as_sockaddr_in() {
-            let prefix = mask
-                .as_ref()
-                .and_then(|m| m.as_sockaddr_in())
-                .map(|m| u32::from(m.ip()).count_ones() as u8)
-                .unwrap_or(32);
-            out.push((IpAddr::V4(a.ip()), prefix));
-        } else if let Some(a) = addr.as_sockaddr_in6() {
-            let prefix = mask
-                .as_ref()
-                .and_then(|m| m.as_sockaddr_in6())
-                .map(|m| u128::from(m.ip()).count_ones() as u8)
-                .unwrap_or(128);
-            out.push((IpAddr::V6(a.ip()), prefix));
-        }
+        let Some(ip) = ip_of(&addr) else {
+            continue;
+        };
+        // Without a mask of the same family the address stands alone.
+        let prefix = match (ip, mask.as_ref().and_then(ip_of)) {
+            (IpAddr::V4(_), Some(IpAddr::V4(m))) => m.to_bits().count_ones() as u8,
+            (IpAddr::V6(_), Some(IpAddr::V6(m))) => m.to_bits().count_ones() as u8,
+            (IpAddr::V4(_), _) => 32,
+            (IpAddr::V6(_), _) => 128,
+        };
+        out.push((ip, prefix));
     }
     out
 }

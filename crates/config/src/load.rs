@@ -189,6 +189,24 @@ fn to_raw(v: &DeValue<'_>) -> Result<String, String> {
     }
 }
 
+/// The `[[service]]` key `key` read by `parse` (`None` when absent); a
+/// value it refuses is an error saying what the key `must` be.
+fn scalar<'v, T>(
+    get: &dyn Fn(&str) -> Option<&'v Spanned<DeValue<'v>>>,
+    err: &dyn Fn(usize, String) -> ConfigError,
+    key: &str,
+    must: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(v) = get(key) else {
+        return Ok(None);
+    };
+    match to_raw(v.get_ref()).ok().and_then(|s| parse(&s)) {
+        Some(value) => Ok(Some(value)),
+        None => Err(err(v.span().start, format!("\"{key}\" must be {must}"))),
+    }
+}
+
 /// One `[[service]]`; also returns each option's line.
 fn parse_service(
     cx: &Ctx<'_>,
@@ -270,45 +288,18 @@ fn parse_service(
         return Err(err(at, "empty \"command\"".into()));
     }
 
-    let process_limit = match get("process_limit") {
-        None => 1,
-        Some(v) => to_raw(v.get_ref())
-            .ok()
-            .and_then(|s| s.parse::<u32>().ok())
-            .ok_or_else(|| {
-                err(
-                    v.span().start,
-                    "\"process_limit\" must be a number >= 0".into(),
-                )
-            })?,
-    };
-    let privileged = match get("privileged") {
-        None => false,
-        Some(v) => to_raw(v.get_ref())
-            .ok()
-            .and_then(|s| value::parse_bool(&s))
-            .ok_or_else(|| {
-                err(
-                    v.span().start,
-                    "\"privileged\" must be true or false".into(),
-                )
-            })?,
-    };
-    let wakeup = match get("wakeup") {
-        None => None,
-        Some(v) => {
-            let d = to_raw(v.get_ref())
-                .ok()
-                .and_then(|s| value::parse_time(s.trim_end_matches('?'), 's'))
-                .ok_or_else(|| {
-                    err(
-                        v.span().start,
-                        "\"wakeup\" must be a time like \"60s\"".into(),
-                    )
-                })?;
-            (d > Duration::ZERO).then_some(d)
-        }
-    };
+    let process_limit = scalar(&get, &err, "process_limit", "a number >= 0", |s| {
+        s.parse::<u32>().ok()
+    })?
+    .unwrap_or(1);
+    let privileged = scalar(&get, &err, "privileged", "true or false", |s| {
+        value::parse_bool(s)
+    })?
+    .unwrap_or(false);
+    let wakeup = scalar(&get, &err, "wakeup", "a time like \"60s\"", |s| {
+        value::parse_time(s.trim_end_matches('?'), 's')
+    })?
+    .filter(|d| *d > Duration::ZERO);
 
     let mut options = BTreeMap::new();
     let mut lines = Vec::new();

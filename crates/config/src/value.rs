@@ -223,25 +223,15 @@ pub fn check(kind: Kind, value: &str) -> Result<(), String> {
             true
         }
         Kind::Enum(words) => {
-            let v = value.trim().to_ascii_lowercase();
-            if !words.contains(&v.as_str()) {
-                return Err(format!(
-                    "invalid value \"{}\" (expected {})",
-                    value.trim(),
-                    one_of(words)
-                ));
-            }
+            let v = value.trim();
+            one_word(words, &v.to_ascii_lowercase(), || format!("value \"{v}\""))?;
             true
         }
         Kind::Words(words) => {
             for w in split_list(&value.to_ascii_lowercase()) {
-                if !words.contains(&w.as_str()) {
-                    return Err(format!(
-                        "invalid word \"{w}\" in \"{}\" (expected {})",
-                        value.trim(),
-                        one_of(words)
-                    ));
-                }
+                one_word(words, &w, || {
+                    format!("word \"{w}\" in \"{}\"", value.trim())
+                })?;
             }
             true
         }
@@ -279,6 +269,14 @@ pub fn check(kind: Kind, value: &str) -> Result<(), String> {
         };
         Err(format!("invalid {what} value \"{value}\""))
     }
+}
+
+/// Ok when `word` is one of `words`; else `invalid <what> (expected a, b or c)`.
+fn one_word(words: &[&str], word: &str, what: impl FnOnce() -> String) -> Result<(), String> {
+    if words.contains(&word) {
+        return Ok(());
+    }
+    Err(format!("invalid {} (expected {})", what(), one_of(words)))
 }
 
 /// `a, b or c`, for error messages; the empty word shows as `""`.
