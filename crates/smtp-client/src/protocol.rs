@@ -165,13 +165,7 @@ async fn handshake(
 
 /// EHLO, or HELO for a server that refuses EHLO with 5xx.
 async fn hello(sess: &mut Session, s: &Settings) -> Result<Capabilities, Failed> {
-    let ehlo = sess
-        .command(
-            &format!("EHLO {}", s.helo_name),
-            s.helo_timeout,
-            Stage::Ehlo,
-        )
-        .await?;
+    let ehlo = greet(sess, s, "EHLO", Stage::Ehlo).await?;
     if ehlo.is_positive() {
         return Ok(Capabilities::from_reply(&ehlo));
     }
@@ -179,17 +173,22 @@ async fn hello(sess: &mut Session, s: &Settings) -> Result<Capabilities, Failed>
         return Err(Outcome::rejected(&ehlo, &sess.target.namaddr(), "EHLO command").into());
     }
     // An old server that does not know EHLO.
-    let helo = sess
-        .command(
-            &format!("HELO {}", s.helo_name),
-            s.helo_timeout,
-            Stage::Helo,
-        )
-        .await?;
+    let helo = greet(sess, s, "HELO", Stage::Helo).await?;
     if !helo.is_positive() {
         return Err(Outcome::rejected(&helo, &sess.target.namaddr(), "HELO command").into());
     }
     Ok(Capabilities::default())
+}
+
+/// `verb` (EHLO or HELO) with `smtp_helo_name`.
+async fn greet(
+    sess: &mut Session,
+    s: &Settings,
+    verb: &str,
+    stage: Stage,
+) -> Result<Reply, Outcome> {
+    let line = format!("{verb} {}", s.helo_name);
+    sess.command(&line, s.helo_timeout, stage).await
 }
 
 /// STARTTLS per `smtp_tls_security_level` (see [`crate::tls`]); the

@@ -282,48 +282,47 @@ impl Dns {
     }
 
     async fn mx(&self, name: &str) -> Answer<(u16, String)> {
-        match self.resolver.lookup(fqdn(name), RecordType::MX).await {
-            Ok(l) => {
-                let mx: Vec<(u16, String)> = l
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::MX(mx) => Some((
-                            mx.preference,
-                            mx.exchange
-                                .to_ascii()
-                                .trim_end_matches('.')
-                                .to_ascii_lowercase(),
-                        )),
-                        _ => None,
-                    })
-                    .collect();
-                if mx.is_empty() {
-                    Answer::NoData
-                } else {
-                    Answer::Found(mx)
-                }
-            }
-            Err(e) => classify(e),
-        }
+        self.records(name, RecordType::MX, |data| match data {
+            RData::MX(mx) => Some((
+                mx.preference,
+                mx.exchange
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase(),
+            )),
+            _ => None,
+        })
+        .await
     }
 
     async fn addresses(&self, name: &str, rtype: RecordType) -> Answer<IpAddr> {
+        self.records(name, rtype, |data| match data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The `rtype` records of `name` that `pick` reads; none is NoData.
+    async fn records<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        pick: impl FnMut(&RData) -> Option<T>,
+    ) -> Answer<T> {
         match self.resolver.lookup(fqdn(name), rtype).await {
             Ok(l) => {
-                let ips: Vec<IpAddr> = l
+                let found: Vec<T> = l
                     .answers()
                     .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::A(a) => Some(IpAddr::V4(a.0)),
-                        RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                        _ => None,
-                    })
+                    .map(|r| &r.data)
+                    .filter_map(pick)
                     .collect();
-                if ips.is_empty() {
+                if found.is_empty() {
                     Answer::NoData
                 } else {
-                    Answer::Found(ips)
+                    Answer::Found(found)
                 }
             }
             Err(e) => classify(e),

@@ -226,25 +226,13 @@ impl Session {
     }
 
     fn lost(&self, stage: Stage) -> Outcome {
-        Outcome::deferred(
-            EnhancedStatus::of(4, 4, 2),
-            format!(
-                "lost connection with {} while {}",
-                self.target.namaddr(),
-                stage.doing()
-            ),
-        )
+        let what = format!("lost connection with {}", self.target.namaddr());
+        broken_off(&what, stage)
     }
 
     fn timed_out(&self, stage: Stage) -> Outcome {
-        Outcome::deferred(
-            EnhancedStatus::of(4, 4, 2),
-            format!(
-                "conversation with {} timed out while {}",
-                self.target.namaddr(),
-                stage.doing()
-            ),
-        )
+        let what = format!("conversation with {} timed out", self.target.namaddr());
+        broken_off(&what, stage)
     }
 }
 
@@ -273,6 +261,14 @@ pub fn strerror(e: &io::Error) -> String {
         Some(i) => s[..i].to_string(),
         None => s,
     }
+}
+
+/// A session broken off during `stage` (4.4.2): `<what> while <doing>`.
+fn broken_off(what: &str, stage: Stage) -> Outcome {
+    Outcome::deferred(
+        EnhancedStatus::of(4, 4, 2),
+        format!("{what} while {}", stage.doing()),
+    )
 }
 
 #[cfg(test)]

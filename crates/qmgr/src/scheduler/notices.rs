@@ -33,9 +33,8 @@ impl Qmgr {
         }
         let failed: Vec<Failed> = bounced
             .iter()
-            .map(|o| (o, &env.recipients[o.index]))
-            .filter(|(_, r)| DsnNotify::in_force(r.notify).failure)
-            .map(|(o, r)| Failed::of(r, o.dsn, &o.relay, &o.detail, o.status))
+            .filter(|o| DsnNotify::in_force(env.recipients[o.index].notify).failure)
+            .map(|o| reported(env, o))
             .collect();
         // A bounce of a bounce goes to the postmaster, never to <>.
         let (audience, to, sender) = if env.sender.is_empty() {
@@ -48,23 +47,12 @@ impl Qmgr {
         };
         // The postmaster copy reports every failure regardless of NOTIFY.
         let failed = if audience == Audience::Postmaster {
-            bounced
-                .iter()
-                .map(|o| {
-                    let r = &env.recipients[o.index];
-                    Failed::of(r, o.dsn, &o.relay, &o.detail, o.status)
-                })
-                .collect()
+            bounced.iter().map(|o| reported(env, o)).collect()
         } else {
             failed
         };
-        let store = self.store.clone();
-        let original = match blocking(move || store.read_body(id)).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!("{id}: cannot read message for the bounce: {e}");
-                return false;
-            }
+        let Some(original) = self.original(id, "bounce").await else {
+            return false;
         };
         let now = unix(SystemTime::now());
         let text = bounce::build(&bounce::Report {
@@ -81,20 +69,13 @@ impl Qmgr {
             recipients: &failed,
             original: &original,
         });
-        match self.enqueue(sender, vec![Recipient::new(to)], text).await {
-            Ok(new) => {
-                let what = match audience {
-                    Audience::Sender => "sender",
-                    Audience::Postmaster => "postmaster",
-                };
-                tracing::info!("{id}: {what} non-delivery notification: {new}");
-                true
-            }
-            Err(e) => {
-                tracing::warn!("{id}: cannot queue non-delivery notification: {e}");
-                false
-            }
-        }
+        let who = match audience {
+            Audience::Sender => "sender",
+            Audience::Postmaster => "postmaster",
+        };
+        let to = vec![Recipient::new(to)];
+        self.queue_notice(id, sender, to, text, who, "non-delivery")
+            .await
     }
 
     /// Queues the delay notification for the `delayed` recipients; false
@@ -108,20 +89,9 @@ impl Qmgr {
     ) -> bool {
         let env = &msg.envelope;
         let id = msg.id;
-        let recipients: Vec<Failed> = delayed
-            .iter()
-            .map(|o| {
-                let r = &env.recipients[o.index];
-                Failed::of(r, o.dsn, &o.relay, &o.detail, o.status)
-            })
-            .collect();
-        let store = self.store.clone();
-        let original = match blocking(move || store.read_body(id)).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!("{id}: cannot read message for the delay notification: {e}");
-                return false;
-            }
+        let recipients: Vec<Failed> = delayed.iter().map(|o| reported(env, o)).collect();
+        let Some(original) = self.original(id, "delay notification").await else {
+            return false;
         };
         let text = bounce::build(&bounce::Report {
             queue_id: &id.to_string(),
@@ -141,13 +111,41 @@ impl Qmgr {
             original: &original,
         });
         let to = vec![Recipient::new(env.sender.clone())];
-        match self.enqueue(String::new(), to, text).await {
+        self.queue_notice(id, String::new(), to, text, "sender", "delay")
+            .await
+    }
+
+    /// The body of `id`, for the `notice` about it; None (logged) when it
+    /// cannot be read.
+    async fn original(self: &Arc<Self>, id: QueueId, notice: &str) -> Option<Vec<u8>> {
+        let store = self.store.clone();
+        match blocking(move || store.read_body(id)).await {
+            Ok(body) => Some(body),
+            Err(e) => {
+                tracing::warn!("{id}: cannot read message for the {notice}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Queues the `kind` notification about `id` for `who` (logged either
+    /// way); false if it could not be queued.
+    async fn queue_notice(
+        self: &Arc<Self>,
+        id: QueueId,
+        sender: String,
+        to: Vec<Recipient>,
+        text: Vec<u8>,
+        who: &str,
+        kind: &str,
+    ) -> bool {
+        match self.enqueue(sender, to, text).await {
             Ok(new) => {
-                tracing::info!("{id}: sender delay notification: {new}");
+                tracing::info!("{id}: {who} {kind} notification: {new}");
                 true
             }
             Err(e) => {
-                tracing::warn!("{id}: cannot queue delay notification: {e}");
+                tracing::warn!("{id}: cannot queue {kind} notification: {e}");
                 false
             }
         }
@@ -188,6 +186,12 @@ impl Qmgr {
         self.schedule(id);
         Ok(id)
     }
+}
+
+/// The report line of one outcome.
+fn reported(env: &Envelope, o: &Outcome) -> Failed {
+    let r = &env.recipients[o.index];
+    Failed::of(r, o.dsn, &o.relay, &o.detail, o.status)
 }
 
 /// The sender of postmaster notifications about failed bounces
