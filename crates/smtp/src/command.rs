@@ -686,6 +686,20 @@ mod tests {
         (e.kind(), e.reply().to_string())
     }
 
+    /// Each line is refused with its reply.
+    fn refused(cases: &[(&str, &str)]) {
+        for (line, reply) in cases {
+            assert_eq!(fail(line.as_bytes()).1, *reply, "{line}");
+        }
+    }
+
+    /// Each line is refused as `kind` with `reply`.
+    fn refused_as(kind: ErrorKind, reply: &str, lines: &[&str]) {
+        for line in lines {
+            assert_eq!(fail(line.as_bytes()), (kind, reply.into()), "{line}");
+        }
+    }
+
     fn mail(line: &str) -> (Address, MailParams) {
         match ok(line) {
             Command::Mail { from, params } => (from, params),
@@ -737,24 +751,20 @@ mod tests {
 
     #[test]
     fn mail_syntax_errors() {
-        let syn = "501 5.5.4 Syntax: MAIL FROM:<address>";
-        assert_eq!(fail(b"MAIL"), (ErrorKind::Syntax, syn.into()));
-        assert_eq!(fail(b"MAIL FROM:"), (ErrorKind::Syntax, syn.into()));
-        assert_eq!(fail(b"MAIL FROM"), (ErrorKind::Syntax, syn.into()));
-        assert_eq!(fail(b"MAIL TO:<a@b>"), (ErrorKind::Syntax, syn.into()));
-        let bad = "501 5.1.7 Bad sender address syntax";
-        assert_eq!(fail(b"MAIL FROM:<a@b"), (ErrorKind::BadSender, bad.into()));
-        assert_eq!(
-            fail(b"MAIL FROM:<a@b>x"),
-            (ErrorKind::BadSender, bad.into())
+        refused_as(
+            ErrorKind::Syntax,
+            "501 5.5.4 Syntax: MAIL FROM:<address>",
+            &["MAIL", "MAIL FROM:", "MAIL FROM", "MAIL TO:<a@b>"],
         );
-        assert_eq!(
-            fail(b"MAIL FROM:<a b@c>"),
-            (ErrorKind::BadSender, bad.into())
-        );
-        assert_eq!(
-            fail(b"MAIL FROM:\"a b@c"),
-            (ErrorKind::BadSender, bad.into())
+        refused_as(
+            ErrorKind::BadSender,
+            "501 5.1.7 Bad sender address syntax",
+            &[
+                "MAIL FROM:<a@b",
+                "MAIL FROM:<a@b>x",
+                "MAIL FROM:<a b@c>",
+                "MAIL FROM:\"a b@c",
+            ],
         );
     }
 
@@ -782,45 +792,45 @@ mod tests {
             mail("MAIL FROM:<a@b> BODY=BINARYMIME").1.body,
             Some(Body::BinaryMime)
         );
-        assert_eq!(
-            fail(b"MAIL FROM:<a@b> SIZE=12x").1,
-            "501 5.5.4 Bad message size syntax"
+        refused_as(
+            ErrorKind::UnsupportedParameter,
+            "555 5.5.4 Unsupported option: XFOO=1",
+            &["MAIL FROM:<a@b> XFOO=1"],
         );
-        assert_eq!(
-            fail(b"MAIL FROM:<a@b> SIZE=99999999999999999999999").1,
-            "552 5.3.4 Message size exceeds file system imposed limit"
-        );
-        assert_eq!(
-            fail(b"MAIL FROM:<a@b> BODY=9BIT").1,
-            "555 5.5.4 Unsupported option: BODY=9BIT"
-        );
-        assert_eq!(
-            fail(b"MAIL FROM:<a@b> XFOO=1"),
+        refused(&[
             (
-                ErrorKind::UnsupportedParameter,
-                "555 5.5.4 Unsupported option: XFOO=1".into()
-            )
-        );
-        assert_eq!(
-            fail(b"MAIL FROM:<a@b> SMTPUTF8=yes").1,
-            "555 5.5.4 Unsupported option: SMTPUTF8=yes"
-        );
-        assert_eq!(
-            fail(b"MAIL FROM:<a@b> RET=FULL RET=FULL").1,
-            "501 5.5.4 Bad RET parameter syntax"
-        );
-        assert_eq!(
-            fail(b"MAIL FROM:<a@b> ENVID=a+2").1,
-            "501 5.5.4 Bad ENVID parameter syntax"
-        );
-        assert_eq!(
-            fail(b"MAIL FROM:<a@b> ENVID=a+0A").1,
-            "501 5.5.4 Bad ENVID parameter syntax"
-        );
-        assert_eq!(
-            fail(b"MAIL FROM:<a@b> AUTH=x AUTH=y").1,
-            "503 5.5.4 Error: multiple AUTH= options"
-        );
+                "MAIL FROM:<a@b> SIZE=12x",
+                "501 5.5.4 Bad message size syntax",
+            ),
+            (
+                "MAIL FROM:<a@b> SIZE=99999999999999999999999",
+                "552 5.3.4 Message size exceeds file system imposed limit",
+            ),
+            (
+                "MAIL FROM:<a@b> BODY=9BIT",
+                "555 5.5.4 Unsupported option: BODY=9BIT",
+            ),
+            (
+                "MAIL FROM:<a@b> SMTPUTF8=yes",
+                "555 5.5.4 Unsupported option: SMTPUTF8=yes",
+            ),
+            (
+                "MAIL FROM:<a@b> RET=FULL RET=FULL",
+                "501 5.5.4 Bad RET parameter syntax",
+            ),
+            (
+                "MAIL FROM:<a@b> ENVID=a+2",
+                "501 5.5.4 Bad ENVID parameter syntax",
+            ),
+            (
+                "MAIL FROM:<a@b> ENVID=a+0A",
+                "501 5.5.4 Bad ENVID parameter syntax",
+            ),
+            (
+                "MAIL FROM:<a@b> AUTH=x AUTH=y",
+                "503 5.5.4 Error: multiple AUTH= options",
+            ),
+        ]);
     }
 
     #[test]
@@ -855,28 +865,29 @@ mod tests {
                 .is_never()
         );
         let bad_notify = "501 5.5.4 Error: Bad NOTIFY parameter syntax";
-        assert_eq!(fail(b"RCPT TO:<a@b> NOTIFY=NEVER,SUCCESS").1, bad_notify);
-        assert_eq!(fail(b"RCPT TO:<a@b> NOTIFY=SUCCESS,SUCCESS").1, bad_notify);
-        assert_eq!(fail(b"RCPT TO:<a@b> NOTIFY").1, bad_notify);
         let bad_orcpt = "501 5.5.4 Error: Bad ORCPT parameter syntax";
-        assert_eq!(fail(b"RCPT TO:<a@b> ORCPT=a@b").1, bad_orcpt);
-        assert_eq!(fail(b"RCPT TO:<a@b> ORCPT=;a@b").1, bad_orcpt);
-        assert_eq!(
-            fail(b"RCPT TO:<a@b> SIZE=1").1,
-            "555 5.5.4 Unsupported option: SIZE=1"
-        );
+        refused(&[
+            ("RCPT TO:<a@b> NOTIFY=NEVER,SUCCESS", bad_notify),
+            ("RCPT TO:<a@b> NOTIFY=SUCCESS,SUCCESS", bad_notify),
+            ("RCPT TO:<a@b> NOTIFY", bad_notify),
+            ("RCPT TO:<a@b> ORCPT=a@b", bad_orcpt),
+            ("RCPT TO:<a@b> ORCPT=;a@b", bad_orcpt),
+            (
+                "RCPT TO:<a@b> SIZE=1",
+                "555 5.5.4 Unsupported option: SIZE=1",
+            ),
+        ]);
     }
 
     #[test]
     fn rcpt_errors() {
         let bad = "501 5.1.3 Bad recipient address syntax";
-        assert_eq!(fail(b"RCPT TO:<>"), (ErrorKind::BadRecipient, bad.into()));
-        assert_eq!(fail(b"RCPT TO:<a@b@c>").1, bad);
-        assert_eq!(fail(b"RCPT TO").1, "501 5.5.4 Syntax: RCPT TO:<address>");
-        assert_eq!(
-            fail(b"RCPT FROM:<a@b>").1,
-            "501 5.5.4 Syntax: RCPT TO:<address>"
-        );
+        refused_as(ErrorKind::BadRecipient, bad, &["RCPT TO:<>"]);
+        refused(&[
+            ("RCPT TO:<a@b@c>", bad),
+            ("RCPT TO", "501 5.5.4 Syntax: RCPT TO:<address>"),
+            ("RCPT FROM:<a@b>", "501 5.5.4 Syntax: RCPT TO:<address>"),
+        ]);
     }
 
     #[test]
@@ -925,12 +936,14 @@ mod tests {
 
     #[test]
     fn argument_checks() {
-        assert_eq!(fail(b"DATA x").1, "501 5.5.4 Syntax: DATA");
-        assert_eq!(fail(b"RSET x").1, "501 5.5.4 Syntax: RSET");
-        assert_eq!(fail(b"NOOP x").1, "501 5.5.4 Syntax: NOOP");
-        assert_eq!(fail(b"STARTTLS x").1, "501 5.5.4 Syntax: STARTTLS");
-        assert_eq!(fail(b"VRFY").1, "501 5.5.4 Syntax: VRFY address");
-        assert_eq!(fail(b"EXPN").1, "501 5.5.4 Syntax: EXPN address");
+        refused(&[
+            ("DATA x", "501 5.5.4 Syntax: DATA"),
+            ("RSET x", "501 5.5.4 Syntax: RSET"),
+            ("NOOP x", "501 5.5.4 Syntax: NOOP"),
+            ("STARTTLS x", "501 5.5.4 Syntax: STARTTLS"),
+            ("VRFY", "501 5.5.4 Syntax: VRFY address"),
+            ("EXPN", "501 5.5.4 Syntax: EXPN address"),
+        ]);
         assert_eq!(ok("VRFY  john   doe"), Command::Vrfy("john doe".into()));
         assert_eq!(ok("expn staff"), Command::Expn("staff".into()));
     }

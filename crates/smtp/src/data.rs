@@ -511,17 +511,22 @@ mod tests {
             self.0 ^= self.0 << 17;
             self.0
         }
+
+        /// Up to `max_len - 1` bytes of CR, LF, dots and letters.
+        fn text(&mut self, max_len: u64) -> Vec<u8> {
+            let alphabet = b"\r\n.ab";
+            let len = (self.next() % max_len) as usize;
+            (0..len)
+                .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize])
+                .collect()
+        }
     }
 
     #[test]
     fn chunking_never_changes_output() {
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-        let alphabet = b"\r\n.ab";
         for _ in 0..2000 {
-            let len = (rng.next() % 40) as usize;
-            let mut input: Vec<u8> = (0..len)
-                .map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize])
-                .collect();
+            let mut input = rng.text(40);
             if rng.next().is_multiple_of(2) {
                 input.extend_from_slice(b"\r\n.\r\ntail");
             }
@@ -549,12 +554,8 @@ mod tests {
     #[test]
     fn encoder_chunking_and_roundtrip() {
         let mut rng = XorShift(12345);
-        let alphabet = b"\r\n.ab";
         for _ in 0..2000 {
-            let len = (rng.next() % 30) as usize;
-            let msg: Vec<u8> = (0..len)
-                .map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize])
-                .collect();
+            let msg = rng.text(30);
             let whole = dot_stuff(&msg);
             let mut enc = DataEncoder::new();
             let mut pieces = Vec::new();
