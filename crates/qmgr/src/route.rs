@@ -170,6 +170,14 @@ mod tests {
         })
     }
 
+    fn settled(status: DeliveryStatus, dsn: &str, text: &str) -> Decision {
+        Decision::Internal {
+            status,
+            dsn: dsn.parse().unwrap(),
+            text: text.into(),
+        }
+    }
+
     fn rcpt(address: &str) -> Recipient {
         Recipient {
             address: address.into(),
@@ -202,27 +210,15 @@ mod tests {
         assert_eq!(decision(&r, "a@example.org"), agent("smtp", "example.org"));
         assert_eq!(
             decision(&r, "a@gone.example"),
-            Decision::Internal {
-                status: DeliveryStatus::Bounced,
-                dsn: "5.1.1".parse().unwrap(),
-                text: "gone away".into()
-            }
+            settled(DeliveryStatus::Bounced, "5.1.1", "gone away")
         );
         assert_eq!(
             decision(&r, "a@later.example"),
-            Decision::Internal {
-                status: DeliveryStatus::Deferred,
-                dsn: "4.0.0".parse().unwrap(),
-                text: "busy".into()
-            }
+            settled(DeliveryStatus::Deferred, "4.0.0", "busy")
         );
         assert_eq!(
             decision(&r, "a@spam.example"),
-            Decision::Internal {
-                status: DeliveryStatus::Sent,
-                dsn: "2.0.0".parse().unwrap(),
-                text: "spam trap".into()
-            }
+            settled(DeliveryStatus::Sent, "2.0.0", "spam trap")
         );
         let r = router("relayhost = \"[10.0.0.1]:587\"");
         assert_eq!(
@@ -236,11 +232,11 @@ mod tests {
         let r = router("virtual_alias_domains = \"v.example\"");
         assert_eq!(
             decision(&r, "nobody@v.example"),
-            Decision::Internal {
-                status: DeliveryStatus::Bounced,
-                dsn: "5.1.1".parse().unwrap(),
-                text: "User unknown in virtual alias table".into()
-            }
+            settled(
+                DeliveryStatus::Bounced,
+                "5.1.1",
+                "User unknown in virtual alias table"
+            )
         );
     }
 

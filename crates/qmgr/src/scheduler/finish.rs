@@ -14,7 +14,7 @@ use postern_queue::{QueueError, QueueId, QueueState, RcptState, Recipient, Store
 use crate::logfmt;
 
 use super::notices::double_bounce_sender;
-use super::{Outcome, Qmgr, lock, unix};
+use super::{Outcome, Qmgr, lock, on_disk, unix};
 
 impl Qmgr {
     /// Logs the outcomes, queues bounces, and records the attempt.
@@ -139,15 +139,9 @@ impl Qmgr {
         let next = if requeued { QueueState::Active } else { next };
         // Written to sled here; a message that stays queued is answered
         // once the group commit has it on disk.
-        let (tx, done) = tokio::sync::oneshot::channel();
-        self.store
-            .finish_attempt_then(id, &records, next, at, move |r| {
-                let _ = tx.send(r);
-            });
-        let result = done
-            .await
-            .unwrap_or_else(|_| Err(QueueError::Commit("queue commit was dropped".into())));
-        match result {
+        let (done, result) = on_disk();
+        self.store.finish_attempt_then(id, &records, next, at, done);
+        match result.await {
             Ok(true) => {
                 lock(&self.arrivals).remove(&id);
                 tracing::info!("{id}: removed");

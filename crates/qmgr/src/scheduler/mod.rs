@@ -103,6 +103,23 @@ where
         .unwrap_or_else(|e| Err(QueueError::Commit(format!("queue task failed: {e}"))))
 }
 
+/// The callback for a store write that reports when it is on disk
+/// (`*_then`), and the result to await, so no thread waits for the disk.
+pub fn on_disk<T: Send + 'static>() -> (
+    impl FnOnce(Result<T, QueueError>) + Send + 'static,
+    impl Future<Output = Result<T, QueueError>>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let done = move |r| {
+        let _ = tx.send(r);
+    };
+    let result = async move {
+        rx.await
+            .unwrap_or_else(|_| Err(QueueError::Commit("queue commit was dropped".into())))
+    };
+    (done, result)
+}
+
 /// One recipient's outcome of this attempt, with what the log line needs.
 #[derive(Debug, Clone)]
 struct Outcome {
