@@ -205,7 +205,7 @@ process_limit = 2
 [[service]]
 name = "qmgr"
 type = "unix"
-listen = "qmgr"
+listen = ["qmgr", "qmgr-admin"]
 command = "qmgr"
 wakeup = "300s"
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use postern_ipc::qmgr::{EnvelopeRecipient, QmgrReply, QmgrRequest};
+use postern_ipc::qmgr_admin::{AdminReply, AdminRequest};
 use postern_ipc::{Connection, Protocol};
 use postern_tests::agent::{
     Action, FakeAgent, enqueue, enqueue_async, private, runtime, start_qmgr_only,
@@ -477,6 +478,80 @@ fn a_garbled_frame_closes_the_connection_and_qmgr_keeps_serving() {
     assert_eq!(inst.service_status("qmgr").unwrap()["restarts"], 0);
 }
 
+/// Each of qmgr's sockets speaks one protocol: a client of the other is
+/// refused at the hello with the reason, a garbled frame on the
+/// administration socket ends only that connection, and qmgr goes on
+/// serving both, a message being received meanwhile included.
+#[test]
+fn each_qmgr_socket_refuses_the_other_protocol_and_keeps_serving() {
+    let inst = start_qmgr_only("");
+    let pids = inst.pids("qmgr");
+    let enqueue_socket = private(&inst, "qmgr");
+    let admin_socket = private(&inst, "qmgr-admin");
+    let id = runtime().block_on(async {
+        let connect = |path: &PathBuf| {
+            let path = path.clone();
+            async move { Connection::new(UnixStream::connect(path).await.unwrap()) }
+        };
+        let mut submitter = connect(&enqueue_socket).await;
+        submitter.client_hello(Protocol::Qmgr, IO).await.unwrap();
+        let r: QmgrReply = submitter.request(&QmgrRequest::Begin, IO).await.unwrap();
+        assert!(matches!(r, QmgrReply::Started { .. }), "{r:?}");
+        submitter
+            .send(&QmgrRequest::Body {
+                data: BODY.to_vec(),
+            })
+            .await
+            .unwrap();
+
+        for (socket, speaks, asked) in [
+            (&enqueue_socket, Protocol::Qmgr, Protocol::QmgrAdmin),
+            (&admin_socket, Protocol::QmgrAdmin, Protocol::Qmgr),
+        ] {
+            let e = connect(socket)
+                .await
+                .client_hello(asked, IO)
+                .await
+                .unwrap_err()
+                .to_string();
+            let reason = format!("this socket speaks {speaks}, client asked for {asked}");
+            assert!(e.contains(&reason), "{e}");
+        }
+
+        let mut admin = connect(&admin_socket).await;
+        admin.client_hello(Protocol::QmgrAdmin, IO).await.unwrap();
+        let mut stream = admin.into_inner();
+        stream
+            .write_all(&[0, 0, 0, 4, 0xff, 0xfe, 0xfd, 0xfc])
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(IO, stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0, "qmgr closes the garbled connection");
+
+        let envelope = postern_ipc::qmgr::Envelope {
+            sender: "alice@example.org".into(),
+            recipients: vec![rcpt("bob@example.com")],
+            ..Default::default()
+        };
+        match submitter
+            .request(&QmgrRequest::Commit { envelope }, IO)
+            .await
+            .unwrap()
+        {
+            QmgrReply::Queued { id } => id.to_string(),
+            other => panic!("{other:?}"),
+        }
+    });
+    inst.wait_log_line(&["postern-qmgr-admin: cannot decode message"]);
+    // No agent listens: the message is deferred and listed.
+    assert!(list(&inst).contains(&id), "{}", list(&inst));
+    assert_eq!(inst.pids("qmgr"), pids, "no restart");
+}
+
 #[test]
 fn an_abandoned_message_is_not_queued() {
     let inst = start_qmgr_only("");
@@ -492,15 +567,22 @@ fn an_abandoned_message_is_not_queued() {
         .await
         .unwrap();
         conn.send(&QmgrRequest::Abort).await.unwrap();
-        // The connection still serves: a request after the abort works.
-        let r: QmgrReply = conn.request(&QmgrRequest::List, IO).await.unwrap();
+        let mut admin = Connection::new(
+            UnixStream::connect(private(&inst, "qmgr-admin"))
+                .await
+                .unwrap(),
+        );
+        admin.client_hello(Protocol::QmgrAdmin, IO).await.unwrap();
+        let r: AdminReply = admin.request(&AdminRequest::List, IO).await.unwrap();
         assert_eq!(
             r,
-            QmgrReply::Queue {
+            AdminReply::Queue {
                 messages: Vec::new()
             }
         );
-        conn.send(&QmgrRequest::Begin).await.unwrap();
+        // The connection still serves: a request after the abort works.
+        let r: QmgrReply = conn.request(&QmgrRequest::Begin, IO).await.unwrap();
+        assert!(matches!(r, QmgrReply::Started { .. }));
         // Closing mid-message drops it too.
     });
     std::thread::sleep(Duration::from_millis(300));

@@ -2,8 +2,9 @@
 //!
 //! `master.toml` has two parts. `[main]` holds Postfix parameters
 //! (main.cf) with Postfix's names, defaults and `$name` expansion;
-//! `[[service]]` entries are master.cf lines (name, type, listen address,
-//! command, process limit, privilege, wakeup, and `-o`-like `options`).
+//! `[[service]]` entries are master.cf lines (name, type, listen address
+//! or, for a unix service, one or more socket names, command, process
+//! limit, privilege, wakeup, and `-o`-like `options`).
 //!
 //! ```toml
 //! [main]

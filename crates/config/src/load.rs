@@ -264,7 +264,14 @@ fn parse_service(
             }
         },
     };
-    let listen = match (string("listen")?, &kind) {
+    // A unix service may listen on several sockets: an array of names.
+    let listen = match get("listen").map(|v| (v, v.get_ref())) {
+        Some((v, DeValue::Array(_))) if kind == ServiceType::Unix => {
+            Some(to_raw(v.get_ref()).map_err(|r| err(v.span().start, format!("\"listen\": {r}")))?)
+        }
+        _ => string("listen")?,
+    };
+    let listen = match (listen, &kind) {
         (Some(l), _) => l,
         (None, ServiceType::Unix) => name.clone(),
         (None, ServiceType::Inet) => {
@@ -889,6 +896,19 @@ privileged = "yes"
             c.warnings[0],
             "master.toml:4: service \"s\": unknown parameter \"bogus_opt\" (ignored)"
         );
+    }
+
+    #[test]
+    fn a_unix_listen_may_be_an_array() {
+        let c = load(
+            "[[service]]\nname = \"qmgr\"\ntype = \"unix\"\nlisten = [\"qmgr\", \"qmgr-admin\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.service("qmgr").unwrap().listen, "qmgr, qmgr-admin");
+        let e = load("[[service]]\nname = \"s\"\ntype = \"inet\"\nlisten = [\"25\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"listen\" must be a string"), "{e}");
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub struct Service {
     pub name: String,
     pub kind: ServiceType,
     /// Inet: `host:port`, `[v6]:port`, `*:port` or a bare port. Unix: a
-    /// socket name (`qmgr`, `public/showq`) or an absolute path.
+    /// socket name (`qmgr`, `public/showq`) or an absolute path, or a list
+    /// of them (a TOML array, or names separated by commas or spaces) for
+    /// a daemon that speaks another protocol on each (qmgr: enqueueing,
+    /// then administration).
     pub listen: String,
     /// Program name in `$daemon_directory` (may carry arguments).
     pub command: String,
@@ -88,11 +91,38 @@ pub(crate) fn parse_inet_listen(listen: &str) -> Result<InetListen<'_>, String> 
 }
 
 impl Service {
+    /// Where the service listens, in the order of `listen`: one inet
+    /// endpoint, or one unix endpoint per socket name (see
+    /// [`Service::endpoint`]). The master passes the listeners to the
+    /// service's processes in this order.
+    pub fn endpoints(&self, params: &Params) -> Result<Vec<Endpoint>, ConfigError> {
+        match self.kind {
+            ServiceType::Unix => {
+                let paths: Vec<Endpoint> = self
+                    .listen
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|l| !l.is_empty())
+                    .map(|l| unix_endpoint(l, params))
+                    .collect();
+                if paths.is_empty() {
+                    return Err(ConfigError::Endpoint {
+                        service: self.name.clone(),
+                        listen: self.listen.clone(),
+                        reason: "no socket name".into(),
+                    });
+                }
+                Ok(paths)
+            }
+            ServiceType::Inet => self.endpoint(params).map(|e| vec![e]),
+        }
+    }
+
     /// Inet: the socket addresses to bind (a bare port means every address
     /// in `inet_interfaces`, by default `0.0.0.0` and `[::]`, filtered by
     /// `inet_protocols`). Unix: the socket path under `queue_directory`
     /// (`private/NAME` unless `listen` starts with `public/` or
-    /// `private/`; absolute paths are used as they are).
+    /// `private/`; absolute paths are used as they are), of the first
+    /// socket when `listen` names several.
     pub fn endpoint(&self, params: &Params) -> Result<Endpoint, ConfigError> {
         let err = |reason: String| ConfigError::Endpoint {
             service: self.name.clone(),
@@ -100,18 +130,7 @@ impl Service {
             reason,
         };
         match self.kind {
-            ServiceType::Unix => {
-                let l = self.listen.trim();
-                if l.starts_with('/') {
-                    return Ok(Endpoint::Unix(PathBuf::from(l)));
-                }
-                let q = params.path("queue_directory");
-                if l.starts_with("public/") || l.starts_with("private/") {
-                    Ok(Endpoint::Unix(q.join(l)))
-                } else {
-                    Ok(Endpoint::Unix(q.join("private").join(l)))
-                }
-            }
+            ServiceType::Unix => Ok(self.endpoints(params)?.swap_remove(0)),
             ServiceType::Inet => {
                 let spec = parse_inet_listen(&self.listen).map_err(err)?;
                 let (v4, v6) = protocols(params).map_err(err)?;
@@ -149,6 +168,19 @@ impl Service {
                 Ok(Endpoint::Inet(addrs))
             }
         }
+    }
+}
+
+/// The path of one unix socket name.
+fn unix_endpoint(listen: &str, params: &Params) -> Endpoint {
+    if listen.starts_with('/') {
+        return Endpoint::Unix(PathBuf::from(listen));
+    }
+    let q = params.path("queue_directory");
+    if listen.starts_with("public/") || listen.starts_with("private/") {
+        Endpoint::Unix(q.join(listen))
+    } else {
+        Endpoint::Unix(q.join("private").join(listen))
     }
 }
 
@@ -257,6 +289,25 @@ mod tests {
         );
         assert_eq!(path("private/x"), Endpoint::Unix("/q/private/x".into()));
         assert_eq!(path("/run/x.sock"), Endpoint::Unix("/run/x.sock".into()));
+    }
+
+    #[test]
+    fn a_unix_service_may_listen_on_several_sockets() {
+        let mut p = params();
+        p.set("queue_directory", "/q").unwrap();
+        let s = svc(ServiceType::Unix, "qmgr, qmgr-admin");
+        assert_eq!(
+            s.endpoints(&p).unwrap(),
+            vec![
+                Endpoint::Unix("/q/private/qmgr".into()),
+                Endpoint::Unix("/q/private/qmgr-admin".into())
+            ]
+        );
+        assert_eq!(
+            s.endpoint(&p).unwrap(),
+            Endpoint::Unix("/q/private/qmgr".into())
+        );
+        assert!(svc(ServiceType::Unix, ", ").endpoints(&p).is_err());
     }
 
     #[test]

@@ -390,15 +390,48 @@ where
     H: Fn(Stream, Peer, Shutdown) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let mut sessions = Sessions {
+        accept_loops: tokio::task::JoinSet::new(),
+        health: ctx.health.clone(),
+    };
     let listeners = std::mem::take(&mut ctx.listeners);
-    let permits = Arc::new(Semaphore::new(max_sessions.max(1)));
-    let mut accept_loops = tokio::task::JoinSet::new();
-    for listener in listeners {
-        let permits = permits.clone();
-        let handler = handler.clone();
+    sessions.accept_on(ctx, listeners, max_sessions, handler);
+    sessions
+}
+
+impl Sessions {
+    /// Also accepts on `listeners` (taken from [`Context::listeners`]) with
+    /// a handler and a limit of their own: a daemon that serves another
+    /// protocol on some of its sockets (qmgr's administration socket).
+    pub fn accept_on<H, Fut>(
+        &mut self,
+        ctx: &Context,
+        listeners: Vec<Listener>,
+        max_sessions: usize,
+        handler: H,
+    ) where
+        H: Fn(Stream, Peer, Shutdown) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let permits = Arc::new(Semaphore::new(max_sessions.max(1)));
+        for listener in listeners {
+            self.accept_loop(ctx, listener, permits.clone(), handler.clone());
+        }
+    }
+
+    fn accept_loop<H, Fut>(
+        &mut self,
+        ctx: &Context,
+        listener: Listener,
+        permits: Arc<Semaphore>,
+        handler: H,
+    ) where
+        H: Fn(Stream, Peer, Shutdown) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let mut shutdown = ctx.shutdown.clone();
         let health = ctx.health.clone();
-        accept_loops.spawn(async move {
+        self.accept_loops.spawn(async move {
             loop {
                 let permit = tokio::select! {
                     _ = shutdown.triggered() => return,
@@ -429,10 +462,6 @@ where
                 }
             }
         });
-    }
-    Sessions {
-        accept_loops,
-        health: ctx.health.clone(),
     }
 }
 

@@ -13,8 +13,11 @@ pub enum Protocol {
     MasterStatus,
     /// qctl ↔ master over `private/master` ([`crate::control`]).
     Control,
-    /// Daemons ↔ qmgr.
+    /// Submitters ↔ qmgr over `private/qmgr`, enqueueing ([`crate::qmgr`]).
     Qmgr,
+    /// qctl ↔ qmgr over `private/qmgr-admin`, queue operations
+    /// ([`crate::qmgr_admin`]).
+    QmgrAdmin,
     /// qmgr ↔ delivery agents.
     Delivery,
     /// smtpd/smtp ↔ tlsmgr.
@@ -23,10 +26,11 @@ pub enum Protocol {
 
 impl Protocol {
     /// Every protocol, for iteration in tools and tests.
-    pub const ALL: [Protocol; 5] = [
+    pub const ALL: [Protocol; 6] = [
         Protocol::MasterStatus,
         Protocol::Control,
         Protocol::Qmgr,
+        Protocol::QmgrAdmin,
         Protocol::Delivery,
         Protocol::Tlsmgr,
     ];
@@ -38,6 +42,7 @@ impl Protocol {
             Protocol::MasterStatus => "postern-master-status",
             Protocol::Control => "postern-control",
             Protocol::Qmgr => "postern-qmgr",
+            Protocol::QmgrAdmin => "postern-qmgr-admin",
             Protocol::Delivery => "postern-delivery",
             Protocol::Tlsmgr => "postern-tlsmgr",
         }

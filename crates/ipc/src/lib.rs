@@ -31,7 +31,8 @@
 //!   [`Connection::send_with_fds`].
 //! - [`status`] — child ↔ master status socketpair messages.
 //! - [`control`] — qctl ↔ master messages.
-//! - [`qmgr`] — daemons and qctl ↔ the queue manager (enqueue, queue listing).
+//! - [`qmgr`] — submitters ↔ the queue manager (enqueueing).
+//! - [`qmgr_admin`] — qctl ↔ the queue manager (listing, hold, delete, ...).
 //! - [`delivery`] — qmgr ↔ delivery agents, with chunked message bodies.
 //! - [`tlsmgr`] — smtpd/smtp-client ↔ tlsmgr (session-ticket keys, client session cache).
 
@@ -47,6 +48,7 @@ mod wire;
 pub mod control;
 pub mod delivery;
 pub mod qmgr;
+pub mod qmgr_admin;
 pub mod status;
 pub mod tlsmgr;
 
@@ -66,4 +68,4 @@ pub const MAX_FRAME: usize = 1 << 20;
 pub const BODY_CHUNK: usize = 64 * 1024;
 
 /// Version carried in [`Hello`]; bump it on any incompatible message change.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;

@@ -137,6 +137,7 @@ fn protocol_names() {
             "postern-master-status",
             "postern-control",
             "postern-qmgr",
+            "postern-qmgr-admin",
             "postern-delivery",
             "postern-tlsmgr"
         ]
@@ -225,6 +226,8 @@ async fn large_frames_and_pipelining() {
 async fn qmgr_protocol() {
     check_all(common::qmgr_requests()).await;
     check_all(common::qmgr_replies()).await;
+    check_all(common::admin_requests()).await;
+    check_all(common::admin_replies()).await;
     check_all(vec![
         common::envelope(),
         postern_ipc::qmgr::Envelope::default(),

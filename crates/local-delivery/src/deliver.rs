@@ -414,7 +414,10 @@ impl<'a> Ctx<'a> {
             Ok(f) => f,
             Err(e) => return Outcome::internal(format!("cannot reopen queued message: {e}")),
         };
-        let qmgr = self.params.path("queue_directory").join("private/qmgr");
+        let qmgr = self
+            .params
+            .path("queue_directory")
+            .join(postern_ipc::qmgr::SOCKET);
         let timeout = self
             .params
             .time("ipc_timeout")

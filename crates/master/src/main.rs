@@ -10,7 +10,9 @@
 //!   `[[service]]` (TCP for `inet` services, Unix sockets under
 //!   `$queue_directory/private` or `public` for `unix` services), and
 //!   starts `process_limit` processes of each service's command from
-//!   `$daemon_directory`, handing each the service's sockets. Because the
+//!   `$daemon_directory`, handing each the service's sockets (a `unix`
+//!   service may list several in `listen`, and gets them in that order:
+//!   qmgr's enqueueing and administration sockets). Because the
 //!   master owns the sockets, a replaced process serves the same socket and
 //!   clients of a restarting service wait in the kernel backlog instead of
 //!   being refused.
@@ -172,7 +174,7 @@ fn check(config: &postern_config::Config) -> ExitCode {
     let mut ok = true;
     for service in &config.services {
         let params = config.params_for(&service.name);
-        if let Err(e) = service.endpoint(&params) {
+        if let Err(e) = service.endpoints(&params) {
             eprintln!("postern/master: error: {e}");
             ok = false;
         }

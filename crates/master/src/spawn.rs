@@ -17,19 +17,25 @@ use postern_daemon::inherit::{self, ListenKind};
 /// Room for clients that arrive while a service restarts.
 const LISTEN_BACKLOG: i32 = 1024;
 
-/// Binds every socket of an endpoint. Unix sockets left by a previous run
-/// are replaced: the caller holds the pid lock, so nobody else owns them.
-pub fn bind_endpoint(endpoint: &Endpoint) -> anyhow::Result<(ListenKind, Vec<OwnedFd>)> {
-    match endpoint {
-        Endpoint::Inet(addrs) => {
-            let fds = addrs
-                .iter()
-                .map(bind_tcp)
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            Ok((ListenKind::Inet, fds))
+/// Binds every socket of a service's endpoints, in their order (a daemon
+/// with several unix sockets tells them apart by it). Unix sockets left by
+/// a previous run are replaced: the caller holds the pid lock, so nobody
+/// else owns them.
+pub fn bind_endpoints(endpoints: &[Endpoint]) -> anyhow::Result<(ListenKind, Vec<OwnedFd>)> {
+    let mut kind = ListenKind::Unix;
+    let mut fds = Vec::new();
+    for endpoint in endpoints {
+        match endpoint {
+            Endpoint::Inet(addrs) => {
+                kind = ListenKind::Inet;
+                for addr in addrs {
+                    fds.push(bind_tcp(addr)?);
+                }
+            }
+            Endpoint::Unix(path) => fds.push(bind_unix(path)?),
         }
-        Endpoint::Unix(path) => Ok((ListenKind::Unix, vec![bind_unix(path)?])),
     }
+    Ok((kind, fds))
 }
 
 fn bind_tcp(addr: &SocketAddr) -> anyhow::Result<OwnedFd> {

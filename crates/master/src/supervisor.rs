@@ -87,8 +87,8 @@ struct ServiceState {
     program: PathBuf,
     kind: ListenKind,
     listeners: Vec<OwnedFd>,
-    /// Unix socket path to remove when the service goes away.
-    socket_path: Option<PathBuf>,
+    /// Unix socket paths to remove when the service goes away.
+    socket_paths: Vec<PathBuf>,
     procs: BTreeMap<u32, Process>,
     generation: u64,
     restarts: u32,
@@ -163,7 +163,7 @@ pub async fn run(args: CommonArgs, config: Config) -> anyhow::Result<()> {
     control_task.abort();
     let _ = std::fs::remove_file(&control_path);
     for s in sup.services.values() {
-        if let Some(p) = &s.socket_path {
+        for p in &s.socket_paths {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -234,13 +234,16 @@ fn signal_process(pid: u32, sig: Signal) {
 impl Supervisor {
     fn new_service(&self, def: Service) -> anyhow::Result<ServiceState> {
         let params = self.config.params_for(&def.name);
-        let endpoint = def.endpoint(&params)?;
-        let socket_path = match &endpoint {
-            postern_config::Endpoint::Unix(p) => Some(p.clone()),
-            postern_config::Endpoint::Inet(_) => None,
-        };
+        let endpoints = def.endpoints(&params)?;
+        let socket_paths = endpoints
+            .iter()
+            .filter_map(|e| match e {
+                postern_config::Endpoint::Unix(p) => Some(p.clone()),
+                postern_config::Endpoint::Inet(_) => None,
+            })
+            .collect();
         let (kind, listeners) =
-            spawn::bind_endpoint(&endpoint).with_context(|| format!("service {}", def.name))?;
+            spawn::bind_endpoints(&endpoints).with_context(|| format!("service {}", def.name))?;
         let program = params.path("daemon_directory").join(&def.command);
         let now = Instant::now();
         Ok(ServiceState {
@@ -250,7 +253,7 @@ impl Supervisor {
             program,
             kind,
             listeners,
-            socket_path,
+            socket_paths,
             procs: BTreeMap::new(),
             generation: 0,
             restarts: 0,
@@ -339,7 +342,7 @@ impl Supervisor {
             }
         }
         if state.removed && state.procs.is_empty() {
-            if let Some(p) = &state.socket_path {
+            for p in &state.socket_paths {
                 let _ = std::fs::remove_file(p);
             }
             self.services.remove(service);
@@ -650,10 +653,10 @@ impl Supervisor {
                 Some(state) if !state.removed => {
                     let same_endpoint = state
                         .def
-                        .endpoint(&state.params)
+                        .endpoints(&state.params)
                         .ok()
                         .map(|e| format!("{e:?}"))
-                        == def.endpoint(&params).ok().map(|e| format!("{e:?}"));
+                        == def.endpoints(&params).ok().map(|e| format!("{e:?}"));
                     let same_program =
                         state.program == params.path("daemon_directory").join(&def.command);
                     // Parameters reach running daemons by SIGHUP; only a
@@ -681,7 +684,7 @@ impl Supervisor {
                 let state = self.services.get_mut(&name).expect("service exists");
                 state.listeners = fresh.listeners;
                 state.kind = fresh.kind;
-                state.socket_path = fresh.socket_path;
+                state.socket_paths = fresh.socket_paths;
             }
             let state = self.services.get_mut(&name).expect("service exists");
             state.program = params.path("daemon_directory").join(&def.command);

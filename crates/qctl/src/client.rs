@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use postern_ipc::control::{ControlReply, ControlRequest};
-use postern_ipc::qmgr::{QmgrReply, QmgrRequest};
+use postern_ipc::qmgr_admin::{AdminReply, AdminRequest};
 use postern_ipc::{Connection, Protocol};
 use tokio::net::UnixStream;
 
@@ -33,7 +33,7 @@ pub(crate) async fn ask(
         .context("control request")
 }
 
-/// A connection to qmgr, after the hello.
+/// A connection to qmgr's administration socket, after the hello.
 pub(crate) async fn connect_qmgr(socket: &Path) -> anyhow::Result<Connection<UnixStream>> {
     let stream = UnixStream::connect(socket).await.map_err(|e| {
         anyhow!(
@@ -42,30 +42,30 @@ pub(crate) async fn connect_qmgr(socket: &Path) -> anyhow::Result<Connection<Uni
         )
     })?;
     let mut conn = Connection::new(stream);
-    conn.client_hello(Protocol::Qmgr, IO_TIMEOUT)
+    conn.client_hello(Protocol::QmgrAdmin, IO_TIMEOUT)
         .await
         .context("qmgr hello")?;
     Ok(conn)
 }
 
 /// One request to qmgr, one reply, after the hello.
-pub(crate) async fn ask_qmgr(socket: &Path, request: QmgrRequest) -> anyhow::Result<QmgrReply> {
+pub(crate) async fn ask_qmgr(socket: &Path, request: AdminRequest) -> anyhow::Result<AdminReply> {
     let mut conn = connect_qmgr(socket).await?;
     conn.request(&request, IO_TIMEOUT)
         .await
         .context("qmgr request")
 }
 
-pub(crate) fn qmgr_refuse(reply: QmgrReply) -> anyhow::Result<()> {
+pub(crate) fn qmgr_refuse(reply: AdminReply) -> anyhow::Result<()> {
     match reply {
-        QmgrReply::Error { message } => bail!("{message}"),
+        AdminReply::Error { message } => bail!("{message}"),
         other => bail!("unexpected reply from qmgr: {other:?}"),
     }
 }
 
-pub(crate) fn qmgr_done(reply: QmgrReply, json: bool) -> anyhow::Result<()> {
+pub(crate) fn qmgr_done(reply: AdminReply, json: bool) -> anyhow::Result<()> {
     match reply {
-        QmgrReply::Done { message } => {
+        AdminReply::Done { message } => {
             print_done(&message, json);
             Ok(())
         }

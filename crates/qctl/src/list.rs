@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use postern_daemon::date::Tm;
 use postern_envelope::QueueId;
-use postern_ipc::qmgr::{QmgrReply, QmgrRequest, QueueEntry};
+use postern_ipc::qmgr_admin::{AdminReply, AdminRequest, QueueEntry};
 
 use crate::client::{IO_TIMEOUT, connect_qmgr, qmgr_refuse};
 
@@ -14,15 +14,16 @@ use crate::client::{IO_TIMEOUT, connect_qmgr, qmgr_refuse};
 /// printing at once and qctl holds one frame at a time.
 pub(crate) async fn list(socket: &Path, json: bool) -> anyhow::Result<()> {
     let mut conn = connect_qmgr(socket).await?;
-    conn.send(&QmgrRequest::List)
+    conn.send(&AdminRequest::List)
         .await
         .context("qmgr request")?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut mailq = Mailq::default();
     loop {
-        let reply: Option<QmgrReply> = conn.recv_timeout(IO_TIMEOUT).await.context("qmgr reply")?;
+        let reply: Option<AdminReply> =
+            conn.recv_timeout(IO_TIMEOUT).await.context("qmgr reply")?;
         match reply {
-            Some(QmgrReply::Queue { messages }) => {
+            Some(AdminReply::Queue { messages }) => {
                 for m in &messages {
                     if json {
                         print_entry_json(&mut out, m)?;
@@ -32,7 +33,7 @@ pub(crate) async fn list(socket: &Path, json: bool) -> anyhow::Result<()> {
                 }
                 out.flush()?;
             }
-            Some(QmgrReply::End) => break,
+            Some(AdminReply::End) => break,
             Some(other) => return qmgr_refuse(other),
             None => bail!("qmgr closed the connection in the middle of the listing"),
         }

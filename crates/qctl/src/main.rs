@@ -57,7 +57,10 @@
 //!
 //! FILES
 //!   $queue_directory/private/master   the master's control socket
-//!   $queue_directory/private/qmgr     the queue manager's socket
+//!   $queue_directory/private/qmgr-admin
+//!                                     the queue manager's administration
+//!                                     socket (list, show, hold, release,
+//!                                     delete, requeue, flush)
 //!
 //! SEE ALSO
 //!   master(8), qmgr(8), postconf(5), mailq(1), postsuper(1)
@@ -78,7 +81,7 @@ use clap::{Parser, Subcommand};
 use postern_daemon::CommonArgs;
 use postern_envelope::QueueId;
 use postern_ipc::control::{ControlReply, ControlRequest};
-use postern_ipc::qmgr::QmgrRequest;
+use postern_ipc::qmgr_admin::AdminRequest;
 
 use crate::client::{IO_TIMEOUT, ask, ask_qmgr, done, qmgr_done, refuse};
 
@@ -172,9 +175,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let private = config.main().path("queue_directory").join("private");
-        let socket = private.join("master");
-        let qmgr = private.join("qmgr");
+        let queue_directory = config.main().path("queue_directory");
+        let socket = queue_directory.join("private/master");
+        let qmgr = queue_directory.join(postern_ipc::qmgr_admin::SOCKET);
         match cli.command {
             Command::Status => {
                 let reply = ask(&socket, ControlRequest::Status, IO_TIMEOUT).await?;
@@ -201,7 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ask(&socket, ControlRequest::Reload, IO_TIMEOUT).await?,
                 cli.json,
             ),
-            Command::Flush { id } => match ask_qmgr(&qmgr, QmgrRequest::Flush { id }).await {
+            Command::Flush { id } => match ask_qmgr(&qmgr, AdminRequest::Flush { id }).await {
                 Ok(reply) => qmgr_done(reply, cli.json),
                 // qmgr unreachable: the master reports why (not running,
                 // restarting) and wakes it when it can.
@@ -212,25 +215,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
             Command::List => list::list(&qmgr, cli.json).await,
             Command::Hold { id } => {
-                qmgr_done(ask_qmgr(&qmgr, QmgrRequest::Hold { id }).await?, cli.json)
+                qmgr_done(ask_qmgr(&qmgr, AdminRequest::Hold { id }).await?, cli.json)
             }
             Command::Release { id } => qmgr_done(
-                ask_qmgr(&qmgr, QmgrRequest::Release { id }).await?,
+                ask_qmgr(&qmgr, AdminRequest::Release { id }).await?,
                 cli.json,
             ),
             Command::Delete { id } if id == "ALL" => postsuper::counted(
-                ask_qmgr(&qmgr, QmgrRequest::DeleteAll).await?,
+                ask_qmgr(&qmgr, AdminRequest::DeleteAll).await?,
                 "Deleted",
                 cli.json,
             ),
             Command::Delete { id } => {
                 let id = id.parse()?;
-                qmgr_done(ask_qmgr(&qmgr, QmgrRequest::Delete { id }).await?, cli.json)
+                qmgr_done(
+                    ask_qmgr(&qmgr, AdminRequest::Delete { id }).await?,
+                    cli.json,
+                )
             }
             Command::Requeue { id } => {
                 let id = (id != "ALL").then(|| id.parse()).transpose()?;
                 postsuper::counted(
-                    ask_qmgr(&qmgr, QmgrRequest::Requeue { id }).await?,
+                    ask_qmgr(&qmgr, AdminRequest::Requeue { id }).await?,
                     "Requeued",
                     cli.json,
                 )

@@ -1,14 +1,14 @@
 //! postsuper's answers: `qctl delete ALL` and `qctl requeue` count
 //! what they changed.
 
-use postern_ipc::qmgr::QmgrReply;
+use postern_ipc::qmgr_admin::AdminReply;
 
 use crate::client::qmgr_refuse;
 
 /// A count answer in postsuper's words: `postsuper: Deleted: 3 messages`.
-pub(crate) fn counted(reply: QmgrReply, verb: &str, json: bool) -> anyhow::Result<()> {
+pub(crate) fn counted(reply: AdminReply, verb: &str, json: bool) -> anyhow::Result<()> {
     match reply {
-        QmgrReply::Count { count } => {
+        AdminReply::Count { count } => {
             let message = format!(
                 "postsuper: {verb}: {count} message{}",
                 if count == 1 { "" } else { "s" }

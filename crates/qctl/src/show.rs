@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use postern_daemon::date::Tm;
 use postern_envelope::QueueId;
-use postern_ipc::qmgr::{MessageInfo, QmgrReply, QmgrRequest};
+use postern_ipc::qmgr_admin::{AdminReply, AdminRequest, MessageInfo};
 
 use crate::client::{IO_TIMEOUT, connect_qmgr, qmgr_refuse};
 
@@ -13,19 +13,20 @@ use crate::client::{IO_TIMEOUT, connect_qmgr, qmgr_refuse};
 pub(crate) async fn show(socket: &Path, id: QueueId, json: bool) -> anyhow::Result<()> {
     let mut conn = connect_qmgr(socket).await?;
     let info = match conn
-        .request(&QmgrRequest::Show { id }, IO_TIMEOUT)
+        .request(&AdminRequest::Show { id }, IO_TIMEOUT)
         .await
         .context("qmgr request")?
     {
-        QmgrReply::Message { message } => message,
+        AdminReply::Message { message } => message,
         other => return qmgr_refuse(other),
     };
     let mut body = Vec::new();
     loop {
-        let reply: Option<QmgrReply> = conn.recv_timeout(IO_TIMEOUT).await.context("qmgr reply")?;
+        let reply: Option<AdminReply> =
+            conn.recv_timeout(IO_TIMEOUT).await.context("qmgr reply")?;
         match reply {
-            Some(QmgrReply::Body { data }) => body.extend_from_slice(&data),
-            Some(QmgrReply::End) => break,
+            Some(AdminReply::Body { data }) => body.extend_from_slice(&data),
+            Some(AdminReply::End) => break,
             Some(other) => return qmgr_refuse(other),
             None => bail!("qmgr closed the connection in the middle of the message"),
         }

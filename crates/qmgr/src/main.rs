@@ -13,13 +13,24 @@
 //!   a restart stops the old qmgr before the new one opens the queue (the
 //!   new one waits for the old one's lock).
 //!
-//!   Receiving. On `private/qmgr` (protocol postern-qmgr) smtpd and
-//!   local-delivery hand over messages: Begin starts an incoming message,
-//!   body chunks are written to the store as they arrive, and Commit is
-//!   answered Queued only after envelope and body are on stable storage
-//!   (concurrent commits share one disk sync), or Failed with nothing kept.
-//!   A connection that closes or sends garbage loses only its unfinished
-//!   message.
+//!   Sockets. qmgr listens on the two sockets of its master.toml service,
+//!   in the order of `listen = ["qmgr", "qmgr-admin"]`: `private/qmgr`
+//!   for enqueueing (protocol postern-qmgr; Postfix's cleanup and qmgr
+//!   sockets) and `private/qmgr-admin` for qctl's queue operations
+//!   (protocol postern-qmgr-admin; Postfix's showq, and what postsuper
+//!   does to the queue files). Each socket accepts only its protocol's
+//!   hello, so neither kind of client can send the other's requests. A
+//!   service that lists only the first socket (a configuration from
+//!   before the split) still receives mail, with a warning at start that
+//!   qctl cannot reach the queue.
+//!
+//!   Receiving. On `private/qmgr` smtpd and local-delivery hand over
+//!   messages: Begin starts an incoming message, body chunks are written
+//!   to the store as they arrive, and Commit is answered Queued only after
+//!   envelope and body are on stable storage (concurrent commits share one
+//!   disk sync), or Failed with nothing kept. A connection that closes or
+//!   sends garbage loses only its unfinished message. smtpd's ETRN asks
+//!   here for a flush (see below).
 //!
 //!   Address rewriting. Before the durable write qmgr does what Postfix's
 //!   cleanup(8) does to the envelope: the sender goes through the
@@ -115,8 +126,9 @@
 //!   postmaster copy from double-bounce@$myorigin, and if that fails too it
 //!   is discarded with a log line.
 //!
-//!   Queue operations for qctl: the listing (mailq, read from the queue
-//!   a page at a time and streamed in bounded frames), hold, release,
+//!   Queue operations for qctl, on `private/qmgr-admin`: the listing
+//!   (mailq, read from the queue a page at a time and streamed in
+//!   bounded frames), hold, release,
 //!   delete (one message, or all: postsuper -d ALL, each logged `ID:
 //!   removed`), flush (deferred mail becomes due now and
 //!   dead destinations are alive again), requeue (one
@@ -153,7 +165,9 @@
 //!   restarts qmgr with backoff. A failed write answers the client Failed
 //!   (it says 451 4.3.0) and keeps nothing; after a failed fdatasync the
 //!   store can promise nothing more, so qmgr exits and the master starts
-//!   one that reopens it. A garbled frame on `private/qmgr` ends that
+//!   one that reopens it. A client of the other protocol is refused at the
+//!   hello (`wrong protocol: this socket speaks postern-qmgr, client asked
+//!   for postern-qmgr-admin`); a garbled frame on either socket ends that
 //!   connection only. Routing tables that cannot be opened (a missing
 //!   transport_maps file) defer the mail and are tried again every 5
 //!   seconds.
@@ -211,7 +225,11 @@
 //!   $queue_directory/queue           the queue store (the master
 //!                                    creates it for mail_owner)
 //!   $queue_directory/queue/bodies    body segment files
-//!   $queue_directory/private/qmgr    this service's socket
+//!   $queue_directory/private/qmgr    enqueueing (smtpd, local-delivery)
+//!   $queue_directory/private/qmgr-admin
+//!                                    queue operations (qctl); the
+//!                                    private directory (0700, mail_owner)
+//!                                    admits only mail_owner and root
 //!   $queue_directory/private/TRANSPORT
 //!                                    delivery agents (local, smtp, relay,
 //!                                    any transport master.toml defines)
@@ -219,13 +237,14 @@
 //! SEE ALSO
 //!   master(8), smtpd(8), smtp-client(8), local-delivery(8), qctl(1)
 
+mod admin;
 mod agent;
 mod bounce;
 mod destination;
+mod enqueue;
 mod logfmt;
 mod route;
 mod scheduler;
-mod service;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -240,8 +259,12 @@ use crate::scheduler::Qmgr;
 
 /// How long a new qmgr waits for the previous one to let go of the queue.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
-/// Connections served at once; more wait in the kernel backlog.
+/// Submitters' connections served at once; more wait in the kernel
+/// backlog.
 const MAX_SESSIONS: usize = 4096;
+/// qctl connections served at once, apart from the submitters' so that
+/// neither kind can starve the other.
+const MAX_ADMIN_SESSIONS: usize = 64;
 
 fn main() -> ExitCode {
     postern_daemon::run("qmgr", |ctx| async move { serve(ctx).await })
@@ -274,11 +297,41 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     // Recovery: whatever was committed before is due again.
     q.scan().await;
 
+    // The service's sockets, in master.toml's order: enqueueing, then
+    // administration.
+    // administration. A configuration from before the split has only the
+    // first: mail still flows, and qctl's queue commands cannot connect.
+    let mut listeners = std::mem::take(&mut ctx.listeners);
+    let wanted = "listen = [\"qmgr\", \"qmgr-admin\"]";
+    match listeners.len() {
+        2 => {}
+        1 => tracing::warn!(
+            "service {} has no administration socket ({wanted}): qctl cannot reach the queue",
+            ctx.service
+        ),
+        n => anyhow::bail!(
+            "service {} has {n} sockets; qmgr listens on two, for enqueueing and for \
+             administration ({wanted})",
+            ctx.service
+        ),
+    }
+    let admin_listeners = listeners.split_off(1.min(listeners.len()));
+    ctx.listeners = listeners;
     let sessions = {
-        let q = q.clone();
-        postern_daemon::accept_sessions(&mut ctx, MAX_SESSIONS, move |stream, _peer, shutdown| {
-            service::session(q.clone(), stream, shutdown)
-        })
+        let q_enqueue = q.clone();
+        let mut sessions = postern_daemon::accept_sessions(
+            &mut ctx,
+            MAX_SESSIONS,
+            move |stream, _peer, shutdown| enqueue::session(q_enqueue.clone(), stream, shutdown),
+        );
+        let q_admin = q.clone();
+        sessions.accept_on(
+            &ctx,
+            admin_listeners,
+            MAX_ADMIN_SESSIONS,
+            move |stream, _peer, shutdown| admin::session(q_admin.clone(), stream, shutdown),
+        );
+        sessions
     };
     ctx.ready();
 

@@ -186,12 +186,9 @@ impl Queue for Qmgr {
     }
 
     async fn flush(&mut self) -> Result<(), QueueError> {
-        match self
-            .exchange(&QmgrRequest::Flush { id: None }, REQUEST_TIMEOUT)
-            .await?
-        {
-            QmgrReply::Done { .. } => Ok(()),
-            QmgrReply::Error { message } => Err(QueueError::Failed(message)),
+        match self.exchange(&QmgrRequest::Flush, REQUEST_TIMEOUT).await? {
+            QmgrReply::Flushed { .. } => Ok(()),
+            QmgrReply::Failed { reason } => Err(QueueError::Failed(reason)),
             other => Err(QueueError::Unexpected(format!("{other:?}"))),
         }
     }

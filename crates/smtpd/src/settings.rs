@@ -117,7 +117,9 @@ impl Settings {
             helo_required: params.bool("smtpd_helo_required"),
             forbid_unauth_pipelining: params.bool("smtpd_forbid_unauth_pipelining"),
             delay_reject: policy::delay_reject(params),
-            qmgr_socket: params.path("queue_directory").join("private/qmgr"),
+            qmgr_socket: params
+                .path("queue_directory")
+                .join(postern_ipc::qmgr::SOCKET),
             policy: Policy::from_params(params).map(Arc::new).map_err(|e| {
                 // Logged once here; each RCPT is then deferred with 4.3.5.
                 tracing::error!("access policy: {e}");

@@ -240,6 +240,13 @@ pub fn qmgr_requests() -> Vec<postern_ipc::qmgr::QmgrRequest> {
             envelope: postern_ipc::qmgr::Envelope::default(),
         },
         Q::Abort,
+        Q::Flush,
+    ]
+}
+
+pub fn admin_requests() -> Vec<postern_ipc::qmgr_admin::AdminRequest> {
+    use postern_ipc::qmgr_admin::AdminRequest as Q;
+    vec![
         Q::List,
         Q::Hold {
             id: "0A1B2C3D4E5F".parse().unwrap(),
@@ -266,7 +273,7 @@ pub fn qmgr_requests() -> Vec<postern_ipc::qmgr::QmgrRequest> {
 }
 
 pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
-    use postern_ipc::qmgr::{QmgrReply as R, QueueEntry};
+    use postern_ipc::qmgr::QmgrReply as R;
     vec![
         R::Started {
             id: "0A1B2C3D4E5F".parse().unwrap(),
@@ -277,6 +284,14 @@ pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
         R::Failed {
             reason: "No space left on device".into(),
         },
+        R::Flushed { count: 0 },
+        R::Flushed { count: 20_000 },
+    ]
+}
+
+pub fn admin_replies() -> Vec<postern_ipc::qmgr_admin::AdminReply> {
+    use postern_ipc::qmgr_admin::{AdminReply as R, QueueEntry};
+    vec![
         R::Queue { messages: vec![] },
         R::Queue {
             messages: vec![QueueEntry {
@@ -308,21 +323,21 @@ pub fn qmgr_replies() -> Vec<postern_ipc::qmgr::QmgrReply> {
             message: Box::default(),
         },
         R::Message {
-            message: Box::new(postern_ipc::qmgr::MessageInfo {
+            message: Box::new(postern_ipc::qmgr_admin::MessageInfo {
                 id: "0A1B2C3D4E5F".parse().unwrap(),
                 state: "deferred".into(),
                 size: 1234,
                 arrival_unix: 1_700_000_000,
                 sender: "a@b".into(),
                 recipients: vec![
-                    postern_ipc::qmgr::RecipientInfo {
+                    postern_ipc::qmgr_admin::RecipientInfo {
                         address: "c@d".into(),
                         orcpt: Some(postern_envelope::Orcpt::rfc822("C@d")),
                         state: "deferred".into(),
                         reason: Some("connect to d[192.0.2.1]:25: Connection refused".into()),
                         dsn: None,
                     },
-                    postern_ipc::qmgr::RecipientInfo {
+                    postern_ipc::qmgr_admin::RecipientInfo {
                         address: "e@f".into(),
                         orcpt: None,
                         state: "bounced".into(),
