@@ -552,6 +552,25 @@ fn each_qmgr_socket_refuses_the_other_protocol_and_keeps_serving() {
     assert_eq!(inst.pids("qmgr"), pids, "no restart");
 }
 
+/// A qmgr service written before the administration socket (one socket
+/// in `listen`) still receives and delivers mail, and says at start that
+/// qctl cannot reach the queue.
+#[test]
+fn a_qmgr_service_with_only_the_enqueueing_socket_still_receives_mail() {
+    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let both = "listen = [\"qmgr\", \"qmgr-admin\"]";
+    let config = Instance::standard_config_only(smtp, "", "qmgr");
+    assert!(config.contains(both), "{config}");
+    let inst = Instance::create(smtp, &config.replace(both, "listen = \"qmgr\"")).launch();
+    inst.wait_log_line(&["service qmgr has no administration socket"]);
+    let agent = FakeAgent::start(private(&inst, "smtp"), |_, _| Action::Sent);
+    let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
+    agent.wait_requests(1, &inst);
+    inst.wait_log_line(&[&format!("{id}: removed")]);
+    assert!(!private(&inst, "qmgr-admin").exists());
+    assert!(!inst.qctl(&["list"]).status.success());
+}
+
 #[test]
 fn an_abandoned_message_is_not_queued() {
     let inst = start_qmgr_only("");
