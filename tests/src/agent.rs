@@ -18,16 +18,14 @@ use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
 use postern_ipc::{Connection, FdStream, Protocol};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::{Instance, free_port, wait_for};
+use crate::{Instance, wait_for};
 
 const IO: Duration = Duration::from_secs(10);
 const LONG: Duration = Duration::from_secs(30);
 
 /// An instance running only qmgr (plus the master), with `main_extra`.
 pub fn start_qmgr_only(main_extra: &str) -> Instance {
-    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = Instance::standard_config_only(smtp, main_extra, "qmgr");
-    Instance::create(smtp, &config).launch()
+    Instance::start_only("qmgr", main_extra)
 }
 
 /// An instance running only smtp-client, resolving through `dns`, with
@@ -47,10 +45,7 @@ pub fn start_smtp_client_only(dns: &DnsServer, main_extra: &str) -> Instance {
     ] {
         defaults.push((name, quoted(value)));
     }
-    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let main = crate::with_defaults(&defaults, main_extra);
-    let config = Instance::standard_config_only(smtp, &main, "smtp-client");
-    Instance::start_with(smtp, &config)
+    Instance::start_only("smtp-client", &crate::with_defaults(&defaults, main_extra))
 }
 
 /// A connection to the delivery agent on `private/<socket>`, after the

@@ -145,6 +145,15 @@ pub fn reply_250(lines: &[String]) -> String {
         .join("\r\n")
 }
 
+/// Asserts that a command succeeded; the message is its stderr.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The account tests give daemons when they run as root.
 pub const TEST_MAIL_OWNER: &str = "nobody";
 
@@ -283,6 +292,13 @@ command = "tlsmgr"
         )
     }
 
+    /// Starts an instance running only `service`
+    /// ([`Instance::standard_config_only`]) on a free port.
+    pub fn start_only(service: &str, main_extra: &str) -> Instance {
+        let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_with(smtp, &Self::standard_config_only(smtp, main_extra, service))
+    }
+
     pub fn start_with(smtp: SocketAddr, config_text: &str) -> Instance {
         let inst = Self::create(smtp, config_text);
         inst.launch()
@@ -375,6 +391,21 @@ command = "tlsmgr"
         qctl(&self.config, args)
     }
 
+    /// `qctl restart SERVICE`, asserted to succeed; then waits until the
+    /// service runs one process, a new one, and every service is ready.
+    pub fn restart_service(&self, service: &str) {
+        let before = self.pids(service);
+        assert_success(&self.qctl(&["restart", service]));
+        assert!(
+            wait_for(Duration::from_secs(30), || {
+                let now = self.pids(service);
+                now.len() == 1 && !before.contains(&now[0]) && self.all_ready()
+            }),
+            "{service} was not restarted; log:\n{}",
+            self.log()
+        );
+    }
+
     /// `qctl --json status`, parsed.
     pub fn status(&self) -> Option<serde_json::Value> {
         let out = self.qctl(&["--json", "status"]);
@@ -454,6 +485,16 @@ command = "tlsmgr"
             found.is_some()
         });
         found.unwrap_or_else(|| panic!("no log line with {needles:?}:\n{}", self.log()))
+    }
+
+    /// Waits up to 30 s until the log contains `needle`; panics with the
+    /// log if it does not.
+    pub fn assert_logged(&self, needle: &str) {
+        assert!(
+            self.wait_log(needle, Duration::from_secs(30)),
+            "no {needle:?} in the log:\n{}",
+            self.log()
+        );
     }
 
     /// Waits until the log contains `needle`.
@@ -567,6 +608,15 @@ impl SmtpClient {
             "{line} -> {reply:?}, want {want:?}"
         );
         reply
+    }
+
+    /// Sends each command and asserts that its reply is exactly the one
+    /// given (CRLF included).
+    pub fn dialog(&mut self, steps: &[(&str, &str)]) {
+        for (line, want) in steps {
+            let reply = self.cmd(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(reply, *want, "reply to {line}");
+        }
     }
 
     /// Sends `line` + CRLF and returns the reply.

@@ -206,11 +206,7 @@ fn restart_replaces_processes_without_refusing_a_connection() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let out = inst.qctl(&["restart", "smtp"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -237,17 +233,7 @@ fn restart_replaces_processes_without_refusing_a_connection() {
 #[test]
 fn an_exclusive_unix_service_restarts_on_the_same_socket() {
     let inst = Instance::start("", "");
-    let before = inst.pids("qmgr");
-    let out = inst.qctl(&["restart", "qmgr"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(wait_for(LONG, || {
-        let now = inst.pids("qmgr");
-        now.len() == 1 && now[0] != before[0] && inst.all_ready()
-    }));
+    inst.restart_service("qmgr");
     // Same socket path, now served by the new process: the hello succeeds.
     let path = inst.queue_directory().join("private/qmgr");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -289,11 +275,7 @@ fn reload_adds_and_removes_services_and_refuses_a_broken_file() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     inst.write_config(&Instance::standard_config(inst.smtp, "", &extra));
     let out = inst.qctl(&["reload"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     assert!(wait_for(LONG, || inst.all_ready() && inst.pids("smtp2").len() == 1));
     assert_eq!(
         smtp_greeting(addr).unwrap(),
@@ -362,11 +344,7 @@ fn sigterm_lets_open_sessions_finish_then_the_master_exits() {
 fn qctl_stop_waits_for_the_master_and_qctl_then_reports_it_is_not_running() {
     let mut inst = Instance::start("", "");
     let out = inst.qctl(&["stop"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     assert!(inst.wait_master_exit(LONG));
     let out = inst.qctl(&["status"]);
     assert_eq!(out.status.code(), Some(1));
@@ -433,11 +411,7 @@ fn master_check_validates_and_names_file_line_and_parameter() {
         .arg(&good)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("mynetwork") && err.contains("warning"),
@@ -473,11 +447,7 @@ fn qctl_config_prints_parameters_like_postconf() {
     )
     .unwrap();
     let out = qctl(&file, &["config", "-n"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("myhostname = mx.example.org"), "{text}");
     assert!(!text.contains("mydestination"), "-n hides defaults: {text}");
@@ -601,10 +571,6 @@ fn master_daemon_mode_detaches_and_stops_on_request() {
     assert!(inst.wait_all_ready(LONG), "{}", inst.log());
     assert!(smtp_greeting(smtp).unwrap().starts_with("220 "));
     let out = inst.qctl(&["stop"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     assert!(wait_for(LONG, || TcpStream::connect(smtp).is_err()));
 }

@@ -18,11 +18,7 @@ fn install(destdir: &Path) -> std::process::Output {
 fn install_stages_binaries_config_and_unit_and_keeps_an_existing_config() {
     let dest = tempfile::tempdir().unwrap();
     let out = install(dest.path());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     for b in [
         "master",
         "smtpd",
@@ -51,11 +47,7 @@ fn install_stages_binaries_config_and_unit_and_keeps_an_existing_config() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
 
     // A second install keeps the administrator's edits.
     std::fs::write(&config, "[main]\nmyhostname = \"edited.example\"\n").unwrap();

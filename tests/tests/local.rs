@@ -16,41 +16,15 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use postern_ipc::delivery::{
-    DeliveryMessage, DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus,
-};
+use postern_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus};
 use postern_ipc::{BODY_CHUNK, Connection, Protocol};
-use postern_tests::{Instance, TEST_MAIL_OWNER, free_port};
+use postern_tests::agent;
+use postern_tests::{Instance, free_port};
 
 const T: Duration = Duration::from_secs(30);
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// master.toml with the test defaults of [`Instance::standard_config`]
-/// and only the `local` service: these tests play qmgr themselves, so
-/// they neither need nor wait for the other daemons.
-fn config(main_extra: &str) -> String {
-    format!(
-        r#"[main]
-myhostname = "mail.example.local"
-maillog_file = "maillog"
-queue_directory = "queue"
-mail_owner = "{TEST_MAIL_OWNER}"
-service_throttle_time = "2s"
-drain_timeout = "5s"
-heartbeat_timeout = "5s"
-{main_extra}
-
-[[service]]
-name = "local"
-type = "unix"
-listen = "local"
-command = "local-delivery"
-privileged = true
-"#
-    )
 }
 
 /// A running instance with the spool, alias file and output directory
@@ -67,10 +41,11 @@ impl Local {
         let inst = Instance::create(smtp, "");
         let dir = inst.dir.path().display().to_string();
         let main = format!(
-            "alias_maps = \"hash:aliases\"\nmail_spool_directory = \"spool\"\n{}",
+            "mail_spool_directory = \"spool\"\n{}",
             extra.replace("{dir}", &dir)
         );
-        inst.write_config(&config(&main));
+        // Only the `local` service: these tests play qmgr themselves.
+        inst.write_config(&Instance::standard_config_only(smtp, &main, "local"));
         let l = Local {
             inst: inst.launch(),
         };
@@ -97,7 +72,6 @@ impl Local {
 
     /// Delivers `messages` one after another on one connection.
     fn deliver_all(&self, messages: &[(&str, &[&str], &str)]) -> Vec<DeliveryReply> {
-        let sock = self.inst.queue_directory().join("private/local");
         let messages: Vec<(String, Vec<String>, String)> = messages
             .iter()
             .map(|(s, r, b)| {
@@ -111,14 +85,8 @@ impl Local {
         // Each recipient's class, as qmgr's router would send it.
         let config = postern_config::Config::load(&self.inst.config, &[]).unwrap();
         let router = postern_routing::Router::from_params(config.main()).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let stream = tokio::net::UnixStream::connect(&sock).await.unwrap();
-            let mut conn = Connection::new(stream);
-            conn.client_hello(Protocol::Delivery, T).await.unwrap();
+        agent::runtime().block_on(async move {
+            let mut conn = agent::delivery_connection(&self.inst, "local").await;
             let mut replies = Vec::new();
             for (n, (sender, rcpts, body)) in messages.into_iter().enumerate() {
                 let req = DeliveryRequest {
@@ -139,14 +107,8 @@ impl Local {
                     size: body.len() as u64,
                     ..Default::default()
                 };
-                conn.send(&DeliveryMessage::Request(req)).await.unwrap();
-                for chunk in body.as_bytes().chunks(BODY_CHUNK) {
-                    let data = chunk.to_vec();
-                    conn.send(&DeliveryMessage::Body { data }).await.unwrap();
-                }
-                conn.send(&DeliveryMessage::End).await.unwrap();
-                let reply: DeliveryReply = conn.recv_timeout(T).await.unwrap().expect("a reply");
-                replies.push(reply);
+                let chunks: Vec<&[u8]> = body.as_bytes().chunks(BODY_CHUNK).collect();
+                replies.push(agent::delivery_exchange(&mut conn, req, &chunks).await);
             }
             replies
         })

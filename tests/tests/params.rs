@@ -262,11 +262,7 @@ fn qctl_config_n_shows_what_is_in_force() {
     )
     .unwrap();
     let out = postern_tests::qctl(&file, &["-o", "syslog_name=run", "config", "-n"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "my_restrictions = permit_sasl_authenticated, reject\n\

@@ -49,11 +49,7 @@ fn qctl_passwd_adds_and_changes_users_that_smtpd_accepts() {
 
     for scheme in ["argon2", "sha512"] {
         let out = passwd(&inst, "alice", &format!("s3cret-{scheme}"), scheme);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        postern_tests::assert_success(&out);
         let text = std::fs::read_to_string(&table).unwrap();
         assert!(
             text.contains("# SMTP AUTH users") && text.contains("bob {plain}bobsecret"),

@@ -33,11 +33,7 @@ const BODY: &[u8] =
 
 fn list(inst: &Instance) -> String {
     let out = inst.qctl(&["list"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -369,20 +365,12 @@ fn hold_release_and_delete_through_qctl() {
     );
 
     let out = inst.qctl(&["hold", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     inst.wait_log_line(&[&format!("{id}: placed on hold")]);
     assert!(list(&inst).contains(&format!("{id}!")), "{}", list(&inst));
 
     let out = inst.qctl(&["release", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     inst.wait_log_line(&[&format!("{id}: released from hold")]);
     assert!(!list(&inst).contains(&format!("{id}!")), "{}", list(&inst));
     assert!(
@@ -391,11 +379,7 @@ fn hold_release_and_delete_through_qctl() {
     );
 
     let out = inst.qctl(&["delete", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     inst.wait_log_line(&[&format!("{id}: removed")]);
     assert_eq!(list(&inst), "Mail queue is empty\n");
     assert!(!inst.qctl(&["delete", &id]).status.success());
@@ -408,11 +392,7 @@ fn flush_retries_deferred_mail_now() {
     inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=deferred"]);
     let agent = FakeAgent::start(private(&inst, "smtp"), |_, _| Action::Sent);
     let out = inst.qctl(&["flush"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
     agent.wait_requests(1, &inst);
     inst.wait_log_line(&[&format!("{id}: removed")]);
 }
@@ -726,17 +706,7 @@ fn the_queue_survives_a_graceful_qmgr_restart() {
     let inst = start_qmgr_only("minimal_backoff_time = \"1h\"\nmaximal_backoff_time = \"2h\"");
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
     inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=deferred"]);
-    let before = inst.pids("qmgr");
-    let out = inst.qctl(&["restart", "qmgr"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(wait_for(LONG, || {
-        let now = inst.pids("qmgr");
-        now.len() == 1 && now != before && inst.all_ready()
-    }));
+    inst.restart_service("qmgr");
     let text = list(&inst);
     assert!(text.contains(&format!("{id} ")), "{text}");
     assert!(

@@ -147,11 +147,7 @@ fn python_smtplib_and_swaks_deliver_to_the_mailbox() {
         .args(["-c", &script])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    postern_tests::assert_success(&out);
 
     let swaks = std::process::Command::new("swaks")
         .args(["--server", &format!("127.0.0.1:{port}")])

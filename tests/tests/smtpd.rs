@@ -47,20 +47,14 @@ fn greeting_ehlo_and_quit() {
             "CHUNKING"
         ]
     );
-    assert_eq!(
-        c.cmd("VRFY root").unwrap(),
-        "502 5.5.1 VRFY command is disabled\r\n"
-    );
-    assert_eq!(c.cmd("NOOP").unwrap(), "250 2.0.0 Ok\r\n");
-    assert_eq!(c.cmd("QUIT").unwrap(), "221 2.0.0 Bye\r\n");
-    assert!(inst.wait_log("connect from unknown[127.0.0.1]", LONG));
-    assert!(
-        inst.wait_log(
-            "disconnect from unknown[127.0.0.1] ehlo=1 noop=1 vrfy=0/1 quit=1 commands=3/4",
-            LONG
-        ),
-        "{}",
-        inst.log()
+    c.dialog(&[
+        ("VRFY root", "502 5.5.1 VRFY command is disabled\r\n"),
+        ("NOOP", "250 2.0.0 Ok\r\n"),
+        ("QUIT", "221 2.0.0 Bye\r\n"),
+    ]);
+    inst.assert_logged("connect from unknown[127.0.0.1]");
+    inst.assert_logged(
+        "disconnect from unknown[127.0.0.1] ehlo=1 noop=1 vrfy=0/1 quit=1 commands=3/4",
     );
 }
 
@@ -68,35 +62,24 @@ fn greeting_ehlo_and_quit() {
 fn relay_is_refused_and_logged_like_postfix() {
     let inst = start_smtpd_only(DMZ);
     let (mut c, _) = SmtpClient::connect(inst.smtp).unwrap();
-    assert_eq!(
-        c.cmd("helo localhost").unwrap(),
-        "250 mail.example.local\r\n"
-    );
-    assert_eq!(
-        c.cmd("mail from: user1@hogehoge.local").unwrap(),
-        "250 2.1.0 Ok\r\n"
-    );
-    assert_eq!(
-        c.cmd("rcpt to: user@example.net").unwrap(),
-        "554 5.7.1 <user@example.net>: Relay access denied\r\n"
-    );
-    // Subdomains of a relay domain pass.
-    assert_eq!(
-        c.cmd("rcpt to: user@sub.example.local").unwrap(),
-        "250 2.1.5 Ok\r\n"
-    );
-    assert_eq!(c.cmd("quit").unwrap(), "221 2.0.0 Bye\r\n");
-    let line = "NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <user@example.net>: \
-                Relay access denied; from=<user1@hogehoge.local> to=<user@example.net> \
-                proto=SMTP helo=<localhost>";
-    assert!(inst.wait_log(line, LONG), "{}", inst.log());
-    assert!(
-        inst.wait_log(
-            "disconnect from unknown[127.0.0.1] helo=1 mail=1 rcpt=1/2 quit=1 commands=4/5",
-            LONG
+    c.dialog(&[
+        ("helo localhost", "250 mail.example.local\r\n"),
+        ("mail from: user1@hogehoge.local", "250 2.1.0 Ok\r\n"),
+        (
+            "rcpt to: user@example.net",
+            "554 5.7.1 <user@example.net>: Relay access denied\r\n",
         ),
-        "{}",
-        inst.log()
+        // Subdomains of a relay domain pass.
+        ("rcpt to: user@sub.example.local", "250 2.1.5 Ok\r\n"),
+        ("quit", "221 2.0.0 Bye\r\n"),
+    ]);
+    inst.assert_logged(
+        "NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <user@example.net>: \
+         Relay access denied; from=<user1@hogehoge.local> to=<user@example.net> \
+         proto=SMTP helo=<localhost>",
+    );
+    inst.assert_logged(
+        "disconnect from unknown[127.0.0.1] helo=1 mail=1 rcpt=1/2 quit=1 commands=4/5",
     );
 }
 
@@ -120,26 +103,18 @@ fn data_is_deferred_when_qmgr_is_not_served() {
     let inst = start_smtpd_only(DMZ);
     let (mut c, _) = SmtpClient::connect(inst.smtp).unwrap();
     c.cmd("EHLO x").unwrap();
-    assert_eq!(c.cmd("MAIL FROM:<a@x.org>").unwrap(), "250 2.1.0 Ok\r\n");
-    assert_eq!(
-        c.cmd("RCPT TO:<user@example.local>").unwrap(),
-        "250 2.1.5 Ok\r\n"
-    );
-    assert_eq!(
-        c.cmd("DATA").unwrap(),
-        "451 4.3.0 Error: queue file write error\r\n"
-    );
-    // The session goes on; the transaction is gone.
-    assert_eq!(
-        c.cmd("RCPT TO:<user@example.local>").unwrap(),
-        "503 5.5.1 Error: need MAIL command\r\n"
-    );
-    assert_eq!(c.cmd("QUIT").unwrap(), "221 2.0.0 Bye\r\n");
-    assert!(
-        inst.wait_log("queue file write error", LONG),
-        "{}",
-        inst.log()
-    );
+    c.dialog(&[
+        ("MAIL FROM:<a@x.org>", "250 2.1.0 Ok\r\n"),
+        ("RCPT TO:<user@example.local>", "250 2.1.5 Ok\r\n"),
+        ("DATA", "451 4.3.0 Error: queue file write error\r\n"),
+        // The session goes on; the transaction is gone.
+        (
+            "RCPT TO:<user@example.local>",
+            "503 5.5.1 Error: need MAIL command\r\n",
+        ),
+        ("QUIT", "221 2.0.0 Bye\r\n"),
+    ]);
+    inst.assert_logged("queue file write error");
 }
 
 /// A table file that is missing at start defers with 4.3.5 and is used
@@ -220,22 +195,12 @@ fn the_guides_session_is_queued() {
     let inst = Instance::start(&dmz_queueing(), "");
     let (mut c, greeting) = SmtpClient::connect(inst.smtp).unwrap();
     assert_eq!(greeting, "220 mail.example.local ESMTP Postern\r\n");
-    assert_eq!(
-        c.cmd("helo localhost").unwrap(),
-        "250 mail.example.local\r\n"
-    );
-    assert_eq!(
-        c.cmd("mail from: user1@hogehoge.local").unwrap(),
-        "250 2.1.0 Ok\r\n"
-    );
-    assert_eq!(
-        c.cmd("rcpt to: user@example.local").unwrap(),
-        "250 2.1.5 Ok\r\n"
-    );
-    assert_eq!(
-        c.cmd("data").unwrap(),
-        "354 End data with <CR><LF>.<CR><LF>\r\n"
-    );
+    c.dialog(&[
+        ("helo localhost", "250 mail.example.local\r\n"),
+        ("mail from: user1@hogehoge.local", "250 2.1.0 Ok\r\n"),
+        ("rcpt to: user@example.local", "250 2.1.5 Ok\r\n"),
+        ("data", "354 End data with <CR><LF>.<CR><LF>\r\n"),
+    ]);
     c.send_raw(b"Subject: test\r\n\r\nhello\r\n").unwrap();
     let queued = c.cmd(".").unwrap();
     assert!(
@@ -244,16 +209,11 @@ fn the_guides_session_is_queued() {
         inst.log()
     );
     let id = queued.trim_end()["250 2.0.0 Ok: queued as ".len()..].to_string();
-    assert_eq!(c.cmd("quit").unwrap(), "221 2.0.0 Bye\r\n");
-    assert!(
-        inst.wait_log(&format!("{id}: client=unknown[127.0.0.1]"), LONG),
-        "{}",
-        inst.log()
-    );
-    assert!(inst.wait_log(
+    c.dialog(&[("quit", "221 2.0.0 Bye\r\n")]);
+    inst.assert_logged(&format!("{id}: client=unknown[127.0.0.1]"));
+    inst.assert_logged(
         "disconnect from unknown[127.0.0.1] helo=1 mail=1 rcpt=1 data=1 quit=1 commands=5",
-        LONG
-    ));
+    );
 }
 
 #[test]
@@ -266,10 +226,7 @@ fn large_messages_and_bdat_share_one_qmgr_connection() {
     let body = line.repeat(250);
     c.cmd("MAIL FROM:<a@x.org>").unwrap();
     c.cmd("RCPT TO:<user@example.local>").unwrap();
-    assert_eq!(
-        c.cmd("DATA").unwrap(),
-        "354 End data with <CR><LF>.<CR><LF>\r\n"
-    );
+    c.dialog(&[("DATA", "354 End data with <CR><LF>.<CR><LF>\r\n")]);
     c.send_raw(format!("Subject: big\r\n\r\n{body}").as_bytes())
         .unwrap();
     let first = c.cmd(".").unwrap();
@@ -291,9 +248,8 @@ fn large_messages_and_bdat_share_one_qmgr_connection() {
     let second = c.read_reply().unwrap();
     assert!(second.starts_with("250 2.0.0 Ok: queued as "), "{second}");
     assert_ne!(first, second);
-    assert_eq!(c.cmd("QUIT").unwrap(), "221 2.0.0 Bye\r\n");
-    assert!(inst.wait_log(
+    c.dialog(&[("QUIT", "221 2.0.0 Bye\r\n")]);
+    inst.assert_logged(
         "disconnect from unknown[127.0.0.1] ehlo=1 mail=2 rcpt=2 data=1 bdat=2 quit=1 commands=9",
-        LONG
-    ), "{}", inst.log());
+    );
 }

@@ -8,35 +8,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postern_ipc::tlsmgr::{TicketKey, TlsmgrReply, TlsmgrRequest};
 use postern_ipc::{Connection, Protocol};
-use postern_tests::{Instance, TEST_MAIL_OWNER, free_port, wait_for};
+use postern_tests::Instance;
 use tokio::net::UnixStream;
 
 const T: Duration = Duration::from_secs(10);
-const LONG: Duration = Duration::from_secs(30);
 
 /// A Postern running only tlsmgr under the real master: these tests need
 /// no other daemon, so they do not depend on the others starting.
 fn start(main_extra: &str) -> Instance {
-    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = format!(
-        r#"[main]
-myhostname = "mail.example.local"
-maillog_file = "maillog"
-queue_directory = "queue"
-mail_owner = "{TEST_MAIL_OWNER}"
-service_throttle_time = "2s"
-drain_timeout = "5s"
-heartbeat_timeout = "5s"
-{main_extra}
-
-[[service]]
-name = "tlsmgr"
-type = "unix"
-listen = "tlsmgr"
-command = "tlsmgr"
-"#
-    );
-    Instance::start_with(smtp, &config)
+    Instance::start_only("tlsmgr", main_extra)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -211,18 +191,8 @@ fn session_cache_put_get_and_expiry() {
 #[test]
 fn qctl_restart_tlsmgr() {
     let inst = start("");
-    let before = inst.pids("tlsmgr");
-    assert_eq!(before.len(), 1);
-    let out = inst.qctl(&["restart", "tlsmgr"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(wait_for(LONG, || {
-        let now = inst.pids("tlsmgr");
-        now.len() == 1 && now[0] != before[0] && inst.all_ready()
-    }));
+    assert_eq!(inst.pids("tlsmgr").len(), 1);
+    inst.restart_service("tlsmgr");
     rt().block_on(async {
         // The new process serves on the same socket, with a fresh key ring.
         let mut conn = connect(&inst).await;
