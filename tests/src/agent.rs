@@ -284,6 +284,22 @@ impl FakeAgent {
         self.received()
     }
 
+    /// The body of the first request from the null sender (a bounce or
+    /// delay notice), once there is one (within 30 s).
+    pub fn wait_notice(&self, inst: &Instance) -> String {
+        let notice = || {
+            self.received()
+                .into_iter()
+                .find(|r| r.request.sender.is_empty())
+        };
+        assert!(
+            wait_for(LONG, || notice().is_some()),
+            "no notice; log:\n{}",
+            inst.log()
+        );
+        String::from_utf8_lossy(&notice().unwrap().body).into_owned()
+    }
+
     /// How many requests went to `nexthop`.
     pub fn to_nexthop(&self, nexthop: &str) -> usize {
         self.received()

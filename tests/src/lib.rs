@@ -29,6 +29,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The master and the daemons it runs (the programs besides qctl).
+pub const DAEMONS: [&str; 6] = [
+    "master",
+    "smtpd",
+    "qmgr",
+    "smtp-client",
+    "local-delivery",
+    "tlsmgr",
+];
+
 /// Where cargo put the binaries: the test executable lives in
 /// `target/<profile>/deps`, the binaries one level up.
 pub fn bin_dir() -> PathBuf {
@@ -38,15 +48,7 @@ pub fn bin_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("target dir")
         .to_path_buf();
-    for bin in [
-        "master",
-        "smtpd",
-        "qmgr",
-        "smtp-client",
-        "local-delivery",
-        "tlsmgr",
-        "qctl",
-    ] {
+    for bin in DAEMONS.iter().chain(&["qctl"]) {
         assert!(
             dir.join(bin).is_file(),
             "{} is missing: build the workspace first (scripts/test does `cargo build --workspace`)",
@@ -152,6 +154,26 @@ pub fn assert_success(out: &Output) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs qctl against a config file with `input` on its standard input.
+pub fn qctl_with_input(config: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(bin_dir().join("qctl"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run qctl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// The account tests give daemons when they run as root.
@@ -608,6 +630,40 @@ impl SmtpClient {
             "{line} -> {reply:?}, want {want:?}"
         );
         reply
+    }
+
+    /// The guide's telnet session: `helo localhost`, MAIL FROM, RCPT TO
+    /// for each of `rcpts`, DATA, `body`, the final dot and QUIT, each
+    /// reply checked; the queue ID from the reply to the dot.
+    pub fn telnet_message(&mut self, sender: &str, rcpts: &[&str], body: &[u8]) -> String {
+        self.helo_mail(sender, "250 2.1.0 Ok");
+        for r in rcpts {
+            self.expect(&format!("rcpt to: {r}"), "250 2.1.5 Ok");
+        }
+        self.expect("data", "354 End data with <CR><LF>.<CR><LF>");
+        self.send_raw(body).unwrap();
+        let queued = self.expect(".", "250 2.0.0 Ok: queued as ");
+        self.expect("quit", "221 2.0.0 Bye");
+        queued
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The reply to `rcpt to: RCPT` after `helo localhost` and MAIL FROM;
+    /// then QUIT.
+    pub fn rcpt_reply(mut self, sender: &str, rcpt: &str) -> String {
+        self.helo_mail(sender, "250 ");
+        let reply = self.cmd(&format!("rcpt to: {rcpt}")).unwrap();
+        let _ = self.cmd("quit");
+        reply
+    }
+
+    fn helo_mail(&mut self, sender: &str, mail_reply: &str) {
+        self.expect("helo localhost", "250 ");
+        self.expect(&format!("mail from: {sender}"), mail_reply);
     }
 
     /// Sends each command and asserts that its reply is exactly the one

@@ -19,14 +19,7 @@ fn install_stages_binaries_config_and_unit_and_keeps_an_existing_config() {
     let dest = tempfile::tempdir().unwrap();
     let out = install(dest.path());
     postern_tests::assert_success(&out);
-    for b in [
-        "master",
-        "smtpd",
-        "qmgr",
-        "smtp-client",
-        "local-delivery",
-        "tlsmgr",
-    ] {
+    for b in postern_tests::DAEMONS {
         assert!(
             dest.path().join("usr/libexec/postern").join(b).is_file(),
             "{b}"

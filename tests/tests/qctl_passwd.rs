@@ -1,29 +1,13 @@
 //! `qctl passwd` writes the SMTP AUTH user table that smtpd checks, and a
 //! changed password takes effect without a reload.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use postern_tests::{Instance, SmtpClient, bin_dir, wait_for};
+use postern_tests::{Instance, SmtpClient, wait_for};
 
 fn passwd(inst: &Instance, user: &str, password: &str, scheme: &str) -> std::process::Output {
-    let mut child = Command::new(bin_dir().join("qctl"))
-        .arg("--config")
-        .arg(&inst.config)
-        .args(["passwd", "--scheme", scheme, user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    let args = ["passwd", "--scheme", scheme, user];
+    postern_tests::qctl_with_input(&inst.config, &args, &format!("{password}\n"))
 }
 
 fn auth(inst: &Instance, user: &str, password: &str) -> String {

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use postern_ipc::delivery::DeliveryRequest;
 use postern_ipc::qmgr::{EnvelopeRecipient, QmgrReply, QmgrRequest};
 use postern_ipc::qmgr_admin::{AdminReply, AdminRequest};
 use postern_ipc::{Connection, Protocol};
@@ -30,6 +31,27 @@ fn rcpt(address: &str) -> EnvelopeRecipient {
 
 const BODY: &[u8] =
     b"From: alice@example.org\r\nTo: bob@example.com\r\nSubject: test\r\n\r\nHello Bob.\r\n";
+
+/// An agent's answers: notices (from the null sender) are sent, other
+/// mail gets `action(request)`.
+fn notices_sent(
+    action: impl Fn(&DeliveryRequest) -> Action + Send + Sync + 'static,
+) -> impl Fn(&DeliveryRequest, usize) -> Action + Send + Sync + 'static {
+    move |req, _| {
+        if req.sender.is_empty() {
+            Action::Sent
+        } else {
+            action(req)
+        }
+    }
+}
+
+/// Asserts that `text` holds each of `wanted`.
+fn assert_contains(text: &str, wanted: &[&str]) {
+    for want in wanted {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}
 
 fn list(inst: &Instance) -> String {
     let out = inst.qctl(&["list"]);
@@ -195,13 +217,10 @@ const USER_UNKNOWN: &str = "host mx.example.com[127.0.0.1] said: 550 5.1.1 <bob@
 #[test]
 fn a_bounce_returns_a_delivery_status_notification_to_the_sender() {
     let inst = start_qmgr_only("");
-    let agent = FakeAgent::start(private(&inst, "smtp"), |req, _| {
-        if req.sender.is_empty() {
-            Action::Sent
-        } else {
-            Action::Bounce(USER_UNKNOWN)
-        }
-    });
+    let agent = FakeAgent::start(
+        private(&inst, "smtp"),
+        notices_sent(|_| Action::Bounce(USER_UNKNOWN)),
+    );
     let bob = EnvelopeRecipient {
         address: "bob@example.com".into(),
         orcpt: Some(postern_envelope::Orcpt::rfc822("bob@example.com")),
@@ -213,23 +232,24 @@ fn a_bounce_returns_a_delivery_status_notification_to_the_sender() {
     assert_eq!(dsn.request.sender, "", "bounces use the null sender");
     assert_eq!(dsn.request.recipients[0].address, "alice@example.org");
     let text = String::from_utf8_lossy(&dsn.body);
-    for want in [
-        "From: MAILER-DAEMON@mail.example.local (Mail Delivery System)\r\n",
-        "To: alice@example.org\r\n",
-        "Content-Type: multipart/report; report-type=delivery-status;",
-        "This is the mail system at host mail.example.local.",
-        "Content-Type: message/delivery-status\r\n",
-        "Reporting-MTA: dns; mail.example.local\r\n",
-        "Final-Recipient: rfc822; bob@example.com\r\n",
-        "Original-Recipient: rfc822;bob@example.com\r\n",
-        "Action: failed\r\n",
-        "Status: 5.1.1\r\n",
-        "Diagnostic-Code: smtp; 550 5.1.1 <bob@example.com>: User unknown\r\n",
-        "Content-Type: message/rfc822\r\n",
-        "Subject: test\r\n",
-    ] {
-        assert!(text.contains(want), "missing {want:?} in\n{text}");
-    }
+    assert_contains(
+        &text,
+        &[
+            "From: MAILER-DAEMON@mail.example.local (Mail Delivery System)\r\n",
+            "To: alice@example.org\r\n",
+            "Content-Type: multipart/report; report-type=delivery-status;",
+            "This is the mail system at host mail.example.local.",
+            "Content-Type: message/delivery-status\r\n",
+            "Reporting-MTA: dns; mail.example.local\r\n",
+            "Final-Recipient: rfc822; bob@example.com\r\n",
+            "Original-Recipient: rfc822;bob@example.com\r\n",
+            "Action: failed\r\n",
+            "Status: 5.1.1\r\n",
+            "Diagnostic-Code: smtp; 550 5.1.1 <bob@example.com>: User unknown\r\n",
+            "Content-Type: message/rfc822\r\n",
+            "Subject: test\r\n",
+        ],
+    );
     let bounced = inst.wait_log_line(&[&format!("{id}: to=<bob@example.com>"), "status=bounced"]);
     assert!(bounced.contains("dsn=5.1.1"), "{bounced}");
     let note = inst.wait_log_line(&[&format!("{id}: sender non-delivery notification: ")]);
@@ -277,14 +297,12 @@ fn a_failed_bounce_goes_to_the_postmaster_never_to_the_null_sender() {
         "postmaster@mail.example.local"
     );
     assert_eq!(notice.request.transport, "local");
-    let text = String::from_utf8_lossy(&notice.body);
-    assert!(
-        text.contains("Subject: Postmaster Copy: Undelivered Mail"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Final-Recipient: rfc822; bob@example.com"),
-        "{text}"
+    assert_contains(
+        &String::from_utf8_lossy(&notice.body),
+        &[
+            "Subject: Postmaster Copy: Undelivered Mail",
+            "Final-Recipient: rfc822; bob@example.com",
+        ],
     );
     inst.wait_log_line(&[&format!("{id}: postmaster non-delivery notification: ")]);
     inst.wait_log_line(&["undeliverable postmaster notification discarded"]);
@@ -309,42 +327,21 @@ fn a_message_past_maximal_queue_lifetime_is_returned() {
     let inst = start_qmgr_only(
         "maximal_queue_lifetime = \"2s\"\nminimal_backoff_time = \"1s\"\nmaximal_backoff_time = \"1s\"\nqueue_run_delay = \"1s\"",
     );
-    let agent = FakeAgent::start(private(&inst, "smtp"), |req, _| {
-        if req.sender.is_empty() {
-            Action::Sent
-        } else {
-            Action::Defer("451 4.3.0 try again later")
-        }
-    });
+    let agent = FakeAgent::start(
+        private(&inst, "smtp"),
+        notices_sent(|_| Action::Defer("451 4.3.0 try again later")),
+    );
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
     inst.wait_log_line(&[&format!(
         "{id}: from=<alice@example.org>, status=expired, returned to sender"
     )]);
-    assert!(
-        wait_for(LONG, || agent
-            .received()
-            .iter()
-            .any(|r| r.request.sender.is_empty())),
-        "{}",
-        inst.log()
-    );
-    let dsn = agent
-        .received()
-        .into_iter()
-        .find(|r| r.request.sender.is_empty())
-        .unwrap();
-    let text = String::from_utf8_lossy(&dsn.body);
-    assert!(
-        text.contains("message has been in the queue too long"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Action: failed\r\nStatus: 4.2.0\r\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Diagnostic-Code: smtp; 451 4.3.0 try again later"),
-        "{text}"
+    assert_contains(
+        &agent.wait_notice(&inst),
+        &[
+            "message has been in the queue too long",
+            "Action: failed\r\nStatus: 4.2.0\r\n",
+            "Diagnostic-Code: smtp; 451 4.3.0 try again later",
+        ],
     );
     inst.wait_log_line(&[&format!("{id}: removed")]);
 }
@@ -591,15 +588,16 @@ fn an_abandoned_message_is_not_queued() {
 #[test]
 fn recipients_are_grouped_by_route_within_the_recipient_limit() {
     let inst = start_qmgr_only("default_destination_recipient_limit = \"2\"");
-    let smtp = FakeAgent::start(private(&inst, "smtp"), |req, _| {
-        if req.sender.is_empty() {
-            Action::Sent
-        } else if req.nexthop == "example.net" {
-            Action::Bounce(USER_UNKNOWN)
-        } else {
-            Action::Sent
-        }
-    });
+    let smtp = FakeAgent::start(
+        private(&inst, "smtp"),
+        notices_sent(|req| {
+            if req.nexthop == "example.net" {
+                Action::Bounce(USER_UNKNOWN)
+            } else {
+                Action::Sent
+            }
+        }),
+    );
     let local = FakeAgent::start(private(&inst, "local"), |_, _| Action::Sent);
     let rcpts: Vec<EnvelopeRecipient> = [
         "a@example.com",
@@ -661,20 +659,8 @@ fn recipients_are_grouped_by_route_within_the_recipient_limit() {
         ]
     );
     // The notification names only the bounced recipient.
-    assert!(wait_for(LONG, || smtp
-        .received()
-        .iter()
-        .any(|r| r.request.sender.is_empty())));
-    let dsn = smtp
-        .received()
-        .into_iter()
-        .find(|r| r.request.sender.is_empty())
-        .unwrap();
-    let text = String::from_utf8_lossy(&dsn.body);
-    assert!(
-        text.contains("Final-Recipient: rfc822; d@example.net"),
-        "{text}"
-    );
+    let text = smtp.wait_notice(&inst);
+    assert_contains(&text, &["Final-Recipient: rfc822; d@example.net"]);
     assert!(
         !text.contains("Final-Recipient: rfc822; a@example.com"),
         "{text}"

@@ -38,32 +38,12 @@ fn connect(to: SocketAddr, from: Option<Ipv4Addr>) -> SmtpClient {
 /// brackets), `rcpt to: Y` for each recipient, `data`, a one-line body,
 /// `.`, `quit`. Returns the queue ID from `250 2.0.0 Ok: queued as ID`.
 fn telnet(to: SocketAddr, from: Option<Ipv4Addr>, sender: &str, rcpts: &[&str]) -> String {
-    let mut c = connect(to, from);
-    c.expect("helo localhost", "250 ");
-    c.expect(&format!("mail from: {sender}"), "250 2.1.0 Ok");
-    for r in rcpts {
-        c.expect(&format!("rcpt to: {r}"), "250 2.1.5 Ok");
-    }
-    c.expect("data", "354 End data with <CR><LF>.<CR><LF>");
-    c.send_raw(b"helo postfix\r\n").unwrap();
-    let queued = c.expect(".", "250 2.0.0 Ok: queued as ");
-    c.expect("quit", "221 2.0.0 Bye");
-    queued
-        .trim_end()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    connect(to, from).telnet_message(sender, rcpts, b"helo postfix\r\n")
 }
 
 /// The reply to RCPT TO after a HELO and MAIL FROM.
 fn rcpt_reply(to: SocketAddr, from: Option<Ipv4Addr>, sender: &str, rcpt: &str) -> String {
-    let mut c = connect(to, from);
-    c.expect("helo localhost", "250 ");
-    c.expect(&format!("mail from: {sender}"), "250 ");
-    let reply = c.cmd(&format!("rcpt to: {rcpt}")).unwrap();
-    let _ = c.cmd("quit");
-    reply
+    connect(to, from).rcpt_reply(sender, rcpt)
 }
 
 /// A mailbox file written through an alias (`name: {dir}/mail/name`).

@@ -21,12 +21,11 @@ use postern_tests::certs::Ca;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use postern_tests::dns::{DnsServer, Record};
-use postern_tests::{Instance, Sink, SmtpClient, bin_dir, free_port, wait_for};
+use postern_tests::{Instance, Sink, SmtpClient, free_port, wait_for};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
@@ -54,31 +53,16 @@ fn connect(to: SocketAddr) -> SmtpClient {
 /// The guide's telnet session (HELO, MAIL, RCPT, DATA, a line, QUIT);
 /// returns the queue ID.
 fn telnet(to: SocketAddr, sender: &str, rcpt: &str) -> String {
-    let mut c = connect(to);
-    c.expect("helo localhost", "250 ");
-    c.expect(&format!("mail from: {sender}"), "250 2.1.0 Ok");
-    c.expect(&format!("rcpt to: {rcpt}"), "250 2.1.5 Ok");
-    c.expect("data", "354 ");
-    c.send_raw(b"Subject: over tls\r\n\r\nhello through the hops\r\n")
-        .unwrap();
-    let queued = c.expect(".", "250 2.0.0 Ok: queued as ");
-    c.expect("quit", "221 2.0.0 Bye");
-    queued
-        .trim_end()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    connect(to).telnet_message(
+        sender,
+        &[rcpt],
+        b"Subject: over tls\r\n\r\nhello through the hops\r\n",
+    )
 }
 
 /// The reply to RCPT TO after a HELO and MAIL FROM.
 fn rcpt_reply(to: SocketAddr, sender: &str, rcpt: &str) -> String {
-    let mut c = connect(to);
-    c.expect("helo localhost", "250 ");
-    c.expect(&format!("mail from: {sender}"), "250 ");
-    let reply = c.cmd(&format!("rcpt to: {rcpt}")).unwrap();
-    let _ = c.cmd("quit");
-    reply
+    connect(to).rcpt_reply(sender, rcpt)
 }
 
 /// A mailbox file written through an alias (`name: {dir}/mail/name`).
@@ -110,27 +94,9 @@ fn wait_listed(inst: &Instance, needle: &str) -> String {
 
 /// `qctl passwd --scheme SCHEME USER` with the password on standard input.
 fn qctl_passwd(config: &Path, user: &str, password: &str, scheme: &str) {
-    let mut child = Command::new(bin_dir().join("qctl"))
-        .arg("--config")
-        .arg(config)
-        .args(["passwd", "--scheme", scheme, user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "qctl passwd: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = ["passwd", "--scheme", scheme, user];
+    let out = postern_tests::qctl_with_input(config, &args, &format!("{password}\n"));
+    postern_tests::assert_success(&out);
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 //! Session tests: a whole conversation over an in-memory stream against a
 //! fake queue, asserting the exact replies.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use postern_config::Config;
 use postern_ipc::BODY_CHUNK;
 use postern_ipc::qmgr::Envelope;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 
 use crate::queue::{Queue, QueueError};
 use crate::session::{Client, Session};
@@ -105,6 +104,52 @@ fn settings(extra: &str) -> Arc<Settings> {
 const OUTSIDE: &str = "192.0.2.10";
 const INSIDE: &str = "127.0.0.1";
 
+/// A session from `from` running on one end of an in-memory stream; the
+/// other end, and the session's task.
+fn start(
+    settings: Arc<Settings>,
+    from: &str,
+    queue: FakeQueue,
+    shutdown: Option<postern_daemon::Shutdown>,
+) -> (DuplexStream, tokio::task::JoinHandle<()>) {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let client_info = Client {
+        name: "unknown".into(),
+        addr: from.parse().unwrap(),
+    };
+    let session = Session::new(server, client_info, settings, queue, shutdown);
+    (client, tokio::spawn(session.run()))
+}
+
+/// A client that waits for each reply before it sends more.
+struct Stepwise {
+    r: ReadHalf<DuplexStream>,
+    w: WriteHalf<DuplexStream>,
+    said: String,
+}
+
+impl Stepwise {
+    fn new(client: DuplexStream) -> Stepwise {
+        let (r, w) = tokio::io::split(client);
+        Stepwise {
+            r,
+            w,
+            said: String::new(),
+        }
+    }
+
+    /// Sends `send`, then reads until all the server said ends with `want`.
+    async fn expect(&mut self, send: &str, want: &str) {
+        self.w.write_all(send.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        while !self.said.ends_with(want) {
+            let n = self.r.read(&mut buf).await.unwrap();
+            assert!(n > 0, "{}", self.said);
+            self.said.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+    }
+}
+
 /// Sends `input` (all at once, as a pipelining client may), closes the
 /// write side, and returns everything the server said.
 async fn talk_with(
@@ -113,19 +158,7 @@ async fn talk_with(
     queue: FakeQueue,
     input: Vec<u8>,
 ) -> String {
-    let (client, server) = tokio::io::duplex(1 << 16);
-    let addr: IpAddr = from.parse().unwrap();
-    let session = Session::new(
-        server,
-        Client {
-            name: "unknown".into(),
-            addr,
-        },
-        settings,
-        queue,
-        None,
-    );
-    let task = tokio::spawn(session.run());
+    let (client, task) = start(settings, from, queue, None);
     let (mut r, mut w) = tokio::io::split(client);
     let writer = tokio::spawn(async move {
         // The server may hang up first; that is part of some tests.
@@ -497,18 +530,8 @@ async fn hard_error_limit_disconnects() {
 
 #[tokio::test]
 async fn idle_client_times_out() {
-    let (client, server) = tokio::io::duplex(4096);
-    let session = Session::new(
-        server,
-        Client {
-            name: "unknown".into(),
-            addr: OUTSIDE.parse().unwrap(),
-        },
-        settings("smtpd_timeout = \"1s\""),
-        FakeQueue::default(),
-        None,
-    );
-    let task = tokio::spawn(session.run());
+    let settings = settings("smtpd_timeout = \"1s\"");
+    let (client, task) = start(settings, OUTSIDE, FakeQueue::default(), None);
     let (mut r, _w) = tokio::io::split(client);
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut out))
@@ -622,42 +645,17 @@ async fn helo_required() {
 
 #[tokio::test]
 async fn shutdown_lets_the_transaction_finish() {
-    let (client, server) = tokio::io::duplex(1 << 16);
     let (stop, shutdown) = postern_daemon::Shutdown::new();
     let queue = FakeQueue::default();
-    let session = Session::new(
-        server,
-        Client {
-            name: "unknown".into(),
-            addr: OUTSIDE.parse().unwrap(),
-        },
-        settings(""),
-        queue.clone(),
-        Some(shutdown),
-    );
-    let task = tokio::spawn(session.run());
-    let (mut r, mut w) = tokio::io::split(client);
-    let mut buf = vec![0u8; 4096];
-    let mut said = String::new();
-    let mut expect = async |w: &mut tokio::io::WriteHalf<_>, send: &str, want: &str| {
-        w.write_all(send.as_bytes()).await.unwrap();
-        while !said.ends_with(want) {
-            let n = r.read(&mut buf).await.unwrap();
-            assert!(n > 0, "{said}");
-            said.push_str(std::str::from_utf8(&buf[..n]).unwrap());
-        }
-    };
-    expect(&mut w, "", "ESMTP Postern\r\n").await;
-    expect(
-        &mut w,
-        "HELO x\r\nMAIL FROM:<a@x.org>\r\n",
-        "250 2.1.0 Ok\r\n",
-    )
-    .await;
+    let (client, task) = start(settings(""), OUTSIDE, queue.clone(), Some(shutdown));
+    let mut c = Stepwise::new(client);
+    c.expect("", "ESMTP Postern\r\n").await;
+    c.expect("HELO x\r\nMAIL FROM:<a@x.org>\r\n", "250 2.1.0 Ok\r\n")
+        .await;
     stop.send(true).unwrap();
-    expect(&mut w, "RCPT TO:<b@example.local>\r\n", "250 2.1.5 Ok\r\n").await;
-    expect(
-        &mut w,
+    c.expect("RCPT TO:<b@example.local>\r\n", "250 2.1.5 Ok\r\n")
+        .await;
+    c.expect(
         "DATA\r\nhi\r\n.\r\n",
         "250 2.0.0 Ok: queued as 4XB1\r\n421 4.3.2 Service shutting down, closing transmission channel\r\n",
     )
@@ -716,34 +714,12 @@ async fn sync_pipelining_after_helo_is_refused() {
 #[tokio::test]
 async fn sync_data_must_wait_for_354_but_mail_rcpt_may_pipeline() {
     let input = "MAIL FROM:<a@x.org>\r\nRCPT TO:<b@example.local>\r\nDATA\r\nhi\r\n.\r\n";
-    let (client, server) = tokio::io::duplex(1 << 16);
-    let session = Session::new(
-        server,
-        Client {
-            name: "unknown".into(),
-            addr: OUTSIDE.parse().unwrap(),
-        },
-        settings(SYNC),
-        FakeQueue::default(),
-        None,
-    );
-    let task = tokio::spawn(session.run());
-    let (mut r, mut w) = tokio::io::split(client);
-    let mut buf = vec![0u8; 4096];
-    let mut said = String::new();
-    let mut expect = async |w: &mut tokio::io::WriteHalf<_>, send: &str, want: &str| {
-        w.write_all(send.as_bytes()).await.unwrap();
-        while !said.ends_with(want) {
-            let n = r.read(&mut buf).await.unwrap();
-            assert!(n > 0, "{said}");
-            said.push_str(std::str::from_utf8(&buf[..n]).unwrap());
-        }
-    };
-    expect(&mut w, "", "ESMTP Postern\r\n").await;
-    expect(&mut w, "EHLO x\r\n", "250 CHUNKING\r\n").await;
+    let (client, task) = start(settings(SYNC), OUTSIDE, FakeQueue::default(), None);
+    let mut c = Stepwise::new(client);
+    c.expect("", "ESMTP Postern\r\n").await;
+    c.expect("EHLO x\r\n", "250 CHUNKING\r\n").await;
     // MAIL and RCPT may be followed by more; DATA may not.
-    expect(
-        &mut w,
+    c.expect(
         input,
         "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n554 5.5.0 Error: SMTP protocol synchronization\r\n",
     )
