@@ -176,6 +176,16 @@ pub fn qctl_with_input(config: &Path, args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Makes `dir/mail`, which anyone may write (deliveries through aliases
+/// run as default_privs), in `dir`, which anyone may enter; its path.
+pub fn mail_dir(dir: &Path) -> PathBuf {
+    let mail = dir.join("mail");
+    std::fs::create_dir(&mail).unwrap();
+    std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    mail
+}
+
 /// The account tests give daemons when they run as root.
 pub const TEST_MAIL_OWNER: &str = "nobody";
 

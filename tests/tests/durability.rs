@@ -4,7 +4,6 @@
 //! may arrive twice (a delivery in flight is repeated), never not at all.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,11 +72,7 @@ fn send(client: &mut SmtpClient, n: usize) -> std::io::Result<bool> {
 #[test]
 fn sigkill_of_qmgr_smtpd_and_local_delivery_loses_no_accepted_message() {
     let dir = tempfile::tempdir().unwrap();
-    let mail = dir.path().join("mail");
-    std::fs::create_dir(&mail).unwrap();
-    // Alias deliveries run as default_privs (nobody).
-    std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o777)).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mail = postern_tests::mail_dir(dir.path());
     let aliases = dir.path().join("aliases");
     std::fs::write(&aliases, format!("user: {}/user/\n", mail.display())).unwrap();
     let main = format!(

@@ -8,7 +8,6 @@
 //! message, when `pflogsumm` is not installed.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -101,11 +100,7 @@ fn pflogsumm_counts_what_went_through_the_instance() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mail = dir.path().join("mail");
-    std::fs::create_dir(&mail).unwrap();
-    // Alias deliveries to files run as default_privs (nobody).
-    std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o777)).unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mail = postern_tests::mail_dir(dir.path());
     let aliases = dir.path().join("aliases");
     std::fs::write(
         &aliases,

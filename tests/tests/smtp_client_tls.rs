@@ -371,15 +371,6 @@ fn literal(server: &FakeSmtp) -> String {
     format!("[{}]:{}", server.addr.ip(), server.port())
 }
 
-/// Waits for the log line `line`.
-fn assert_logged(inst: &Instance, line: &str) {
-    assert!(
-        inst.wait_log(line, Duration::from_secs(5)),
-        "{}",
-        inst.log()
-    );
-}
-
 // ---------------------------------------------------------------------------
 // TLS
 // ---------------------------------------------------------------------------
@@ -406,13 +397,10 @@ fn may_uses_starttls_with_the_mx_name_and_resumes_the_session() {
     }
     // The second connection resumed the first one's TLS session.
     assert!(sessions.iter().any(|t| t.resumed), "{sessions:?}");
-    assert_logged(
-        &inst,
-        &format!(
-            "Untrusted TLS connection established to mx.may.test[127.0.0.101]:{}: TLSv1.3 with cipher ",
-            server.port()
-        ),
-    );
+    inst.assert_logged(&format!(
+        "Untrusted TLS connection established to mx.may.test[127.0.0.101]:{}: TLSv1.3 with cipher ",
+        server.port()
+    ));
 }
 
 #[test]
@@ -509,13 +497,10 @@ fn verify_checks_the_ca_and_the_host_name() {
     let t = &good.wait_sessions(1)[0];
     assert_eq!(t.sni.as_deref(), Some("mx.good.test"));
     assert_eq!(t.messages, 1);
-    assert_logged(
-        &inst,
-        &format!(
-            "Verified TLS connection established to mx.good.test[127.0.0.107]:{}: TLSv1.3",
-            good.port()
-        ),
-    );
+    inst.assert_logged(&format!(
+        "Verified TLS connection established to mx.good.test[127.0.0.107]:{}: TLSv1.3",
+        good.port()
+    ));
 
     let refused = [
         ("untrusted", &untrusted, "Server certificate not trusted"),

@@ -290,30 +290,11 @@ fn starttls_then_auth_then_relay() {
     );
     assert_eq!(t.cmd("RCPT TO:<friend@example.net>"), "250 2.1.5 Ok\r\n");
     assert_eq!(t.cmd("QUIT"), "221 2.0.0 Bye\r\n");
-    assert!(
-        inst.wait_log(
-            "Anonymous TLS connection established from unknown[127.0.0.1]: TLSv1.3 with cipher ",
-            LONG
-        ),
-        "{}",
-        inst.log()
+    inst.assert_logged(
+        "Anonymous TLS connection established from unknown[127.0.0.1]: TLSv1.3 with cipher ",
     );
-    assert!(
-        inst.wait_log(
-            "to=<friend@example.net> proto=ESMTPS helo=<client.example>",
-            LONG
-        ),
-        "{}",
-        inst.log()
-    );
-    assert!(
-        inst.wait_log(
-            "disconnect from unknown[127.0.0.1] ehlo=2 starttls=1/2 auth=1/2 mail=3 rcpt=1/3 rset=2 quit=1 commands=11/15",
-            LONG
-        ),
-        "{}",
-        inst.log()
-    );
+    inst.assert_logged("to=<friend@example.net> proto=ESMTPS helo=<client.example>");
+    inst.assert_logged("disconnect from unknown[127.0.0.1] ehlo=2 starttls=1/2 auth=1/2 mail=3 rcpt=1/3 rset=2 quit=1 commands=11/15");
 }
 
 #[test]
@@ -347,14 +328,7 @@ fn failed_logins_are_refused_and_slowed_down() {
         "503 5.5.1 Error: already authenticated\r\n"
     );
     t.cmd("QUIT");
-    assert!(
-        inst.wait_log(
-            "warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: authentication failure, sasl_username=alice",
-            LONG
-        ),
-        "{}",
-        inst.log()
-    );
+    inst.assert_logged("warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: authentication failure, sasl_username=alice");
 }
 
 #[test]
@@ -371,14 +345,7 @@ fn plaintext_pipelined_after_starttls_is_never_executed() {
     let ehlo = t.cmd("EHLO client.example");
     assert!(ehlo.starts_with(&format!("250-{HOST}\r\n")), "{ehlo}");
     assert_eq!(t.cmd("QUIT"), "221 2.0.0 Bye\r\n");
-    assert!(
-        inst.wait_log(
-            "disconnect from unknown[127.0.0.1] ehlo=2 starttls=1 quit=1 commands=4",
-            LONG
-        ),
-        "{}",
-        inst.log()
-    );
+    inst.assert_logged("disconnect from unknown[127.0.0.1] ehlo=2 starttls=1 quit=1 commands=4");
 
     // With the default smtpd_forbid_unauth_pipelining = yes the client is
     // sent away before any TLS.
@@ -717,14 +684,9 @@ fn authenticated_mail_is_queued_with_the_login_logged() {
     );
     let id = queued.trim_end()["250 2.0.0 Ok: queued as ".len()..].to_string();
     assert_eq!(t.cmd("QUIT"), "221 2.0.0 Bye\r\n");
-    assert!(
-        inst.wait_log(
-            &format!("{id}: client=unknown[127.0.0.1], sasl_method=LOGIN, sasl_username=alice"),
-            LONG
-        ),
-        "{}",
-        inst.log()
-    );
+    inst.assert_logged(&format!(
+        "{id}: client=unknown[127.0.0.1], sasl_method=LOGIN, sasl_username=alice"
+    ));
 }
 
 /// Seed 003's settings: `smtpd_tls_loglevel = 1` logs the summary of each
@@ -776,17 +738,10 @@ fn seed_003_tls_loglevel_and_sasl_local_domain() {
     assert!(queued.starts_with("250 2.0.0 Ok: queued as "), "{queued}");
     let id = queued.trim_end()["250 2.0.0 Ok: queued as ".len()..].to_string();
     t.cmd("QUIT");
-    assert!(
-        inst.wait_log(
-            &format!(
-                "{id}: client=unknown[127.0.0.1], sasl_method=PLAIN, \
+    inst.assert_logged(&format!(
+        "{id}: client=unknown[127.0.0.1], sasl_method=PLAIN, \
                  sasl_username=dave@mail.example.local"
-            ),
-            LONG
-        ),
-        "{}",
-        inst.log()
-    );
+    ));
     assert!(
         inst.log().contains(
             "Anonymous TLS connection established from unknown[127.0.0.1]: TLSv1.3 with cipher "
@@ -801,11 +756,7 @@ fn seed_003_tls_loglevel_and_sasl_local_domain() {
     let mut t = starttls(c);
     t.cmd("EHLO client.example");
     assert_eq!(t.cmd("QUIT"), "221 2.0.0 Bye\r\n");
-    assert!(
-        quiet.wait_log("disconnect from unknown[127.0.0.1]", LONG),
-        "{}",
-        quiet.log()
-    );
+    quiet.assert_logged("disconnect from unknown[127.0.0.1]");
     assert!(
         !quiet.log().contains("TLS connection established"),
         "{}",

@@ -5,8 +5,12 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use crate::keys::{self, BODY, ENVELOPE, EXTENT, INCOMING, STATE};
 use crate::*;
+use common::pattern;
 
 const CAP: u64 = 16 << 20;
 
@@ -23,18 +27,6 @@ fn env(sender: &str, rcpts: &[&str]) -> Envelope {
         arrival_unix: 1_700_000_000,
         ..Envelope::default()
     }
-}
-
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn commit(store: &QueueStore, body: &[u8], e: Envelope) -> QueueId {

@@ -9,21 +9,12 @@ use std::time::{Duration, Instant};
 
 use postern_queue::{Envelope, QueueId, QueueStore, Recipient};
 
+mod common;
+use common::pattern;
+
 const CAP: u64 = 16 << 20;
 const STRACE_CHILD: &str = "POSTERN_QUEUE_TEST_STRACE_CHILD";
 const CRASH_CHILD: &str = "POSTERN_QUEUE_TEST_CRASH_CHILD";
-
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn envelope(sender: String) -> Envelope {
     Envelope {
