@@ -6,7 +6,10 @@
 //! - [`QueueId`] (and [`IdGen`], which hands them out).
 //! - DSN parameters (RFC 3461): [`Ret`], [`Notify`], [`Orcpt`]; ENVID is a
 //!   plain decoded string.
-//! - [`ClientInfo`]: who handed the message over.
+//! - [`ClientInfo`]: who handed the message over, and by which
+//!   [`ClientProtocol`].
+//! - [`QueueName`] and [`RecipientState`]: where a queued message and
+//!   each of its recipients stand, as qctl shows them.
 //! - [`EnhancedStatus`]: an RFC 3463 `class.subject.detail` code.
 //! - [`DeliveryStatus`]: what happened to a recipient at an attempt (sent,
 //!   deferred, bounced, expired, or handed back for the fallback route).
@@ -15,9 +18,11 @@
 //! store or send them.
 
 mod id;
+mod names;
 mod status;
 
 pub use id::{IdGen, ParseQueueIdError, QueueId};
+pub use names::{ClientProtocol, QueueName, RecipientState};
 pub use status::{DeliveryStatus, EnhancedStatus, ParseStatusError};
 
 use serde::{Deserialize, Serialize};
@@ -131,8 +136,7 @@ pub struct ClientInfo {
     pub name: String,
     pub addr: String,
     pub helo: String,
-    /// `SMTP`, `ESMTP`, `ESMTPS`, `ESMTPSA`, `local`.
-    pub protocol: String,
+    pub protocol: ClientProtocol,
     pub sasl_username: Option<String>,
 }
 

@@ -14,8 +14,9 @@
 //! Oversized, truncated or garbled input produces an [`IpcError`], never a
 //! panic; reads that may stall take a deadline from the caller.
 //!
-//! Envelope values (queue IDs, DSN parameters, client information,
-//! enhanced status codes, delivery statuses) are postern-envelope's types,
+//! Envelope values (queue IDs, DSN parameters, client information and
+//! protocol, enhanced status codes, delivery statuses, queue and recipient
+//! states) are postern-envelope's types,
 //! the same ones the queue stores: they cross every hop typed, never as
 //! text to be parsed again.
 //!
@@ -68,4 +69,4 @@ pub const MAX_FRAME: usize = 1 << 20;
 pub const BODY_CHUNK: usize = 64 * 1024;
 
 /// Version carried in [`Hello`]; bump it on any incompatible message change.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;

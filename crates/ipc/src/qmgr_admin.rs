@@ -14,7 +14,9 @@
 //! [`AdminReply::End`]. Either may end early with an [`AdminReply::Error`].
 //! One connection carries any number of requests, one after another.
 
-use postern_envelope::{ClientInfo, EnhancedStatus, Orcpt, QueueId, Ret};
+use postern_envelope::{
+    ClientInfo, EnhancedStatus, Orcpt, QueueId, QueueName, RecipientState, Ret,
+};
 use serde::{Deserialize, Serialize};
 
 /// The socket, under `queue_directory` (master.toml's qmgr service lists
@@ -79,8 +81,7 @@ pub enum AdminReply {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct QueueEntry {
     pub id: QueueId,
-    /// `active`, `deferred`, `hold`, `corrupt`.
-    pub state: String,
+    pub state: QueueName,
     pub size: u64,
     pub arrival_unix: i64,
     pub sender: String,
@@ -95,8 +96,7 @@ pub struct QueueEntry {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct MessageInfo {
     pub id: QueueId,
-    /// `active`, `deferred`, `hold`, `corrupt`.
-    pub state: String,
+    pub state: QueueName,
     pub size: u64,
     pub arrival_unix: i64,
     /// Empty for the null sender.
@@ -117,8 +117,7 @@ pub struct MessageInfo {
 pub struct RecipientInfo {
     pub address: String,
     pub orcpt: Option<Orcpt>,
-    /// `pending`, `sent`, `bounced`, `deferred`.
-    pub state: String,
+    pub state: RecipientState,
     /// The last reply or failure reason, if any.
     pub reason: Option<String>,
     /// The enhanced status code of a bounce.

@@ -253,3 +253,29 @@ async fn tlsmgr_protocol() {
         "{shown}"
     );
 }
+
+/// Queue names, recipient states and client protocols travel as values:
+/// each round-trips, prints as before, and a variant out of range is a
+/// decode error.
+#[test]
+fn names_travel_typed() {
+    use postern_envelope::{ClientProtocol, QueueName, RecipientState};
+    fn check<T: Msg + std::fmt::Display>(all: &[T], words: &[&str]) {
+        for (v, word) in all.iter().zip(words) {
+            assert_eq!(decode::<T>(&encode(v).unwrap()).unwrap(), *v);
+            assert_eq!(v.to_string(), *word);
+        }
+        assert!(decode::<T>(&encode(&(all.len() as u32)).unwrap()).is_err());
+    }
+    check(QueueName::ALL, &["active", "deferred", "hold", "corrupt"]);
+    check(
+        RecipientState::ALL,
+        &["pending", "sent", "bounced", "deferred"],
+    );
+    check(
+        ClientProtocol::ALL,
+        &[
+            "SMTP", "SMTPS", "SMTPA", "SMTPSA", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA",
+        ],
+    );
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use postern_daemon::date::Tm;
-use postern_envelope::QueueId;
+use postern_envelope::{QueueId, QueueName};
 use postern_ipc::qmgr_admin::{AdminReply, AdminRequest, QueueEntry};
 
 use crate::client::{IO_TIMEOUT, connect_qmgr, qmgr_refuse};
@@ -62,11 +62,11 @@ impl Mailq {
         }
         self.messages += 1;
         self.bytes += m.size;
-        let flag = match m.state.as_str() {
-            "active" => "*",
-            "hold" => "!",
-            "corrupt" => "#",
-            _ => "",
+        let flag = match m.state {
+            QueueName::Active => "*",
+            QueueName::Hold => "!",
+            QueueName::Corrupt => "#",
+            QueueName::Deferred => "",
         };
         let sender = if m.sender.is_empty() {
             "MAILER-DAEMON"
@@ -131,7 +131,7 @@ pub(crate) fn print_entry_json(out: &mut impl Write, m: &QueueEntry) -> anyhow::
         })
         .collect();
     let obj = postqueue_fields(
-        &m.state,
+        m.state,
         m.id,
         m.arrival_unix,
         m.size,
@@ -146,7 +146,7 @@ pub(crate) fn print_entry_json(out: &mut impl Write, m: &QueueEntry) -> anyhow::
 /// The fields `postqueue -j` gives every message (`qctl show --json`
 /// adds its own).
 pub(crate) fn postqueue_fields(
-    state: &str,
+    state: QueueName,
     id: QueueId,
     arrival_unix: i64,
     size: u64,
@@ -155,7 +155,7 @@ pub(crate) fn postqueue_fields(
     next_try_unix: Option<i64>,
 ) -> serde_json::Value {
     serde_json::json!({
-        "queue_name": state,
+        "queue_name": state.name(),
         "queue_id": id.to_string(),
         "arrival_time": arrival_unix,
         "message_size": size,

@@ -81,7 +81,7 @@ pub(crate) fn print_message(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> 
             out.push_str(&format!("original_recipient: {orcpt}\n"));
         }
         out.push_str(&format!("recipient: {}\n", r.address));
-        let mut state = r.state.clone();
+        let mut state = r.state.to_string();
         if let Some(dsn) = &r.dsn {
             state.push_str(&format!(" dsn={dsn}"));
         }
@@ -122,7 +122,7 @@ pub(crate) fn print_message_json(m: &MessageInfo, body: &[u8]) -> anyhow::Result
             serde_json::json!({
                 "address": r.address,
                 "orig_rcpt": r.orcpt.as_ref().map(ToString::to_string),
-                "state": r.state,
+                "state": r.state.name(),
                 "reason": r.reason,
                 "dsn": r.dsn.map(|d| d.to_string()),
             })
@@ -133,12 +133,12 @@ pub(crate) fn print_message_json(m: &MessageInfo, body: &[u8]) -> anyhow::Result
             "name": c.name,
             "address": c.addr,
             "helo": c.helo,
-            "protocol": c.protocol,
+            "protocol": c.protocol.name(),
             "sasl_username": c.sasl_username,
         })
     });
     let mut obj = crate::list::postqueue_fields(
-        &m.state,
+        m.state,
         m.id,
         m.arrival_unix,
         m.size,

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use postern_daemon::ipc::IpcSession;
 use postern_daemon::{Shutdown, Stream};
+use postern_envelope::RecipientState;
 use postern_ipc::Protocol;
 use postern_ipc::qmgr_admin::{AdminReply, AdminRequest, MessageInfo, QueueEntry, RecipientInfo};
 use postern_queue::{QueueError, QueueId, QueueState, QueueStore, RcptState};
@@ -210,7 +211,7 @@ async fn show(q: &Arc<Qmgr>, session: &mut IpcSession, id: QueueId) -> bool {
     };
     let info = MessageInfo {
         id,
-        state: m.state.name().to_string(),
+        state: m.state.queue_name(),
         size: env.size,
         arrival_unix: env.arrival_unix,
         sender: env.sender,
@@ -219,17 +220,19 @@ async fn show(q: &Arc<Qmgr>, session: &mut IpcSession, id: QueueId) -> bool {
             .into_iter()
             .map(|r| {
                 let (state, reason, dsn) = match r.state {
-                    RcptState::Pending => ("pending", None, None),
-                    RcptState::Sent { reply, .. } => ("sent", Some(reply), None),
-                    RcptState::Bounced { reply, dsn, .. } => ("bounced", Some(reply), Some(dsn)),
+                    RcptState::Pending => (RecipientState::Pending, None, None),
+                    RcptState::Sent { reply, .. } => (RecipientState::Sent, Some(reply), None),
+                    RcptState::Bounced { reply, dsn, .. } => {
+                        (RecipientState::Bounced, Some(reply), Some(dsn))
+                    }
                     RcptState::Deferred { reason } | RcptState::DelayNotified { reason } => {
-                        ("deferred", Some(reason), None)
+                        (RecipientState::Deferred, Some(reason), None)
                     }
                 };
                 RecipientInfo {
                     address: r.address,
                     orcpt: r.orcpt,
-                    state: state.into(),
+                    state,
                     reason,
                     dsn,
                 }
@@ -376,7 +379,7 @@ fn list_page(store: &QueueStore, after: Option<QueueId>) -> Result<Vec<QueueEntr
         };
         messages.push(QueueEntry {
             id: s.id,
-            state: s.state.name().to_string(),
+            state: s.state.queue_name(),
             size: s.size,
             arrival_unix: s.arrival_unix,
             sender: s.sender,

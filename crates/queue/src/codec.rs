@@ -2,26 +2,28 @@
 //! be swapped): a version byte, then bincode 2 `standard()` with an
 //! allocation limit. Decoding garbage returns an error, never panics.
 //!
-//! Version 2 (this one) stores the envelope with postern-envelope's typed
-//! ORCPT, NOTIFY and enhanced status code; version 1 stored them as text
-//! and NOTIFY as a bit set. Records are written in the current version
-//! only; a version-1 record is still read ([`Record::from_v1`]) and
-//! converted, so a queue written by an older qmgr keeps working, and it
-//! is rewritten in version 2 the next time the message changes.
+//! Version 3 (this one) stores the client's protocol as
+//! postern-envelope's [`ClientProtocol`](postern_envelope::ClientProtocol);
+//! version 2 stored it as its name. Version 2 introduced the typed ORCPT,
+//! NOTIFY and enhanced status code; version 1 stored them as text and
+//! NOTIFY as a bit set. Records are written in the current version only;
+//! older records are still read ([`Record::from_old`]) and converted, so a
+//! queue written by an older qmgr keeps working, and each is rewritten in
+//! the current version the next time the message changes.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 /// Upper bound for any decoded record (an envelope with thousands of
 /// recipients is well below this).
 const LIMIT: usize = 16 << 20;
 
 /// A stored record type.
 pub(crate) trait Record: Serialize + DeserializeOwned {
-    /// Decodes the body of a version-1 record; by default its layout is
-    /// the current one.
-    fn from_v1(body: &[u8]) -> Result<Self, String> {
+    /// Decodes the body of a record in an older `version` (1 or 2); by
+    /// default its layout is the current one.
+    fn from_old(_version: u8, body: &[u8]) -> Result<Self, String> {
         decode_body(body)
     }
 }
@@ -29,8 +31,11 @@ pub(crate) trait Record: Serialize + DeserializeOwned {
 impl Record for crate::types::MessageMeta {}
 impl Record for Vec<(Vec<u8>, Option<Vec<u8>>)> {}
 impl Record for crate::types::Envelope {
-    fn from_v1(body: &[u8]) -> Result<Self, String> {
-        decode_body::<legacy::Envelope>(body).map(|e| e.map_recipients(Into::into))
+    fn from_old(version: u8, body: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => decode_body::<legacy::EnvelopeV1>(body).map(|e| e.map(Into::into, Into::into)),
+            _ => decode_body::<legacy::EnvelopeV2>(body).map(|e| e.map(|r| r, Into::into)),
+        }
     }
 }
 
@@ -49,7 +54,7 @@ fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, Str
 pub(crate) fn decode<T: Record>(bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {
         Some((&VERSION, rest)) => decode_body(rest),
-        Some((1, rest)) => T::from_v1(rest),
+        Some((&v @ (1 | 2), rest)) => T::from_old(v, rest),
         Some((v, _)) => Err(format!("unknown record version {v}")),
         None => Err("empty record".into()),
     }
@@ -64,16 +69,43 @@ fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     Ok(v)
 }
 
-/// The version-1 recipient, kept only to read it: the rest of the
-/// version-1 envelope is laid out as today.
+/// The version-1 recipient and the client of versions 1 and 2, kept only
+/// to read them: the rest of those envelopes is laid out as today.
 mod legacy {
-    use postern_envelope::{EnhancedStatus, Notify, Orcpt};
+    use postern_envelope::{ClientProtocol, EnhancedStatus, Notify, Orcpt};
     use serde::{Deserialize, Serialize};
 
     use crate::types;
 
-    /// Only the recipients were stored differently.
-    pub(super) type Envelope = types::EnvelopeOf<Recipient>;
+    /// Version 1 stored the recipients and the client differently.
+    pub(super) type EnvelopeV1 = types::EnvelopeOf<Recipient, ClientInfo>;
+    /// Version 2 stored only the client differently.
+    pub(super) type EnvelopeV2 = types::EnvelopeOf<types::Recipient, ClientInfo>;
+
+    /// The client as versions 1 and 2 stored it, the protocol by name.
+    #[derive(Serialize, Deserialize, Default)]
+    pub(super) struct ClientInfo {
+        pub name: String,
+        pub addr: String,
+        pub helo: String,
+        pub protocol: String,
+        pub sasl_username: Option<String>,
+    }
+
+    impl From<ClientInfo> for postern_envelope::ClientInfo {
+        fn from(c: ClientInfo) -> postern_envelope::ClientInfo {
+            postern_envelope::ClientInfo {
+                name: c.name,
+                addr: c.addr,
+                helo: c.helo,
+                // Only smtpd stored a client, with one of the names; the
+                // field is shown, never acted on, so a stray one is not
+                // worth losing the message over.
+                protocol: ClientProtocol::from_name(&c.protocol).unwrap_or_default(),
+                sasl_username: c.sasl_username,
+            }
+        }
+    }
 
     #[derive(Serialize, Deserialize)]
     pub(super) struct Recipient {
@@ -137,7 +169,7 @@ mod legacy {
 mod tests {
     use super::*;
     use crate::types::{Envelope, MessageMeta, QueueState, RcptState};
-    use postern_envelope::{Notify, Orcpt};
+    use postern_envelope::{ClientProtocol, Notify, Orcpt};
 
     #[test]
     fn garbage_never_panics() {
@@ -150,7 +182,7 @@ mod tests {
                     .wrapping_add(1442695040888963407);
                 buf.push((seed >> 33) as u8);
             }
-            for version in [1, VERSION] {
+            for version in [1, 2, VERSION] {
                 if let Some(b) = buf.first_mut() {
                     *b = version;
                 }
@@ -173,7 +205,7 @@ mod tests {
             notify,
             state,
         };
-        let old = legacy::Envelope {
+        let old = legacy::EnvelopeV1 {
             sender: "a@x".into(),
             recipients: vec![
                 rcpt("b@y", Some("rfc822;B@y"), 2 | 4, legacy::RcptState::Pending),
@@ -231,7 +263,7 @@ mod tests {
             RcptState::Bounced { dsn, .. } => assert_eq!(*dsn, "5.1.1"),
             other => panic!("{other:?}"),
         }
-        // Unchanged layouts read the same in both versions.
+        // Unchanged layouts read the same in every version.
         let meta = MessageMeta {
             state: QueueState::Hold,
             attempts: 2,
@@ -239,9 +271,51 @@ mod tests {
         };
         let v1 = encode_versioned(1, &meta).unwrap();
         assert_eq!(decode::<MessageMeta>(&v1).unwrap(), meta);
+        let v2 = encode_versioned(2, &meta).unwrap();
+        assert_eq!(decode::<MessageMeta>(&v2).unwrap(), meta);
         assert_eq!(
             decode::<MessageMeta>(&encode(&meta).unwrap()).unwrap(),
             meta
         );
+    }
+
+    #[test]
+    fn a_version_2_envelope_is_read_with_its_protocol_typed() {
+        let old = |protocol: &str| legacy::EnvelopeV2 {
+            sender: "a@x".into(),
+            recipients: vec![crate::types::Recipient::new("b@y")],
+            arrival_unix: 5,
+            size: 10,
+            client: Some(legacy::ClientInfo {
+                name: "mx.example.com".into(),
+                addr: "192.0.2.1".into(),
+                helo: "mx".into(),
+                protocol: protocol.into(),
+                sasl_username: Some("u".into()),
+            }),
+            ..Default::default()
+        };
+        for &p in ClientProtocol::ALL {
+            let env: Envelope = decode(&encode_versioned(2, &old(p.name())).unwrap()).unwrap();
+            let c = env.client.unwrap();
+            assert_eq!(c.protocol, p);
+            assert_eq!(
+                (c.name.as_str(), c.addr.as_str()),
+                ("mx.example.com", "192.0.2.1")
+            );
+            assert_eq!(
+                (c.helo.as_str(), c.sasl_username.as_deref()),
+                ("mx", Some("u"))
+            );
+            assert_eq!((env.sender.as_str(), env.size), ("a@x", 10));
+            assert_eq!(env.recipients[0].address, "b@y");
+        }
+        // A name no Postern wrote still leaves the message readable.
+        let env: Envelope = decode(&encode_versioned(2, &old("local")).unwrap()).unwrap();
+        assert_eq!(env.client.unwrap().protocol, ClientProtocol::Smtp);
+        // The current version keeps the typed value.
+        let mut now: Envelope = decode(&encode_versioned(2, &old("ESMTPSA")).unwrap()).unwrap();
+        now.client.as_mut().unwrap().protocol = ClientProtocol::Esmtps;
+        assert_eq!(decode::<Envelope>(&encode(&now).unwrap()).unwrap(), now);
     }
 }

@@ -50,12 +50,13 @@
 //! and the one fdatasync of `db` covers everything. The committer still
 //! checks `blobs/` after each flush and fsyncs any file it finds.
 //!
-//! Every record starts with a version byte. Version 2 holds the envelope
-//! with postern-envelope's typed ORCPT, NOTIFY and enhanced status code
-//! (the same types qmgr and the agents exchange); version 1, written by
-//! earlier qmgrs, held them as text and NOTIFY as a bit set. Old queues
-//! are read as they are: `codec` converts a version-1 record when it is
-//! read, and the next change of the message writes it in version 2.
+//! Every record starts with a version byte. Version 3 holds the envelope
+//! with postern-envelope's typed ORCPT, NOTIFY, enhanced status code and
+//! client protocol (the same types qmgr and the agents exchange); version
+//! 2, written by earlier qmgrs, held the protocol as its name, and version
+//! 1 also held ORCPT and the status code as text and NOTIFY as a bit set.
+//! Old queues are read as they are: `codec` converts an older record when
+//! it is read, and the next change of the message writes it in version 3.
 //!
 //! Modules: `store` (open, recovery, operations, [`Incoming`],
 //! [`BodyReader`]), `commit` (group committer), `segments` (body files),

@@ -94,7 +94,7 @@ fn commit_reopen_round_trip() {
         name: "mx.example.org".into(),
         addr: "192.0.2.1".into(),
         helo: "mx".into(),
-        protocol: "ESMTP".into(),
+        protocol: postern_envelope::ClientProtocol::Esmtp,
         sasl_username: None,
     });
     e.envid = Some("abc".into());

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use postern_envelope::{ClientInfo, EnhancedStatus, Notify, Orcpt, QueueId, Ret};
+use postern_envelope::{ClientInfo, EnhancedStatus, Notify, Orcpt, QueueId, QueueName, Ret};
 
 /// Where one recipient stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -59,13 +59,13 @@ impl Recipient {
 }
 
 /// The envelope stored next to the body.
-pub type Envelope = EnvelopeOf<Recipient>;
+pub type Envelope = EnvelopeOf<Recipient, ClientInfo>;
 
-/// [`Envelope`] over its recipient type: a version-1 queue record differs
-/// only in how a recipient is stored, so the codec reads it as an
-/// `EnvelopeOf` its old recipient rather than through a copy of the layout.
+/// [`Envelope`] over its recipient and client types: older queue records
+/// differ only in how those are stored, so the codec reads them as an
+/// `EnvelopeOf` the old types rather than through a copy of the layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct EnvelopeOf<R> {
+pub struct EnvelopeOf<R, C> {
     /// Envelope sender; empty for the null sender `<>`.
     pub sender: String,
     pub recipients: Vec<R>,
@@ -73,7 +73,7 @@ pub struct EnvelopeOf<R> {
     /// Body size in bytes. [`crate::Incoming::commit`] sets it to the number
     /// of bytes actually appended.
     pub size: u64,
-    pub client: Option<ClientInfo>,
+    pub client: Option<C>,
     /// DSN `ENVID=`.
     pub envid: Option<String>,
     pub ret: Option<Ret>,
@@ -81,15 +81,20 @@ pub struct EnvelopeOf<R> {
     pub body_8bit: bool,
 }
 
-impl<R> EnvelopeOf<R> {
-    /// The same envelope with each recipient converted by `f`.
-    pub(crate) fn map_recipients<S>(self, f: impl FnMut(R) -> S) -> EnvelopeOf<S> {
+impl<R, C> EnvelopeOf<R, C> {
+    /// The same envelope with each recipient converted by `f` and the
+    /// client by `g`.
+    pub(crate) fn map<S, D>(
+        self,
+        f: impl FnMut(R) -> S,
+        g: impl FnOnce(C) -> D,
+    ) -> EnvelopeOf<S, D> {
         EnvelopeOf {
             sender: self.sender,
             recipients: self.recipients.into_iter().map(f).collect(),
             arrival_unix: self.arrival_unix,
             size: self.size,
-            client: self.client,
+            client: self.client.map(g),
             envid: self.envid,
             ret: self.ret,
             smtputf8: self.smtputf8,
@@ -116,13 +121,13 @@ pub enum QueueState {
 }
 
 impl QueueState {
-    /// Short name as `mailq`/`qctl list` shows it.
-    pub fn name(&self) -> &'static str {
+    /// The queue, as `mailq`/`qctl list` shows it.
+    pub fn queue_name(&self) -> QueueName {
         match self {
-            QueueState::Active => "active",
-            QueueState::Deferred { .. } => "deferred",
-            QueueState::Hold => "hold",
-            QueueState::Corrupt => "corrupt",
+            QueueState::Active => QueueName::Active,
+            QueueState::Deferred { .. } => QueueName::Deferred,
+            QueueState::Hold => QueueName::Hold,
+            QueueState::Corrupt => QueueName::Corrupt,
         }
     }
 }

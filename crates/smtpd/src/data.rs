@@ -298,7 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 name: self.client.name.clone(),
                 addr: self.client.addr.to_string(),
                 helo: self.helo.clone().unwrap_or_default(),
-                protocol: self.protocol().to_string(),
+                protocol: self.protocol(),
                 sasl_username: self.sasl.as_ref().map(|l| l.username.clone()),
             }),
             envid: tx.params.envid.clone(),

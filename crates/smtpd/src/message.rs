@@ -9,6 +9,7 @@
 //! chunk of [`BODY_CHUNK`] plus one read of input: the session ships the
 //! chunks to qmgr as they fill.
 
+use postern_envelope::ClientProtocol;
 use postern_ipc::BODY_CHUNK;
 
 /// What the header scan found and where it is.
@@ -263,7 +264,7 @@ pub struct ReceivedHeader<'a> {
     pub client_addr: &'a str,
     pub hostname: &'a str,
     pub mail_name: &'a str,
-    pub protocol: &'a str,
+    pub protocol: ClientProtocol,
     /// `TLSv1.3 with cipher ... (256/256 bits)` when the session is
     /// encrypted and the clause is wanted.
     pub tls: Option<&'a str>,
@@ -398,7 +399,7 @@ mod tests {
             client_addr: "127.0.0.1",
             hostname: "mx",
             mail_name: "Postern",
-            protocol: "SMTP",
+            protocol: ClientProtocol::Smtp,
             tls: None,
             id: "ID1",
             single_recipient: Some("user@example.local"),
@@ -410,12 +411,12 @@ mod tests {
         );
         h.helo = None;
         h.single_recipient = None;
-        h.protocol = "ESMTP";
+        h.protocol = ClientProtocol::Esmtp;
         assert_eq!(
             h.to_string(),
             "Received: from unknown (unknown [127.0.0.1])\r\n\tby mx (Postern) with ESMTP id ID1;\r\n\tD\r\n"
         );
-        h.protocol = "ESMTPSA";
+        h.protocol = ClientProtocol::Esmtpsa;
         h.tls = Some("TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)");
         assert_eq!(
             h.to_string(),

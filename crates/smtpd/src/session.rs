@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_daemon::Shutdown;
-use postern_envelope::EnhancedStatus;
+use postern_envelope::{ClientProtocol, EnhancedStatus};
 use postern_smtp::{
     Address, BareNewlinePolicy, Command, ErrorKind, MailParams, RcptParams, Reply, parse_command,
 };
@@ -562,19 +562,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         Some(refusal.reply)
     }
 
-    /// `SMTP` or `ESMTP`, with `S` under TLS and `A` once authenticated
-    /// (RFC 3848), for the Received header, the logs and the envelope.
-    pub(crate) fn protocol(&self) -> &'static str {
-        match (self.esmtp, self.tls.is_some(), self.sasl.is_some()) {
-            (false, false, false) => "SMTP",
-            (false, true, false) => "SMTPS",
-            (false, false, true) => "SMTPA",
-            (false, true, true) => "SMTPSA",
-            (true, false, false) => "ESMTP",
-            (true, true, false) => "ESMTPS",
-            (true, false, true) => "ESMTPA",
-            (true, true, true) => "ESMTPSA",
-        }
+    /// The session's protocol (RFC 3848), for the Received header, the
+    /// logs and the envelope.
+    pub(crate) fn protocol(&self) -> ClientProtocol {
+        ClientProtocol::of(self.esmtp, self.tls.is_some(), self.sasl.is_some())
     }
 
     /// Logs a refusal the way Postfix does.

@@ -215,7 +215,7 @@ pub fn envelope() -> postern_ipc::qmgr::Envelope {
             name: "unknown".into(),
             addr: "127.0.0.1".into(),
             helo: "localhost".into(),
-            protocol: "ESMTP".into(),
+            protocol: postern_envelope::ClientProtocol::Esmtp,
             sasl_username: Some("alice".into()),
         }),
         envid: Some("QQ314159".into()),
@@ -296,7 +296,7 @@ pub fn admin_replies() -> Vec<postern_ipc::qmgr_admin::AdminReply> {
         R::Queue {
             messages: vec![QueueEntry {
                 id: "0A1B2C3D4E5F".parse().unwrap(),
-                state: "deferred".into(),
+                state: postern_envelope::QueueName::Deferred,
                 size: 1234,
                 arrival_unix: 1_700_000_000,
                 sender: String::new(),
@@ -325,7 +325,7 @@ pub fn admin_replies() -> Vec<postern_ipc::qmgr_admin::AdminReply> {
         R::Message {
             message: Box::new(postern_ipc::qmgr_admin::MessageInfo {
                 id: "0A1B2C3D4E5F".parse().unwrap(),
-                state: "deferred".into(),
+                state: postern_envelope::QueueName::Deferred,
                 size: 1234,
                 arrival_unix: 1_700_000_000,
                 sender: "a@b".into(),
@@ -333,14 +333,14 @@ pub fn admin_replies() -> Vec<postern_ipc::qmgr_admin::AdminReply> {
                     postern_ipc::qmgr_admin::RecipientInfo {
                         address: "c@d".into(),
                         orcpt: Some(postern_envelope::Orcpt::rfc822("C@d")),
-                        state: "deferred".into(),
+                        state: postern_envelope::RecipientState::Deferred,
                         reason: Some("connect to d[192.0.2.1]:25: Connection refused".into()),
                         dsn: None,
                     },
                     postern_ipc::qmgr_admin::RecipientInfo {
                         address: "e@f".into(),
                         orcpt: None,
-                        state: "bounced".into(),
+                        state: postern_envelope::RecipientState::Bounced,
                         reason: Some("host f said: 550 no".into()),
                         dsn: Some("5.1.1".parse().unwrap()),
                     },
@@ -353,7 +353,7 @@ pub fn admin_replies() -> Vec<postern_ipc::qmgr_admin::AdminReply> {
                     name: "unknown".into(),
                     addr: "192.0.2.9".into(),
                     helo: "x".into(),
-                    protocol: "ESMTP".into(),
+                    protocol: postern_envelope::ClientProtocol::Esmtp,
                     sasl_username: None,
                 }),
                 envid: Some("E1".into()),
