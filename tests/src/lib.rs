@@ -156,6 +156,16 @@ pub fn assert_success(out: &Output) {
     );
 }
 
+/// `master --check --config CONFIG`: the configuration checked, nothing
+/// started.
+pub fn master_check(config: &Path) -> Output {
+    Command::new(bin_dir().join("master"))
+        .args(["--check", "--config"])
+        .arg(config)
+        .output()
+        .expect("run master --check")
+}
+
 /// Runs qctl against a config file with `input` on its standard input.
 pub fn qctl_with_input(config: &Path, args: &[&str], input: &str) -> Output {
     let mut child = Command::new(bin_dir().join("qctl"))
@@ -563,6 +573,21 @@ impl Drop for Instance {
     }
 }
 
+/// Reads one SMTP reply from `r`, continuation lines joined, CRLFs kept.
+pub fn read_reply(r: &mut impl BufRead) -> std::io::Result<String> {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, all));
+        }
+        all.push_str(&line);
+        if line.len() < 4 || line.as_bytes()[3] != b'-' {
+            return Ok(all);
+        }
+    }
+}
+
 /// A small SMTP client for tests: send a line, read a (multi-line) reply.
 #[derive(Debug)]
 pub struct SmtpClient {
@@ -615,17 +640,7 @@ impl SmtpClient {
 
     /// Reads one reply, joining continuation lines.
     pub fn read_reply(&mut self) -> std::io::Result<String> {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if self.reader.read_line(&mut line)? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, all));
-            }
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return Ok(all);
-            }
-        }
+        read_reply(&mut self.reader)
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -835,10 +850,14 @@ impl Sink {
 
 /// The initial response of `AUTH PLAIN` for `user` and `password`.
 pub fn auth_plain(user: &str, password: &str) -> String {
+    base64(format!("\0{user}\0{password}").as_bytes())
+}
+
+/// `bytes` in base64 with padding, as SMTP AUTH sends them.
+pub fn base64(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let raw = format!("\0{user}\0{password}");
     let mut out = String::new();
-    for chunk in raw.as_bytes().chunks(3) {
+    for chunk in bytes.chunks(3) {
         let b = [
             chunk[0],
             *chunk.get(1).unwrap_or(&0),

@@ -406,11 +406,7 @@ fn master_check_validates_and_names_file_line_and_parameter() {
         "[main]\nmyhostname = \"a.example\"\nmynetwork = \"127.0.0.0/8\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(bin_dir().join("master"))
-        .args(["--check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = postern_tests::master_check(&good);
     postern_tests::assert_success(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -424,11 +420,7 @@ fn master_check_validates_and_names_file_line_and_parameter() {
         "[main]\nmyhostname = \"a.example\"\n\nmessage_size_limit = \"10M\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(bin_dir().join("master"))
-        .args(["--check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = postern_tests::master_check(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -4,10 +4,9 @@
 //! lookups that need it; the two settings seed 003 makes work.
 
 use std::net::{Ipv4Addr, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 
-use postern_tests::{Instance, Sink, SmtpClient, bin_dir, free_port, wait_for};
+use postern_tests::{Instance, Sink, SmtpClient, free_port, wait_for};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -49,12 +48,7 @@ fn refused(main_extra: &str, services_extra: &str, key: &str, says: &str) {
         "want {want:?} and {says:?} in:\n{stderr}"
     );
 
-    let out = Command::new(bin_dir().join("master"))
-        .arg("--check")
-        .arg("--config")
-        .arg(&inst.config)
-        .output()
-        .unwrap();
+    let out = postern_tests::master_check(&inst.config);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&want) && err.contains(says), "{err}");

@@ -427,6 +427,18 @@ fn a_transport_table_that_appears_later_is_used_without_a_reload() {
     assert_eq!(got[0].request.nexthop, "[relay.example.net]");
 }
 
+/// Writes `frame` on `stream` and asserts (`message`) that qmgr closes the
+/// connection without a word.
+async fn assert_closed_after(mut stream: UnixStream, frame: &[u8], message: &str) {
+    stream.write_all(frame).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(IO, stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{message}");
+}
+
 #[test]
 fn a_garbled_frame_closes_the_connection_and_qmgr_keeps_serving() {
     let inst = start_qmgr_only("");
@@ -436,17 +448,8 @@ fn a_garbled_frame_closes_the_connection_and_qmgr_keeps_serving() {
     runtime().block_on(async {
         let mut conn = Connection::new(UnixStream::connect(&socket).await.unwrap());
         conn.client_hello(Protocol::Qmgr, IO).await.unwrap();
-        let mut stream = conn.into_inner();
-        stream
-            .write_all(&[0, 0, 0, 6, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa])
-            .await
-            .unwrap();
-        let mut buf = [0u8; 16];
-        let n = tokio::time::timeout(IO, stream.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap_or(0);
-        assert_eq!(n, 0, "qmgr closes the connection");
+        let garbled = [0, 0, 0, 6, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa];
+        assert_closed_after(conn.into_inner(), &garbled, "qmgr closes the connection").await;
     });
     let id = enqueue(&inst, "alice@example.org", &[rcpt("bob@example.com")], BODY);
     agent.wait_requests(1, &inst);
@@ -497,17 +500,9 @@ fn each_qmgr_socket_refuses_the_other_protocol_and_keeps_serving() {
 
         let mut admin = connect(&admin_socket).await;
         admin.client_hello(Protocol::QmgrAdmin, IO).await.unwrap();
-        let mut stream = admin.into_inner();
-        stream
-            .write_all(&[0, 0, 0, 4, 0xff, 0xfe, 0xfd, 0xfc])
-            .await
-            .unwrap();
-        let mut buf = [0u8; 16];
-        let n = tokio::time::timeout(IO, stream.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap_or(0);
-        assert_eq!(n, 0, "qmgr closes the garbled connection");
+        let garbled = [0, 0, 0, 4, 0xff, 0xfe, 0xfd, 0xfc];
+        let closed = "qmgr closes the garbled connection";
+        assert_closed_after(admin.into_inner(), &garbled, closed).await;
 
         let envelope = postern_ipc::qmgr::Envelope {
             sender: "alice@example.org".into(),

@@ -45,6 +45,16 @@ fn refused() -> Action {
     }
 }
 
+/// Waits until at least `n` log lines hold every needle; panics with the
+/// log if they do not within 30 s.
+fn wait_lines(inst: &Instance, needles: &[&str], n: usize) {
+    assert!(
+        wait_for(LONG, || count_lines(inst, needles) >= n),
+        "fewer than {n} lines with {needles:?}:\n{}",
+        inst.log()
+    );
+}
+
 fn count_lines(inst: &Instance, needles: &[&str]) -> usize {
     inst.log()
         .lines()
@@ -66,11 +76,7 @@ fn a_destination_starts_slow_and_grows_to_the_limit() {
             &[rcpt(&format!("u{i}@slow.example"), &[])],
         );
     }
-    assert!(
-        wait_for(LONG, || count_lines(&inst, &["status=sent"]) >= 24),
-        "{}",
-        inst.log()
-    );
+    wait_lines(&inst, &["status=sent"], 24);
     let got = agent.received();
     let first = got[0].at;
     // Only the initial two went out before the first answers came back.
@@ -103,22 +109,8 @@ fn a_dead_destination_is_deferred_without_tying_up_slots() {
             &[rcpt(&format!("u{i}@good.example"), &[])],
         );
     }
-    assert!(
-        wait_for(LONG, || count_lines(
-            &inst,
-            &["@good.example>", "status=sent"]
-        ) >= 30),
-        "{}",
-        inst.log()
-    );
-    assert!(
-        wait_for(LONG, || count_lines(
-            &inst,
-            &["@dead.example>", "status=deferred"]
-        ) >= 30),
-        "{}",
-        inst.log()
-    );
+    wait_lines(&inst, &["@good.example>", "status=sent"], 30);
+    wait_lines(&inst, &["@dead.example>", "status=deferred"], 30);
     // initial_destination_concurrency (5) failures bring the window down
     // to 1 and the cohort limit (1) kills it: no more requests after that.
     let asked = agent.to_nexthop("dead.example");
@@ -187,22 +179,16 @@ fn a_delay_warning_goes_once_to_senders_who_want_it() {
     let attempts = count_lines(&inst, &[&format!("{wants}: to=<bob@far.example>")]);
     // Several more attempts of each: still only one warning.
     for id in [&wants, &failure_only, &null] {
-        assert!(
-            wait_for(LONG, || count_lines(
-                &inst,
-                &[&format!("{id}: to=<bob@far.example>"), "status=deferred"]
-            ) >= 4),
-            "{}",
-            inst.log()
+        wait_lines(
+            &inst,
+            &[&format!("{id}: to=<bob@far.example>"), "status=deferred"],
+            4,
         );
     }
-    assert!(
-        wait_for(LONG, || count_lines(
-            &inst,
-            &[&format!("{wants}: to=<bob@far.example>")]
-        ) >= attempts + 2),
-        "{}",
-        inst.log()
+    wait_lines(
+        &inst,
+        &[&format!("{wants}: to=<bob@far.example>")],
+        attempts + 2,
     );
     assert_eq!(
         count_lines(&inst, &[&format!("{wants}: sender delay notification")]),

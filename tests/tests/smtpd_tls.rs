@@ -8,7 +8,7 @@
 //! Certificates are made here with rcgen. The external clients need the
 //! Debian packages `openssl`, `python3`, `swaks` and `libnet-ssleay-perl`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -157,17 +157,7 @@ struct Smtp<S: Read + Write> {
 
 impl<S: Read + Write> Smtp<S> {
     fn try_reply(&mut self) -> std::io::Result<String> {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line)? == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, all));
-            }
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return Ok(all);
-            }
-        }
+        postern_tests::read_reply(&mut self.r)
     }
 
     fn reply(&mut self) -> String {
@@ -183,6 +173,21 @@ impl<S: Read + Write> Smtp<S> {
     fn cmd(&mut self, line: &str) -> String {
         self.send(format!("{line}\r\n").as_bytes());
         self.reply()
+    }
+
+    /// After MAIL FROM: RCPT TO friend@example.net, DATA, a short
+    /// message and the dot, each reply checked; the queue ID.
+    fn queue_to_friend(&mut self, inst: &Instance) -> String {
+        assert_eq!(self.cmd("RCPT TO:<friend@example.net>"), "250 2.1.5 Ok\r\n");
+        assert_eq!(self.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+        self.send(b"Subject: hi\r\n\r\nhello\r\n");
+        let queued = self.cmd(".");
+        assert!(
+            queued.starts_with("250 2.0.0 Ok: queued as "),
+            "{queued}\n{}",
+            inst.log()
+        );
+        queued.trim_end()["250 2.0.0 Ok: queued as ".len()..].to_string()
     }
 }
 
@@ -221,24 +226,7 @@ fn starttls(mut c: Smtp<TcpStream>) -> Smtp<Tls> {
 }
 
 fn b64(s: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in s.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    postern_tests::base64(s.as_bytes())
 }
 
 fn ehlo_keywords(reply: &str) -> Vec<&str> {
@@ -673,16 +661,7 @@ fn authenticated_mail_is_queued_with_the_login_logged() {
         "235 2.7.0 Authentication successful\r\n"
     );
     t.cmd("MAIL FROM:<alice@example.local>");
-    assert_eq!(t.cmd("RCPT TO:<friend@example.net>"), "250 2.1.5 Ok\r\n");
-    assert_eq!(t.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
-    t.send(b"Subject: hi\r\n\r\nhello\r\n");
-    let queued = t.cmd(".");
-    assert!(
-        queued.starts_with("250 2.0.0 Ok: queued as "),
-        "{queued}\n{}",
-        inst.log()
-    );
-    let id = queued.trim_end()["250 2.0.0 Ok: queued as ".len()..].to_string();
+    let id = t.queue_to_friend(&inst);
     assert_eq!(t.cmd("QUIT"), "221 2.0.0 Bye\r\n");
     inst.assert_logged(&format!(
         "{id}: client=unknown[127.0.0.1], sasl_method=LOGIN, sasl_username=alice"
@@ -698,16 +677,7 @@ fn seed_003_tls_loglevel_and_sasl_local_domain() {
     let (inst, ports) =
         create_with_qmgr("smtpd_tls_loglevel = 1\nsmtpd_sasl_local_domain = \"$myhostname\"");
     // The realm's user, as qctl passwd writes it.
-    let mut passwd = Command::new(postern_tests::bin_dir().join("qctl"))
-        .arg("--config")
-        .arg(&inst.config)
-        .args(["passwd", "dave"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    passwd.stdin.take().unwrap().write_all(b"davepw\n").unwrap();
-    let out = passwd.wait_with_output().unwrap();
+    let out = postern_tests::qctl_with_input(&inst.config, &["passwd", "dave"], "davepw\n");
     assert!(out.status.success());
     let table = std::fs::read_to_string(inst.dir.path().join("sasl_users")).unwrap();
     assert!(
@@ -731,12 +701,7 @@ fn seed_003_tls_loglevel_and_sasl_local_domain() {
         "235 2.7.0 Authentication successful\r\n"
     );
     t.cmd("MAIL FROM:<dave@example.local>");
-    assert_eq!(t.cmd("RCPT TO:<friend@example.net>"), "250 2.1.5 Ok\r\n");
-    assert_eq!(t.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
-    t.send(b"Subject: hi\r\n\r\nhello\r\n");
-    let queued = t.cmd(".");
-    assert!(queued.starts_with("250 2.0.0 Ok: queued as "), "{queued}");
-    let id = queued.trim_end()["250 2.0.0 Ok: queued as ".len()..].to_string();
+    let id = t.queue_to_friend(&inst);
     t.cmd("QUIT");
     inst.assert_logged(&format!(
         "{id}: client=unknown[127.0.0.1], sasl_method=PLAIN, \
