@@ -13,7 +13,7 @@
 //! [`HelperError`], and the delivery is deferred, never taken as done.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
@@ -60,6 +60,43 @@ pub struct Job {
     pub hostname: String,
     /// deliver_lock_attempts, deliver_lock_delay, stale_lock_time.
     pub lock: LockPolicy,
+}
+
+/// What the daemon writes first on the helper's stdin: the job, and how
+/// many message bytes follow it, so that a message cut short (the daemon
+/// died or could not read the queue file mid-copy) is a failed write,
+/// never a shorter message delivered.
+#[derive(Debug, Serialize, Deserialize)]
+struct Request {
+    job: Job,
+    message_bytes: u64,
+}
+
+/// The message on the helper's stdin: exactly `left` bytes, an early end
+/// of input being an error.
+struct Exactly<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exactly<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("message cut short, {} bytes missing", self.left),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// The helper's answer: the outcome of its one write.
@@ -190,9 +227,9 @@ pub fn main(args: &[String]) -> ExitCode {
         return ExitCode::from(64);
     }
     let stdin = io::stdin();
-    let mut src = BufReader::with_capacity(64 * 1024, stdin.lock());
-    let job: Job = match postern_ipc::read_frame_sync(&mut src) {
-        Ok(Some(job)) => job,
+    let mut stdin = stdin.lock();
+    let request: Request = match postern_ipc::read_frame_sync(&mut stdin) {
+        Ok(Some(request)) => request,
         Ok(None) => {
             eprintln!("local-delivery: {FLAG}: no job on stdin");
             return ExitCode::from(64);
@@ -202,7 +239,12 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let reply = HelperReply::from_outcome(job.run(&mut src));
+    let message = Exactly {
+        inner: stdin,
+        left: request.message_bytes,
+    };
+    let mut src = BufReader::with_capacity(64 * 1024, message);
+    let reply = HelperReply::from_outcome(request.job.run(&mut src));
     match postern_ipc::write_frame_sync(&mut io::stdout().lock(), &reply) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -235,6 +277,14 @@ fn run(job: &Job, ids: Option<(u32, u32)>, mut message: File) -> Result<Outcome,
         // std drops supplementary groups when it changes the uid as root.
         cmd.uid(uid).gid(gid);
     }
+    let message_bytes = message
+        .metadata()
+        .and_then(|m| Ok(m.len().saturating_sub(message.stream_position()?)))
+        .map_err(HelperError::Spawn)?;
+    let request = Request {
+        job: job.clone(),
+        message_bytes,
+    };
     let mut child = cmd.spawn().map_err(HelperError::Spawn)?;
     let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -247,7 +297,7 @@ fn run(job: &Job, ids: Option<(u32, u32)>, mut message: File) -> Result<Outcome,
         // A helper that stops reading (it failed early) ends this with
         // EPIPE; its reply or exit status says why.
         s.spawn(move || {
-            if postern_ipc::write_frame_sync(&mut stdin, job).is_ok() {
+            if postern_ipc::write_frame_sync(&mut stdin, &request).is_ok() {
                 let _ = io::copy(&mut message, &mut stdin);
             }
         });
@@ -307,13 +357,17 @@ mod tests {
     fn jobs_and_replies_round_trip_as_frames() {
         let j = job(Kind::File, "/tmp/x y".into());
         let mut buf = Vec::new();
-        postern_ipc::write_frame_sync(&mut buf, &j).unwrap();
+        let request = Request {
+            job: j.clone(),
+            message_bytes: 19,
+        };
+        postern_ipc::write_frame_sync(&mut buf, &request).unwrap();
         buf.extend_from_slice(b"the message follows");
         let mut r = &buf[..];
-        assert_eq!(
-            postern_ipc::read_frame_sync::<_, Job>(&mut r).unwrap(),
-            Some(j)
-        );
+        let back = postern_ipc::read_frame_sync::<_, Request>(&mut r)
+            .unwrap()
+            .unwrap();
+        assert_eq!((back.job, back.message_bytes), (j, 19));
         assert_eq!(r, b"the message follows");
 
         for o in [
@@ -388,6 +442,35 @@ mod tests {
         assert_eq!(o.status, postern_envelope::DeliveryStatus::Deferred);
         assert_eq!(o.dsn, "4.3.0");
         assert!(o.text.starts_with("delivery helper failed ("), "{}", o.text);
+    }
+
+    /// A daemon killed mid-copy leaves the helper an early end of input:
+    /// the write fails and nothing is filed, instead of a shorter message.
+    #[test]
+    fn a_message_cut_short_is_not_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = dir.path().join("md/");
+        let sent = b"Subject: s\r\n\r\nbody\r\n";
+        let mut cut = BufReader::new(Exactly {
+            inner: &sent[..],
+            left: sent.len() as u64 + 100,
+        });
+        let o = job(Kind::Maildir, maildir.clone()).run(&mut cut);
+        assert_eq!(
+            o.status,
+            postern_envelope::DeliveryStatus::Deferred,
+            "{o:?}"
+        );
+        assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(maildir.join("tmp")).unwrap().count(), 0);
+
+        let mut whole = BufReader::new(Exactly {
+            inner: &sent[..],
+            left: sent.len() as u64,
+        });
+        let o = job(Kind::Maildir, maildir.clone()).run(&mut whole);
+        assert_eq!(o.status, postern_envelope::DeliveryStatus::Sent, "{o:?}");
+        assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 1);
     }
 
     #[test]
