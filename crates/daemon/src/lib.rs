@@ -23,8 +23,9 @@
 //! - [`log`]: tracing set up to write `postern/smtpd[pid]: text` lines.
 //! - [`server`]: [`run`], the [`Context`] handed to a daemon, the one
 //!   accept loop for many sessions per process ([`serve_sessions`], or
-//!   [`accept_sessions`] for a daemon with work of its own) and the drain
-//!   on shutdown.
+//!   [`accept_sessions`] for a daemon with work of its own, with
+//!   [`Sessions::accept_on`] for another protocol on some of its sockets)
+//!   and the drain on shutdown.
 //! - [`status`]: readiness, heartbeats and wakeups over the status socket.
 //!
 //! # Differences from Postfix

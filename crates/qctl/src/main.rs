@@ -50,6 +50,11 @@
 //!
 //!   --json prints the answer as JSON for scripts.
 //!
+//!   The master's commands go to its control socket, the queue commands
+//!   (flush, list, hold, release, show, delete, requeue) to qmgr's
+//!   administration socket; both are in the private directory, so only
+//!   mail_owner and root may use them.
+//!
 //! DIAGNOSTICS
 //!   Exit status 0 on success; 1 with a message on standard error when the
 //!   master is not running, refuses the request, or the configuration is

@@ -175,6 +175,10 @@
 //!   Differences from Postfix: no separate bounce daemon (qmgr writes the
 //!   notifications; the returned message is cut to its headers above
 //!   50000 bytes); no success notifications (NOTIFY=SUCCESS) yet. The
+//!   listing is served by qmgr on a private socket, not by a showq daemon
+//!   on a public one: the same socket holds, deletes and requeues (what
+//!   postsuper does to the queue files), so `qctl list` needs mail_owner
+//!   or root where Postfix's mailq is open to every user. The
 //!   concurrency feedback is Postfix's default (+1 per success, -1 per
 //!   failure) without its cohort arithmetic, a connection-level failure
 //!   is recognised by the 4.4.X status of the reply, and delay warnings
