@@ -16,7 +16,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use postern_ipc::delivery::{DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus};
+use postern_ipc::delivery::{
+    DeliveryRecipient, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult,
+};
 use postern_ipc::{BODY_CHUNK, Connection, Protocol};
 use postern_tests::agent;
 use postern_tests::{Instance, free_port};
@@ -116,6 +118,13 @@ impl Local {
 
     fn deliver(&self, sender: &str, rcpts: &[&str], body: &str) -> DeliveryReply {
         self.deliver_all(&[(sender, rcpts, body)]).remove(0)
+    }
+
+    /// Delivers to one recipient; its result, asserted to be Sent.
+    fn deliver_sent(&self, sender: &str, rcpt: &str, body: &str) -> RecipientResult {
+        let r = self.deliver(sender, &[rcpt], body).results.remove(0);
+        assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", self.inst.log());
+        r
     }
 }
 
@@ -258,13 +267,7 @@ fn aliases_expand_lists_includes_files_and_continuation_lines() {
         out = out.display(),
         inc = l.path("staff.list").display()
     ));
-    let reply = l.deliver(
-        "a@example.org",
-        &["team@localhost"],
-        &message("t", "hi\r\n"),
-    );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
+    let r = l.deliver_sent("a@example.org", "team@localhost", &message("t", "hi\r\n"));
     assert_eq!(
         r.detail,
         format!(
@@ -488,13 +491,7 @@ fn an_alias_to_another_domain_is_forwarded_through_qmgr() {
     let l = Local::start("");
     l.aliases("far: root, someone@example.net, Other@Example.ORG\n");
     let qmgr = fake_qmgr(l.inst.queue_directory().join("private/qmgr"));
-    let reply = l.deliver(
-        "s@example.org",
-        &["far@localhost"],
-        &message("fwd", "x\r\n"),
-    );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
+    let r = l.deliver_sent("s@example.org", "far@localhost", &message("fwd", "x\r\n"));
     assert_eq!(r.detail, "delivered to mailbox, forwarded as 4F0D12345678");
     let (body, envelope) = qmgr.join().unwrap();
     assert_eq!(
@@ -572,13 +569,11 @@ fn mailbox_command_replaces_the_mailbox_and_sees_the_environment() {
         "recipient_delimiter = \"+\"\n\
          mailbox_command = \"cat > {dir}/out/mc-$USER-$EXTENSION\"\n",
     );
-    let reply = l.deliver(
+    let r = l.deliver_sent(
         "a@example.org",
-        &["root+box@localhost"],
+        "root+box@localhost",
         &message("mc", "x\r\n"),
     );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
     assert_eq!(
         r.detail,
         format!(
@@ -600,13 +595,7 @@ fn an_owner_alias_becomes_the_sender_of_its_list() {
     let l = Local::start("");
     l.aliases("list: root, member@example.net\nowner-list: root\n");
     let qmgr = fake_qmgr(l.inst.queue_directory().join("private/qmgr"));
-    let reply = l.deliver(
-        "s@example.org",
-        &["list@localhost"],
-        &message("ol", "x\r\n"),
-    );
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
+    let r = l.deliver_sent("s@example.org", "list@localhost", &message("ol", "x\r\n"));
     assert_eq!(r.detail, "delivered to mailbox, forwarded as 4F0D12345678");
     let (_, envelope) = qmgr.join().unwrap();
     assert_eq!(envelope.sender, "owner-list@mail.example.local");
@@ -688,9 +677,7 @@ fn a_unix_user_gets_mail_in_the_home_mailbox_owned_by_them() {
         std::fs::create_dir_all(l.path("home")).unwrap();
         let user = UnixUser::create(&l.path("home"));
         let rcpt = format!("{}@localhost", user.name);
-        let reply = l.deliver("a@example.org", &[&rcpt], &message("hi", "hello\r\n"));
-        let r = &reply.results[0];
-        assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
+        let r = l.deliver_sent("a@example.org", &rcpt, &message("hi", "hello\r\n"));
         let file = if home_mailbox.ends_with('/') {
             assert_eq!(r.detail, "delivered to maildir");
             let new = files_in(&user.home.join("Maildir/new"));
@@ -731,9 +718,7 @@ fn a_unix_users_forward_file_delivers_with_their_rights() {
         &format!("{home}/copy\n\"|id -u > {home}/uid\"\n\\{}\n", user.name),
     );
     let rcpt = format!("{}@localhost", user.name);
-    let reply = l.deliver("a@example.org", &[&rcpt], &message("fwd", "hello\r\n"));
-    let r = &reply.results[0];
-    assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
+    l.deliver_sent("a@example.org", &rcpt, &message("fwd", "hello\r\n"));
 
     let copy = user.home.join("copy");
     assert_eq!(std::fs::metadata(&copy).unwrap().uid(), user.uid);
