@@ -81,7 +81,7 @@ pub use error::QueueError;
 pub use postern_envelope::{
     ClientInfo, EnhancedStatus, Notify, Orcpt, ParseQueueIdError, QueueId, Ret,
 };
-pub use store::{BodyChunk, BodyReader, CHUNK, Incoming, QueueStore, SegmentExtents};
+pub use store::{AttemptEnd, BodyChunk, BodyReader, CHUNK, Incoming, QueueStore, SegmentExtents};
 pub use types::{
     CommitStats, Envelope, QueueState, RcptState, Recipient, RecoveryReport, StoredMessage, Summary,
 };

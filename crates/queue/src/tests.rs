@@ -325,7 +325,12 @@ fn delivered_bodies_free_their_segment() {
     };
     for (n, id) in ids.iter().enumerate() {
         let removed = store
-            .finish_attempt(*id, &[(0, sent.clone())], QueueState::Active, 1)
+            .finish_attempt(&AttemptEnd {
+                id: *id,
+                outcomes: &[(0, sent.clone())],
+                next: &QueueState::Active,
+                now_unix: 1,
+            })
             .unwrap();
         assert!(removed);
         // Still referenced by the others.
@@ -372,7 +377,13 @@ fn deferred_and_held_bodies_move_into_sled() {
         next_try_unix: 5,
         reason: "try later".into(),
     };
-    assert!(!store.finish_attempt(deferred, &[], next, 1).unwrap());
+    let end = AttemptEnd {
+        id: deferred,
+        outcomes: &[],
+        next: &next,
+        now_unix: 1,
+    };
+    assert!(!store.finish_attempt(&end).unwrap());
     store.hold(held).unwrap();
     for (id, seed, len) in [(deferred, 1, 200_000), (held, 2, 70_000)] {
         assert_eq!(records(&store, EXTENT, id), 0);
@@ -553,9 +564,9 @@ fn state_transitions_and_due_order() {
         reply: "250 ok".into(),
     };
     let removed = store
-        .finish_attempt(
-            a,
-            &[
+        .finish_attempt(&AttemptEnd {
+            id: a,
+            outcomes: &[
                 (0, sent.clone()),
                 (
                     1,
@@ -564,9 +575,9 @@ fn state_transitions_and_due_order() {
                     },
                 ),
             ],
-            deferred(3000),
-            10,
-        )
+            next: &deferred(3000),
+            now_unix: 10,
+        })
         .unwrap();
     assert!(!removed);
     let m = store.get(a).unwrap().unwrap();
@@ -587,7 +598,12 @@ fn state_transitions_and_due_order() {
     };
     assert!(
         store
-            .finish_attempt(a, &[(1, bounced)], QueueState::Active, 11)
+            .finish_attempt(&AttemptEnd {
+                id: a,
+                outcomes: &[(1, bounced)],
+                next: &QueueState::Active,
+                now_unix: 11,
+            })
             .unwrap()
     );
     assert!(store.get(a).unwrap().is_none());

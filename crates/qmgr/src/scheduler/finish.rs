@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 use postern_config::Params;
 use postern_envelope::Notify as DsnNotify;
 use postern_ipc::delivery::DeliveryStatus;
-use postern_queue::{QueueError, QueueId, QueueState, RcptState, Recipient, StoredMessage};
+use postern_queue::{
+    AttemptEnd, QueueError, QueueId, QueueState, RcptState, Recipient, StoredMessage,
+};
 
 use crate::logfmt;
 
@@ -140,7 +142,13 @@ impl Qmgr {
         // Written to sled here; a message that stays queued is answered
         // once the group commit has it on disk.
         let (done, result) = on_disk();
-        self.store.finish_attempt_then(id, &records, next, at, done);
+        let end = AttemptEnd {
+            id,
+            outcomes: &records,
+            next: &next,
+            now_unix: at,
+        };
+        self.store.finish_attempt_then(&end, done);
         match result.await {
             Ok(true) => {
                 lock(&self.arrivals).remove(&id);

@@ -66,6 +66,17 @@ pub(crate) struct Inner {
     abandoned: Mutex<std::collections::HashSet<QueueId>>,
 }
 
+/// How one delivery attempt ended, for [`QueueStore::finish_attempt`]:
+/// each recipient's outcome (by index), the state the message goes to if
+/// any recipient is left, and the time of the attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptEnd<'a> {
+    pub id: QueueId,
+    pub outcomes: &'a [(usize, RcptState)],
+    pub next: &'a QueueState,
+    pub now_unix: i64,
+}
+
 /// The durable mail queue. Cheap to clone (all clones share one sled
 /// database and one group committer); the directory lock is released when
 /// the last clone and the last [`Incoming`] are dropped.
@@ -336,14 +347,8 @@ impl QueueStore {
     /// the attempt, and either removes the message (every recipient final;
     /// returns true; not waited for on disk, see below) or moves it to
     /// `next` (durable). A message put on hold meanwhile stays on hold.
-    pub fn finish_attempt(
-        &self,
-        id: QueueId,
-        outcomes: &[(usize, RcptState)],
-        next: QueueState,
-        now_unix: i64,
-    ) -> Result<bool, QueueError> {
-        let removed = self.inner.write_attempt(id, outcomes, next, now_unix)?;
+    pub fn finish_attempt(&self, end: &AttemptEnd<'_>) -> Result<bool, QueueError> {
+        let removed = self.inner.write_attempt(end)?;
         if !removed {
             self.inner.durable()?;
         }
@@ -356,13 +361,10 @@ impl QueueStore {
     /// so it must only hand the result on.
     pub fn finish_attempt_then(
         &self,
-        id: QueueId,
-        outcomes: &[(usize, RcptState)],
-        next: QueueState,
-        now_unix: i64,
+        end: &AttemptEnd<'_>,
         done: impl FnOnce(Result<bool, QueueError>) + Send + 'static,
     ) {
-        match self.inner.write_attempt(id, outcomes, next, now_unix) {
+        match self.inner.write_attempt(end) {
             Ok(false) => self.inner.durable_then(move |r| done(r.map(|()| false))),
             other => done(other),
         }
@@ -526,13 +528,13 @@ impl Inner {
 
     /// The records of [`QueueStore::finish_attempt`], applied to sled (not
     /// yet durable). True if the message was removed.
-    fn write_attempt(
-        &self,
-        id: QueueId,
-        outcomes: &[(usize, RcptState)],
-        next: QueueState,
-        now_unix: i64,
-    ) -> Result<bool, QueueError> {
+    fn write_attempt(&self, end: &AttemptEnd<'_>) -> Result<bool, QueueError> {
+        let &AttemptEnd {
+            id,
+            outcomes,
+            next,
+            now_unix,
+        } = end;
         let _g = self.lock(id);
         let (meta, mut env, parts) = self.load(id)?;
         apply_outcomes(id, &mut env, outcomes)?;
@@ -552,7 +554,7 @@ impl Inner {
         let state = if meta.state == QueueState::Hold {
             QueueState::Hold
         } else {
-            next
+            next.clone()
         };
         if state != QueueState::Active {
             self.inline_body(&mut batch, id)?;
