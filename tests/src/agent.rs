@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::dns::DnsServer;
 use postern_ipc::delivery::{
-    DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult, SegmentBody,
+    DeliveryMessage, DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult, Relay,
+    SegmentBody,
 };
 use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
 use postern_ipc::{Connection, FdStream, Protocol};
@@ -383,8 +384,13 @@ async fn serve(
                     index: r.index,
                     status,
                     dsn: dsn.parse().expect("the fake agent answers valid codes"),
-                    relay: format!("mx.{}[127.0.0.1]:25", request.nexthop),
+                    relay: Relay::Remote {
+                        host: format!("mx.{}", request.nexthop),
+                        ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                        port: 25,
+                    },
                     detail: detail.into(),
+                    remote_reply: quoted_reply(detail),
                     connect_secs: 0.01,
                     transmit_secs: 0.02,
                 })
@@ -394,4 +400,18 @@ async fn serve(
             return;
         }
     }
+}
+
+/// What smtp-client sends along with a fake answer's text: the reply it
+/// quotes (`host h said: 550 ... (in reply to RCPT TO command)`), or the
+/// text itself when it is a reply (`451 4.3.0 try again later`).
+fn quoted_reply(detail: &str) -> Option<String> {
+    let reply = match detail.split_once(" said: ") {
+        Some((_, said)) => said
+            .rsplit_once(" (in reply to ")
+            .map_or(said, |(reply, _)| reply),
+        None => detail,
+    };
+    let code = reply.as_bytes().get(..4)?;
+    (code[..3].iter().all(u8::is_ascii_digit) && code[3] == b' ').then(|| reply.to_string())
 }

@@ -154,7 +154,7 @@ fn mbox_delivery_appends_from_lines_quotes_and_two_messages() {
         assert_eq!(r.index, 10);
         assert_eq!(r.status, DeliveryStatus::Sent, "{r:?}\n{}", l.inst.log());
         assert_eq!(
-            (r.dsn.to_string().as_str(), r.relay.as_str()),
+            (r.dsn.to_string().as_str(), r.relay.to_string().as_str()),
             ("2.0.0", "local")
         );
         assert_eq!(r.detail, "delivered to mailbox");
@@ -332,7 +332,7 @@ fn unknown_users_bounce_with_5_1_1() {
     assert_eq!(r.status, DeliveryStatus::Bounced);
     assert_eq!(r.dsn, "5.1.1");
     assert_eq!(r.detail, "unknown user: \"no.such.user\"");
-    assert_eq!(r.relay, "local");
+    assert_eq!(r.relay.to_string(), "local");
 
     // A quoted local part is unquoted before the lookup.
     let reply = l.deliver(

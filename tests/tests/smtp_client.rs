@@ -437,7 +437,7 @@ fn bracketed_nexthop_delivers_directly_and_dot_stuffs_the_body() {
         "2.0.0",
         "250 2.0.0 Ok: queued as FAKE1",
     );
-    assert_eq!(r.relay, format!("127.0.0.2[127.0.0.2]:{port}"));
+    assert_eq!(r.relay.to_string(), format!("127.0.0.2[127.0.0.2]:{port}"));
     assert!(r.connect_secs >= 0.0 && r.transmit_secs >= 0.0);
 
     let t = &d.server.wait_sessions(1)[0];
@@ -465,7 +465,10 @@ fn mx_hosts_are_tried_by_preference_and_a_refusing_one_is_skipped() {
     for _ in 0..3 {
         let reply = send(&m.inst, &m.nexthop, &["a@pref.test"]);
         let r = first(&reply, DeliveryStatus::Sent);
-        assert_eq!(r.relay, format!("mx1.pref.test[127.0.0.3]:{port}"));
+        assert_eq!(
+            r.relay.to_string(),
+            format!("mx1.pref.test[127.0.0.3]:{port}")
+        );
     }
     assert_eq!(mx1.wait_sessions(3).len(), 3);
     assert!(mx2.sessions().is_empty());
@@ -479,7 +482,10 @@ fn mx_hosts_are_tried_by_preference_and_a_refusing_one_is_skipped() {
     std::thread::sleep(Duration::from_millis(1100)); // the resolver's cache (TTL 1)
     let reply = send(&m.inst, &m.nexthop, &["a@pref.test"]);
     let r = first(&reply, DeliveryStatus::Sent);
-    assert_eq!(r.relay, format!("mx2.pref.test[127.0.0.4]:{port}"));
+    assert_eq!(
+        r.relay.to_string(),
+        format!("mx2.pref.test[127.0.0.4]:{port}")
+    );
     assert_eq!(mx2.wait_sessions(1).len(), 1);
 }
 
@@ -515,7 +521,10 @@ fn a_domain_without_mx_is_its_own_mail_exchanger() {
         &["u@implicit.test"],
     );
     let r = first(&reply, DeliveryStatus::Sent);
-    assert_eq!(r.relay, format!("implicit.test[127.0.0.8]:{port}"));
+    assert_eq!(
+        r.relay.to_string(),
+        format!("implicit.test[127.0.0.8]:{port}")
+    );
     assert_eq!(server.wait_sessions(1).len(), 1);
 }
 
@@ -536,7 +545,7 @@ fn null_mx_and_nxdomain_bounce_servfail_defers() {
             "5.1.0",
             "Domain nullmx.test does not accept mail (nullMX)",
         );
-        assert_eq!(r.relay, "none");
+        assert_eq!(r.relay.to_string(), "none");
     }
     assert_eq!(reply.results[1].index, 11);
 
@@ -601,7 +610,10 @@ fn each_recipient_gets_its_own_rcpt_reply() {
         "5.1.1",
         "host 127.0.0.10[127.0.0.10] said: 550 5.1.1 <gone@mix.test>: User unknown (in reply to RCPT TO command)",
     );
-    assert_eq!(gone.relay, format!("127.0.0.10[127.0.0.10]:{port}"));
+    assert_eq!(
+        gone.relay.to_string(),
+        format!("127.0.0.10[127.0.0.10]:{port}")
+    );
     // The message went once, to the accepted recipient only.
     let t = &d.server.wait_sessions(1)[0];
     assert_eq!(t.commands.iter().filter(|c| *c == "DATA").count(), 1);
@@ -614,7 +626,10 @@ fn a_4xx_greeting_sends_the_mail_to_the_next_mx() {
     let (mx1, mx2, port, inst) = (&m.a, &m.b, m.port, &m.inst);
     let reply = send(inst, &m.nexthop, &["u@greet.test"]);
     let r = first(&reply, DeliveryStatus::Sent);
-    assert_eq!(r.relay, format!("mx2.greet.test[127.0.0.12]:{port}"));
+    assert_eq!(
+        r.relay.to_string(),
+        format!("mx2.greet.test[127.0.0.12]:{port}")
+    );
     assert_eq!(mx1.wait_sessions(1).len(), 1);
     assert_eq!(mx2.wait_sessions(1).len(), 1);
 
@@ -759,7 +774,7 @@ fn refused_everywhere_defers_with_the_reason() {
         "4.4.1",
         &format!("connect to mx2.down.test[127.0.0.18]:{port}: Connection refused"),
     );
-    assert_eq!(r.relay, "none");
+    assert_eq!(r.relay.to_string(), "none");
 
     let reply = send(&inst, &format!("[127.0.0.17]:{port}"), &["u@down.test"]);
     assert_eq!(
@@ -934,7 +949,10 @@ fn smtp_mx_session_limit_stops_after_that_many_sessions() {
         r.detail,
         "host mx1.limit.test[127.0.0.27] refused to talk to me: 421 4.3.2 Service not available"
     );
-    assert_eq!(r.relay, format!("mx1.limit.test[127.0.0.27]:{port}"));
+    assert_eq!(
+        r.relay.to_string(),
+        format!("mx1.limit.test[127.0.0.27]:{port}")
+    );
     assert_eq!(mx1.wait_sessions(1).len(), 1);
     assert!(mx2.sessions().is_empty());
 }

@@ -12,17 +12,20 @@
 //!   each of its recipients stand, as qctl shows them.
 //! - [`EnhancedStatus`]: an RFC 3463 `class.subject.detail` code.
 //! - [`DeliveryStatus`]: what happened to a recipient at an attempt (sent,
-//!   deferred, bounced, expired, or handed back for the fallback route).
+//!   deferred, bounced, expired, or handed back for the fallback route),
+//!   and [`Relay`]: where it went.
 //!
 //! All are serde types; their encoding is the business of the crates that
 //! store or send them.
 
 mod id;
 mod names;
+mod relay;
 mod status;
 
 pub use id::{IdGen, ParseQueueIdError, QueueId};
 pub use names::{ClientProtocol, QueueName, RecipientState};
+pub use relay::Relay;
 pub use status::{DeliveryStatus, EnhancedStatus, ParseStatusError};
 
 use serde::{Deserialize, Serialize};

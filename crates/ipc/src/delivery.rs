@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TakeFds;
 
-pub use postern_envelope::DeliveryStatus;
+pub use postern_envelope::{DeliveryStatus, Relay};
 
 /// One frame from qmgr to an agent.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -180,10 +180,13 @@ pub struct RecipientResult {
     /// Enhanced status code, e.g. `2.0.0`, `4.4.1`, `5.1.1`.
     pub dsn: EnhancedStatus,
     /// Where it went: `local`, `mail.example.com[192.0.2.1]:25`, `none`.
-    pub relay: String,
+    pub relay: Relay,
     /// The text for the log line and the DSN, e.g. `delivered to maildir`
-    /// or the remote server's reply.
+    /// or `host ... said: <reply> (in reply to RCPT TO command)`.
     pub detail: String,
+    /// The remote server's reply the outcome rests on, on one line (a
+    /// DSN's `Diagnostic-Code: smtp;`); None when no reply decided it.
+    pub remote_reply: Option<String>,
     /// Seconds spent connecting and transmitting (the `c` and `d` of
     /// Postfix's delays=a/b/c/d).
     pub connect_secs: f64,

@@ -2,7 +2,7 @@
 //! aliases, .forward, or virtual mailbox), carry out every destination it
 //! expands to, and fold the outcomes into one `RecipientResult`.
 
-use postern_envelope::EnhancedStatus;
+use postern_envelope::{EnhancedStatus, Relay};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
@@ -126,8 +126,9 @@ impl Agent {
                 index: rcpt.index,
                 status: outcome.status,
                 dsn: outcome.dsn,
-                relay: "local".into(),
+                relay: Relay::Local,
                 detail: outcome.text,
+                remote_reply: None,
                 connect_secs: 0.0,
                 transmit_secs: started.elapsed().as_secs_f64(),
             });

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use postern_config::Params;
 use postern_daemon::delivery::{BodyError, BodySource, DeliveryAgent};
 use postern_daemon::{Configured, Stream};
-use postern_envelope::EnhancedStatus;
+use postern_envelope::{EnhancedStatus, Relay};
 use postern_ipc::delivery::{DeliveryReply, DeliveryRequest, DeliveryStatus, RecipientResult};
 use tokio::io::AsyncWriteExt;
 
@@ -106,8 +106,9 @@ fn all(req: &DeliveryRequest, text: &str) -> DeliveryReply {
                 index: r.index,
                 status: DeliveryStatus::Deferred,
                 dsn: EnhancedStatus::TEMP_SYSTEM,
-                relay: "local".into(),
+                relay: Relay::Local,
                 detail: text.into(),
+                remote_reply: None,
                 connect_secs: 0.0,
                 transmit_secs: 0.0,
             })

@@ -11,8 +11,7 @@
 use std::fmt::Write as _;
 
 use postern_daemon::date::Tm;
-use postern_envelope::{DeliveryStatus, EnhancedStatus, Orcpt};
-use postern_queue::Recipient;
+use postern_envelope::{EnhancedStatus, Orcpt, Relay};
 
 /// Largest original message returned whole (Postfix's bounce_size_limit).
 pub const RETURN_SIZE_LIMIT: usize = 50_000;
@@ -42,33 +41,15 @@ pub struct Failed {
     pub address: String,
     pub orcpt: Option<Orcpt>,
     pub dsn: EnhancedStatus,
-    /// Where delivery was tried (`mx.example.com[192.0.2.1]:25`, `none`).
-    pub relay: String,
+    /// Where delivery was tried (a remote MTA gives `Remote-MTA:`).
+    pub relay: Relay,
     /// The agent's text, e.g. `host ... said: 550 5.1.1 ... (in reply to
-    /// RCPT TO command)`.
+    /// RCPT TO command)` (`Diagnostic-Code: X-Postfix;` when no reply).
     pub detail: String,
+    /// The remote server's reply (`Diagnostic-Code: smtp;`).
+    pub remote_reply: Option<String>,
     /// Expired in the queue rather than refused.
     pub expired: bool,
-}
-
-impl Failed {
-    /// The report line for recipient `r` with this attempt's outcome.
-    pub fn of(
-        r: &Recipient,
-        dsn: EnhancedStatus,
-        relay: &str,
-        detail: &str,
-        status: DeliveryStatus,
-    ) -> Failed {
-        Failed {
-            address: r.address.clone(),
-            orcpt: r.orcpt.clone(),
-            dsn,
-            relay: relay.to_string(),
-            detail: detail.to_string(),
-            expired: status == DeliveryStatus::Expired,
-        }
-    }
 }
 
 /// What the notification is about.
@@ -198,10 +179,10 @@ pub fn build(r: &Report<'_>) -> Vec<u8> {
             "Action: failed"
         });
         line(&format!("Status: {}", f.dsn));
-        if let Some(host) = remote_mta(&f.relay) {
+        if let Some(host) = f.relay.remote_host() {
             line(&format!("Remote-MTA: dns; {host}"));
         }
-        match smtp_reply(&f.detail) {
+        match &f.remote_reply {
             Some(reply) => line(&format!("Diagnostic-Code: smtp; {reply}")),
             None => line(&format!("Diagnostic-Code: X-Postfix; {}", f.detail)),
         }
@@ -265,36 +246,6 @@ fn headers_of(msg: &[u8]) -> &[u8] {
     }
 }
 
-/// The host of a relay such as `mx.example.com[192.0.2.1]:25`, when it was
-/// a remote MTA.
-fn remote_mta(relay: &str) -> Option<&str> {
-    let host = relay.split('[').next().unwrap_or(relay).trim();
-    (!host.is_empty() && host != "none" && host != "local").then_some(host)
-}
-
-/// The SMTP reply inside an agent's text: `550 5.1.1 ...` itself, or what
-/// follows `said: ` in `host x[ip] said: 550 ... (in reply to RCPT TO
-/// command)`, without the trailing command note.
-pub fn smtp_reply(detail: &str) -> Option<String> {
-    let text = match detail.find(" said: ") {
-        Some(i) => &detail[i + " said: ".len()..],
-        None => detail,
-    };
-    let b = text.as_bytes();
-    let looks_like_reply = b.len() >= 4
-        && b[..3].iter().all(u8::is_ascii_digit)
-        && matches!(b[0], b'2'..=b'5')
-        && matches!(b[3], b' ' | b'-');
-    if !looks_like_reply {
-        return None;
-    }
-    let text = match text.rfind(" (in reply to ") {
-        Some(i) if text.ends_with(')') => &text[..i],
-        _ => text,
-    };
-    Some(text.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,8 +272,13 @@ mod tests {
             address: "bob@example.com".into(),
             orcpt: Some(Orcpt::rfc822("bob@example.com")),
             dsn: "5.1.1".parse().unwrap(),
-            relay: "mx.example.com[192.0.2.1]:25".into(),
+            relay: Relay::Remote {
+                host: "mx.example.com".into(),
+                ip: "192.0.2.1".parse().unwrap(),
+                port: 25,
+            },
             detail: "host mx.example.com[192.0.2.1] said: 550 5.1.1 <bob@example.com>: User unknown (in reply to RCPT TO command)".into(),
+            remote_reply: Some("550 5.1.1 <bob@example.com>: User unknown".into()),
             expired: false,
         }
     }
@@ -365,6 +321,7 @@ mod tests {
         let mut f = failed();
         f.dsn = "4.4.1".parse().unwrap();
         f.detail = "connect to mx.example.com[192.0.2.1]:25: Connection refused".into();
+        f.remote_reply = None;
         let rcpts = [f];
         let original = b"Subject: hi\r\n\r\nsecret body\r\n";
         let mut r = report(&rcpts, original, false);
@@ -383,15 +340,5 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert!(!text.contains("secret body"));
-    }
-
-    #[test]
-    fn replies_are_found_in_agent_texts() {
-        assert_eq!(
-            smtp_reply("550 no such user").as_deref(),
-            Some("550 no such user")
-        );
-        assert_eq!(smtp_reply("mailbox full"), None);
-        assert_eq!(smtp_reply("unknown user: \"bob\""), None);
     }
 }

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use postern_envelope::EnhancedStatus;
+use postern_envelope::{EnhancedStatus, Relay};
 use postern_ipc::TakeFds;
 use postern_ipc::delivery::{DeliveryReply, DeliveryRequest, RecipientResult};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -128,7 +128,7 @@ impl Delivery<'_> {
                 Err(o) => {
                     tracing::info!("{}: {}", self.req.queue_id, o.detail);
                     for &p in &self.pending {
-                        let r = self.result(&o, "none", None, p);
+                        let r = self.result(&o, &Relay::None, None, p);
                         self.tentative[p] = Some(r);
                     }
                     continue;
@@ -214,7 +214,7 @@ impl Delivery<'_> {
     /// Every pending recipient gets `o`.
     fn fail_pending(&mut self, o: &Outcome) {
         for p in std::mem::take(&mut self.pending) {
-            self.results[p] = Some(self.result(o, "none", None, p));
+            self.results[p] = Some(self.result(o, &Relay::None, None, p));
         }
     }
 
@@ -227,7 +227,7 @@ impl Delivery<'_> {
             .map(|p| {
                 self.results[p]
                     .take()
-                    .unwrap_or_else(|| self.result(&fallback, "none", None, p))
+                    .unwrap_or_else(|| self.result(&fallback, &Relay::None, None, p))
             })
             .collect();
         DeliveryReply { results }
@@ -238,7 +238,7 @@ impl Delivery<'_> {
     fn result(
         &self,
         o: &Outcome,
-        relay: &str,
+        relay: &Relay,
         connected: Option<Instant>,
         p: usize,
     ) -> RecipientResult {
@@ -248,8 +248,9 @@ impl Delivery<'_> {
             index: self.req.recipients[p].index,
             status: o.status,
             dsn: o.dsn,
-            relay: relay.to_string(),
+            relay: relay.clone(),
             detail: o.detail.clone(),
+            remote_reply: o.reply.clone(),
             connect_secs: connected.duration_since(self.start).as_secs_f64(),
             transmit_secs: now.duration_since(connected).as_secs_f64(),
         }

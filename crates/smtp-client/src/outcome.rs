@@ -12,6 +12,9 @@ pub struct Outcome {
     pub dsn: EnhancedStatus,
     /// The text for the log and the DSN.
     pub detail: String,
+    /// The server's reply this rests on, on one line (None when no reply
+    /// decided it: a lost connection, a DNS failure).
+    pub reply: Option<String>,
 }
 
 impl Outcome {
@@ -20,6 +23,7 @@ impl Outcome {
             status: DeliveryStatus::Deferred,
             dsn,
             detail: detail.into(),
+            reply: None,
         }
     }
 
@@ -28,6 +32,7 @@ impl Outcome {
             status: DeliveryStatus::Bounced,
             dsn,
             detail: detail.into(),
+            reply: None,
         }
     }
 
@@ -38,6 +43,7 @@ impl Outcome {
             status: DeliveryStatus::Sent,
             dsn: reply_dsn(reply),
             detail: one_line(reply),
+            reply: Some(one_line(reply)),
         }
     }
 
@@ -54,10 +60,14 @@ impl Outcome {
     /// Deferred for 4xx (and anything not 5xx), bounced for 5xx.
     pub fn from_code(reply: &Reply, detail: String) -> Outcome {
         let dsn = reply_dsn(reply);
-        if reply.is_permanent() {
+        let outcome = if reply.is_permanent() {
             Outcome::bounced(dsn, detail)
         } else {
             Outcome::deferred(dsn, detail)
+        };
+        Outcome {
+            reply: Some(one_line(reply)),
+            ..outcome
         }
     }
 
@@ -96,6 +106,15 @@ mod tests {
             o.detail,
             "host mx.example.com[192.0.2.1] said: 550 5.1.1 <x@example.com>: User unknown \
              (in reply to RCPT TO command)"
+        );
+        // The reply goes along typed, for the DSN's Diagnostic-Code.
+        assert_eq!(
+            o.reply.as_deref(),
+            Some("550 5.1.1 <x@example.com>: User unknown")
+        );
+        assert_eq!(
+            Outcome::deferred(EnhancedStatus::of(4, 4, 1), "lost").reply,
+            None
         );
         let r = Reply::parse_line("450 try later").unwrap();
         assert_eq!(reply_dsn(&r), "4.0.0");

@@ -9,7 +9,7 @@
 //! `/etc/resolv.conf`; failures are outcomes with Postfix's texts:
 //! NXDOMAIN bounces (5.4.4), SERVFAIL and timeouts defer (4.4.3).
 
-use postern_envelope::EnhancedStatus;
+use postern_envelope::{EnhancedStatus, Relay};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -42,9 +42,13 @@ impl Target {
         format!("{}[{}]", self.host, self.ip)
     }
 
-    /// `host[ip]:port`, the relay= of the log.
-    pub fn relay(&self) -> String {
-        format!("{}[{}]:{}", self.host, self.ip, self.port)
+    /// The relay= of the log (`host[ip]:port`).
+    pub fn relay(&self) -> Relay {
+        Relay::Remote {
+            host: self.host.clone(),
+            ip: self.ip,
+            port: self.port,
+        }
     }
 }
 

@@ -218,13 +218,16 @@ pub async fn authenticate(
         Some(_) => reply_dsn(&reply).temporary(),
         None => EnhancedStatus::of(4, 7, 0),
     };
-    Err(Outcome::deferred(
-        dsn,
-        format!(
-            "SASL authentication failed; server {namaddr} said: {}",
-            one_line(&reply)
-        ),
-    ))
+    Err(Outcome {
+        reply: Some(one_line(&reply)),
+        ..Outcome::deferred(
+            dsn,
+            format!(
+                "SASL authentication failed; server {namaddr} said: {}",
+                one_line(&reply)
+            ),
+        )
+    })
 }
 
 /// RFC 4648 base64 with padding, as AUTH wants it.

@@ -404,8 +404,13 @@ pub fn delivery_replies() -> Vec<postern_ipc::delivery::DeliveryReply> {
         index,
         status,
         dsn: dsn.parse().unwrap(),
-        relay: "mx.example.net[192.0.2.7]:25".into(),
+        relay: postern_ipc::delivery::Relay::Remote {
+            host: "mx.example.net".into(),
+            ip: "192.0.2.7".parse().unwrap(),
+            port: 25,
+        },
         detail: detail.into(),
+        remote_reply: Some(detail.into()),
         connect_secs: 0.25,
         transmit_secs: 1.5,
     };

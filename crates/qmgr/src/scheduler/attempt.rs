@@ -228,14 +228,13 @@ impl Qmgr {
         let deferred = |detail: String, handoff: Option<SystemTime>| {
             idxs.iter()
                 .map(|&index| Outcome {
-                    index,
-                    status: DeliveryStatus::Deferred,
-                    dsn: EnhancedStatus::TEMP_SYSTEM,
-                    relay: "none".into(),
-                    detail: detail.clone(),
                     handoff,
-                    connect: Duration::ZERO,
-                    transmit: Duration::ZERO,
+                    ..Outcome::internal(
+                        index,
+                        DeliveryStatus::Deferred,
+                        EnhancedStatus::TEMP_SYSTEM,
+                        detail.clone(),
+                    )
                 })
                 .collect::<Vec<_>>()
         };
@@ -311,19 +310,19 @@ fn outcomes_of(reply: DeliveryReply, idxs: &[usize], handoff: SystemTime) -> Vec
                 dsn: r.dsn,
                 relay: r.relay,
                 detail: r.detail,
+                remote_reply: r.remote_reply,
                 handoff: Some(handoff),
                 connect: Duration::try_from_secs_f64(r.connect_secs).unwrap_or_default(),
                 transmit: Duration::try_from_secs_f64(r.transmit_secs).unwrap_or_default(),
             },
             None => Outcome {
-                index,
-                status: DeliveryStatus::Deferred,
-                dsn: EnhancedStatus::TEMP_SYSTEM,
-                relay: "none".into(),
-                detail: "delivery temporarily suspended: mail transport returned no status".into(),
                 handoff: Some(handoff),
-                connect: Duration::ZERO,
-                transmit: Duration::ZERO,
+                ..Outcome::internal(
+                    index,
+                    DeliveryStatus::Deferred,
+                    EnhancedStatus::TEMP_SYSTEM,
+                    "delivery temporarily suspended: mail transport returned no status".into(),
+                )
             },
         })
         .collect()

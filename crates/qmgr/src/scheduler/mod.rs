@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use postern_config::Params;
 use postern_daemon::{Configured, Context};
-use postern_envelope::EnhancedStatus;
+use postern_envelope::{EnhancedStatus, Relay};
 use postern_ipc::delivery::DeliveryStatus;
 use postern_queue::{QueueError, QueueId, QueueStore};
 use tokio::sync::{Notify, Semaphore};
@@ -126,8 +126,10 @@ struct Outcome {
     index: usize,
     status: DeliveryStatus,
     dsn: EnhancedStatus,
-    relay: String,
+    relay: Relay,
     detail: String,
+    /// The remote server's reply the outcome rests on.
+    remote_reply: Option<String>,
     /// When the request went to the agent (None: no agent was reached).
     handoff: Option<SystemTime>,
     connect: Duration,
@@ -146,8 +148,9 @@ impl Outcome {
             index,
             status,
             dsn,
-            relay: "none".into(),
+            relay: Relay::None,
             detail,
+            remote_reply: None,
             handoff: None,
             connect: Duration::ZERO,
             transmit: Duration::ZERO,

@@ -191,7 +191,15 @@ impl Qmgr {
 /// The report line of one outcome.
 fn reported(env: &Envelope, o: &Outcome) -> Failed {
     let r = &env.recipients[o.index];
-    Failed::of(r, o.dsn, &o.relay, &o.detail, o.status)
+    Failed {
+        address: r.address.clone(),
+        orcpt: r.orcpt.clone(),
+        dsn: o.dsn,
+        relay: o.relay.clone(),
+        detail: o.detail.clone(),
+        remote_reply: o.remote_reply.clone(),
+        expired: o.status == postern_envelope::DeliveryStatus::Expired,
+    }
 }
 
 /// The sender of postmaster notifications about failed bounces
