@@ -77,34 +77,34 @@ pub enum AdminReply {
     End,
 }
 
-/// One message in the queue listing.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct QueueEntry {
-    pub id: QueueId,
-    pub state: QueueName,
-    pub size: u64,
-    pub arrival_unix: i64,
-    pub sender: String,
-    /// Recipients not yet done, each with the reason of its last failure.
-    pub recipients: Vec<(String, Option<String>)>,
-    /// The message's last delay reason.
-    pub reason: Option<String>,
-    pub next_try_unix: Option<i64>,
-}
-
-/// The envelope and queue state of one message, for `qctl show`.
+/// What the listing and `qctl show` say of every message (the fields of
+/// `postqueue -j`, less the recipients).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
-pub struct MessageInfo {
+pub struct MessageSummary {
     pub id: QueueId,
     pub state: QueueName,
     pub size: u64,
     pub arrival_unix: i64,
     /// Empty for the null sender.
     pub sender: String,
-    pub recipients: Vec<RecipientInfo>,
     /// The message's last delay reason.
     pub reason: Option<String>,
     pub next_try_unix: Option<i64>,
+}
+
+/// One message in the queue listing.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct QueueEntry {
+    pub summary: MessageSummary,
+    /// Recipients not yet done, each with the reason of its last failure.
+    pub recipients: Vec<(String, Option<String>)>,
+}
+
+/// The envelope and queue state of one message, for `qctl show`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct MessageInfo {
+    pub summary: MessageSummary,
+    pub recipients: Vec<RecipientInfo>,
     pub attempts: u32,
     pub last_attempt_unix: Option<i64>,
     pub client: Option<ClientInfo>,

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use postern_daemon::date::Tm;
-use postern_envelope::{QueueId, QueueName};
-use postern_ipc::qmgr_admin::{AdminReply, AdminRequest, QueueEntry};
+use postern_envelope::QueueName;
+use postern_ipc::qmgr_admin::{AdminReply, AdminRequest, MessageSummary, QueueEntry};
 
 use crate::client::{IO_TIMEOUT, connect_qmgr, qmgr_refuse};
 
@@ -61,29 +61,29 @@ impl Mailq {
             )?;
         }
         self.messages += 1;
-        self.bytes += m.size;
-        let flag = match m.state {
+        self.bytes += m.summary.size;
+        let flag = match m.summary.state {
             QueueName::Active => "*",
             QueueName::Hold => "!",
             QueueName::Corrupt => "#",
             QueueName::Deferred => "",
         };
-        let sender = if m.sender.is_empty() {
+        let sender = if m.summary.sender.is_empty() {
             "MAILER-DAEMON"
         } else {
-            &m.sender
+            &m.summary.sender
         };
         // The ID (with its flag) and the size share the 20 columns of
         // `-Queue ID-  --Size--`, so the columns stay aligned with our
         // 12-digit IDs.
-        let head = format!("{}{flag}", m.id);
-        let size = m.size.to_string();
+        let head = format!("{}{flag}", m.summary.id);
+        let size = m.summary.size.to_string();
         let pad = 20usize.saturating_sub(head.len() + size.len()).max(1);
         writeln!(
             out,
             "{head}{:pad$}{size} {:<20.20} {sender}",
             "",
-            Tm::local(m.arrival_unix).mailq()
+            Tm::local(m.summary.arrival_unix).mailq()
         )?;
         // Recipients under the reason of their last failure, as mailq
         // groups them.
@@ -91,7 +91,7 @@ impl Mailq {
         for (rcpt, reason) in &m.recipients {
             let reason = reason
                 .as_deref()
-                .or(m.reason.as_deref())
+                .or(m.summary.reason.as_deref())
                 .filter(|r| !r.is_empty());
             if reason.is_some() && reason != shown {
                 writeln!(out, "({})", reason.unwrap_or_default())?;
@@ -124,21 +124,13 @@ pub(crate) fn print_entry_json(out: &mut impl Write, m: &QueueEntry) -> anyhow::
         .iter()
         .map(|(address, reason)| {
             let mut r = serde_json::json!({ "address": address });
-            if let Some(reason) = reason.as_ref().or(m.reason.as_ref()) {
+            if let Some(reason) = reason.as_ref().or(m.summary.reason.as_ref()) {
                 r["delay_reason"] = reason.clone().into();
             }
             r
         })
         .collect();
-    let obj = postqueue_fields(
-        m.state,
-        m.id,
-        m.arrival_unix,
-        m.size,
-        &m.sender,
-        recipients,
-        m.next_try_unix,
-    );
+    let obj = postqueue_fields(&m.summary, recipients);
     writeln!(out, "{}", serde_json::to_string(&obj)?)?;
     Ok(())
 }
@@ -146,21 +138,16 @@ pub(crate) fn print_entry_json(out: &mut impl Write, m: &QueueEntry) -> anyhow::
 /// The fields `postqueue -j` gives every message (`qctl show --json`
 /// adds its own).
 pub(crate) fn postqueue_fields(
-    state: QueueName,
-    id: QueueId,
-    arrival_unix: i64,
-    size: u64,
-    sender: &str,
+    m: &MessageSummary,
     recipients: Vec<serde_json::Value>,
-    next_try_unix: Option<i64>,
 ) -> serde_json::Value {
     serde_json::json!({
-        "queue_name": state.name(),
-        "queue_id": id.to_string(),
-        "arrival_time": arrival_unix,
-        "message_size": size,
-        "sender": sender,
+        "queue_name": m.state.name(),
+        "queue_id": m.id.to_string(),
+        "arrival_time": m.arrival_unix,
+        "message_size": m.size,
+        "sender": m.sender,
         "recipients": recipients,
-        "next_try_time": next_try_unix,
+        "next_try_time": m.next_try_unix,
     })
 }

@@ -41,23 +41,23 @@ pub(crate) async fn show(socket: &Path, id: QueueId, json: bool) -> anyhow::Resu
 /// The envelope and content in postcat's layout, lines ending in LF.
 pub(crate) fn print_message(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let place = format!("{}/{}", m.state, m.id);
+    let place = format!("{}/{}", m.summary.state, m.summary.id);
     let mut out = String::new();
     out.push_str(&format!("*** ENVELOPE RECORDS {place} ***\n"));
-    out.push_str(&format!("queue_state: {}\n", m.state));
-    out.push_str(&format!("message_size: {}\n", m.size));
+    out.push_str(&format!("queue_state: {}\n", m.summary.state));
+    out.push_str(&format!("message_size: {}\n", m.summary.size));
     out.push_str(&format!(
         "message_arrival_time: {}\n",
-        Tm::local(m.arrival_unix).asctime()
+        Tm::local(m.summary.arrival_unix).asctime()
     ));
     out.push_str(&format!("delivery_attempts: {}\n", m.attempts));
     if let Some(t) = m.last_attempt_unix {
         out.push_str(&format!("last_attempt_time: {}\n", Tm::local(t).asctime()));
     }
-    if let Some(t) = m.next_try_unix {
+    if let Some(t) = m.summary.next_try_unix {
         out.push_str(&format!("next_attempt_time: {}\n", Tm::local(t).asctime()));
     }
-    if let Some(reason) = &m.reason {
+    if let Some(reason) = &m.summary.reason {
         out.push_str(&format!("delay_reason: {reason}\n"));
     }
     if let Some(c) = &m.client {
@@ -75,7 +75,7 @@ pub(crate) fn print_message(m: &MessageInfo, body: &[u8]) -> anyhow::Result<()> 
     if let Some(ret) = m.ret {
         out.push_str(&format!("dsn_ret: {}\n", ret.keyword()));
     }
-    out.push_str(&format!("sender: {}\n", m.sender));
+    out.push_str(&format!("sender: {}\n", m.summary.sender));
     for r in &m.recipients {
         if let Some(orcpt) = &r.orcpt {
             out.push_str(&format!("original_recipient: {orcpt}\n"));
@@ -137,17 +137,9 @@ pub(crate) fn print_message_json(m: &MessageInfo, body: &[u8]) -> anyhow::Result
             "sasl_username": c.sasl_username,
         })
     });
-    let mut obj = crate::list::postqueue_fields(
-        m.state,
-        m.id,
-        m.arrival_unix,
-        m.size,
-        &m.sender,
-        recipients,
-        m.next_try_unix,
-    );
+    let mut obj = crate::list::postqueue_fields(&m.summary, recipients);
     for (key, value) in [
-        ("delay_reason", serde_json::json!(m.reason)),
+        ("delay_reason", serde_json::json!(m.summary.reason)),
         ("attempts", m.attempts.into()),
         ("last_attempt_time", m.last_attempt_unix.into()),
         ("client", client.into()),

@@ -9,7 +9,9 @@ use postern_daemon::ipc::IpcSession;
 use postern_daemon::{Shutdown, Stream};
 use postern_envelope::RecipientState;
 use postern_ipc::Protocol;
-use postern_ipc::qmgr_admin::{AdminReply, AdminRequest, MessageInfo, QueueEntry, RecipientInfo};
+use postern_ipc::qmgr_admin::{
+    AdminReply, AdminRequest, MessageInfo, MessageSummary, QueueEntry, RecipientInfo,
+};
 use postern_queue::{QueueError, QueueId, QueueState, QueueStore, RcptState};
 
 use crate::logfmt;
@@ -210,11 +212,15 @@ async fn show(q: &Arc<Qmgr>, session: &mut IpcSession, id: QueueId) -> bool {
         _ => (None, None),
     };
     let info = MessageInfo {
-        id,
-        state: m.state.queue_name(),
-        size: env.size,
-        arrival_unix: env.arrival_unix,
-        sender: env.sender,
+        summary: MessageSummary {
+            id,
+            state: m.state.queue_name(),
+            size: env.size,
+            arrival_unix: env.arrival_unix,
+            sender: env.sender,
+            reason,
+            next_try_unix,
+        },
         recipients: env
             .recipients
             .into_iter()
@@ -238,8 +244,6 @@ async fn show(q: &Arc<Qmgr>, session: &mut IpcSession, id: QueueId) -> bool {
                 }
             })
             .collect(),
-        reason,
-        next_try_unix,
         attempts: m.attempts,
         last_attempt_unix: m.last_attempt_unix,
         client: env.client,
@@ -307,7 +311,7 @@ async fn list(q: &Arc<Qmgr>, session: &mut IpcSession) -> bool {
         let Some(last) = entries.last() else {
             break;
         };
-        after = Some(last.id);
+        after = Some(last.summary.id);
         let mut frame = Vec::new();
         let mut bytes = 0;
         for entry in entries {
@@ -346,7 +350,7 @@ fn entry_bytes(e: &QueueEntry) -> usize {
         .iter()
         .map(|(a, r)| a.len() + r.as_ref().map_or(0, String::len) + 8)
         .sum();
-    64 + e.sender.len() + e.reason.as_ref().map_or(0, String::len) + rcpts
+    64 + e.summary.sender.len() + e.summary.reason.as_ref().map_or(0, String::len) + rcpts
 }
 
 /// One page of the listing, with each recipient's last failure.
@@ -378,14 +382,16 @@ fn list_page(store: &QueueStore, after: Option<QueueId>) -> Result<Vec<QueueEntr
             _ => (s.recipients.into_iter().map(|r| (r, None)).collect(), None),
         };
         messages.push(QueueEntry {
-            id: s.id,
-            state: s.state.queue_name(),
-            size: s.size,
-            arrival_unix: s.arrival_unix,
-            sender: s.sender,
+            summary: MessageSummary {
+                id: s.id,
+                state: s.state.queue_name(),
+                size: s.size,
+                arrival_unix: s.arrival_unix,
+                sender: s.sender,
+                reason: s.reason,
+                next_try_unix,
+            },
             recipients,
-            reason: s.reason,
-            next_try_unix,
         });
     }
     Ok(messages)

@@ -295,11 +295,15 @@ pub fn admin_replies() -> Vec<postern_ipc::qmgr_admin::AdminReply> {
         R::Queue { messages: vec![] },
         R::Queue {
             messages: vec![QueueEntry {
-                id: "0A1B2C3D4E5F".parse().unwrap(),
-                state: postern_envelope::QueueName::Deferred,
-                size: 1234,
-                arrival_unix: 1_700_000_000,
-                sender: String::new(),
+                summary: postern_ipc::qmgr_admin::MessageSummary {
+                    id: "0A1B2C3D4E5F".parse().unwrap(),
+                    state: postern_envelope::QueueName::Deferred,
+                    size: 1234,
+                    arrival_unix: 1_700_000_000,
+                    sender: String::new(),
+                    reason: Some("host b said: 451 try later".into()),
+                    next_try_unix: Some(1_700_000_300),
+                },
                 recipients: vec![
                     (
                         "a@b".into(),
@@ -307,8 +311,6 @@ pub fn admin_replies() -> Vec<postern_ipc::qmgr_admin::AdminReply> {
                     ),
                     ("c@d".into(), None),
                 ],
-                reason: Some("host b said: 451 try later".into()),
-                next_try_unix: Some(1_700_000_300),
             }],
         },
         R::Done {
@@ -324,11 +326,15 @@ pub fn admin_replies() -> Vec<postern_ipc::qmgr_admin::AdminReply> {
         },
         R::Message {
             message: Box::new(postern_ipc::qmgr_admin::MessageInfo {
-                id: "0A1B2C3D4E5F".parse().unwrap(),
-                state: postern_envelope::QueueName::Deferred,
-                size: 1234,
-                arrival_unix: 1_700_000_000,
-                sender: "a@b".into(),
+                summary: postern_ipc::qmgr_admin::MessageSummary {
+                    id: "0A1B2C3D4E5F".parse().unwrap(),
+                    state: postern_envelope::QueueName::Deferred,
+                    size: 1234,
+                    arrival_unix: 1_700_000_000,
+                    sender: "a@b".into(),
+                    reason: Some("connect to d[192.0.2.1]:25: Connection refused".into()),
+                    next_try_unix: Some(1_700_000_300),
+                },
                 recipients: vec![
                     postern_ipc::qmgr_admin::RecipientInfo {
                         address: "c@d".into(),
@@ -345,8 +351,6 @@ pub fn admin_replies() -> Vec<postern_ipc::qmgr_admin::AdminReply> {
                         dsn: Some("5.1.1".parse().unwrap()),
                     },
                 ],
-                reason: Some("connect to d[192.0.2.1]:25: Connection refused".into()),
-                next_try_unix: Some(1_700_000_300),
                 attempts: 2,
                 last_attempt_unix: Some(1_700_000_100),
                 client: Some(postern_ipc::qmgr::ClientInfo {
