@@ -56,23 +56,6 @@ pub(crate) async fn ask_qmgr(socket: &Path, request: AdminRequest) -> anyhow::Re
         .context("qmgr request")
 }
 
-pub(crate) fn qmgr_refuse(reply: AdminReply) -> anyhow::Result<()> {
-    match reply {
-        AdminReply::Error { message } => bail!("{message}"),
-        other => bail!("unexpected reply from qmgr: {other:?}"),
-    }
-}
-
-pub(crate) fn qmgr_done(reply: AdminReply, json: bool) -> anyhow::Result<()> {
-    match reply {
-        AdminReply::Done { message } => {
-            print_done(&message, json);
-            Ok(())
-        }
-        other => qmgr_refuse(other),
-    }
-}
-
 /// A daemon's "done" message, as text or as `{"ok": true, "message": ...}`.
 pub(crate) fn print_done(message: &str, json: bool) {
     if json {
@@ -82,19 +65,54 @@ pub(crate) fn print_done(message: &str, json: bool) {
     }
 }
 
-pub(crate) fn refuse(reply: ControlReply) -> anyhow::Result<()> {
-    match reply {
-        ControlReply::Error { message } => bail!("{message}"),
-        other => bail!("unexpected reply from the master: {other:?}"),
+/// A reply of the master's or qmgr's protocol, seen as what qctl does
+/// with it: a "done" message to print, an error to report, or anything else.
+pub(crate) trait DaemonReply: std::fmt::Debug + Sized {
+    /// Who answers, for the message about an unexpected reply.
+    const FROM: &'static str;
+    /// `Ok(Ok(done))`, `Ok(Err(error))`, or the reply itself.
+    fn message(self) -> Result<Result<String, String>, Self>;
+}
+
+impl DaemonReply for ControlReply {
+    const FROM: &'static str = "the master";
+    fn message(self) -> Result<Result<String, String>, Self> {
+        match self {
+            ControlReply::Done { message } => Ok(Ok(message)),
+            ControlReply::Error { message } => Ok(Err(message)),
+            other => Err(other),
+        }
     }
 }
 
-pub(crate) fn done(reply: ControlReply, json: bool) -> anyhow::Result<()> {
-    match reply {
-        ControlReply::Done { message } => {
+impl DaemonReply for AdminReply {
+    const FROM: &'static str = "qmgr";
+    fn message(self) -> Result<Result<String, String>, Self> {
+        match self {
+            AdminReply::Done { message } => Ok(Ok(message)),
+            AdminReply::Error { message } => Ok(Err(message)),
+            other => Err(other),
+        }
+    }
+}
+
+/// A reply that is not the one asked for: its error, or a complaint.
+pub(crate) fn refuse<R: DaemonReply>(reply: R) -> anyhow::Result<()> {
+    let shown = format!("{reply:?}");
+    match reply.message() {
+        Ok(Err(message)) => bail!("{message}"),
+        _ => bail!("unexpected reply from {}: {shown}", R::FROM),
+    }
+}
+
+/// A "done" reply, printed; anything else is refused.
+pub(crate) fn done<R: DaemonReply>(reply: R, json: bool) -> anyhow::Result<()> {
+    match reply.message() {
+        Ok(Ok(message)) => {
             print_done(&message, json);
             Ok(())
         }
-        other => refuse(other),
+        Ok(Err(message)) => bail!("{message}"),
+        Err(other) => refuse(other),
     }
 }

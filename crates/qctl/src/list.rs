@@ -8,7 +8,7 @@ use postern_daemon::date::Tm;
 use postern_envelope::QueueName;
 use postern_ipc::qmgr_admin::{AdminReply, AdminRequest, MessageSummary, QueueEntry};
 
-use crate::client::{IO_TIMEOUT, connect_qmgr, qmgr_refuse};
+use crate::client::{IO_TIMEOUT, connect_qmgr, refuse};
 
 /// `qctl list`: each frame printed as it arrives, so a long queue starts
 /// printing at once and qctl holds one frame at a time.
@@ -34,7 +34,7 @@ pub(crate) async fn list(socket: &Path, json: bool) -> anyhow::Result<()> {
                 out.flush()?;
             }
             Some(AdminReply::End) => break,
-            Some(other) => return qmgr_refuse(other),
+            Some(other) => return refuse(other),
             None => bail!("qmgr closed the connection in the middle of the listing"),
         }
     }

@@ -88,7 +88,7 @@ use postern_envelope::QueueId;
 use postern_ipc::control::{ControlReply, ControlRequest};
 use postern_ipc::qmgr_admin::AdminRequest;
 
-use crate::client::{IO_TIMEOUT, ask, ask_qmgr, done, qmgr_done, refuse};
+use crate::client::{IO_TIMEOUT, ask, ask_qmgr, done, refuse};
 
 /// A restart may wait for a drain; the master bounds it itself.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(330);
@@ -210,7 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cli.json,
             ),
             Command::Flush { id } => match ask_qmgr(&qmgr, AdminRequest::Flush { id }).await {
-                Ok(reply) => qmgr_done(reply, cli.json),
+                Ok(reply) => done(reply, cli.json),
                 // qmgr unreachable: the master reports why (not running,
                 // restarting) and wakes it when it can.
                 Err(_) => done(
@@ -220,9 +220,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
             Command::List => list::list(&qmgr, cli.json).await,
             Command::Hold { id } => {
-                qmgr_done(ask_qmgr(&qmgr, AdminRequest::Hold { id }).await?, cli.json)
+                done(ask_qmgr(&qmgr, AdminRequest::Hold { id }).await?, cli.json)
             }
-            Command::Release { id } => qmgr_done(
+            Command::Release { id } => done(
                 ask_qmgr(&qmgr, AdminRequest::Release { id }).await?,
                 cli.json,
             ),
@@ -233,7 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ),
             Command::Delete { id } => {
                 let id = id.parse()?;
-                qmgr_done(
+                done(
                     ask_qmgr(&qmgr, AdminRequest::Delete { id }).await?,
                     cli.json,
                 )

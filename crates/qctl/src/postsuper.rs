@@ -3,7 +3,7 @@
 
 use postern_ipc::qmgr_admin::AdminReply;
 
-use crate::client::qmgr_refuse;
+use crate::client::refuse;
 
 /// A count answer in postsuper's words: `postsuper: Deleted: 3 messages`.
 pub(crate) fn counted(reply: AdminReply, verb: &str, json: bool) -> anyhow::Result<()> {
@@ -22,6 +22,6 @@ pub(crate) fn counted(reply: AdminReply, verb: &str, json: bool) -> anyhow::Resu
             }
             Ok(())
         }
-        other => qmgr_refuse(other),
+        other => refuse(other),
     }
 }

@@ -7,7 +7,7 @@ use postern_daemon::date::Tm;
 use postern_envelope::QueueId;
 use postern_ipc::qmgr_admin::{AdminReply, AdminRequest, MessageInfo};
 
-use crate::client::{IO_TIMEOUT, connect_qmgr, qmgr_refuse};
+use crate::client::{IO_TIMEOUT, connect_qmgr, refuse};
 
 /// `qctl show`: the envelope, then the message streamed in chunks.
 pub(crate) async fn show(socket: &Path, id: QueueId, json: bool) -> anyhow::Result<()> {
@@ -18,7 +18,7 @@ pub(crate) async fn show(socket: &Path, id: QueueId, json: bool) -> anyhow::Resu
         .context("qmgr request")?
     {
         AdminReply::Message { message } => message,
-        other => return qmgr_refuse(other),
+        other => return refuse(other),
     };
     let mut body = Vec::new();
     loop {
@@ -27,7 +27,7 @@ pub(crate) async fn show(socket: &Path, id: QueueId, json: bool) -> anyhow::Resu
         match reply {
             Some(AdminReply::Body { data }) => body.extend_from_slice(&data),
             Some(AdminReply::End) => break,
-            Some(other) => return qmgr_refuse(other),
+            Some(other) => return refuse(other),
             None => bail!("qmgr closed the connection in the middle of the message"),
         }
     }
