@@ -477,7 +477,7 @@ fn fake_qmgr(sock: PathBuf) -> std::thread::JoinHandle<(Vec<u8>, postern_ipc::qm
                         })
                         .await
                         .unwrap();
-                        return (body, envelope);
+                        return (body, *envelope);
                     }
                     other => panic!("unexpected {other:?}"),
                 }

@@ -103,6 +103,9 @@ pub enum Kind {
     /// A domain list: names, `.parent` names, `/file/name` and
     /// `type:table` entries (whose table type is checked).
     Domains,
+    /// Empty, or an after-queue content filter `transport:destination`
+    /// (postern-envelope's [`postern_envelope::ContentFilter`]).
+    Filter,
     /// A restriction list (`smtpd_*_restrictions`, restriction classes):
     /// restriction names known to [`crate::restrictions`], their tables,
     /// and names from `smtpd_restriction_classes`.
@@ -196,6 +199,7 @@ pub static PARAMS: &[ParamDef] = &[
         .not_yet("no program looks for Postern's commands there"),
     p("command_time_limit", "1000s", Time('s')),
     p("compatibility_level", "3.6", Str),
+    p("content_filter", "", Filter),
     p("daemon_directory", "/usr/libexec/postern", Path),
     p("daemon_timeout", "18000s", Time('s')).not_yet("daemons are not stopped after a time limit"),
     p("data_directory", "/var/lib/postern", Path)
@@ -288,6 +292,16 @@ pub static PARAMS: &[ParamDef] = &[
     p("proxy_interfaces", "", List),
     p("queue_directory", "/var/spool/postern", Path),
     p("queue_run_delay", "300s", Time('s')),
+    p(
+        "receive_override_options",
+        "",
+        Words(&[
+            "no_unknown_recipient_checks",
+            "no_address_mappings",
+            "no_header_body_checks",
+            "no_milters",
+        ]),
+    ),
     p("recipient_canonical_maps", "", Maps),
     p("recipient_delimiter", "", Str),
     p("reject_code", "554", Code),

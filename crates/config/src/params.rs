@@ -177,6 +177,13 @@ impl Params {
         value::parse_tls_protocols(&v).unwrap_or_else(|_| unvalidated(name, &v))
     }
 
+    /// A [`Kind::Filter`]: the content filter, or none when empty.
+    pub fn filter(&self, name: &str) -> Option<postern_envelope::ContentFilter> {
+        self.declared(name, |k| k == Kind::Filter);
+        let v = self.get(name);
+        value::parse_filter(&v).unwrap_or_else(|_| unvalidated(name, &v))
+    }
+
     /// The expanded value split on commas and whitespace, keeping `{...}`
     /// groups whole, as Postfix does. Works for user-defined parameters
     /// too (restriction classes).

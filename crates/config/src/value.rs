@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use postern_envelope::{ContentFilter, ParseFilterError};
+
 use crate::defs::Kind;
 
 /// Postfix integer: optional sign and decimal digits.
@@ -193,6 +195,16 @@ pub fn parse_tls_protocols(s: &str) -> Result<TlsProtocols, String> {
     Ok(allowed)
 }
 
+/// A [`Kind::Filter`] value: none when empty.
+pub fn parse_filter(s: &str) -> Result<Option<ContentFilter>, String> {
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e: ParseFilterError| e.to_string())
+}
+
 /// Checks an expanded value against its kind; the error is the `reason` of
 /// [`crate::ConfigError::Invalid`]. Restriction lists need the
 /// configuration's restriction classes and are checked by `Params`.
@@ -209,6 +221,10 @@ pub fn check(kind: Kind, value: &str) -> Result<(), String> {
         Kind::Ipv6 => parse_addr::<std::net::Ipv6Addr>(value).is_ok(),
         Kind::TlsProtocols => {
             parse_tls_protocols(value)?;
+            true
+        }
+        Kind::Filter => {
+            parse_filter(value)?;
             true
         }
         Kind::Resolvers => {
@@ -311,6 +327,7 @@ pub fn canonical(kind: Kind, value: &str) -> String {
         | Kind::Restrictions
         | Kind::Resolvers
         | Kind::TlsProtocols => Some(split_list(value).join(" ")),
+        Kind::Filter => Some(value.trim().to_string()),
         Kind::Str | Kind::Command | Kind::Path | Kind::Ipv4 | Kind::Ipv6 => None,
     }
     .unwrap_or_else(|| value.trim().to_string())

@@ -14,15 +14,19 @@
 //! - [`DeliveryStatus`]: what happened to a recipient at an attempt (sent,
 //!   deferred, bounced, expired, or handed back for the fallback route),
 //!   and [`Relay`]: where it went.
+//! - [`ContentFilter`]: the `transport:destination` a message is sent
+//!   through after it is queued (`content_filter`, `FILTER`).
 //!
 //! All are serde types; their encoding is the business of the crates that
 //! store or send them.
 
+mod filter;
 mod id;
 mod names;
 mod relay;
 mod status;
 
+pub use filter::{ContentFilter, ParseFilterError};
 pub use id::{IdGen, ParseQueueIdError, QueueId};
 pub use names::{ClientProtocol, QueueName, RecipientState};
 pub use relay::Relay;

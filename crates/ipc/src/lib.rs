@@ -69,4 +69,4 @@ pub const MAX_FRAME: usize = 1 << 20;
 pub const BODY_CHUNK: usize = 64 * 1024;
 
 /// Version carried in [`Hello`]; bump it on any incompatible message change.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;

@@ -15,7 +15,7 @@
 //! [`QmgrRequest::Flush`] (smtpd's ETRN, Postfix's flush service) makes
 //! deferred mail due now: [`QmgrReply::Flushed`] or [`QmgrReply::Failed`].
 
-use postern_envelope::{Notify, Orcpt, QueueId, Ret};
+use postern_envelope::{ContentFilter, Notify, Orcpt, QueueId, Ret};
 use serde::{Deserialize, Serialize};
 
 /// The socket, under `queue_directory` (master.toml's qmgr service lists
@@ -36,7 +36,7 @@ pub enum QmgrRequest {
         data: Vec<u8>,
     },
     /// The envelope; commit durably.
-    Commit { envelope: Envelope },
+    Commit { envelope: Box<Envelope> },
     /// Discard the message in progress.
     Abort,
     /// Retry deferred mail now (ETRN).
@@ -75,6 +75,16 @@ pub struct Envelope {
     pub ret: Option<Ret>,
     pub smtputf8: bool,
     pub body_8bit: bool,
+    /// Send every recipient through this after-queue content filter
+    /// (`content_filter`, or a `FILTER` action) instead of its route.
+    pub filter: Option<ContentFilter>,
+    /// Put the message on hold when it is queued (a `HOLD` action, or a
+    /// milter's quarantine): it waits for `qctl release`.
+    pub hold: bool,
+    /// `receive_override_options = no_address_mappings`: no canonical
+    /// maps and no virtual alias expansion (they happen after a content
+    /// filter instead); addresses still get their canonical form.
+    pub no_address_mappings: bool,
 }
 
 /// One envelope recipient with its DSN parameters.

@@ -423,7 +423,16 @@ impl<'a> Ctx<'a> {
             .params
             .time("ipc_timeout")
             .min(Duration::from_secs(300));
-        match crate::forward::forward(&qmgr, req, remote, address, file, timeout).await {
+        // Forwarded mail passes the content filter as all mail does in
+        // Postfix, where cleanup reads content_filter.
+        let filter = self.params.filter("content_filter");
+        let hop = crate::forward::Hop {
+            qmgr: &qmgr,
+            delivered_to: address,
+            filter,
+            timeout,
+        };
+        match crate::forward::forward(&hop, req, remote, file).await {
             Ok(id) => Outcome::sent(format!("forwarded as {id}")),
             Err(e) => {
                 tracing::warn!("{}: forwarding for {address}: {e}", req.queue_id);

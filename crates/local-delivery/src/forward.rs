@@ -6,23 +6,34 @@
 use std::path::Path;
 use std::time::Duration;
 
-use postern_envelope::QueueId;
+use postern_envelope::{ContentFilter, QueueId};
 use postern_ipc::delivery::DeliveryRequest;
 use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
 use postern_ipc::{BODY_CHUNK, Connection, Protocol};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
+/// Where and how a forwarded message is queued.
+#[derive(Debug)]
+pub struct Hop<'a> {
+    /// `$queue_directory/private/qmgr`.
+    pub qmgr: &'a Path,
+    /// The `Delivered-To:` address put on top.
+    pub delivered_to: &'a str,
+    /// `content_filter`.
+    pub filter: Option<ContentFilter>,
+    pub timeout: Duration,
+}
+
 /// Queues the message read from `message` for `recipients`; Ok is the new
 /// queue id, Err the reason to defer.
 pub async fn forward(
-    qmgr: &Path,
+    hop: &Hop<'_>,
     req: &DeliveryRequest,
     recipients: &[String],
-    delivered_to: &str,
     message: std::fs::File,
-    timeout: Duration,
 ) -> Result<QueueId, String> {
+    let (qmgr, delivered_to, timeout) = (hop.qmgr, hop.delivered_to, hop.timeout);
     let stream = tokio::time::timeout(timeout, UnixStream::connect(qmgr))
         .await
         .map_err(|_| format!("connect to {}: timed out", qmgr.display()))?
@@ -75,9 +86,12 @@ pub async fn forward(
         ret: req.ret,
         smtputf8: req.smtputf8,
         body_8bit: req.body_8bit,
+        filter: hop.filter.clone(),
+        hold: false,
+        no_address_mappings: false,
     };
     match conn
-        .request(&QmgrRequest::Commit { envelope }, timeout)
+        .request(&QmgrRequest::Commit { envelope: Box::new(envelope) }, timeout)
         .await
         .map_err(ipc)?
     {
@@ -128,7 +142,7 @@ mod tests {
                     })
                     .await
                     .unwrap();
-                    return (body, envelope);
+                    return (body, *envelope);
                 }
                 other => panic!("{other:?}"),
             }
@@ -148,13 +162,17 @@ mod tests {
             sender: "s@example.org".into(),
             ..Default::default()
         };
+        let hop = Hop {
+            qmgr: &sock,
+            delivered_to: "alias@example.local",
+            filter: Some("smtp:[127.0.0.1]:10025".parse().unwrap()),
+            timeout: Duration::from_secs(5),
+        };
         let id = forward(
-            &sock,
+            &hop,
             &req,
             &["far@example.net".into()],
-            "alias@example.local",
             std::fs::File::open(&msg).unwrap(),
-            Duration::from_secs(5),
         )
         .await
         .unwrap();
@@ -164,6 +182,7 @@ mod tests {
         assert_eq!(body, expected.as_bytes());
         assert_eq!(env.sender, "s@example.org");
         assert_eq!(env.recipients[0].address, "far@example.net");
+        assert_eq!(env.filter, hop.filter);
     }
 
     #[tokio::test]
@@ -171,13 +190,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let msg = dir.path().join("m");
         std::fs::write(&msg, "x\r\n").unwrap();
+        let absent = dir.path().join("absent");
+        let hop = Hop {
+            qmgr: &absent,
+            delivered_to: "c@d",
+            filter: None,
+            timeout: Duration::from_secs(1),
+        };
         let err = forward(
-            &dir.path().join("absent"),
+            &hop,
             &DeliveryRequest::default(),
             &["a@b".into()],
-            "c@d",
             std::fs::File::open(&msg).unwrap(),
-            Duration::from_secs(1),
         )
         .await
         .unwrap_err();

@@ -88,7 +88,7 @@ pub async fn session(q: Arc<Qmgr>, stream: Stream, shutdown: Shutdown) {
                 continue;
             }
             QmgrRequest::Commit { envelope } => {
-                commit(&q, std::mem::replace(&mut rx, Receiving::Idle), envelope).await
+                commit(&q, std::mem::replace(&mut rx, Receiving::Idle), *envelope).await
             }
             QmgrRequest::Abort => {
                 rx = Receiving::Idle;
@@ -112,7 +112,7 @@ pub async fn session(q: Arc<Qmgr>, stream: Stream, shutdown: Shutdown) {
 /// Makes the message durable and answers Queued, or Failed with nothing
 /// kept.
 async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> QmgrReply {
-    let (incoming, began) = match rx {
+    let (mut incoming, began) = match rx {
         Receiving::Open { incoming, began } => (incoming, began),
         Receiving::Broken { reason } => return QmgrReply::Failed { reason },
         Receiving::Idle => {
@@ -139,7 +139,8 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
     // Cleanup's address rewriting happens before the durable write, so
     // the queue holds the final recipients; a table that cannot be read
     // keeps nothing and the client hears 451.
-    let (sender, recipients) = match rewrite(q, envelope.sender, recipients) {
+    let mappings = !envelope.no_address_mappings;
+    let (sender, recipients) = match rewrite(q, envelope.sender, recipients, mappings) {
         Ok(r) => r,
         Err(reason) => {
             tracing::warn!("{}: {reason}", incoming.id());
@@ -156,14 +157,19 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
         ret: envelope.ret,
         smtputf8: envelope.smtputf8,
         body_8bit: envelope.body_8bit,
+        filter: envelope.filter,
     };
     let id = incoming.id();
+    if envelope.hold {
+        incoming.hold();
+    }
     // The records go to sled here; the group committer answers once they
     // are on disk.
     let (done, committed) = on_disk();
     incoming.commit_then(stored, done);
     let committed = committed.await;
     match committed {
+        Ok(id) if envelope.hold => QmgrReply::Queued { id },
         Ok(id) => {
             q.note_arrival(id, began);
             q.schedule(id);
@@ -185,10 +191,11 @@ fn rewrite(
     q: &Arc<Qmgr>,
     sender: String,
     recipients: Vec<Recipient>,
+    mappings: bool,
 ) -> Result<(String, Vec<Recipient>), String> {
     let router = q.router()?;
-    let result =
-        route::rewrite_envelope(&router, &sender, recipients).map_err(|e| e.to_string())?;
+    let result = route::rewrite_envelope(&router, &sender, recipients, mappings)
+        .map_err(|e| e.to_string())?;
     if result.1.is_empty() {
         return Err("message has no recipients after address rewriting".into());
     }

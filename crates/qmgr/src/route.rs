@@ -119,13 +119,20 @@ pub fn rewrite_envelope(
     router: &Router,
     sender: &str,
     recipients: Vec<Recipient>,
+    mappings: bool,
 ) -> Result<(String, Vec<Recipient>), RoutingError> {
-    let sender = router.rewrite_sender(sender)?;
+    let sender = match mappings {
+        true => router.rewrite_sender(sender)?,
+        false => router.canonicalize(sender),
+    };
     let mut out: Vec<Recipient> = Vec::with_capacity(recipients.len());
     let mut seen = std::collections::HashSet::new();
     for r in recipients {
-        let rewritten = router.rewrite_recipient(&r.address)?;
-        for address in router.expand_virtual(&rewritten)? {
+        let expanded = match mappings {
+            true => router.expand_virtual(&router.rewrite_recipient(&r.address)?)?,
+            false => vec![router.canonicalize(&r.address)],
+        };
+        for address in expanded {
             if address.is_empty() || !seen.insert(address.to_ascii_lowercase()) {
                 continue;
             }
@@ -256,6 +263,7 @@ mod tests {
                 rcpt("B@example.org"),
                 rcpt("bob@example.net"),
             ],
+            true,
         )
         .unwrap();
         assert_eq!(sender, "alice@example.local");

@@ -2,9 +2,10 @@
 //! be swapped): a version byte, then bincode 2 `standard()` with an
 //! allocation limit. Decoding garbage returns an error, never panics.
 //!
-//! Version 3 (this one) stores the client's protocol as
-//! postern-envelope's [`ClientProtocol`](postern_envelope::ClientProtocol);
-//! version 2 stored it as its name. Version 2 introduced the typed ORCPT,
+//! Version 4 (this one) adds the envelope's content filter. Version 3
+//! stored the client's protocol as postern-envelope's
+//! [`ClientProtocol`](postern_envelope::ClientProtocol); version 2 stored
+//! it as its name. Version 2 introduced the typed ORCPT,
 //! NOTIFY and enhanced status code; version 1 stored them as text and
 //! NOTIFY as a bit set. Records are written in the current version only;
 //! older records are still read ([`Record::from_old`]) and converted, so a
@@ -14,14 +15,14 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
 /// Upper bound for any decoded record (an envelope with thousands of
 /// recipients is well below this).
 const LIMIT: usize = 16 << 20;
 
 /// A stored record type.
 pub(crate) trait Record: Serialize + DeserializeOwned {
-    /// Decodes the body of a record in an older `version` (1 or 2); by
+    /// Decodes the body of a record in an older `version` (1 to 3); by
     /// default its layout is the current one.
     fn from_old(_version: u8, body: &[u8]) -> Result<Self, String> {
         decode_body(body)
@@ -34,7 +35,8 @@ impl Record for crate::types::Envelope {
     fn from_old(version: u8, body: &[u8]) -> Result<Self, String> {
         match version {
             1 => decode_body::<legacy::EnvelopeV1>(body).map(|e| e.map(Into::into, Into::into)),
-            _ => decode_body::<legacy::EnvelopeV2>(body).map(|e| e.map(|r| r, Into::into)),
+            2 => decode_body::<legacy::EnvelopeV2>(body).map(|e| e.map(|r| r, Into::into)),
+            _ => decode_body::<legacy::EnvelopeV3>(body).map(|e| e.map(|r| r, |c| c)),
         }
     }
 }
@@ -54,7 +56,7 @@ fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, Str
 pub(crate) fn decode<T: Record>(bytes: &[u8]) -> Result<T, String> {
     match bytes.split_first() {
         Some((&VERSION, rest)) => decode_body(rest),
-        Some((&v @ (1 | 2), rest)) => T::from_old(v, rest),
+        Some((&v @ (1..=3), rest)) => T::from_old(v, rest),
         Some((v, _)) => Err(format!("unknown record version {v}")),
         None => Err("empty record".into()),
     }
@@ -69,18 +71,57 @@ fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     Ok(v)
 }
 
-/// The version-1 recipient and the client of versions 1 and 2, kept only
-/// to read them: the rest of those envelopes is laid out as today.
+/// The envelope of versions 1 to 3, the version-1 recipient and the
+/// client of versions 1 and 2, kept only to read them.
 mod legacy {
-    use postern_envelope::{ClientProtocol, EnhancedStatus, Notify, Orcpt};
+    use postern_envelope::{ClientProtocol, EnhancedStatus, Notify, Orcpt, Ret};
     use serde::{Deserialize, Serialize};
 
     use crate::types;
 
     /// Version 1 stored the recipients and the client differently.
-    pub(super) type EnvelopeV1 = types::EnvelopeOf<Recipient, ClientInfo>;
+    pub(super) type EnvelopeV1 = EnvelopeOf<Recipient, ClientInfo>;
     /// Version 2 stored only the client differently.
-    pub(super) type EnvelopeV2 = types::EnvelopeOf<types::Recipient, ClientInfo>;
+    pub(super) type EnvelopeV2 = EnvelopeOf<types::Recipient, ClientInfo>;
+    /// Version 3 had no content filter.
+    pub(super) type EnvelopeV3 = EnvelopeOf<types::Recipient, postern_envelope::ClientInfo>;
+
+    /// The envelope before version 4, over its recipient and client types.
+    #[derive(Serialize, Deserialize, Default)]
+    pub(super) struct EnvelopeOf<R, C> {
+        pub sender: String,
+        pub recipients: Vec<R>,
+        pub arrival_unix: i64,
+        pub size: u64,
+        pub client: Option<C>,
+        pub envid: Option<String>,
+        pub ret: Option<Ret>,
+        pub smtputf8: bool,
+        pub body_8bit: bool,
+    }
+
+    impl<R, C> EnvelopeOf<R, C> {
+        /// Today's envelope, each recipient converted by `f` and the
+        /// client by `g`.
+        pub(super) fn map(
+            self,
+            f: impl FnMut(R) -> types::Recipient,
+            g: impl FnOnce(C) -> postern_envelope::ClientInfo,
+        ) -> types::Envelope {
+            types::Envelope {
+                sender: self.sender,
+                recipients: self.recipients.into_iter().map(f).collect(),
+                arrival_unix: self.arrival_unix,
+                size: self.size,
+                client: self.client.map(g),
+                envid: self.envid,
+                ret: self.ret,
+                smtputf8: self.smtputf8,
+                body_8bit: self.body_8bit,
+                filter: None,
+            }
+        }
+    }
 
     /// The client as versions 1 and 2 stored it, the protocol by name.
     #[derive(Serialize, Deserialize, Default)]
@@ -182,7 +223,7 @@ mod tests {
                     .wrapping_add(1442695040888963407);
                 buf.push((seed >> 33) as u8);
             }
-            for version in [1, 2, VERSION] {
+            for version in [1, 2, 3, VERSION] {
                 if let Some(b) = buf.first_mut() {
                     *b = version;
                 }
@@ -316,6 +357,43 @@ mod tests {
         // The current version keeps the typed value.
         let mut now: Envelope = decode(&encode_versioned(2, &old("ESMTPSA")).unwrap()).unwrap();
         now.client.as_mut().unwrap().protocol = ClientProtocol::Esmtps;
+        assert_eq!(decode::<Envelope>(&encode(&now).unwrap()).unwrap(), now);
+    }
+
+    #[test]
+    fn a_version_3_envelope_is_read_without_a_filter() {
+        let old = legacy::EnvelopeV3 {
+            sender: "a@x".into(),
+            recipients: vec![crate::types::Recipient::new("b@y")],
+            arrival_unix: 5,
+            size: 10,
+            client: Some(postern_envelope::ClientInfo {
+                name: "mx.example.com".into(),
+                addr: "192.0.2.1".into(),
+                helo: "mx".into(),
+                protocol: ClientProtocol::Esmtp,
+                sasl_username: None,
+            }),
+            envid: Some("E".into()),
+            ret: Some(postern_envelope::Ret::Hdrs),
+            smtputf8: true,
+            body_8bit: true,
+        };
+        let env: Envelope = decode(&encode_versioned(3, &old).unwrap()).unwrap();
+        assert_eq!(env.filter, None);
+        assert_eq!(
+            (env.sender.as_str(), env.size, env.arrival_unix),
+            ("a@x", 10, 5)
+        );
+        assert_eq!(env.client.as_ref().unwrap().protocol, ClientProtocol::Esmtp);
+        assert_eq!(
+            (env.envid.as_deref(), env.ret),
+            (Some("E"), Some(postern_envelope::Ret::Hdrs))
+        );
+        assert!(env.smtputf8 && env.body_8bit);
+        // Version 4 keeps the filter.
+        let mut now = env;
+        now.filter = Some("smtp:[127.0.0.1]:10025".parse().unwrap());
         assert_eq!(decode::<Envelope>(&encode(&now).unwrap()).unwrap(), now);
     }
 }

@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use postern_envelope::{ClientInfo, EnhancedStatus, Notify, Orcpt, QueueId, QueueName, Ret};
+use postern_envelope::{
+    ClientInfo, ContentFilter, EnhancedStatus, Notify, Orcpt, QueueId, QueueName, Ret,
+};
 
 /// Where one recipient stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -59,48 +61,24 @@ impl Recipient {
 }
 
 /// The envelope stored next to the body.
-pub type Envelope = EnvelopeOf<Recipient, ClientInfo>;
-
-/// [`Envelope`] over its recipient and client types: older queue records
-/// differ only in how those are stored, so the codec reads them as an
-/// `EnvelopeOf` the old types rather than through a copy of the layout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct EnvelopeOf<R, C> {
+pub struct Envelope {
     /// Envelope sender; empty for the null sender `<>`.
     pub sender: String,
-    pub recipients: Vec<R>,
+    pub recipients: Vec<Recipient>,
     pub arrival_unix: i64,
     /// Body size in bytes. [`crate::Incoming::commit`] sets it to the number
     /// of bytes actually appended.
     pub size: u64,
-    pub client: Option<C>,
+    pub client: Option<ClientInfo>,
     /// DSN `ENVID=`.
     pub envid: Option<String>,
     pub ret: Option<Ret>,
     pub smtputf8: bool,
     pub body_8bit: bool,
-}
-
-impl<R, C> EnvelopeOf<R, C> {
-    /// The same envelope with each recipient converted by `f` and the
-    /// client by `g`.
-    pub(crate) fn map<S, D>(
-        self,
-        f: impl FnMut(R) -> S,
-        g: impl FnOnce(C) -> D,
-    ) -> EnvelopeOf<S, D> {
-        EnvelopeOf {
-            sender: self.sender,
-            recipients: self.recipients.into_iter().map(f).collect(),
-            arrival_unix: self.arrival_unix,
-            size: self.size,
-            client: self.client.map(g),
-            envid: self.envid,
-            ret: self.ret,
-            smtputf8: self.smtputf8,
-            body_8bit: self.body_8bit,
-        }
-    }
+    /// The after-queue content filter every recipient goes through
+    /// instead of its route (`content_filter`, `FILTER`).
+    pub filter: Option<ContentFilter>,
 }
 
 impl Envelope {

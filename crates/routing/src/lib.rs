@@ -120,6 +120,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use postern_config::{Config, ConfigError, Maps, Params, TableError};
+use postern_envelope::ContentFilter;
 
 use address::Canon;
 use domains::DomainList;
@@ -228,6 +229,35 @@ pub struct Route {
     pub routed: bool,
     /// The recipient domain is not a valid host name or address literal.
     pub bad_domain: bool,
+}
+
+impl Route {
+    /// The route through an after-queue content filter (`content_filter`,
+    /// `FILTER transport:destination`), which overrides transport and next
+    /// hop of every recipient (FILTER_README): the filter gets the
+    /// recipient as the envelope has it, and an empty destination means
+    /// the recipient's domain. The class stays, for the log and for
+    /// delivery requests.
+    pub fn through_filter(self, filter: &ContentFilter, envelope_recipient: &str) -> Route {
+        let nexthop = if filter.nexthop.is_empty() {
+            address::split(envelope_recipient)
+                .1
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            filter.nexthop.clone()
+        };
+        let target = nexthop::parse(&nexthop);
+        Route {
+            transport: filter.transport.clone(),
+            nexthop,
+            recipient: envelope_recipient.to_string(),
+            mx_lookup: target.mx_lookup,
+            host: target.host,
+            port: target.port,
+            ..self
+        }
+    }
 }
 
 impl fmt::Display for Route {

@@ -113,8 +113,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             id: &id,
             single_recipient: single.as_deref(),
             date: &date,
+        };
+        // PREPEND'ed headers come before our Received header, as
+        // Postfix's smtpd writes them.
+        let mut head = String::new();
+        for h in self.tx.iter().flat_map(|t| &t.actions.prepend) {
+            head.push_str(h);
+            head.push_str("\r\n");
         }
-        .to_string();
+        let received = head + &received.to_string();
         let msg = Message::new(MessageSetup {
             id: &id,
             hostname: &s.hostname,
@@ -255,6 +262,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             self.queue.abort().await;
             return self.refuse("451 4.3.0 Error: queue file write error");
         };
+        if tx.actions.discard {
+            // Accepted and dropped (DISCARD): the client is told it was
+            // queued, as Postfix does.
+            self.queue.abort().await;
+            self.io.reply(&Reply::new(
+                250,
+                Some(EnhancedStatus::OK),
+                &format!("Ok: queued as {id}"),
+            ));
+            self.forgive();
+            return Step::Ok;
+        }
         let envelope = self.envelope(tx);
         match self.queue.commit(envelope).await {
             Ok(queued) => {
@@ -291,7 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 notify: p.notify,
             })
             .collect();
-        Envelope {
+        let envelope = Envelope {
             sender: qualify(&tx.sender),
             recipients,
             client: Some(ClientInfo {
@@ -305,6 +324,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             ret: tx.params.ret,
             smtputf8: tx.params.smtputf8,
             body_8bit: matches!(tx.params.body, Some(Body::EightBitMime | Body::BinaryMime)),
-        }
+            filter: None,
+            hold: false,
+            no_address_mappings: self.settings.overrides.no_address_mappings,
+        };
+        tx.actions
+            .envelope(envelope, self.settings.content_filter.as_ref())
     }
 }

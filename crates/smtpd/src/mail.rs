@@ -29,6 +29,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             recipients: Vec::new(),
             overshoot: 0,
             bdat: None,
+            actions: self.session_actions.clone(),
         };
         self.tx = Some(tx);
         if !self.settings.delay_reject

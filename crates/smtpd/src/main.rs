@@ -282,6 +282,7 @@
 //!   session. `auth`: AUTH, the user table and the failure tarpit.
 //! - `settings`: the parameters of one session. `policy`: access policy.
 
+mod actions;
 mod auth;
 mod data;
 mod ehlo;

@@ -20,6 +20,7 @@ use postern_tls::{MaybeTls, TlsSummary};
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::actions::MessageActions;
 use crate::auth::Login;
 use crate::data::Bdat;
 use crate::policy::{Check, Stage};
@@ -289,6 +290,8 @@ pub struct Transaction {
     pub overshoot: u32,
     /// A message being received in BDAT chunks.
     pub bdat: Option<Bdat>,
+    /// What access tables decided for the message.
+    pub actions: MessageActions,
 }
 
 /// One SMTP session.
@@ -318,6 +321,9 @@ pub struct Session<S, Q> {
     pub(crate) tls: Option<TlsSummary>,
     /// Set by a successful AUTH; cleared by STARTTLS.
     pub(crate) sasl: Option<Login>,
+    /// Actions from the connect and HELO restrictions (smtpd_delay_reject
+    /// = no), for every transaction of the session.
+    pub(crate) session_actions: MessageActions,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
@@ -356,6 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             tls_config: None,
             tls: None,
             sasl: None,
+            session_actions: MessageActions::default(),
         }
     }
 
@@ -527,7 +534,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     }
 
     /// smtpd_client_restrictions at connect, when smtpd_delay_reject = no.
-    fn connect_check(&self) -> Option<Reply> {
+    fn connect_check(&mut self) -> Option<Reply> {
         if self.settings.delay_reject {
             return None;
         }
@@ -541,7 +548,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     }
 
     /// Runs the access policy for `stage`; the refusal reply, if any.
-    pub(crate) fn policy_check(&self, stage: Stage, recipient: Option<&Address>) -> Option<Reply> {
+    /// Actions that fired are logged and kept for the transaction.
+    pub(crate) fn policy_check(
+        &mut self,
+        stage: Stage,
+        recipient: Option<&Address>,
+    ) -> Option<Reply> {
         let policy = match &self.settings.policy {
             Ok(p) => p,
             Err(e) => {
@@ -557,7 +569,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             recipient,
             sasl_username: self.sasl.as_ref().map(|l| l.username.as_str()),
         };
-        let refusal = policy.check(stage, &check).err()?;
+        let (result, fired) = policy.check_actions(stage, &check);
+        let verb = match stage {
+            Stage::Connect => "CONNECT",
+            Stage::Helo if self.esmtp => "EHLO",
+            Stage::Helo => "HELO",
+            Stage::Mail => "MAIL",
+            Stage::Rcpt => "RCPT",
+            Stage::Data => "DATA",
+        };
+        for f in fired {
+            if let Some(whatsup) = f.whatsup {
+                self.log_whatsup(None, whatsup, verb, &f.text, recipient);
+            }
+            if let Some(action) = f.action {
+                match self.tx.as_mut() {
+                    Some(tx) => tx.actions.apply(action),
+                    None => self.session_actions.apply(action),
+                }
+            }
+        }
+        let refusal = result.err()?;
         tracing::debug!(temporary = refusal.temporary, "policy refusal at {stage:?}");
         Some(refusal.reply)
     }
@@ -570,8 +602,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
 
     /// Logs a refusal the way Postfix does.
     pub(crate) fn log_reject(&self, verb: &str, reply: &Reply, recipient: Option<&Address>) {
+        self.log_whatsup(None, "reject", verb, &reply.to_string(), recipient);
+    }
+
+    /// Postfix's log_whatsup(): `ID: what: VERB from name[addr]: text;
+    /// from=<...> to=<...> proto=... helo=<...>` (`NOQUEUE` before the
+    /// message has a queue ID).
+    pub(crate) fn log_whatsup(
+        &self,
+        id: Option<&str>,
+        whatsup: &str,
+        verb: &str,
+        text: &str,
+        recipient: Option<&Address>,
+    ) {
         let mut line = format!(
-            "NOQUEUE: reject: {verb} from {}: {reply};",
+            "{}: {whatsup}: {verb} from {}: {text};",
+            id.unwrap_or("NOQUEUE"),
             self.client.namaddr()
         );
         if let Some(tx) = &self.tx {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_config::Params;
+use postern_envelope::ContentFilter;
 use postern_smtp::BareNewlinePolicy;
 
 use crate::auth::Sasl;
@@ -79,6 +80,38 @@ pub struct Settings {
     /// The access policy, or why it could not be built (then every RCPT
     /// is deferred rather than allowed).
     pub policy: Result<Arc<Policy>, String>,
+    /// `content_filter`: the after-queue filter for mail received here
+    /// (a FILTER action overrides it).
+    pub content_filter: Option<ContentFilter>,
+    /// `receive_override_options`.
+    pub overrides: ReceiveOverrides,
+}
+
+/// `receive_override_options`: what a service (typically the one a
+/// content filter hands mail back to) leaves out of receiving.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiveOverrides {
+    /// `no_unknown_recipient_checks`: no reject_unlisted_recipient.
+    pub no_unknown_recipient_checks: bool,
+    /// `no_address_mappings`: no canonical maps or virtual aliases.
+    pub no_address_mappings: bool,
+    /// `no_header_body_checks`.
+    pub no_header_body_checks: bool,
+    /// `no_milters`.
+    pub no_milters: bool,
+}
+
+impl ReceiveOverrides {
+    pub fn from_params(params: &Params) -> ReceiveOverrides {
+        let words = params.words("receive_override_options");
+        let has = |w: &str| words.iter().any(|x| x == w);
+        ReceiveOverrides {
+            no_unknown_recipient_checks: has("no_unknown_recipient_checks"),
+            no_address_mappings: has("no_address_mappings"),
+            no_header_body_checks: has("no_header_body_checks"),
+            no_milters: has("no_milters"),
+        }
+    }
 }
 
 impl Settings {
@@ -120,6 +153,8 @@ impl Settings {
             qmgr_socket: params
                 .path("queue_directory")
                 .join(postern_ipc::qmgr::SOCKET),
+            content_filter: params.filter("content_filter"),
+            overrides: ReceiveOverrides::from_params(params),
             policy: Policy::from_params(params).map(Arc::new).map_err(|e| {
                 // Logged once here; each RCPT is then deferred with 4.3.5.
                 tracing::error!("access policy: {e}");

@@ -222,6 +222,12 @@ pub fn envelope() -> postern_ipc::qmgr::Envelope {
         ret: Some(postern_envelope::Ret::Hdrs),
         smtputf8: true,
         body_8bit: false,
+        filter: Some(postern_envelope::ContentFilter {
+            transport: "smtp".into(),
+            nexthop: "[127.0.0.1]:10025".into(),
+        }),
+        hold: true,
+        no_address_mappings: true,
     }
 }
 
@@ -234,10 +240,10 @@ pub fn qmgr_requests() -> Vec<postern_ipc::qmgr::QmgrRequest> {
             data: (0..=255u8).cycle().take(postern_ipc::BODY_CHUNK).collect(),
         },
         Q::Commit {
-            envelope: envelope(),
+            envelope: Box::new(envelope()),
         },
         Q::Commit {
-            envelope: postern_ipc::qmgr::Envelope::default(),
+            envelope: Box::default(),
         },
         Q::Abort,
         Q::Flush,

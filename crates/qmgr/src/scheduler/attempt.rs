@@ -281,9 +281,20 @@ fn resolve_all(
     pending
         .iter()
         .map(|&i| {
+            let address = &env.recipients[i].address;
             let decision = match router {
                 Ok(router) => router
-                    .resolve(&env.recipients[i].address)
+                    .resolve(address)
+                    .map(|r| match &env.filter {
+                        // A content filter overrides every route but an
+                        // unknown virtual alias recipient's bounce.
+                        Some(f)
+                            if r.class != AddressClass::VirtualAlias || r.transport != "error" =>
+                        {
+                            r.through_filter(f, address)
+                        }
+                        _ => r,
+                    })
                     .map(|r| (route::decide(&r), r.class))
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),

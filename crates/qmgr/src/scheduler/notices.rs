@@ -162,7 +162,7 @@ impl Qmgr {
         // (virtual aliases may redirect the sender's address); if the
         // tables cannot be read, the addresses are used as they are.
         let (sender, recipients) = match self.router() {
-            Ok(router) => route::rewrite_envelope(&router, &sender, recipients.clone())
+            Ok(router) => route::rewrite_envelope(&router, &sender, recipients.clone(), true)
                 .ok()
                 .filter(|(_, r)| !r.is_empty())
                 .unwrap_or((sender, recipients)),

@@ -30,6 +30,7 @@ impl QueueStore {
             next_chunk: 0,
             size: 0,
             far: false,
+            hold: false,
             finished: false,
         })
     }
@@ -48,6 +49,8 @@ pub struct Incoming {
     size: u64,
     /// The body outgrew one chunk: it goes to segments.
     far: bool,
+    /// Commit into the hold queue instead of active.
+    hold: bool,
     pub(crate) finished: bool,
 }
 
@@ -135,6 +138,14 @@ impl Incoming {
     /// with concurrent commits). Blocking: async callers use
     /// [`Incoming::commit_then`]. On error nothing of the message remains
     /// and the client gets `451 4.3.0`.
+    /// Makes the commit put the message on hold (Postfix's cleanup writes
+    /// such mail straight into the hold queue): it is queued, never due,
+    /// and waits for [`QueueStore::release`]. There is no moment at which
+    /// it is active, so a crash cannot let it be delivered.
+    pub fn hold(&mut self) {
+        self.hold = true;
+    }
+
     pub fn commit(self, envelope: Envelope) -> Result<QueueId, QueueError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.commit_then(envelope, move |r| {
@@ -192,8 +203,16 @@ impl Incoming {
         let inner = &self.inner;
         let mut batch = Writes::default();
         inner.put_envelope(&mut batch, self.id, envelope, 0)?;
+        let state = if self.hold {
+            // A held message may wait for days: its body must not pin a
+            // segment (the body is on disk already, see `commit`).
+            inner.inline_body(&mut batch, self.id)?;
+            QueueState::Hold
+        } else {
+            QueueState::Active
+        };
         let meta = MessageMeta {
-            state: QueueState::Active,
+            state,
             attempts: 0,
             last_attempt_unix: None,
         };

@@ -11,8 +11,8 @@ use postern_routing::{AddressClass, RoutingError};
 
 use super::restriction::{self, AccessKind};
 use super::{
-    CLIENT, Eval, HELO, RECIPIENT, Refusal, Resolved, SENDER, Subject, Verdict, config_error,
-    resolve, table_failure,
+    AccessAction, CLIENT, Eval, Fired, HELO, RECIPIENT, Refusal, Resolved, SENDER, Subject,
+    Verdict, config_error, resolve, table_failure,
 };
 
 /// One lookup's answer: nothing found, or the verdict of what was found.
@@ -249,12 +249,69 @@ impl Eval<'_, '_> {
                 slot.get_or_insert(refusal);
                 return Verdict::Dunno;
             }
-            "WARN" | "HOLD" | "DISCARD" | "FILTER" | "REDIRECT" | "BCC" | "PREPEND" | "INFO" => {
-                tracing::warn!(
-                    "access table {}: action {upper} for <{}> is not supported; ignored",
-                    table.spec(),
-                    s.name
+            "WARN" | "INFO" => {
+                let whatsup = if upper == "WARN" { "warn" } else { "info" };
+                self.fire(whatsup, text.to_string(), None);
+                return Verdict::Dunno;
+            }
+            "HOLD" | "DISCARD" => {
+                let (whatsup, action) = match upper.as_str() {
+                    "HOLD" => ("hold", AccessAction::Hold),
+                    _ => ("discard", AccessAction::Discard),
+                };
+                let said = if text.is_empty() {
+                    format!("triggers {upper} action")
+                } else {
+                    text.to_string()
+                };
+                self.fire(
+                    whatsup,
+                    format!("<{}>: {} {said}", s.name, s.class),
+                    Some(action),
                 );
+                // DISCARD accepts (the mail is dropped after DATA).
+                return match action_permits(&upper) {
+                    true => Verdict::Permit,
+                    false => Verdict::Dunno,
+                };
+            }
+            "FILTER" | "REDIRECT" | "BCC" | "PREPEND" => {
+                let action = match upper.as_str() {
+                    "FILTER" => text.parse().ok().map(AccessAction::Filter),
+                    "REDIRECT" if text.contains('@') => Some(AccessAction::Redirect(text.into())),
+                    "BCC" if text.contains('@') => Some(AccessAction::Bcc(text.into())),
+                    "PREPEND" if is_header(text) => Some(AccessAction::Prepend(text.into())),
+                    _ => None,
+                };
+                let Some(action) = action else {
+                    let wants = match upper.as_str() {
+                        "FILTER" => "transport:destination",
+                        "PREPEND" => "a message header",
+                        _ => "user@domain",
+                    };
+                    tracing::warn!(
+                        "access table {} entry \"{value}\": {upper} needs {wants}; ignored",
+                        table.spec()
+                    );
+                    return Verdict::Dunno;
+                };
+                if upper != "PREPEND" {
+                    self.fire(
+                        match upper.as_str() {
+                            "FILTER" => "filter",
+                            "REDIRECT" => "redirect",
+                            _ => "bcc",
+                        },
+                        format!("<{}>: {} triggers {upper} {text}", s.name, s.class),
+                        Some(action),
+                    );
+                } else {
+                    self.fired.push(Fired {
+                        whatsup: None,
+                        text: String::new(),
+                        action: Some(action),
+                    });
+                }
                 return Verdict::Dunno;
             }
             _ => {}
@@ -306,9 +363,22 @@ impl Eval<'_, '_> {
         }
     }
 
+    /// Records an action that fired, with its log text.
+    fn fire(&mut self, whatsup: &'static str, text: String, action: Option<AccessAction>) {
+        self.fired.push(Fired {
+            whatsup: Some(whatsup),
+            text,
+            action,
+        });
+    }
+
     /// Postfix's check_rcpt_maps(): is the address known in the tables of
     /// its address class?
     pub(super) fn check_rcpt_maps(&self, addr: &Address, class: &str) -> Verdict {
+        // receive_override_options = no_unknown_recipient_checks.
+        if class == RECIPIENT && !self.policy.unknown_recipient_checks {
+            return Verdict::Dunno;
+        }
         match self.rcpt_maps(addr, class) {
             Ok(v) => v,
             Err(e) => table_failure(&e, &addr.to_string()),
@@ -440,5 +510,21 @@ fn fix_dsn(dsn: EnhancedStatus, class: &str) -> EnhancedStatus {
         },
         RECIPIENT => dsn,
         _ => EnhancedStatus::of(a, 7, 1),
+    }
+}
+
+/// DISCARD ends its list as OK does; HOLD goes on (Postfix's
+/// check_table_result()).
+fn action_permits(action: &str) -> bool {
+    action == "DISCARD"
+}
+
+/// `Name: value`, as PREPEND must be (Postfix's is_header()).
+fn is_header(text: &str) -> bool {
+    match text.split_once(':') {
+        Some((name, _)) => {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        }
+        None => false,
     }
 }

@@ -43,8 +43,11 @@
 //!   relay or recipient restrictions can refuse relaying is an error too.
 //!   Restriction names inside access table results are still only known at
 //!   run time and answer `451 4.3.5 Server configuration error`.
-//! * Access table actions HOLD, DISCARD, FILTER, REDIRECT, BCC, PREPEND and
-//!   WARN are logged and otherwise ignored (DUNNO).
+//! * Access table actions HOLD, DISCARD, FILTER, REDIRECT, BCC and PREPEND
+//!   (and WARN and INFO, which only log) come back from
+//!   [`Policy::check_actions`] as [`Fired`] values for the session to log
+//!   and apply to the message; the policy itself does not know the
+//!   transaction.
 //! * With `smtpd_delay_reject = no`, a `defer_if_permit` raised at Connect,
 //!   Helo or Mail is not carried to Rcpt (each call is independent).
 //! * `smtpd_sender_login_maps` is looked up with the whole sender address,
@@ -70,7 +73,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use postern_config::{Maps, NetworkList, Params, Table, TableError};
-use postern_envelope::EnhancedStatus;
+use postern_envelope::{ContentFilter, EnhancedStatus};
 use postern_routing::{AddressClass, Router, RoutingError};
 use postern_smtp::{Address, Reply};
 
@@ -98,6 +101,35 @@ pub struct Check<'a> {
     pub recipient: Option<&'a Address>,
     /// Set once the client authenticated.
     pub sasl_username: Option<&'a str>,
+}
+
+/// What an access table action asks of the message (access(5)); the
+/// session applies it to the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessAction {
+    /// Queue the message on hold.
+    Hold,
+    /// Accept the message and drop it.
+    Discard,
+    /// Send it through this after-queue content filter.
+    Filter(ContentFilter),
+    /// Deliver it to this address instead of its recipients.
+    Redirect(String),
+    /// Send a copy to this address.
+    Bcc(String),
+    /// Add this header line (`Name: value`).
+    Prepend(String),
+}
+
+/// An action that fired during a check: what to log (Postfix's
+/// log_whatsup: `hold`, `discard`, `filter`, `redirect`, `bcc`, `warn`,
+/// `info`, and the text after the client) and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    /// None for PREPEND, which Postfix does not log.
+    pub whatsup: Option<&'static str>,
+    pub text: String,
+    pub action: Option<AccessAction>,
 }
 
 /// A refused request: the reply to send, and whether it is a temporary
@@ -200,6 +232,8 @@ pub struct Policy {
     delay_reject: bool,
     relay_before_recipient: bool,
     reject_unlisted_recipient: bool,
+    /// Off with `receive_override_options = no_unknown_recipient_checks`.
+    unknown_recipient_checks: bool,
     reject_unlisted_sender: bool,
     /// `smtpd_access_maps` is in `parent_domain_matches_subdomains`.
     access_parent: bool,
@@ -314,6 +348,8 @@ impl Policy {
             delay_reject: delay_reject(params),
             relay_before_recipient: params.bool("smtpd_relay_before_recipient_restrictions"),
             reject_unlisted_recipient: params.bool("smtpd_reject_unlisted_recipient"),
+            unknown_recipient_checks: !crate::settings::ReceiveOverrides::from_params(params)
+                .no_unknown_recipient_checks,
             reject_unlisted_sender: params.bool("smtpd_reject_unlisted_sender"),
             access_parent: params
                 .list("parent_domain_matches_subdomains")
@@ -351,15 +387,34 @@ impl Policy {
 
     /// Evaluates the restriction lists that apply at `stage`; `Ok(())`
     /// means continue. See the module documentation for the order.
+    #[cfg(test)]
     pub fn check(&self, stage: Stage, ctx: &Check<'_>) -> Result<(), Refusal> {
+        self.check_actions(stage, ctx).0
+    }
+
+    /// [`Policy::check`], and the actions that fired on the way (also
+    /// when the request is refused: Postfix keeps them for the
+    /// transaction).
+    pub fn check_actions(
+        &self,
+        stage: Stage,
+        ctx: &Check<'_>,
+    ) -> (Result<(), Refusal>, Vec<Fired>) {
         let mut ev = Eval::new(self, ctx);
+        let result = ev.stage(stage);
+        (result, ev.fired)
+    }
+}
+
+impl Eval<'_, '_> {
+    fn stage(&mut self, stage: Stage) -> Result<(), Refusal> {
         match stage {
-            Stage::Connect | Stage::Helo | Stage::Mail if self.delay_reject => Ok(()),
-            Stage::Connect => ev.client_stage(),
-            Stage::Helo => ev.helo_stage(),
-            Stage::Mail => ev.sender_stage(),
-            Stage::Rcpt => ev.rcpt_stage(),
-            Stage::Data => ev.data_stage(),
+            Stage::Connect | Stage::Helo | Stage::Mail if self.policy.delay_reject => Ok(()),
+            Stage::Connect => self.client_stage(),
+            Stage::Helo => self.helo_stage(),
+            Stage::Mail => self.sender_stage(),
+            Stage::Rcpt => self.rcpt_stage(),
+            Stage::Data => self.data_stage(),
         }
     }
 }
@@ -411,6 +466,8 @@ struct Eval<'p, 'c> {
     rcpt_maps_checked: bool,
     sender_maps_checked: bool,
     depth: usize,
+    /// Actions that fired, in order.
+    fired: Vec<Fired>,
 }
 
 impl<'p, 'c> Eval<'p, 'c> {
@@ -425,6 +482,7 @@ impl<'p, 'c> Eval<'p, 'c> {
             rcpt_maps_checked: false,
             sender_maps_checked: false,
             depth: 0,
+            fired: Vec::new(),
         }
     }
 

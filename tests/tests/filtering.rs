@@ -1,0 +1,320 @@
+//! The filtering gateway (scenario S5, seed 004) end to end: access table
+//! actions that change what happens to the message (HOLD, DISCARD,
+//! REDIRECT, BCC, FILTER, PREPEND), and the after-queue `content_filter`
+//! of FILTER_README, whose filter hands the mail back through a second
+//! smtpd service on 127.0.0.1 with `content_filter =` and
+//! `receive_override_options`.
+//!
+//! Each test runs a whole Postern; [`Sink`]s play the mail server behind
+//! the gateway and the content filter.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use postern_tests::{Instance, Sink, SmtpClient, free_port, wait_for};
+
+const LONG: Duration = Duration::from_secs(40);
+
+/// An instance with `files` written to its directory before the start;
+/// `{dir}` in `main_extra` and in the files stands for the directory.
+fn start(main_extra: &str, services_extra: &str, files: &[(&str, &str)]) -> Instance {
+    let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let inst = Instance::create(smtp, "");
+    let dir = inst.dir.path().display().to_string();
+    for (name, text) in files {
+        std::fs::write(inst.dir.path().join(name), text.replace("{dir}", &dir)).unwrap();
+    }
+    inst.write_config(&Instance::standard_config(
+        smtp,
+        &main_extra.replace("{dir}", &dir),
+        services_extra,
+    ));
+    inst.launch()
+}
+
+/// Sends one message from a mynetworks client; the queue ID.
+fn send(to: SocketAddr, sender: &str, rcpts: &[&str], subject: &str) -> String {
+    let (mut c, greeting) = SmtpClient::connect(to).unwrap();
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let body = format!("Subject: {subject}\r\nFrom: <{sender}>\r\n\r\nHello.\r\n");
+    c.telnet_message(sender, rcpts, body.as_bytes())
+}
+
+fn listing(inst: &Instance) -> Vec<serde_json::Value> {
+    let out = inst.qctl(&["--json", "list"]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn by_subject<'a>(
+    sink: &'a [postern_tests::SinkMessage],
+    subject: &str,
+) -> Vec<&'a postern_tests::SinkMessage> {
+    let needle = format!("Subject: {subject}\r\n");
+    sink.iter().filter(|m| m.data.contains(&needle)).collect()
+}
+
+#[test]
+fn access_actions_hold_discard_redirect_bcc_filter_and_prepend_do_what_they_say() {
+    let lan = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
+    let scanner = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
+    let inst = start(
+        &format!(
+            "mynetworks = \"127.0.0.0/8\"\n\
+             relay_domains = \"example.net\"\n\
+             transport_maps = \"inline:{{ example.net=smtp:[127.0.0.1]:{} }}\"\n\
+             smtpd_recipient_restrictions = \"check_recipient_access hash:{{dir}}/access, \
+             permit_mynetworks, reject_unauth_destination\"",
+            lan.addr.port()
+        ),
+        "",
+        &[(
+            "access",
+            &format!(
+                "hold@example.net HOLD\n\
+                 quarantine@example.net HOLD suspicious recipient\n\
+                 discard@example.net DISCARD\n\
+                 redirect@example.net REDIRECT abuse@example.net\n\
+                 bcc@example.net BCC archive@example.net\n\
+                 prepend@example.net PREPEND X-Tag: tagged by access\n\
+                 filter@example.net FILTER smtp:[127.0.0.1]:{}\n\
+                 warn@example.net WARN looks odd\n",
+                scanner.addr.port()
+            ),
+        )],
+    );
+
+    // HOLD: queued, on hold, delivered only once released.
+    let held = send(inst.smtp, "a@client.example", &["hold@example.net"], "held");
+    let line = inst.wait_log_line(&["NOQUEUE: hold: RCPT from", "<hold@example.net>"]);
+    assert!(
+        line.contains("<hold@example.net>: Recipient address triggers HOLD action; from=<a@client.example> to=<hold@example.net> proto=SMTP helo=<localhost>"),
+        "{line}"
+    );
+    let text = send(
+        inst.smtp,
+        "a@client.example",
+        &["quarantine@example.net"],
+        "q",
+    );
+    inst.wait_log_line(&[
+        "hold:",
+        "<quarantine@example.net>: Recipient address suspicious recipient;",
+    ]);
+    let list = listing(&inst);
+    for id in [&held, &text] {
+        let m = list
+            .iter()
+            .find(|m| m["queue_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id}: {list:?}"));
+        assert_eq!(m["queue_name"], "hold", "{m}");
+    }
+    let mailq = String::from_utf8_lossy(&inst.qctl(&["list"]).stdout).into_owned();
+    assert!(mailq.contains(&format!("{held}!")), "{mailq}");
+
+    // WARN only logs.
+    send(
+        inst.smtp,
+        "a@client.example",
+        &["warn@example.net"],
+        "warned",
+    );
+    inst.wait_log_line(&[
+        "NOQUEUE: warn: RCPT from",
+        "looks odd;",
+        "to=<warn@example.net>",
+    ]);
+
+    // DISCARD: "queued", then gone.
+    let discarded = send(
+        inst.smtp,
+        "a@client.example",
+        &["discard@example.net"],
+        "dropped",
+    );
+    inst.wait_log_line(&[
+        "discard: RCPT from",
+        "<discard@example.net>: Recipient address triggers DISCARD action",
+    ]);
+
+    // REDIRECT, BCC, PREPEND, FILTER.
+    send(
+        inst.smtp,
+        "a@client.example",
+        &["redirect@example.net"],
+        "redirected",
+    );
+    send(
+        inst.smtp,
+        "a@client.example",
+        &["bcc@example.net"],
+        "copied",
+    );
+    send(
+        inst.smtp,
+        "a@client.example",
+        &["prepend@example.net"],
+        "tagged",
+    );
+    send(
+        inst.smtp,
+        "a@client.example",
+        &["filter@example.net"],
+        "scanned",
+    );
+    inst.wait_log_line(&[
+        "filter: RCPT from",
+        &format!("triggers FILTER smtp:[127.0.0.1]:{}", scanner.addr.port()),
+    ]);
+
+    // warned, redirected, copied (2 recipients, 1 message), tagged.
+    let got = lan.wait_messages(4, LONG);
+    let redirected = by_subject(&got, "redirected");
+    assert_eq!(redirected.len(), 1, "{}", inst.log());
+    assert_eq!(redirected[0].recipients, ["abuse@example.net"]);
+    inst.wait_log_line(&[
+        "to=<abuse@example.net>",
+        "orig_to=<redirect@example.net>",
+        "status=sent",
+    ]);
+    let copied = by_subject(&got, "copied");
+    let mut rcpts: Vec<String> = copied.iter().flat_map(|m| m.recipients.clone()).collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        ["archive@example.net", "bcc@example.net"],
+        "{}",
+        inst.log()
+    );
+    let tagged = by_subject(&got, "tagged");
+    assert_eq!(tagged.len(), 1);
+    assert!(
+        tagged[0]
+            .data
+            .starts_with("X-Tag: tagged by access\r\nReceived: from localhost"),
+        "PREPEND goes before our Received header:\n{}",
+        tagged[0].data
+    );
+    assert_eq!(by_subject(&got, "warned").len(), 1);
+    let scanned = scanner.wait_messages(1, LONG);
+    assert_eq!(scanned[0].recipients, ["filter@example.net"]);
+    assert!(by_subject(&lan.messages(), "scanned").is_empty());
+
+    // Nothing of the held or discarded mail arrived; releasing the held
+    // one delivers it.
+    assert!(by_subject(&lan.messages(), "held").is_empty());
+    assert!(by_subject(&lan.messages(), "dropped").is_empty());
+    assert!(
+        !listing(&inst)
+            .iter()
+            .any(|m| m["queue_id"] == discarded.as_str()),
+        "a discarded message is not queued"
+    );
+    let out = inst.qctl(&["release", &held]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        wait_for(LONG, || by_subject(&lan.messages(), "held").len() == 1),
+        "{}",
+        inst.log()
+    );
+}
+
+/// FILTER_README's after-queue filter: smtpd queues, qmgr sends to the
+/// filter on [127.0.0.1]:port, the filter (here: a sink that adds a
+/// header and sends the message on) hands it back to the second smtpd
+/// service on 127.0.0.1, whose `content_filter =` keeps it from going
+/// round again.
+#[test]
+fn content_filter_round_trip_delivers_once_and_does_not_loop() {
+    let lan = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
+    let filter = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
+    let reinject: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let inst = start(
+        &format!(
+            "mynetworks = \"127.0.0.0/8\"\n\
+             relay_domains = \"example.net\"\n\
+             transport_maps = \"inline:{{ example.net=smtp:[127.0.0.1]:{} }}\"\n\
+             virtual_alias_maps = \"inline:{{ alias@example.net=real@example.net }}\"\n\
+             content_filter = \"smtp:[127.0.0.1]:{}\"\n\
+             receive_override_options = \"no_address_mappings\"",
+            lan.addr.port(),
+            filter.addr.port()
+        ),
+        &format!(
+            r#"
+[[service]]
+name = "reinject"
+type = "inet"
+listen = "{reinject}"
+command = "smtpd"
+[service.options]
+content_filter = ""
+receive_override_options = "no_unknown_recipient_checks,no_header_body_checks,no_milters"
+smtpd_recipient_restrictions = "permit_mynetworks, reject"
+"#
+        ),
+        &[],
+    );
+    assert!(inst.wait_all_ready(LONG), "{}", inst.log());
+    let first = send(
+        inst.smtp,
+        "a@client.example",
+        &["alias@example.net"],
+        "filtered",
+    );
+
+    // The filter gets the message with the original recipient: address
+    // mappings wait until it comes back.
+    let at_filter = filter.wait_messages(1, LONG);
+    assert_eq!(
+        at_filter[0].recipients,
+        ["alias@example.net"],
+        "{}",
+        inst.log()
+    );
+    inst.wait_log_line(&[
+        &format!("{first}: to=<alias@example.net>"),
+        &format!("relay=127.0.0.1[127.0.0.1]:{}", filter.addr.port()),
+        "status=sent",
+    ]);
+    // The filter's verdict goes back in through the second service.
+    let (mut c, _) = SmtpClient::connect(reinject).unwrap();
+    c.expect("ehlo filter.local", "250");
+    c.expect(&format!("mail from:<{}>", at_filter[0].sender), "250");
+    for r in &at_filter[0].recipients {
+        c.expect(&format!("rcpt to:<{r}>"), "250");
+    }
+    c.expect("data", "354");
+    c.send_raw(b"X-Filtered: clean\r\n").unwrap();
+    c.send_raw(at_filter[0].data.as_bytes()).unwrap();
+    let queued = c.expect(".", "250 2.0.0 Ok: queued as ");
+    c.expect("quit", "221");
+    let second = queued.trim_end().rsplit(' ').next().unwrap().to_string();
+    assert_ne!(first, second);
+
+    // Delivered once, after the virtual alias, and never to the filter
+    // again.
+    let got = lan.wait_messages(1, LONG);
+    assert_eq!(got[0].recipients, ["real@example.net"], "{}", inst.log());
+    assert!(
+        got[0].data.starts_with("Received: from filter.local")
+            && got[0]
+                .data
+                .contains("X-Filtered: clean\r\nReceived: from localhost"),
+        "{}",
+        got[0].data
+    );
+    inst.wait_log_line(&[
+        &format!("{second}: to=<real@example.net>"),
+        "orig_to=<alias@example.net>",
+        "status=sent",
+    ]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(filter.messages().len(), 1, "looped:\n{}", inst.log());
+    assert_eq!(lan.messages().len(), 1);
+    // Both queue IDs are in the log, the second with the filter as client.
+    inst.wait_log_line(&[&format!("{second}: client=unknown[127.0.0.1]")]);
+}
