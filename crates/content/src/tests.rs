@@ -420,7 +420,8 @@ fn body_checks_size_limit_counts_per_part() {
         "body_checks = \"pcre:b\"\nbody_checks_size_limit = 12",
         &[("b", "/^x/ INFO seen\n")],
     );
-    // Offsets 0, 6, 12: the third line of each part starts at the limit.
+    // The empty line after a part's headers is offset 0, so the x lines
+    // start at 1, 8 and 15: the third of each part is past the limit.
     let (_, o) = inspect(
         &s,
         "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\nx1234\r\nx2345\r\nx3456\r\n\
