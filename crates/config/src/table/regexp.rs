@@ -2,7 +2,9 @@
 //! `/pattern/flags result`, `!/pattern/flags result`, and
 //! `if /pattern/flags` ... `endif` blocks; first match wins; `$1`/`${1}`
 //! in a result insert captures. Patterns use Rust `regex` syntax, which
-//! covers the POSIX extended and common PCRE forms.
+//! covers the POSIX extended and common PCRE forms. Flags are Postfix's:
+//! matching is case-insensitive and `.` matches a newline unless a flag
+//! toggles it (`i`; pcre's `s`, regexp's `m`).
 
 use std::path::Path;
 
@@ -227,24 +229,40 @@ fn parse_pattern(s: &str, pcre: bool) -> Result<(Regex, bool, &str), String> {
     let after = &body[end + delim.len_utf8()..];
     let flags_end = after.find(char::is_whitespace).unwrap_or(after.len());
     let (flags, tail) = after.split_at(flags_end);
-    let mut b = RegexBuilder::new(&pattern);
-    // Postfix matches case-insensitively unless the `i` flag toggles it off.
-    let (mut icase, mut multi, mut dotall, mut ext, mut ungreedy) =
-        (true, false, false, false, false);
+    // Postfix matches case-insensitively unless the `i` flag toggles it
+    // off, and lets `.` match a newline (a folded header is looked up
+    // joined with newlines): pcre's DOTALL is on until `s` toggles it, and
+    // a POSIX regexp has no REG_NEWLINE until `m` sets it, which also
+    // makes `^`/`$` match at line ends.
+    let (mut icase, mut multi, mut dotall, mut ext, mut ungreedy, mut anchored) =
+        (true, false, true, false, false, false);
     for f in flags.chars() {
         match f {
             'i' => icase = !icase,
-            'm' => multi = !multi,
+            'm' if pcre => multi = !multi,
+            'm' => {
+                multi = !multi;
+                dotall = !dotall;
+            }
             // regexp_table's `x` toggles POSIX extended syntax, which is
             // always on here; pcre's `x` allows whitespace and comments.
             'x' if !pcre => {}
             'x' => ext = !ext,
             's' if pcre => dotall = !dotall,
             'U' if pcre => ungreedy = !ungreedy,
-            'A' | 'E' | 'X' if pcre => {}
+            'A' if pcre => anchored = !anchored,
+            // DOLLAR_ENDONLY is how `$` always behaves here; EXTRA is
+            // unknown to PCRE2 as well.
+            'E' | 'X' if pcre => {}
             _ => return Err(format!("unknown regexp flag \"{f}\"")),
         }
     }
+    let source = if anchored {
+        format!("\\A(?:{pattern})")
+    } else {
+        pattern.clone()
+    };
+    let mut b = RegexBuilder::new(&source);
     b.case_insensitive(icase)
         .multi_line(multi)
         .dot_matches_new_line(dotall)
@@ -336,5 +354,50 @@ mod tests {
     fn pcre_flags() {
         let t = RegexpTable::parse(Path::new("p"), "/a b/x ok\n", true).unwrap();
         assert_eq!(t.lookup("ab").as_deref(), Some("ok"));
+        let t = RegexpTable::parse(Path::new("p"), "/b/A anchored\n/./ any\n", true).unwrap();
+        assert_eq!(t.lookup("ab").as_deref(), Some("any"));
+        assert_eq!(t.lookup("ba").as_deref(), Some("anchored"));
+    }
+
+    /// A folded header is looked up joined with newlines (header_checks),
+    /// so `.` must match them as Postfix's tables do: pcre's `s` flag is
+    /// on by default, and a POSIX regexp without REG_NEWLINE (the `m`
+    /// flag) matches newlines with `.`.
+    #[test]
+    fn dot_matches_newline_as_in_postfix() {
+        let folded = "Subject: one\n\ttwo";
+        for pcre in [false, true] {
+            let t = RegexpTable::parse(Path::new("t"), "/^Subject:.*two$/ hit\n", pcre).unwrap();
+            assert_eq!(t.lookup(folded).as_deref(), Some("hit"), "pcre={pcre}");
+        }
+        // pcre: `s` toggles DOTALL off; `m` leaves it alone.
+        let t = RegexpTable::parse(Path::new("p"), "/^Subject:.*two$/s hit\n", true).unwrap();
+        assert_eq!(t.lookup(folded), None);
+        let t =
+            RegexpTable::parse(Path::new("p"), "/^\\ttwo$/m hit\n/one.\\t/m dot\n", true).unwrap();
+        assert_eq!(t.lookup(folded).as_deref(), Some("hit"));
+        assert_eq!(t.lookup("one\n\tx").as_deref(), Some("dot"));
+        // regexp: `m` is REG_NEWLINE: line anchors, and `.` stops at newlines.
+        let t =
+            RegexpTable::parse(Path::new("r"), "/one.\\t/m dot\n/^\\ttwo$/m hit\n", false).unwrap();
+        assert_eq!(t.lookup(folded).as_deref(), Some("hit"));
+        // The `s` flag is pcre's only.
+        assert!(RegexpTable::parse(Path::new("r"), "/a/s x\n", false).is_err());
+    }
+
+    #[test]
+    fn broken_pattern_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("header_checks");
+        std::fs::write(&path, "# c\n/^Subject: ok/ WARN\n\n/^From: (x/ REJECT\n").unwrap();
+        for kind in ["regexp", "pcre"] {
+            let e = super::super::Table::open(&format!("{kind}:{}", path.display()), dir.path())
+                .unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("{}:4: bad regular expression", path.display())),
+                "{msg}"
+            );
+        }
     }
 }
