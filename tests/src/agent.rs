@@ -132,9 +132,14 @@ pub async fn enqueue_async(
         recipients: rcpts.to_vec(),
         ..Envelope::default()
     };
-    conn.request(&QmgrRequest::Commit { envelope: Box::new(envelope) }, IO)
-        .await
-        .unwrap()
+    conn.request(
+        &QmgrRequest::Commit {
+            envelope: Box::new(envelope),
+        },
+        IO,
+    )
+    .await
+    .unwrap()
 }
 
 /// Enqueues `count` one-recipient messages over `connections` connections
@@ -173,7 +178,15 @@ pub fn enqueue_many(inst: &Instance, count: usize, connections: usize) -> Vec<St
                         }],
                         ..Envelope::default()
                     };
-                    match conn.request(&QmgrRequest::Commit { envelope: Box::new(envelope) }, LONG).await {
+                    match conn
+                        .request(
+                            &QmgrRequest::Commit {
+                                envelope: Box::new(envelope),
+                            },
+                            LONG,
+                        )
+                        .await
+                    {
                         Ok(QmgrReply::Queued { id }) => ids.push(id.to_string()),
                         other => panic!("message {n}: {other:?}"),
                     }

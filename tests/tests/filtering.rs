@@ -318,3 +318,191 @@ smtpd_recipient_restrictions = "permit_mynetworks, reject"
     // Both queue IDs are in the log, the second with the filter as client.
     inst.wait_log_line(&[&format!("{second}: client=unknown[127.0.0.1]")]);
 }
+
+/// Sends `data` (headers and body, CRLF) to `rcpt`; the reply to the dot.
+fn send_data(to: SocketAddr, rcpt: &str, data: &str) -> String {
+    let (mut c, _) = SmtpClient::connect(to).unwrap();
+    c.expect("ehlo client.example", "250");
+    c.expect("mail from:<a@client.example>", "250");
+    c.expect(&format!("rcpt to:<{rcpt}>"), "250");
+    c.expect("data", "354");
+    c.send_raw(data.as_bytes()).unwrap();
+    let reply = c.cmd(".").unwrap();
+    let _ = c.cmd("quit");
+    reply
+}
+
+#[test]
+fn header_checks_and_body_checks_actions_on_real_messages() {
+    let lan = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
+    let scanner = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
+    let inst = start(
+        &format!(
+            "mynetworks = \"127.0.0.0/8\"\n\
+             relay_domains = \"example.net\"\n\
+             transport_maps = \"inline:{{ example.net=smtp:[127.0.0.1]:{} }}\"\n\
+             header_checks = \"regexp:{{dir}}/header_checks\"\n\
+             body_checks = \"pcre:{{dir}}/body_checks\"",
+            lan.addr.port()
+        ),
+        "",
+        &[
+            (
+                "header_checks",
+                &format!(
+                    "/^Subject: reject me/ REJECT no thanks\n\
+                     /^Subject: tempfail me/ REJECT 4.7.1 try later\n\
+                     /^Subject: folded.*second line/ REJECT folded header matched\n\
+                     /^Subject: warn me/ WARN suspicious subject\n\
+                     /^Subject: hold me/ HOLD held by header\n\
+                     /^Subject: discard me/ DISCARD dropped by header\n\
+                     /^Subject: filter me/ FILTER smtp:[127.0.0.1]:{}\n\
+                     /^Subject: redirect me/ REDIRECT abuse@example.net\n\
+                     /^Subject: bcc me/ BCC archive@example.net\n\
+                     /^Subject: prepend me/ PREPEND X-Prepended: yes\n\
+                     /^Subject: replace me/ REPLACE Subject: replaced\n\
+                     /^Subject: ok me/ OK\n\
+                     /^Subject: dunno me/ DUNNO\n\
+                     /^X-Secret:/ IGNORE\n",
+                    scanner.addr.port()
+                ),
+            ),
+            (
+                "body_checks",
+                "/^BODY-REJECT/ REJECT body refused\n\
+                 /^replace this line$/ REPLACE replaced line\n\
+                 /^body-warn/ WARN body warning\n",
+            ),
+        ],
+    );
+    let msg = |subject: &str, body: &str| {
+        format!(
+            "Subject: {subject}\r\nX-Secret: s3cret\r\nFrom: <a@client.example>\r\n\r\n{body}\r\n"
+        )
+    };
+    let to = "user@example.net";
+
+    // REJECT, with and without an enhanced status code; a folded header
+    // is matched joined.
+    let r = send_data(inst.smtp, to, &msg("reject me", "x"));
+    assert_eq!(r.trim_end(), "550 5.7.1 no thanks");
+    let line = inst.wait_log_line(&["reject: header Subject: reject me from unknown[127.0.0.1]"]);
+    assert!(line.contains("from=<a@client.example> to=<user@example.net> proto=ESMTP helo=<client.example>: 5.7.1 no thanks"), "{line}");
+    let r = send_data(inst.smtp, to, &msg("tempfail me", "x"));
+    assert!(r.starts_with("451 4.7.1 try later"), "{r}");
+    let r = send_data(
+        inst.smtp,
+        to,
+        "Subject: folded\r\n second line\r\n\r\nx\r\n",
+    );
+    assert!(r.starts_with("550 5.7.1 folded header matched"), "{r}");
+    // body_checks REJECT.
+    let r = send_data(inst.smtp, to, &msg("fine", "first\r\nBODY-REJECT here"));
+    assert!(r.starts_with("550 5.7.1 body refused"), "{r}");
+    inst.wait_log_line(&["reject: body BODY-REJECT here from unknown[127.0.0.1]"]);
+
+    // Accepted ones: WARN, HOLD, DISCARD, FILTER, REDIRECT, BCC, PREPEND,
+    // REPLACE, OK, DUNNO, IGNORE, body REPLACE and WARN.
+    for s in [
+        "warn me",
+        "ok me",
+        "dunno me",
+        "prepend me",
+        "replace me",
+        "redirect me",
+        "bcc me",
+    ] {
+        let r = send_data(
+            inst.smtp,
+            to,
+            &msg(s, "body-warn line\r\nreplace this line\r\nlast"),
+        );
+        assert!(r.starts_with("250 2.0.0 Ok: queued as"), "{s}: {r}");
+    }
+    let held = send_data(inst.smtp, to, &msg("hold me", "x"));
+    let held = held.trim_end().rsplit(' ').next().unwrap().to_string();
+    let discarded = send_data(inst.smtp, to, &msg("discard me", "x"));
+    assert!(
+        discarded.starts_with("250 2.0.0 Ok: queued as"),
+        "{discarded}"
+    );
+    send_data(inst.smtp, to, &msg("filter me", "x"));
+
+    inst.wait_log_line(&[
+        "warning: header Subject: warn me from unknown[127.0.0.1]",
+        ": suspicious subject",
+    ]);
+    inst.wait_log_line(&[
+        "warning: body body-warn line from unknown[127.0.0.1]",
+        ": body warning",
+    ]);
+    inst.wait_log_line(&["hold: header Subject: hold me", ": held by header"]);
+    inst.wait_log_line(&["discard: header Subject: discard me", ": dropped by header"]);
+
+    let got = lan.wait_messages(7, LONG);
+    let one = |subject: &str| {
+        let m = by_subject(&got, subject);
+        assert_eq!(m.len(), 1, "{subject}: {got:?}\n{}", inst.log());
+        m[0].clone()
+    };
+    for s in ["warn me", "ok me", "dunno me"] {
+        let m = one(s);
+        assert!(
+            !m.data.contains("X-Secret"),
+            "IGNORE removes the header:\n{}",
+            m.data
+        );
+        assert!(
+            m.data.contains("\r\nreplaced line\r\n") && !m.data.contains("replace this line"),
+            "{}",
+            m.data
+        );
+    }
+    let m = one("prepend me");
+    assert!(
+        m.data
+            .contains("X-Prepended: yes\r\nSubject: prepend me\r\n"),
+        "{}",
+        m.data
+    );
+    assert_eq!(one("replaced").recipients, [to]);
+    assert_eq!(one("redirect me").recipients, ["abuse@example.net"]);
+    let mut bcc = one("bcc me").recipients;
+    bcc.sort();
+    assert_eq!(bcc, ["archive@example.net", to]);
+    let scanned = scanner.wait_messages(1, LONG);
+    assert!(
+        scanned[0].data.contains("Subject: filter me"),
+        "{}",
+        inst.log()
+    );
+    assert!(by_subject(&got, "hold me").is_empty() && by_subject(&got, "discard me").is_empty());
+    let list = listing(&inst);
+    assert_eq!(list.len(), 1, "only the held message stays: {list:?}");
+    assert_eq!(list[0]["queue_id"], held.as_str());
+    assert_eq!(list[0]["queue_name"], "hold");
+}
+
+#[test]
+fn a_broken_pattern_in_a_checks_table_stops_the_start_with_file_and_line() {
+    let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let inst = Instance::create(smtp, "");
+    let dir = inst.dir.path().display().to_string();
+    std::fs::write(
+        inst.dir.path().join("hc"),
+        "/^Subject: ok/ WARN fine\n/^Subject: (broken/ REJECT\n",
+    )
+    .unwrap();
+    inst.write_config(&Instance::standard_config(
+        smtp,
+        &format!("header_checks = \"regexp:{dir}/hc\""),
+        "",
+    ));
+    let out = postern_tests::master_check(&inst.config);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("header_checks") && err.contains(&format!("{dir}/hc:2")),
+        "{err}"
+    );
+}

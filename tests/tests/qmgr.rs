@@ -510,7 +510,12 @@ fn each_qmgr_socket_refuses_the_other_protocol_and_keeps_serving() {
             ..Default::default()
         };
         match submitter
-            .request(&QmgrRequest::Commit { envelope: Box::new(envelope) }, IO)
+            .request(
+                &QmgrRequest::Commit {
+                    envelope: Box::new(envelope),
+                },
+                IO,
+            )
             .await
             .unwrap()
         {

@@ -12,6 +12,8 @@ use memchr::memchr;
 use postern_config::TableError;
 
 use crate::action::Action;
+use postern_envelope::ContentFilter;
+
 use crate::log::LogContext;
 use crate::mime::{self, ContentType};
 use crate::{ContentChecks, Maps};
@@ -21,12 +23,16 @@ use crate::{ContentChecks, Maps};
 pub struct Outcome {
     pub verdict: Verdict,
     /// FILTER `transport:destination` (the last one wins).
-    pub filter: Option<String>,
+    pub filter: Option<ContentFilter>,
     /// REDIRECT `user@domain`: the message goes there instead of to its
     /// recipients.
     pub redirect: Option<String>,
     /// BCC recipients to add (with NOTIFY=NONE), in order.
     pub bcc: Vec<String>,
+    /// The Received headers of the content, in any header block and
+    /// before any action dropped them ([`Inspector::received_headers`]
+    /// at the end).
+    pub received: usize,
     /// The lines logged (already sent to `tracing`), warnings with their
     /// `warning: ` prefix.
     pub log: Vec<String>,
@@ -235,6 +241,7 @@ impl Inspector {
                 text: "5.6.0 MIME nesting exceeds safety limit".into(),
             };
         }
+        self.outcome.received = self.received;
         self.outcome
     }
 
@@ -537,13 +544,13 @@ impl Inspector {
             Action::Filter(text) => {
                 if text.is_empty() {
                     self.warn(format!("missing FILTER command argument in {param} map"));
-                } else if !text.contains(':') {
+                } else if let Ok(filter) = text.parse::<ContentFilter>() {
+                    log(self, "filter", &text);
+                    self.outcome.filter = Some(filter);
+                } else {
                     self.warn(format!(
                         "bad FILTER command {text} in {param} -- need transport:destination"
                     ));
-                } else {
-                    log(self, "filter", &text);
-                    self.outcome.filter = Some(text);
                 }
             }
             Action::Pass(text) => {

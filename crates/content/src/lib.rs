@@ -68,7 +68,7 @@ mod tests;
 
 use std::sync::Arc;
 
-use postern_config::{Maps, Params, TableError};
+use postern_config::{Config, ConfigError, Maps, Params, TableError};
 
 pub use action::Action;
 pub use inspect::{Inspector, Outcome, Verdict};
@@ -82,6 +82,24 @@ pub struct ChecksError {
     pub param: &'static str,
     #[source]
     pub source: TableError,
+}
+
+/// Opens the checks tables of `[main]` and of every service as smtpd
+/// will, so that a broken pattern stops the master at start (or refuses a
+/// reload) naming master.toml's line and the table's file and line,
+/// rather than refusing mail later.
+pub fn check_config(config: &Config) -> Result<(), ConfigError> {
+    let views = std::iter::once(None).chain(config.services.iter().map(|s| Some(&s.name)));
+    for service in views {
+        let params = match service {
+            Some(s) => config.params_for(s),
+            None => config.main().clone(),
+        };
+        if let Err(e) = ContentChecks::from_params(&params) {
+            return Err(config.invalid(service.map(String::as_str), e.param, e.source.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// The opened tables and limits of content inspection; cloning shares

@@ -151,7 +151,10 @@ fn header_actions() {
             reason: "held".into()
         }
     );
-    assert_eq!(o.filter.as_deref(), Some("relay:other"));
+    assert_eq!(
+        o.filter.map(|f| f.to_string()).as_deref(),
+        Some("relay:other")
+    );
     assert_eq!(o.bcc, vec!["one@example.com", "two@example.com"]);
     assert_eq!(o.redirect, None);
 }

@@ -91,7 +91,12 @@ pub async fn forward(
         no_address_mappings: false,
     };
     match conn
-        .request(&QmgrRequest::Commit { envelope: Box::new(envelope) }, timeout)
+        .request(
+            &QmgrRequest::Commit {
+                envelope: Box::new(envelope),
+            },
+            timeout,
+        )
         .await
         .map_err(ipc)?
     {

@@ -9,8 +9,8 @@
 //!   `content_filter` (the last FILTER wins).
 //! - REDIRECT: its recipients are replaced by one address (the last wins;
 //!   access(5): it overrides FILTER, and all recipients).
-//! - BCC: one more recipient (Postfix 3.0: the last wins), with
-//!   `NOTIFY=NEVER`: the sender never hears of it.
+//! - BCC: more recipients (in an access table, Postfix 3.0's rule: the
+//!   last BCC wins), with `NOTIFY=NEVER`: the sender never hears of them.
 //! - PREPEND: header lines put before our Received header.
 
 use postern_envelope::{ContentFilter, Notify, Orcpt};
@@ -25,7 +25,7 @@ pub struct MessageActions {
     pub discard: bool,
     pub filter: Option<ContentFilter>,
     pub redirect: Option<String>,
-    pub bcc: Option<String>,
+    pub bcc: Vec<String>,
     pub prepend: Vec<String>,
 }
 
@@ -36,7 +36,7 @@ impl MessageActions {
             AccessAction::Discard => self.discard = true,
             AccessAction::Filter(f) => self.filter = Some(f),
             AccessAction::Redirect(a) => self.redirect = Some(a),
-            AccessAction::Bcc(a) => self.bcc = Some(a),
+            AccessAction::Bcc(a) => self.bcc = vec![a],
             AccessAction::Prepend(h) => self.prepend.push(h),
         }
     }
@@ -57,7 +57,7 @@ impl MessageActions {
             }];
             env.filter = None;
         }
-        if let Some(bcc) = &self.bcc {
+        for bcc in &self.bcc {
             env.recipients.push(EnvelopeRecipient {
                 address: bcc.clone(),
                 orcpt: None,

@@ -15,6 +15,8 @@ use postern_ipc::qmgr::{ClientInfo, Envelope, EnvelopeRecipient};
 use postern_smtp::{Address, BareNewlinePolicy, Body, DataDecoder, Reply, data_start_reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use postern_content::{Inspector, LogContext, Verdict};
+
 use crate::message::{Message, MessageSetup, ReceivedHeader};
 use crate::policy::Stage;
 use crate::queue::{Queue, QueueError};
@@ -122,6 +124,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             head.push_str("\r\n");
         }
         let received = head + &received.to_string();
+        let inspector = match &s.content {
+            _ if s.overrides.no_header_body_checks => None,
+            Ok(checks) => checks
+                .as_ref()
+                .map(|c| Inspector::new(c, self.log_context(&id))),
+            Err(e) => {
+                tracing::warn!("{id}: header or body checks unusable: {e}");
+                self.queue.abort().await;
+                self.tx = None;
+                return Err(self.refuse("451 4.3.5 Server configuration error"));
+            }
+        };
+        let s = &self.settings;
         let msg = Message::new(MessageSetup {
             id: &id,
             hostname: &s.hostname,
@@ -130,8 +145,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             size_limit: s.message_size_limit,
             line_limit: s.line_length_limit,
             header_limit: s.header_size_limit,
+            inspector,
         });
         Ok((id, msg))
+    }
+
+    /// Who and what the content checks name in their log lines.
+    fn log_context(&self, id: &str) -> LogContext {
+        let tx = self.tx.as_ref();
+        LogContext {
+            queue_id: id.to_string(),
+            client: self.client.namaddr(),
+            sender: tx.map(|t| t.sender.to_string()),
+            recipient: tx
+                .and_then(|t| t.recipients.last())
+                .map(|(r, _)| r.to_string()),
+            protocol: Some(self.protocol().to_string()),
+            helo: self.helo.clone(),
+        }
     }
 
     pub(crate) async fn data(&mut self, command_bare_lf: bool) -> Result<Step, IoError> {
@@ -262,6 +293,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             self.queue.abort().await;
             return self.refuse("451 4.3.0 Error: queue file write error");
         };
+        let mut tx = tx;
+        if let Some(outcome) = msg.inspection() {
+            match &outcome.verdict {
+                Verdict::Reject { code, text } => {
+                    // The inspector logged it.
+                    self.queue.abort().await;
+                    let reply = format!("{code} {text}");
+                    return self.refuse(&reply);
+                }
+                Verdict::Discard { .. } => tx.actions.discard = true,
+                Verdict::Hold { .. } => tx.actions.hold = true,
+                Verdict::Accept => {}
+            }
+            if let Some(f) = &outcome.filter {
+                tx.actions.filter = Some(f.clone());
+            }
+            if let Some(r) = &outcome.redirect {
+                tx.actions.redirect = Some(r.clone());
+            }
+            tx.actions.bcc.extend(outcome.bcc.iter().cloned());
+        }
         if tx.actions.discard {
             // Accepted and dropped (DISCARD): the client is told it was
             // queued, as Postfix does.

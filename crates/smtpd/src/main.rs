@@ -390,7 +390,7 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
                 },
             }
         })
-        .broken_when(|b| b.settings.policy.is_err()),
+        .broken_when(|b| b.settings.policy.is_err() || b.settings.content.is_err()),
     );
     // Certificates are read at start: a missing, unreadable or mismatched
     // file is fatal here, with its name, rather than a failed handshake

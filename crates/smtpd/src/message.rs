@@ -5,10 +5,15 @@
 //!
 //! Content is examined line by line while in the header section only, to
 //! count Received headers (`hopcount_limit`) and spot Message-ID and Date;
-//! the body passes through untouched. Nothing here holds more than one
+//! the body passes through untouched. With header_checks or body_checks
+//! set, postern-content's [`Inspector`] sees everything first, our
+//! Received header included (as cleanup inspects what smtpd sends it),
+//! and the header scan runs on what the inspector keeps: a Message-ID
+//! that an IGNORE removed is added again, as Postfix's cleanup does. Nothing here holds more than one
 //! chunk of [`BODY_CHUNK`] plus one read of input: the session ships the
 //! chunks to qmgr as they fill.
 
+use postern_content::{Inspector, Outcome};
 use postern_envelope::ClientProtocol;
 use postern_ipc::BODY_CHUNK;
 
@@ -170,10 +175,16 @@ pub struct Message {
     /// `message_size_limit`; 0 is none.
     limit: u64,
     too_big: bool,
+    /// header_checks and body_checks, when set.
+    inspector: Option<Inspector>,
+    /// What the inspector kept of the last input, for the scanner.
+    inspected: Vec<u8>,
+    /// The inspector's outcome, once the content ended.
+    outcome: Option<Outcome>,
 }
 
 /// Limits and names a [`Message`] needs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MessageSetup<'a> {
     pub id: &'a str,
     pub hostname: &'a str,
@@ -182,11 +193,13 @@ pub struct MessageSetup<'a> {
     pub size_limit: u64,
     pub line_limit: usize,
     pub header_limit: usize,
+    /// Content inspection (header_checks, body_checks), if any.
+    pub inspector: Option<Inspector>,
 }
 
 impl Message {
     pub fn new(setup: MessageSetup<'_>) -> Message {
-        Message {
+        let mut msg = Message {
             scanner: Scanner {
                 in_headers: true,
                 line: Vec::new(),
@@ -202,11 +215,25 @@ impl Message {
                 date: setup.date.to_string(),
                 at_line_start: true,
             },
-            pending: setup.received.into_bytes(),
+            pending: Vec::new(),
             size: 0,
             limit: setup.size_limit,
             too_big: false,
+            inspector: setup.inspector,
+            inspected: Vec::new(),
+            outcome: None,
+        };
+        let received = setup.received.into_bytes();
+        match msg.inspector.as_mut() {
+            Some(inspector) => {
+                inspector.push(&received, &mut msg.inspected);
+                msg.scanner.process(&msg.inspected, &mut msg.pending);
+                msg.inspected.clear();
+            }
+            // Our own header needs no scan.
+            None => msg.pending = received,
         }
+        msg
     }
 
     /// Adds client content. Past the size limit the content is dropped and
@@ -217,8 +244,16 @@ impl Message {
             self.too_big = true;
             self.pending = Vec::new();
         }
-        if !self.too_big {
-            self.scanner.process(bytes, &mut self.pending);
+        if self.too_big {
+            return;
+        }
+        match self.inspector.as_mut() {
+            Some(inspector) => {
+                inspector.push(bytes, &mut self.inspected);
+                self.scanner.process(&self.inspected, &mut self.pending);
+                self.inspected.clear();
+            }
+            None => self.scanner.process(bytes, &mut self.pending),
         }
     }
 
@@ -234,7 +269,15 @@ impl Message {
 
     /// The end of the content: whatever is still pending, headers added.
     pub fn finish(&mut self) -> Vec<Vec<u8>> {
-        if !self.too_big {
+        if let Some(inspector) = self.inspector.take() {
+            let outcome = inspector.finish(&mut self.inspected);
+            if !self.too_big {
+                self.scanner.process(&self.inspected, &mut self.pending);
+            }
+            self.inspected.clear();
+            self.outcome = Some(outcome);
+        }
+        if !self.too_big && !self.refused() {
             self.scanner.finish(&mut self.pending);
         }
         let mut chunks = self.take_chunks();
@@ -250,7 +293,30 @@ impl Message {
 
     /// Received headers including ours.
     pub fn hops(&self) -> usize {
-        self.scanner.received + 1
+        match &self.outcome {
+            // The inspector saw ours too.
+            Some(o) => o.received.max(1),
+            None => self.scanner.received + 1,
+        }
+    }
+
+    /// What header and body checks decided, once [`Message::finish`]ed
+    /// (none when no checks are set).
+    pub fn inspection(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// The checks refused or discarded the message: nothing more is
+    /// added to it.
+    fn refused(&self) -> bool {
+        self.inspector.as_ref().is_some_and(Inspector::is_final)
+            || self.outcome.as_ref().is_some_and(|o| {
+                matches!(
+                    o.verdict,
+                    postern_content::Verdict::Reject { .. }
+                        | postern_content::Verdict::Discard { .. }
+                )
+            })
     }
 }
 
@@ -314,6 +380,7 @@ mod tests {
             size_limit,
             line_limit: 2048,
             header_limit: 102_400,
+            inspector: None,
         })
     }
 

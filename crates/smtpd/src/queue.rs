@@ -162,7 +162,12 @@ impl Queue for Qmgr {
 
     async fn commit(&mut self, envelope: Envelope) -> Result<String, QueueError> {
         let reply = self
-            .exchange(&QmgrRequest::Commit { envelope: Box::new(envelope) }, COMMIT_TIMEOUT)
+            .exchange(
+                &QmgrRequest::Commit {
+                    envelope: Box::new(envelope),
+                },
+                COMMIT_TIMEOUT,
+            )
             .await?;
         // Answered (Queued or Failed): the message is over on both sides.
         self.open = false;

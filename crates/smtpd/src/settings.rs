@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_config::Params;
+use postern_content::ContentChecks;
 use postern_envelope::ContentFilter;
 use postern_smtp::BareNewlinePolicy;
 
@@ -85,6 +86,10 @@ pub struct Settings {
     pub content_filter: Option<ContentFilter>,
     /// `receive_override_options`.
     pub overrides: ReceiveOverrides,
+    /// header_checks, mime_header_checks, nested_header_checks and
+    /// body_checks (none when all are empty), or why a table cannot be
+    /// used (mail is then refused with 451 4.3.5).
+    pub content: Result<Option<ContentChecks>, String>,
 }
 
 /// `receive_override_options`: what a service (typically the one a
@@ -155,6 +160,10 @@ impl Settings {
                 .join(postern_ipc::qmgr::SOCKET),
             content_filter: params.filter("content_filter"),
             overrides: ReceiveOverrides::from_params(params),
+            content: ContentChecks::from_params(params).map_err(|e| {
+                tracing::error!("{e}");
+                e.to_string()
+            }),
             policy: Policy::from_params(params).map(Arc::new).map_err(|e| {
                 // Logged once here; each RCPT is then deferred with 4.3.5.
                 tracing::error!("access policy: {e}");
