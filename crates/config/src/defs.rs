@@ -32,7 +32,7 @@
 //!   session ends after it, and 521 says so.
 //! * `milter_macro_v` is `$mail_name` (Postfix: `$mail_name
 //!   $mail_version`; Postern has no `mail_version` parameter).
-//! * `milter_default_action` is `tempfail`, as in Postfix 3.7 (3.10 made
+//! * `milter_default_action` is `tempfail`, as in Postfix 3.7 (3.11 made
 //!   it `shutdown`, which Postern does not offer).
 //!
 //! Every parameter a daemon reads is here, with its kind; the typed

@@ -64,7 +64,7 @@
 //!   allows it); a quarantine lasts for its message, not the session.
 //! * `milter_macro_defaults`, `milter_header_checks` and `smtpd_milter_maps`
 //!   are not implemented; `milter_default_action = shutdown` (Postfix
-//!   3.10) is not offered.
+//!   3.11) is not offered.
 //!
 //! # Layout
 //!
