@@ -30,6 +30,10 @@
 //!   over TLS either): TLS protects the password of PLAIN and LOGIN.
 //! * `smtpd_forbid_bare_newline_reject_code` is 521 (Postfix: 550): the
 //!   session ends after it, and 521 says so.
+//! * `milter_macro_v` is `$mail_name` (Postfix: `$mail_name
+//!   $mail_version`; Postern has no `mail_version` parameter).
+//! * `milter_default_action` is `tempfail`, as in Postfix 3.7 (3.11 made
+//!   it `shutdown`, which Postern does not offer).
 //!
 //! Every parameter a daemon reads is here, with its kind; the typed
 //! accessors of [`crate::Params`] check that (in debug builds) and never
@@ -251,6 +255,42 @@ pub static PARAMS: &[ParamDef] = &[
     p("maximal_backoff_time", "4000s", Time('s')),
     p("maximal_queue_lifetime", "5d", Time('d')),
     p("message_size_limit", "10240000", Int),
+    // The milter client (postern-milter): Postfix 3.7's defaults.
+    p("milter_command_timeout", "30s", Time('s')),
+    p(
+        "milter_connect_macros",
+        "j {daemon_name} {daemon_addr} v _",
+        List,
+    ),
+    p("milter_connect_timeout", "30s", Time('s')),
+    p("milter_content_timeout", "300s", Time('s')),
+    p("milter_data_macros", "i", List),
+    p(
+        "milter_default_action",
+        "tempfail",
+        Enum(&["accept", "reject", "tempfail", "quarantine"]),
+    ),
+    p("milter_end_of_data_macros", "i", List),
+    p("milter_end_of_header_macros", "i", List),
+    p(
+        "milter_helo_macros",
+        "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}",
+        List,
+    ),
+    p("milter_macro_daemon_name", "$myhostname", Str),
+    p("milter_macro_v", "$mail_name", Str),
+    p(
+        "milter_mail_macros",
+        "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} {mail_mailer}",
+        List,
+    ),
+    p("milter_protocol", "6", Str),
+    p(
+        "milter_rcpt_macros",
+        "i {rcpt_addr} {rcpt_host} {rcpt_mailer}",
+        List,
+    ),
+    p("milter_unknown_command_macros", "", List),
     p("mime_boundary_length_limit", "2048", Positive),
     p("mime_header_checks", "$header_checks", Maps),
     p("mime_nesting_limit", "100", Int),
@@ -271,6 +311,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("myorigin", "$myhostname", Str),
     p("nested_header_checks", "$header_checks", Maps),
     p("non_fqdn_reject_code", "504", Code),
+    p("non_smtpd_milters", "", List),
     p(
         "notify_classes",
         "resource, software",
@@ -395,6 +436,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("smtpd_helo_restrictions", "", Restrictions),
     p("smtpd_junk_command_limit", "100", Int),
     x("smtpd_max_sessions", "1000", Int),
+    p("smtpd_milters", "", List),
     p("smtpd_null_access_lookup_key", "<>", Str),
     p("smtpd_peername_lookup", "no", Bool)
         .not_yet("no reverse DNS lookup is made; the client name is always unknown"),

@@ -73,6 +73,9 @@ pub use params::{ParamEntry, Params};
 pub use service::{Endpoint, Service, ServiceType};
 pub use table::{Maps, NetworkList, Table, TableError};
 pub use value::TlsProtocols;
+/// Postfix's time syntax (`30s`, `5m`), for values inside parameters
+/// (the per-milter settings of `smtpd_milters`).
+pub use value::parse_time;
 
 /// A value derived from one configuration (a service's parameters, a
 /// router, a client's settings), built once and rebuilt only when the
