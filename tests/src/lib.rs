@@ -13,6 +13,8 @@
 //! - [`Sink`]: a plain SMTP server that records what it receives, "the
 //!   outside" of multi-server scenarios.
 //! - [`dns`]: an authoritative DNS server for MX and address answers.
+//! - [`peers`]: real mail filters (opendkim, clamav-milter,
+//!   spamass-milter) as milter peers.
 //!
 //! The binaries must be built first (`cargo build --workspace`, which
 //! `scripts/test` does).
@@ -20,6 +22,7 @@
 pub mod agent;
 pub mod certs;
 pub mod dns;
+pub mod peers;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
