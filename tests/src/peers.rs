@@ -11,6 +11,8 @@
 //!   front of it.
 //! - [`spamassassin`]: spamd with local rules only and spamass-milter in
 //!   front of it.
+//! - [`testmilter`]: `tests/milters/testmilter.py`, a libmilter filter
+//!   that answers and modifies as the test configures it.
 //! - [`MilterSocket`], [`Listen`]: where a filter listens, in the milter
 //!   library's spelling and in Postfix's.
 //! - [`PeerProcess`], [`program`]: one started filter program, its log
@@ -26,6 +28,7 @@
 pub mod clamav;
 pub mod opendkim;
 pub mod spamassassin;
+pub mod testmilter;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -42,6 +45,7 @@ use crate::{free_port, wait_for};
 pub use clamav::ClamAv;
 pub use opendkim::{DkimVerdict, OpenDkim};
 pub use spamassassin::SpamAssassin;
+pub use testmilter::TestMilter;
 
 /// How long a peer may take to become ready (spamd compiles its rules).
 const START_LIMIT: Duration = Duration::from_secs(60);

@@ -98,7 +98,7 @@ pub use chain::Milters;
 pub use client::{ClientAddr, ClientInfo, Header, Milter, parse_reply_code};
 pub use macros::{MacroLists, MacroSource, NoMacros, Stage};
 pub use negotiate::{MTA_ACTIONS, Negotiated, Offer};
-pub use settings::{Endpoint, MilterList, MilterSettings, MilterSpec, SettingsError};
+pub use settings::{Endpoint, MilterList, MilterSettings, MilterSpec, SettingsError, check_config};
 pub use verdict::{
     DefaultAction, ErrorKind, MessageOutcome, MilterError, Modification, Outcome, Verdict,
 };

@@ -65,11 +65,11 @@ impl Stage {
 /// first accepted RCPT on; `{rcpt_addr}`, `{rcpt_host}`, `{rcpt_mailer}`
 /// at RCPT. `{daemon_name}` and `v` need not be given: the chain answers
 /// them from `milter_macro_daemon_name` and `milter_macro_v`.
-pub trait MacroSource {
+pub trait MacroSource: Sync {
     fn macro_value(&self, name: &str) -> Option<String>;
 }
 
-impl<F: Fn(&str) -> Option<String>> MacroSource for F {
+impl<F: Fn(&str) -> Option<String> + Sync> MacroSource for F {
     fn macro_value(&self, name: &str) -> Option<String> {
         self(name)
     }

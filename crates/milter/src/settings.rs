@@ -142,6 +142,25 @@ pub struct SettingsError {
     pub reason: String,
 }
 
+/// Reads the milter settings of `[main]` and of every service as smtpd
+/// will, so that a malformed entry stops the master at start (or refuses
+/// a reload) naming master.toml's file, line and parameter.
+pub fn check_config(config: &postern_config::Config) -> Result<(), postern_config::ConfigError> {
+    let views = std::iter::once(None).chain(config.services.iter().map(|s| Some(&s.name)));
+    for service in views {
+        let params = match service {
+            Some(s) => config.params_for(s),
+            None => config.main().clone(),
+        };
+        for which in [MilterList::Smtpd, MilterList::NonSmtpd] {
+            if let Err(e) = MilterSettings::from_params(&params, which) {
+                return Err(config.invalid(service.map(String::as_str), &e.param, e.reason));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl MilterSettings {
     /// Reads `which` list and the `milter_*` parameters; an entry that
     /// does not parse is an error naming the parameter.

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use postern_daemon::date::{self, Tm};
 use postern_envelope::EnhancedStatus;
+use postern_ipc::BODY_CHUNK;
 use postern_ipc::qmgr::{ClientInfo, Envelope, EnvelopeRecipient};
 use postern_smtp::{Address, BareNewlinePolicy, Body, DataDecoder, Reply, data_start_reply};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -18,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use postern_content::{Inspector, LogContext, Verdict};
 
 use crate::message::{Message, MessageSetup, ReceivedHeader};
+use crate::milter::{Event, Judged};
 use crate::policy::Stage;
 use crate::queue::{Queue, QueueError};
 use crate::session::{IoError, Session, Step, Transaction};
@@ -66,6 +68,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             return Err(Step::Err);
         }
         Ok(())
+    }
+
+    /// DATA (or the first BDAT) for the filters.
+    async fn data_milters(&mut self, verb: &str) -> Result<(), Step> {
+        if self.milters.is_none() {
+            return Ok(());
+        }
+        let verdict = self.milter_event(Event::Data).await;
+        match self.milter_refusal(verb, &verdict, None) {
+            Some((refusal, step)) => {
+                self.io.reply(&refusal);
+                Err(step)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Asks qmgr for a queue ID and prepares the message with our
@@ -146,6 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             line_limit: s.line_length_limit,
             header_limit: s.header_size_limit,
             inspector,
+            hold_whole: self.milters.as_ref().is_some_and(|m| !m.is_empty()),
         });
         Ok((id, msg))
     }
@@ -170,6 +188,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             return Ok(self.refuse("503 5.5.1 Error: BDAT and DATA cannot be mixed"));
         }
         if let Err(step) = self.data_allowed("DATA") {
+            return Ok(step);
+        }
+        if let Err(step) = self.data_milters("DATA").await {
             return Ok(step);
         }
         let (id, mut msg) = match self.start_message().await {
@@ -209,7 +230,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             Some(bdat) => bdat,
             None => {
                 let started = match self.data_allowed("BDAT") {
-                    Ok(()) => self.start_message().await,
+                    Ok(()) => match self.data_milters("BDAT").await {
+                        Ok(()) => self.start_message().await,
+                        Err(step) => Err(step),
+                    },
                     Err(step) => Err(step),
                 };
                 match started {
@@ -263,12 +287,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     async fn finish_message(
         &mut self,
         id: String,
+        msg: Message,
+        failed: Option<QueueError>,
+        bare_lf: bool,
+    ) -> Step {
+        let step = self.end_of_message(id, msg, failed, bare_lf).await;
+        // The filters' message is over, whatever became of it.
+        self.milter_abort().await;
+        step
+    }
+
+    async fn end_of_message(
+        &mut self,
+        id: String,
         mut msg: Message,
         mut failed: Option<QueueError>,
         bare_lf: bool,
     ) -> Step {
         self.last = "END-OF-MESSAGE";
-        send_chunks(&mut self.queue, msg.finish(), &mut failed).await;
+        let mut rest = msg.finish();
+        if !msg.held_whole() {
+            send_chunks(&mut self.queue, std::mem::take(&mut rest), &mut failed).await;
+        }
         let tx = self.tx.take();
         let refusal = if bare_lf && self.settings.bare_newline == BareNewlinePolicy::Reject {
             self.queue.abort().await;
@@ -313,6 +353,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 tx.actions.redirect = Some(r.clone());
             }
             tx.actions.bcc.extend(outcome.bcc.iter().cloned());
+        }
+        if msg.held_whole() {
+            // The filters judge the whole message; what they leave goes
+            // to qmgr now.
+            let content = rest.concat();
+            // The macros name the sender and recipients.
+            self.tx = Some(tx);
+            let judged = self.milter_message(&id, content, msg.own_header()).await;
+            let Some(t) = self.tx.take() else {
+                self.queue.abort().await;
+                return self.refuse("451 4.3.0 Error: queue file write error");
+            };
+            tx = t;
+            let content = match judged {
+                Judged::Refuse(reply, step) => {
+                    self.queue.abort().await;
+                    self.io.reply(&reply);
+                    return step;
+                }
+                Judged::Discard => {
+                    tx.actions.discard = true;
+                    Vec::new()
+                }
+                Judged::Accept {
+                    content,
+                    changes,
+                    hold,
+                } => {
+                    tx.actions.hold |= hold;
+                    changes.apply(&mut tx);
+                    content
+                }
+            };
+            if !tx.actions.discard {
+                let chunks = content.chunks(BODY_CHUNK).map(<[u8]>::to_vec).collect();
+                send_chunks(&mut self.queue, chunks, &mut failed).await;
+                if let Some(e) = &failed {
+                    tracing::warn!("{id}: queue file write error: {e}");
+                    self.queue.abort().await;
+                    return self.refuse("451 4.3.0 Error: queue file write error");
+                }
+            }
+            if tx.recipients.is_empty() {
+                // The filters deleted every recipient: nothing to deliver.
+                tx.actions.discard = true;
+            }
         }
         if tx.actions.discard {
             // Accepted and dropped (DISCARD): the client is told it was

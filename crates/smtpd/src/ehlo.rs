@@ -4,6 +4,7 @@ use postern_envelope::EnhancedStatus;
 use postern_smtp::{Address, Extension, Reply, ehlo_reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::milter::Event;
 use crate::policy::Stage;
 use crate::queue::Queue;
 use crate::session::{Session, Step, reply};
@@ -22,8 +23,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 return Step::Err;
             }
         }
-        self.helo = Some(name);
+        self.helo = Some(name.clone());
         self.esmtp = esmtp;
+        if self.milters.is_some() {
+            let verdict = self.milter_event(Event::Helo(&name)).await;
+            let verb = if esmtp { "EHLO" } else { "HELO" };
+            if let Some((refusal, step)) = self.milter_refusal(verb, &verdict, None) {
+                self.io.reply(&refusal);
+                return step;
+            }
+        }
         let host = self.settings.hostname.clone();
         if !esmtp {
             self.io.reply(&Reply::new(250, None, &host));

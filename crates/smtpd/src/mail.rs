@@ -4,12 +4,13 @@
 use postern_smtp::{Address, MailParams, RcptParams};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::milter::Event;
 use crate::policy::Stage;
 use crate::queue::Queue;
 use crate::session::{Session, Step, Transaction, reply};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
-    pub(crate) fn mail(&mut self, from: Address, params: MailParams) -> Step {
+    pub(crate) async fn mail(&mut self, from: Address, params: MailParams) -> Step {
         if self.helo_missing() {
             return self.refuse("503 5.5.1 Error: send HELO/EHLO first");
         }
@@ -40,11 +41,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             self.io.reply(&refusal);
             return Step::Err;
         }
+        if self.milters.is_some() {
+            let (sender, params) = match &self.tx {
+                Some(t) => (t.sender.clone(), t.params.clone()),
+                None => (Address::null(), MailParams::default()),
+            };
+            let verdict = self.milter_event(Event::Mail(&sender, &params)).await;
+            if let Some((refusal, step)) = self.milter_refusal("MAIL", &verdict, None) {
+                self.tx = None;
+                self.milter_abort().await;
+                self.io.reply(&refusal);
+                return step;
+            }
+        }
         self.io.reply(&reply("250 2.1.0 Ok"));
         Step::Ok
     }
 
-    pub(crate) fn rcpt(&mut self, to: Address, params: RcptParams) -> Step {
+    pub(crate) async fn rcpt(&mut self, to: Address, params: RcptParams) -> Step {
         let Some(tx) = self.tx.as_mut() else {
             return self.refuse("503 5.5.1 Error: need MAIL command");
         };
@@ -66,6 +80,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             self.log_reject("RCPT", &refusal, Some(&to));
             self.io.reply(&refusal);
             return Step::Err;
+        }
+        if self.milters.is_some() {
+            let verdict = self.milter_event(Event::Rcpt(&to, &params)).await;
+            if let Some((refusal, step)) = self.milter_refusal("RCPT", &verdict, Some(&to)) {
+                self.io.reply(&refusal);
+                return step;
+            }
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.recipients.push((to, params));

@@ -288,6 +288,7 @@ mod data;
 mod ehlo;
 mod mail;
 mod message;
+mod milter;
 mod policy;
 mod queue;
 mod session;

@@ -181,6 +181,9 @@ pub struct Message {
     inspected: Vec<u8>,
     /// The inspector's outcome, once the content ended.
     outcome: Option<Outcome>,
+    hold_whole: bool,
+    /// What smtpd put on top (PREPENDed headers and our Received).
+    own_header: Vec<u8>,
 }
 
 /// Limits and names a [`Message`] needs.
@@ -195,6 +198,9 @@ pub struct MessageSetup<'a> {
     pub header_limit: usize,
     /// Content inspection (header_checks, body_checks), if any.
     pub inspector: Option<Inspector>,
+    /// Keep the whole message until its end (milters judge it whole):
+    /// no chunk is ready before [`Message::finish`].
+    pub hold_whole: bool,
 }
 
 impl Message {
@@ -222,8 +228,13 @@ impl Message {
             inspector: setup.inspector,
             inspected: Vec::new(),
             outcome: None,
+            hold_whole: setup.hold_whole,
+            own_header: Vec::new(),
         };
         let received = setup.received.into_bytes();
+        if msg.hold_whole {
+            msg.own_header = received.clone();
+        }
         match msg.inspector.as_mut() {
             Some(inspector) => {
                 inspector.push(&received, &mut msg.inspected);
@@ -259,6 +270,13 @@ impl Message {
 
     /// Full chunks ready for qmgr.
     pub fn take_chunks(&mut self) -> Vec<Vec<u8>> {
+        if self.hold_whole {
+            return Vec::new();
+        }
+        self.split_chunks()
+    }
+
+    fn split_chunks(&mut self) -> Vec<Vec<u8>> {
         let mut chunks = Vec::new();
         while self.pending.len() >= BODY_CHUNK {
             let rest = self.pending.split_off(BODY_CHUNK);
@@ -280,7 +298,7 @@ impl Message {
         if !self.too_big && !self.refused() {
             self.scanner.finish(&mut self.pending);
         }
-        let mut chunks = self.take_chunks();
+        let mut chunks = self.split_chunks();
         if !self.pending.is_empty() {
             chunks.push(std::mem::take(&mut self.pending));
         }
@@ -298,6 +316,17 @@ impl Message {
             Some(o) => o.received.max(1),
             None => self.scanner.received + 1,
         }
+    }
+
+    /// The message is kept whole for the milters ([`MessageSetup::hold_whole`]).
+    pub fn held_whole(&self) -> bool {
+        self.hold_whole
+    }
+
+    /// What smtpd put on top of the client's content, which filters do
+    /// not see (kept only for a message held whole).
+    pub fn own_header(&self) -> &[u8] {
+        &self.own_header
     }
 
     /// What header and body checks decided, once [`Message::finish`]ed
@@ -381,6 +410,7 @@ mod tests {
             line_limit: 2048,
             header_limit: 102_400,
             inspector: None,
+            hold_whole: false,
         })
     }
 

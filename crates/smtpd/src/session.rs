@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use postern_daemon::Shutdown;
 use postern_envelope::{ClientProtocol, EnhancedStatus};
+use postern_milter::Milters;
 use postern_smtp::{
     Address, BareNewlinePolicy, Command, ErrorKind, MailParams, RcptParams, Reply, parse_command,
 };
@@ -23,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::actions::MessageActions;
 use crate::auth::Login;
 use crate::data::Bdat;
+use crate::milter::Event;
 use crate::policy::{Check, Stage};
 use crate::queue::Queue;
 use crate::settings::Settings;
@@ -312,7 +314,7 @@ pub struct Session<S, Q> {
     counts: Counts,
     /// Set when the client was refused at connect (smtpd_delay_reject =
     /// no): every command but QUIT is refused.
-    access_denied: bool,
+    access_denied: Option<Reply>,
     /// The last command, for `timeout after DATA` style logs.
     pub(crate) last: &'static str,
     /// The server's TLS configuration; `None` when TLS is off.
@@ -324,6 +326,8 @@ pub struct Session<S, Q> {
     /// Actions from the connect and HELO restrictions (smtpd_delay_reject
     /// = no), for every transaction of the session.
     pub(crate) session_actions: MessageActions,
+    /// The session's `smtpd_milters`, connected at the start.
+    pub(crate) milters: Option<Milters>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
@@ -357,12 +361,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             errors: 0,
             junk: 0,
             counts: Counts::default(),
-            access_denied: false,
+            access_denied: None,
             last: "CONNECT",
             tls_config: None,
             tls: None,
             sasl: None,
             session_actions: MessageActions::default(),
+            milters: None,
+        }
+    }
+
+    /// Connects the filters and tells them of the client; a refusal then
+    /// answers every command but QUIT, as Postfix's smtpd does.
+    async fn start_milters(&mut self) {
+        let settings = match &self.settings.milters {
+            Ok(Some(m)) if !self.settings.overrides.no_milters => m.clone(),
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!("smtpd_milters unusable: {e}");
+                self.access_denied = Some(reply("451 4.3.5 Server configuration error"));
+                return;
+            }
+        };
+        self.milters = Some(Milters::new(&settings));
+        let verdict = self.milter_event(Event::Connect).await;
+        if let Some((refusal, _)) = self.milter_refusal("CONNECT", &verdict, None) {
+            self.access_denied = Some(refusal);
         }
     }
 
@@ -378,6 +402,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         let namaddr = self.client.namaddr();
         tracing::info!("connect from {namaddr}");
         let reason = self.converse().await;
+        self.milter_quit().await;
         match reason {
             Some(IoError::Timeout) => {
                 let text = format!("{} Error: timeout exceeded", self.settings.hostname);
@@ -416,8 +441,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         }
         if let Some(refusal) = self.connect_check() {
             self.io.reply(&refusal);
-            self.access_denied = true;
+            let text = format!("Error: access denied for {}", self.client.namaddr());
+            self.access_denied = Some(Reply::new(503, Some(EnhancedStatus::of(5, 7, 0)), &text));
         } else {
+            self.start_milters().await;
             self.io.reply(&Reply::new(220, None, &self.settings.banner));
         }
         loop {
@@ -616,6 +643,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         text: &str,
         recipient: Option<&Address>,
     ) {
+        // A multi-line reply logs as one line.
+        let text = text.trim_end().replace("\r\n", " ");
         let mut line = format!(
             "{}: {whatsup}: {verb} from {}: {text};",
             id.unwrap_or("NOQUEUE"),
@@ -636,10 +665,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
 
     /// Drops the transaction and any message being received by BDAT.
     pub(crate) async fn reset_transaction(&mut self) {
-        if let Some(tx) = self.tx.take()
-            && tx.bdat.is_some()
-        {
-            self.queue.abort().await;
+        if let Some(tx) = self.tx.take() {
+            if tx.bdat.is_some() {
+                self.queue.abort().await;
+            }
+            self.milter_abort().await;
         }
     }
 
@@ -679,10 +709,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 return Ok((verb, step));
             }
         };
-        if self.access_denied && cmd != Command::Quit {
-            let text = format!("Error: access denied for {}", self.client.namaddr());
-            self.io
-                .reply(&Reply::new(503, Some(EnhancedStatus::of(5, 7, 0)), &text));
+        if let Some(denied) = &self.access_denied
+            && cmd != Command::Quit
+        {
+            self.io.reply(denied);
             return Ok((verb, Step::Err));
         }
         // smtpd_tls_security_level = encrypt: only what leads to TLS.
@@ -705,8 +735,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         let step = match cmd {
             Command::Helo(name) => self.helo(name, false).await,
             Command::Ehlo(name) => self.helo(name, true).await,
-            Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to, params } => self.rcpt(to, params),
+            Command::Mail { from, params } => self.mail(from, params).await,
+            Command::Rcpt { to, params } => self.rcpt(to, params).await,
             Command::Data => self.data(bare_lf).await?,
             Command::Bdat { size, last } => self.bdat(size, last).await?,
             Command::Rset => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use postern_config::Params;
 use postern_content::ContentChecks;
 use postern_envelope::ContentFilter;
+use postern_milter::{MilterList, MilterSettings};
 use postern_smtp::BareNewlinePolicy;
 
 use crate::auth::Sasl;
@@ -90,6 +91,10 @@ pub struct Settings {
     /// body_checks (none when all are empty), or why a table cannot be
     /// used (mail is then refused with 451 4.3.5).
     pub content: Result<Option<ContentChecks>, String>,
+    /// `smtpd_milters` and the milter_* settings (none when the list is
+    /// empty), or why they cannot be used (sessions are then refused with
+    /// 451 4.3.5).
+    pub milters: Result<Option<Arc<MilterSettings>>, String>,
 }
 
 /// `receive_override_options`: what a service (typically the one a
@@ -160,6 +165,14 @@ impl Settings {
                 .join(postern_ipc::qmgr::SOCKET),
             content_filter: params.filter("content_filter"),
             overrides: ReceiveOverrides::from_params(params),
+            milters: match MilterSettings::from_params(params, MilterList::Smtpd) {
+                Ok(m) if m.milters.is_empty() => Ok(None),
+                Ok(m) => Ok(Some(Arc::new(m))),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    Err(e.to_string())
+                }
+            },
             content: ContentChecks::from_params(params).map_err(|e| {
                 tracing::error!("{e}");
                 e.to_string()
