@@ -222,6 +222,27 @@ fn access_actions_hold_discard_redirect_bcc_filter_and_prepend_do_what_they_say(
     );
 }
 
+/// The example master.toml's re-injection service, switched on as its
+/// comment says (the "# " removed), listening on `at`.
+fn example_reinjection_service(at: SocketAddr) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let example = std::fs::read_to_string(root.join("master.toml")).unwrap();
+    let block: Vec<&str> = example
+        .lines()
+        .skip_while(|l| *l != "# [[service]]")
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| &l[2..])
+        .collect();
+    let text = block.join("\n");
+    assert!(
+        text.contains("name = \"reinject\"") && text.contains("127.0.0.1:10026"),
+        "{text}"
+    );
+    format!("\n{}\n", text.replace("127.0.0.1:10026", &at.to_string()))
+}
+
 /// FILTER_README's after-queue filter: smtpd queues, qmgr sends to the
 /// filter on [127.0.0.1]:port, the filter (here: a sink that adds a
 /// header and sends the message on) hands it back to the second smtpd
@@ -243,19 +264,7 @@ fn content_filter_round_trip_delivers_once_and_does_not_loop() {
             lan.addr.port(),
             filter.addr.port()
         ),
-        &format!(
-            r#"
-[[service]]
-name = "reinject"
-type = "inet"
-listen = "{reinject}"
-command = "smtpd"
-[service.options]
-content_filter = ""
-receive_override_options = "no_unknown_recipient_checks,no_header_body_checks,no_milters"
-smtpd_recipient_restrictions = "permit_mynetworks, reject"
-"#
-        ),
+        &example_reinjection_service(reinject),
         &[],
     );
     assert!(inst.wait_all_ready(LONG), "{}", inst.log());

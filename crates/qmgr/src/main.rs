@@ -43,7 +43,21 @@
 //!   none, so DSNs and the log (`orig_to=<...>`) still show it; duplicate
 //!   results are dropped. A table that cannot be read answers Failed (the
 //!   client hears 451) and keeps nothing. Notifications qmgr writes itself
-//!   are rewritten the same way.
+//!   are rewritten the same way. A submitter may ask for none of the
+//!   table lookups (receive_override_options = no_address_mappings in
+//!   front of a content filter): the addresses then get only their
+//!   canonical form, and the tables apply when the filter hands the mail
+//!   back.
+//!
+//!   Hold and content filters. A message the submitter marks for hold (an
+//!   access or header_checks HOLD, a milter's quarantine) is committed
+//!   straight into the hold queue and waits for `qctl release`; it is
+//!   never active, so a crash cannot let it out. A message with a content
+//!   filter (content_filter, or a FILTER action) has every recipient
+//!   routed to the filter's transport and next hop instead of its own
+//!   route (an empty next hop means the recipient's domain), as
+//!   FILTER_README describes; the recipients keep their envelope
+//!   addresses.
 //!
 //!   Scheduling. At start (everything committed is scheduled again after a
 //!   crash), after each commit, on the master's wakeups and every

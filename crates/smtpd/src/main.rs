@@ -77,6 +77,50 @@
 //!   to its own sender addresses. MAIL's `AUTH=` parameter is accepted and
 //!   ignored.
 //!
+//!   Access table actions (access(5)): HOLD queues the message on hold,
+//!   DISCARD accepts and drops it, FILTER transport:destination sends it
+//!   through that after-queue content filter, REDIRECT user@domain
+//!   delivers it there instead of to its recipients (and overrides
+//!   FILTER), BCC user@domain adds a recipient that is never reported on
+//!   (NOTIFY=NEVER), PREPEND puts a header above our Received header, and
+//!   WARN and INFO only log. Each is logged as Postfix's log_whatsup does:
+//!   `NOQUEUE: hold: RCPT from NAME[ADDR]: <rcpt>: Recipient address
+//!   triggers HOLD action; from=<s> to=<r> proto=ESMTP helo=<h>`.
+//!
+//!   Content inspection (header_checks(5), as Postfix's cleanup does it):
+//!   header_checks, mime_header_checks, nested_header_checks and
+//!   body_checks run over the message as it streams in, our Received
+//!   header included, with every action: REJECT (refused at end of data,
+//!   `550 5.7.1 text`), WARN, INFO, HOLD, DISCARD, FILTER, REDIRECT, BCC,
+//!   PREPEND, REPLACE, IGNORE, STRIP, PASS, DUNNO and OK, logged as
+//!   cleanup logs them (`ID: warning: header Subject: ... from
+//!   NAME[ADDR]; from=<s> to=<r> proto=ESMTP helo=<h>: text`). A broken
+//!   pattern stops the master at start with the table's file and line.
+//!
+//!   Milters (MILTER_README): each session connects to smtpd_milters, in
+//!   order, and tells them of the client, HELO, MAIL, each accepted RCPT
+//!   and DATA as they happen; a refusal (reject, tempfail, a custom and
+//!   maybe multi-line reply) answers that command, and at connect or HELO
+//!   every later one. The content goes to them at the end of the message
+//!   with our Received header hidden, and their answer decides: reject or
+//!   reply refuses the message, discard drops it, quarantine queues it on
+//!   hold, and their modifications (add, insert, change and delete
+//!   headers, replace the body, change the sender, add and delete
+//!   recipients) are made before the message goes to qmgr. A filter that
+//!   cannot be reached, times out or breaks the protocol stands for its
+//!   milter_default_action for the rest of the session, logged once
+//!   (`warning: milter inet:127.0.0.1:8891: can't read SMFIC_BODYEOB reply
+//!   packet header: Connection timed out`). Refusals are logged as
+//!   `milter-reject`, `milter-discard` and `milter-hold`.
+//!
+//!   After-queue content filter (FILTER_README): content_filter (usually
+//!   set per service) names the transport:destination that every message
+//!   received here goes to first; qmgr sends it there, and the filter
+//!   hands it back through a second smtpd service whose content_filter is
+//!   empty. receive_override_options leaves out unknown-recipient checks,
+//!   address mappings (canonical and virtual aliases, done after the
+//!   filter instead), header and body checks, or milters for a service.
+//!
 //!   The end of DATA is `<CR><LF>.<CR><LF>` only: a bare LF never ends the
 //!   message, so a second message cannot be smuggled inside the first
 //!   (CVE-2023-51764). What a bare LF means otherwise is
@@ -129,9 +173,18 @@
 //!   Client certificates are never requested (smtpd_tls_ask_ccert,
 //!   smtpd_tls_req_ccert and permit_tls_clientcerts are not supported).
 //!
+//!   While milters are in use, a message is kept whole in smtpd's memory
+//!   until it has been judged (Postfix's cleanup keeps it in the queue
+//!   file and edits that); message_size_limit bounds it. Every filter
+//!   sees the message as received, not with the edits of the filters
+//!   before it. The milter macro `i` exists from DATA on (Postern's queue
+//!   ID is assigned there). milter_header_checks, milter_macro_defaults
+//!   and smtpd_milter_maps are not supported.
+//!
 //! SECURITY
 //!   smtpd talks to anyone on the network. It runs as mail_owner, holds no
-//!   mail of its own and keeps at most one chunk of a message in memory.
+//!   mail of its own and keeps at most one chunk of a message in memory
+//!   (the whole message while milters judge it).
 //!   Every read and write has the smtpd_timeout deadline, the TLS handshake
 //!   too; command lines are bounded by line_length_limit; a client making
 //!   too many errors is slowed down and then disconnected. Passwords are
@@ -256,6 +309,31 @@
 //!                           it at each start, so neither keeps sessions
 //!                           across a restart)
 //!
+//!   Content inspection and filters
+//!     header_checks, mime_header_checks, nested_header_checks,
+//!     body_checks           regexp:/pcre: tables (header_checks(5))
+//!     body_checks_size_limit  bytes of each body part inspected (51200)
+//!     disable_mime_input_processing  treat all after the headers as body
+//!     mime_nesting_limit, mime_boundary_length_limit
+//!     smtpd_milters         filters for mail received here, in order
+//!                           (inet:host:port, unix:/path, or Postfix's
+//!                           `{ inet:host:port, default_action=accept,
+//!                           ... }` form)
+//!     milter_default_action  accept, reject, tempfail (default) or
+//!                           quarantine, for a filter that fails
+//!     milter_protocol       2, 3, 4 or 6 (default)
+//!     milter_connect_timeout, milter_command_timeout,
+//!     milter_content_timeout  30s, 30s, 300s
+//!     milter_connect_macros, milter_helo_macros, milter_mail_macros,
+//!     milter_rcpt_macros, milter_data_macros,
+//!     milter_end_of_header_macros, milter_end_of_data_macros,
+//!     milter_unknown_command_macros, milter_macro_daemon_name,
+//!     milter_macro_v        the macros sent, Postfix's defaults
+//!     content_filter        transport:destination for queued mail
+//!     receive_override_options  no_unknown_recipient_checks,
+//!                           no_address_mappings, no_header_body_checks,
+//!                           no_milters
+//!
 //!   SASL authentication
 //!     smtpd_sasl_auth_enable  offer AUTH (no)
 //!     smtpd_sasl_users      the user table (Postern): `username hash`
@@ -270,7 +348,8 @@
 //!   $queue_directory/private/tlsmgr  where session ticket keys come from
 //!
 //! SEE ALSO
-//!   master(8), qmgr(8), tlsmgr(8), postconf(5)
+//!   master(8), qmgr(8), tlsmgr(8), postconf(5), access(5),
+//!   header_checks(5), MILTER_README, FILTER_README
 //!
 //! # Layout
 //!
@@ -281,6 +360,9 @@
 //! - `tls`: STARTTLS, wrapper mode and the stream that changes under the
 //!   session. `auth`: AUTH, the user table and the failure tarpit.
 //! - `settings`: the parameters of one session. `policy`: access policy.
+//! - `actions`: what access tables, checks and milters decided for the
+//!   message, applied when it is queued. `milter`: the milter events of a
+//!   session and the filters' changes.
 
 mod actions;
 mod auth;
