@@ -34,6 +34,17 @@ fn start(main_extra: &str, services_extra: &str, files: &[(&str, &str)]) -> Inst
     inst.launch()
 }
 
+/// `[main]` of a gateway that relays example.net to the `lan` sink for
+/// clients on 127.0.0.0/8, then `extra`.
+fn relay_to(lan: &Sink, extra: &str) -> String {
+    format!(
+        "mynetworks = \"127.0.0.0/8\"\n\
+         relay_domains = \"example.net\"\n\
+         transport_maps = \"inline:{{ example.net=smtp:[127.0.0.1]:{} }}\"\n{extra}",
+        lan.addr.port()
+    )
+}
+
 /// Sends one message from a mynetworks client; the queue ID.
 fn send(to: SocketAddr, sender: &str, rcpts: &[&str], subject: &str) -> String {
     let (mut c, greeting) = SmtpClient::connect(to).unwrap();
@@ -64,13 +75,10 @@ fn access_actions_hold_discard_redirect_bcc_filter_and_prepend_do_what_they_say(
     let lan = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
     let scanner = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
     let inst = start(
-        &format!(
-            "mynetworks = \"127.0.0.0/8\"\n\
-             relay_domains = \"example.net\"\n\
-             transport_maps = \"inline:{{ example.net=smtp:[127.0.0.1]:{} }}\"\n\
-             smtpd_recipient_restrictions = \"check_recipient_access hash:{{dir}}/access, \
+        &relay_to(
+            &lan,
+            "smtpd_recipient_restrictions = \"check_recipient_access hash:{dir}/access, \
              permit_mynetworks, reject_unauth_destination\"",
-            lan.addr.port()
         ),
         "",
         &[(
@@ -339,15 +347,14 @@ fn content_filter_round_trip_delivers_once_and_does_not_loop() {
     let reinject: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let (filter, seen) = proxy_filter(reinject);
     let inst = start(
-        &format!(
-            "mynetworks = \"127.0.0.0/8\"\n\
-             relay_domains = \"example.net\"\n\
-             transport_maps = \"inline:{{ example.net=smtp:[127.0.0.1]:{} }}\"\n\
-             virtual_alias_maps = \"inline:{{ alias@example.net=real@example.net }}\"\n\
-             content_filter = \"smtp:[127.0.0.1]:{}\"\n\
-             receive_override_options = \"no_address_mappings\"",
-            lan.addr.port(),
-            filter.port()
+        &relay_to(
+            &lan,
+            &format!(
+                "virtual_alias_maps = \"inline:{{ alias@example.net=real@example.net }}\"\n\
+                 content_filter = \"smtp:[127.0.0.1]:{}\"\n\
+                 receive_override_options = \"no_address_mappings\"",
+                filter.port()
+            ),
         ),
         &example_reinjection_service(reinject),
         &[],
@@ -423,13 +430,10 @@ fn header_checks_and_body_checks_actions_on_real_messages() {
     let lan = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
     let scanner = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
     let inst = start(
-        &format!(
-            "mynetworks = \"127.0.0.0/8\"\n\
-             relay_domains = \"example.net\"\n\
-             transport_maps = \"inline:{{ example.net=smtp:[127.0.0.1]:{} }}\"\n\
-             header_checks = \"regexp:{{dir}}/header_checks\"\n\
-             body_checks = \"pcre:{{dir}}/body_checks\"",
-            lan.addr.port()
+        &relay_to(
+            &lan,
+            "header_checks = \"regexp:{dir}/header_checks\"\n\
+             body_checks = \"pcre:{dir}/body_checks\"",
         ),
         "",
         &[
