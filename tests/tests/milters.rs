@@ -59,7 +59,10 @@ fn milter() -> &'static TestMilter {
                 "[127.0.0.17]": {"reply": {"eom": {
                     "code": "554", "xcode": "5.7.0", "text": ["multi", "line"]
                 }}},
-                "[127.0.0.18]": {"reply": {"envfrom": "accept"}}
+                "[127.0.0.18]": {"reply": {"envfrom": "accept"}},
+                "[127.0.0.19]": {"reply": {"unknown": {
+                    "code": "550", "xcode": "5.5.1", "text": ["not here either"]
+                }}}
             }
         });
         let m = TestMilter::start(dir.path(), &config);
@@ -282,6 +285,33 @@ fn a_reject_at_connect_answers_every_command_and_accept_ends_the_filters_part() 
     only(&sink, "accepted", &inst);
     let events = milter().events("[127.0.0.18]");
     assert!(!events.iter().any(|e| e["event"] == "eom"), "{events:#?}");
+}
+
+#[test]
+fn an_unknown_command_is_the_filters_to_answer() {
+    let sink = Sink::start(ip(6), 0);
+    let inst = gateway(&sink, &milter().socket.to_string(), "");
+    let mut c = connect(&inst, 19);
+    c.expect("EHLO client.example", "250");
+    assert_eq!(
+        c.cmd("XYZZY plugh").unwrap(),
+        "550 5.5.1 not here either\r\n"
+    );
+    c.expect("QUIT", "221");
+    // Without a word from the filters (no profile for this client),
+    // smtpd's own reply.
+    let mut c = connect(&inst, 20);
+    c.expect("EHLO client.example", "250");
+    assert_eq!(
+        c.cmd("XYZZY plugh").unwrap(),
+        "502 5.5.2 Error: command not recognized\r\n"
+    );
+    let events = milter().events("[127.0.0.19]");
+    let unknown = events
+        .iter()
+        .find(|e| e["event"] == "unknown")
+        .expect("no unknown event");
+    assert_eq!(unknown["args"][0], "XYZZY plugh", "{unknown}");
 }
 
 /// A port where nothing listens.

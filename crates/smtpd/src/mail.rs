@@ -79,6 +79,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         if let Some(refusal) = self.policy_check(Stage::Rcpt, Some(&to)) {
             self.log_reject("RCPT", &refusal, Some(&to));
             self.io.reply(&refusal);
+            if self.milters.is_some() {
+                // Their verdict cannot undo the refusal (SMFIP_RCPT_REJ).
+                self.milter_event(Event::RejectedRcpt(&to, &params)).await;
+            }
             return Step::Err;
         }
         if self.milters.is_some() {

@@ -304,7 +304,11 @@ pub enum Event<'a> {
     Helo(&'a str),
     Mail(&'a Address, &'a MailParams),
     Rcpt(&'a Address, &'a RcptParams),
+    /// A RCPT smtpd refused, for the filters that asked to see those.
+    RejectedRcpt(&'a Address, &'a RcptParams),
     Data,
+    /// A command smtpd does not know, as the client sent it.
+    Unknown(&'a str),
 }
 
 /// ESMTP parameters as the filters get them, one per argument.
@@ -355,7 +359,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             return Verdict::Continue;
         };
         let rcpt = match event {
-            Event::Rcpt(r, _) => Some(r),
+            Event::Rcpt(r, _) | Event::RejectedRcpt(r, _) => Some(r),
             _ => None,
         };
         let macros = self.milter_macros(rcpt, None);
@@ -371,7 +375,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             Event::Helo(name) => milters.helo(name, &source).await,
             Event::Mail(from, p) => milters.mail(&from.to_path(), &args(p), &source).await,
             Event::Rcpt(to, p) => milters.rcpt(&to.to_path(), &args(p), &source).await,
+            Event::RejectedRcpt(to, p) => {
+                milters
+                    .rejected_rcpt(&to.to_path(), &args(p), &source)
+                    .await
+            }
             Event::Data => milters.data(&source).await,
+            Event::Unknown(command) => milters.unknown(command, &source).await,
         };
         self.milters = Some(milters);
         for e in &outcome.errors {

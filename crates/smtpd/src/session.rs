@@ -702,6 +702,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                         self.io.discard(n).await?;
                         Step::Err
                     }
+                    ErrorKind::Unrecognized if self.milters.is_some() => {
+                        // Postfix asks the filters about a command it does
+                        // not know; their refusal replaces its own.
+                        let text = String::from_utf8_lossy(line);
+                        let verdict = self.milter_event(Event::Unknown(text.trim_end())).await;
+                        if let Some((refusal, step)) =
+                            self.milter_refusal("UNKNOWN", &verdict, None)
+                        {
+                            self.io.reply(&refusal);
+                            return Ok((verb, step));
+                        }
+                        Step::Err
+                    }
                     _ if e.closes_session() => Step::Close,
                     _ => Step::Err,
                 };
