@@ -176,6 +176,12 @@ fn recipient_replies_reject_tempfail_and_a_custom_multiline_reply() {
         })
         .unwrap();
     assert_eq!(eom["macros"]["i"], queue_id.trim(), "{eom}");
+    let connect = events.iter().find(|e| e["event"] == "connect").unwrap();
+    let m = &connect["macros"];
+    assert_eq!(m["{daemon_addr}"], "127.0.0.1", "{connect}");
+    assert_eq!(m["{daemon_name}"], "mail.example.local", "{connect}");
+    assert_eq!(m["_"], "unknown [127.0.0.11]", "{connect}");
+    assert_eq!(m["v"], "Postern", "{connect}");
     let from = events.iter().find(|e| e["event"] == "envfrom").unwrap();
     assert_eq!(from["macros"]["{mail_addr}"], "a@client.example", "{from}");
     assert_eq!(from["macros"]["j"], "mail.example.local", "{from}");

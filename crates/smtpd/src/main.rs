@@ -490,13 +490,17 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     serve_sessions(&mut ctx, max, drain, move |stream, peer, shutdown| {
         let Built { settings, tls } = built.get();
         let client = match peer {
-            Peer::Inet { remote, .. } => Client {
+            Peer::Inet { remote, local } => Client {
                 name: "unknown".to_string(),
                 addr: remote.ip().to_canonical(),
+                port: remote.port(),
+                local: Some(local),
             },
             Peer::Unix => Client {
                 name: "localhost".to_string(),
                 addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port: 0,
+                local: None,
             },
         };
         let queue = Qmgr::new(settings.qmgr_socket.clone());

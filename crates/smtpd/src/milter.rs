@@ -13,9 +13,10 @@
 //! - A filter that fails stands for its `milter_default_action`; the
 //!   reason is logged once, naming the filter.
 //!
-//! Macros: `j`, `{daemon_name}`, `{daemon_addr}`, `v`, `_`,
-//! `{client_addr}`, `{client_name}`, `{client_port}`, `{client_ptr}`,
-//! `{tls_version}`, `{cipher}`, `i` (once the message has a queue ID:
+//! Macros: `j`, `{daemon_name}`, `v`, `_`, `{daemon_addr}`,
+//! `{daemon_port}`, `{client_addr}`, `{client_name}`, `{client_port}`,
+//! `{client_ptr}`, `{tls_version}`, `{cipher}`, `{cipher_bits}`,
+//! `i` (once the message has a queue ID:
 //! Postern gives it at DATA, so `i` is not there at MAIL and RCPT as it is
 //! in Postfix), `{auth_type}`, `{auth_authen}`, `{mail_addr}`,
 //! `{mail_host}`, `{mail_mailer}`, `{rcpt_addr}`, `{rcpt_host}`,
@@ -331,6 +332,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         m.set("client_addr", c.addr.to_string());
         m.set("client_name", c.name.clone());
         m.set("client_ptr", c.name.clone());
+        m.set("client_port", c.port.to_string());
+        if let Some(local) = c.local {
+            m.set("daemon_addr", local.ip().to_canonical().to_string());
+            m.set("daemon_port", local.port().to_string());
+        }
         if let Some(tls) = &self.tls {
             m.set("tls_version", tls.protocol);
             m.set("cipher", tls.cipher.clone());
@@ -368,7 +374,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             Event::Connect => {
                 let info = ClientInfo {
                     name: self.client.name.clone(),
-                    addr: ClientAddr::Inet(std::net::SocketAddr::new(self.client.addr, 0)),
+                    addr: ClientAddr::Inet(std::net::SocketAddr::new(
+                        self.client.addr,
+                        self.client.port,
+                    )),
                 };
                 milters.connect(&info, &source).await
             }

@@ -39,6 +39,11 @@ pub struct Client {
     /// The verified host name, or `unknown` (no reverse lookup is done).
     pub name: String,
     pub addr: IpAddr,
+    /// The client's port (0 over a unix socket).
+    pub port: u16,
+    /// Our end of the connection, when it is TCP (milter's
+    /// `{daemon_addr}` and `{daemon_port}`).
+    pub local: Option<std::net::SocketAddr>,
 }
 
 impl Client {

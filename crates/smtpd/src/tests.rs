@@ -116,6 +116,8 @@ fn start(
     let client_info = Client {
         name: "unknown".into(),
         addr: from.parse().unwrap(),
+        port: 40000,
+        local: None,
     };
     let session = Session::new(server, client_info, settings, queue, shutdown);
     (client, tokio::spawn(session.run()))
