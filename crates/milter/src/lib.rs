@@ -82,6 +82,8 @@
 //! - [`chain`]: [`Milters`], the filters of one session in order.
 //! - [`message`]: [`Split`], a message as filters see it with their
 //!   header and body changes made, and [`EnvelopeChanges`]; pure.
+//! - [`nonsmtp`]: [`nonsmtp::judge`], mail that does not arrive over
+//!   SMTP through `non_smtpd_milters` in an emulated local session.
 //!
 //! Tests: unit tests in each module; `tests/` runs the client against
 //! real libmilter filters (`tests/milters/testmilter.py` at the top of
@@ -93,6 +95,7 @@ pub mod client;
 pub mod macros;
 pub mod message;
 pub mod negotiate;
+pub mod nonsmtp;
 pub mod settings;
 pub mod verdict;
 pub mod wire;
