@@ -68,7 +68,11 @@
 //!
 //!   Forwarded mail (addresses in other domains) goes back into the queue
 //!   through qmgr as a new message with the same sender, one message per
-//!   recipient with all its remote addresses.
+//!   recipient with all its remote addresses. It gets content_filter, but
+//!   not non_smtpd_milters: as with Postfix, whose local(8) submits
+//!   forwarded mail as internal mail that no milter sees (not even with
+//!   internal_mail_filter_classes), the message passed smtpd_milters when
+//!   it arrived, and a second pass would sign or score it twice.
 //!
 //!   Every copy written starts with `Return-Path: <sender>` and
 //!   `Delivered-To: recipient`. A message that already carries
@@ -161,6 +165,9 @@
 //!   Virtual mailboxes:
 //!     virtual_mailbox_maps, virtual_mailbox_base, virtual_mailbox_limit,
 //!     mail_owner (virtual_mailbox_domains is qmgr's: the class says it)
+//!   Forwarding:
+//!     content_filter         the filter forwarded mail is queued for
+//!     non_smtpd_milters      not applied to forwarded mail (see above)
 //!   Process:
 //!     queue_directory        tmp-local/ for spooled bodies, private/qmgr
 //!     ipc_timeout            how long qmgr may take to send a body chunk

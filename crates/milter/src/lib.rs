@@ -80,6 +80,10 @@
 //!   the per-filter `{ ... }` syntax, [`Endpoint`].
 //! - [`client`]: [`Milter`], one filter's connection and states.
 //! - [`chain`]: [`Milters`], the filters of one session in order.
+//! - [`message`]: [`Split`], a message as filters see it with their
+//!   header and body changes made, and [`EnvelopeChanges`]; pure.
+//! - [`nonsmtp`]: [`nonsmtp::judge`], mail that does not arrive over
+//!   SMTP through `non_smtpd_milters` in an emulated local session.
 //!
 //! Tests: unit tests in each module; `tests/` runs the client against
 //! real libmilter filters (`tests/milters/testmilter.py` at the top of
@@ -89,7 +93,9 @@
 pub mod chain;
 pub mod client;
 pub mod macros;
+pub mod message;
 pub mod negotiate;
+pub mod nonsmtp;
 pub mod settings;
 pub mod verdict;
 pub mod wire;
@@ -97,6 +103,7 @@ pub mod wire;
 pub use chain::Milters;
 pub use client::{ClientAddr, ClientInfo, Header, Milter, parse_reply_code};
 pub use macros::{MacroLists, MacroSource, NoMacros, Stage};
+pub use message::{EnvelopeChanges, Split};
 pub use negotiate::{MTA_ACTIONS, Negotiated, Offer};
 pub use settings::{Endpoint, MilterList, MilterSettings, MilterSpec, SettingsError, check_config};
 pub use verdict::{

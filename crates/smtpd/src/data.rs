@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use postern_content::{Inspector, LogContext, Verdict};
 
 use crate::message::{Message, MessageSetup, ReceivedHeader};
-use crate::milter::{Event, Judged};
+use crate::milter::{Event, Judged, change_envelope};
 use crate::policy::Stage;
 use crate::queue::{Queue, QueueError};
 use crate::session::{IoError, Session, Step, Transaction};
@@ -382,7 +382,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                     hold,
                 } => {
                     tx.actions.hold |= hold;
-                    changes.apply(&mut tx);
+                    change_envelope(changes, &mut tx);
                     content
                 }
             };
