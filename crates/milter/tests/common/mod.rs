@@ -3,64 +3,31 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postern_milter::{MilterSettings, MilterSpec, Milters};
 use serde_json::Value;
 
-/// Debian's python, which has the Milter module (the PATH one may not).
-const PYTHON: &str = "/usr/bin/python3";
-
-/// A running testmilter.py. It exits when this process does: its stdin
-/// is a pipe that closes with us.
+/// The test filter (`tests/milters/testmilter.py`, the integration
+/// harness's own) in a temporary directory of its own, on a loopback
+/// port. It ends with the test process.
 pub struct TestMilter {
-    child: Child,
-    pub socket: PathBuf,
-    pub log: PathBuf,
+    milter: postern_tests::peers::TestMilter,
     _dir: tempfile::TempDir,
 }
 
 impl TestMilter {
-    /// Starts the filter with `config` (see the script's manual) on a
-    /// unix socket in a fresh temporary directory.
+    /// Starts the filter with `config` (see the script's manual).
     pub fn start(config: Value) -> TestMilter {
         let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("milter.sock");
-        let log = dir.path().join("log.jsonl");
-        let config_file = dir.path().join("config.json");
-        std::fs::write(&config_file, config.to_string()).unwrap();
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/milters/testmilter.py");
-        let child = Command::new(PYTHON)
-            .arg(script)
-            .arg(format!("unix:{}", socket.display()))
-            .arg(&config_file)
-            .arg(&log)
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("start testmilter.py with /usr/bin/python3");
-        let started = Instant::now();
-        while !socket.exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "testmilter.py did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        TestMilter {
-            child,
-            socket,
-            log,
-            _dir: dir,
-        }
+        let milter = postern_tests::peers::TestMilter::start(dir.path(), &config);
+        TestMilter { milter, _dir: dir }
     }
 
     /// The endpoint as a list entry names it.
     pub fn name(&self) -> String {
-        format!("unix:{}", self.socket.display())
+        self.milter.socket.to_string()
     }
 
     /// A spec with Postfix's defaults; tests change what they need.
@@ -70,21 +37,7 @@ impl TestMilter {
 
     /// Log entries of the sessions whose client was `host`.
     pub fn events(&self, host: &str) -> Vec<Value> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let entries: Vec<Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        let sessions: Vec<&Value> = entries
-            .iter()
-            .filter(|e| e["host"] == host)
-            .map(|e| &e["session"])
-            .collect();
-        entries
-            .iter()
-            .filter(|e| sessions.contains(&&e["session"]))
-            .cloned()
-            .collect()
+        self.milter.events(host)
     }
 
     /// The log of `host`'s sessions once `sessions` of them have closed.
@@ -101,13 +54,6 @@ impl TestMilter {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for TestMilter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
