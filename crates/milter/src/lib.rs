@@ -102,7 +102,7 @@ pub mod wire;
 
 pub use chain::Milters;
 pub use client::{ClientAddr, ClientInfo, Header, Milter, parse_reply_code};
-pub use macros::{MacroLists, MacroSource, NoMacros, Stage};
+pub use macros::{MacroLists, MacroSource, MacroValues, NoMacros, Stage};
 pub use message::{EnvelopeChanges, Split};
 pub use negotiate::{MTA_ACTIONS, Negotiated, Offer};
 pub use settings::{Endpoint, MilterList, MilterSettings, MilterSpec, SettingsError, check_config};

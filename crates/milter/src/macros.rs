@@ -75,6 +75,31 @@ impl<F: Fn(&str) -> Option<String> + Sync> MacroSource for F {
     }
 }
 
+/// Macro values by name (without braces), gathered by the caller for
+/// one event.
+#[derive(Clone, Debug, Default)]
+pub struct MacroValues(std::collections::HashMap<&'static str, String>);
+
+impl MacroValues {
+    pub fn set(&mut self, name: &'static str, value: impl Into<String>) {
+        self.0.insert(name, value.into());
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.0.remove(name);
+    }
+}
+
+impl MacroSource for MacroValues {
+    fn macro_value(&self, name: &str) -> Option<String> {
+        self.get(name)
+    }
+}
+
 /// A source without values (tests, or a caller that sends none).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoMacros;

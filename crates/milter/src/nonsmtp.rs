@@ -16,13 +16,13 @@
 //! `{daemon_port}`, `i`, `{mail_addr}`, `{rcpt_addr}`, and from the
 //! settings `{daemon_name}` and `v`.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use postern_smtp::Reply;
 
 use crate::chain::Milters;
 use crate::client::{ClientAddr, ClientInfo};
+use crate::macros::MacroValues;
 use crate::message::Split;
 use crate::settings::MilterSettings;
 use crate::verdict::{MilterError, Verdict};
@@ -62,15 +62,6 @@ pub enum Judgement {
     Refuse(Reply),
 }
 
-/// Macro values of a local submission.
-struct Macros(HashMap<&'static str, String>);
-
-impl crate::macros::MacroSource for Macros {
-    fn macro_value(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-}
-
 /// How an event's verdict ends the emulated session, if it does.
 enum Stop {
     Discard,
@@ -86,18 +77,18 @@ pub async fn judge(settings: &MilterSettings, msg: &Submission<'_>) -> Judgement
 }
 
 async fn session(milters: &mut Milters, msg: &Submission<'_>) -> Judgement {
-    let mut macros = Macros(HashMap::from([
-        ("j", msg.hostname.to_string()),
-        ("_", format!("{CLIENT_NAME} [{CLIENT_ADDR}]")),
-        ("client_addr", CLIENT_ADDR.to_string()),
-        ("client_name", CLIENT_NAME.to_string()),
-        ("client_port", "0".to_string()),
-        ("client_ptr", CLIENT_NAME.to_string()),
-        ("daemon_addr", CLIENT_ADDR.to_string()),
-        ("daemon_port", "0".to_string()),
-        ("i", msg.queue_id.to_string()),
-        ("mail_addr", msg.sender.to_string()),
-    ]));
+    let mut macros = MacroValues::default();
+    macros.set("j", msg.hostname.to_string());
+    macros.set("_", format!("{CLIENT_NAME} [{CLIENT_ADDR}]"));
+    macros.set("client_addr", CLIENT_ADDR.to_string());
+    macros.set("client_name", CLIENT_NAME.to_string());
+    macros.set("client_port", "0".to_string());
+    macros.set("client_ptr", CLIENT_NAME.to_string());
+    macros.set("daemon_addr", CLIENT_ADDR.to_string());
+    macros.set("daemon_port", "0".to_string());
+    macros.set("i", msg.queue_id.to_string());
+    macros.set("mail_addr", msg.sender.to_string());
+
     let client = ClientInfo {
         name: CLIENT_NAME.to_string(),
         addr: ClientAddr::Inet(SocketAddr::new(CLIENT_ADDR, 0)),
@@ -119,7 +110,7 @@ async fn session(milters: &mut Milters, msg: &Submission<'_>) -> Judgement {
         return stop.into();
     }
     for rcpt in msg.recipients {
-        macros.0.insert("rcpt_addr", rcpt.clone());
+        macros.set("rcpt_addr", rcpt.clone());
         let o = milters.rcpt(rcpt, &[], &macros).await;
         log_errors(&o.errors);
         if o.verdict.reply().is_some() {
@@ -131,7 +122,7 @@ async fn session(milters: &mut Milters, msg: &Submission<'_>) -> Judgement {
             return Judgement::Refuse(configuration_error());
         }
     }
-    macros.0.remove("rcpt_addr");
+    macros.remove("rcpt_addr");
     let o = milters.data(&macros).await;
     if let Some(stop) = stop(msg, &mut hold, "DATA", o.verdict, &o.errors) {
         return stop.into();

@@ -22,45 +22,29 @@
 //! `{mail_host}`, `{mail_mailer}`, `{rcpt_addr}`, `{rcpt_host}`,
 //! `{rcpt_mailer}`.
 
-use std::collections::HashMap;
-
-use postern_milter::{ClientAddr, ClientInfo, EnvelopeChanges, Split, Verdict};
+use postern_milter::{ClientAddr, ClientInfo, EnvelopeChanges, MacroValues, Split, Verdict};
 use postern_smtp::{Address, MailParams, RcptParams, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::queue::Queue;
 use crate::session::{Session, Step, Transaction};
 
-/// The macro values known at one stage.
-#[derive(Debug, Default)]
-pub struct Macros(HashMap<&'static str, String>);
-
-impl Macros {
-    pub fn set(&mut self, name: &'static str, value: impl Into<String>) {
-        self.0.insert(name, value.into());
-    }
-
-    /// Sets the address macros `{NAME_addr}`, `{NAME_host}` and
-    /// `{NAME_mailer}` of the sender or a recipient.
-    pub fn address(&mut self, which: Which, addr: &Address) {
-        let (a, h, m) = match which {
-            Which::Mail => ("mail_addr", "mail_host", "mail_mailer"),
-            Which::Rcpt => ("rcpt_addr", "rcpt_host", "rcpt_mailer"),
-        };
-        self.set(a, addr.to_string());
-        let domain = addr.domain().unwrap_or_default().to_string();
-        // Postfix names the transport; smtpd does not route, so it says
-        // what trivial-rewrite would for a remote address.
-        self.set(m, if domain.is_empty() { "local" } else { "smtp" });
-        self.set(h, domain);
-    }
-
-    pub fn get(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
+/// Sets the address macros `{NAME_addr}`, `{NAME_host}` and
+/// `{NAME_mailer}` of the sender or a recipient.
+fn set_address(m: &mut MacroValues, which: Which, addr: &Address) {
+    let (a, h, t) = match which {
+        Which::Mail => ("mail_addr", "mail_host", "mail_mailer"),
+        Which::Rcpt => ("rcpt_addr", "rcpt_host", "rcpt_mailer"),
+    };
+    m.set(a, addr.to_string());
+    let domain = addr.domain().unwrap_or_default().to_string();
+    // Postfix names the transport; smtpd does not route, so it says
+    // what trivial-rewrite would for a remote address.
+    m.set(t, if domain.is_empty() { "local" } else { "smtp" });
+    m.set(h, domain);
 }
 
-/// Whose address macros ([`Macros::address`]).
+/// Whose address macros (`set_address`).
 #[derive(Debug, Clone, Copy)]
 pub enum Which {
     Mail,
@@ -123,8 +107,8 @@ fn args(params: &dyn std::fmt::Display) -> Vec<String> {
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     /// The macros of the session and transaction now; `rcpt` is the
     /// recipient of a RCPT event, `id` the queue ID once there is one.
-    fn milter_macros(&self, rcpt: Option<&Address>, id: Option<&str>) -> Macros {
-        let mut m = Macros::default();
+    fn milter_macros(&self, rcpt: Option<&Address>, id: Option<&str>) -> MacroValues {
+        let mut m = MacroValues::default();
         let c = &self.client;
         m.set("j", self.settings.hostname.clone());
         m.set("_", format!("{} [{}]", c.name, c.addr));
@@ -146,10 +130,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             m.set("auth_authen", login.username.clone());
         }
         if let Some(tx) = &self.tx {
-            m.address(Which::Mail, &tx.sender);
+            set_address(&mut m, Which::Mail, &tx.sender);
         }
         if let Some(r) = rcpt {
-            m.address(Which::Rcpt, r);
+            set_address(&mut m, Which::Rcpt, r);
         }
         if let Some(id) = id {
             m.set("i", id);
