@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers to run Debian's Postfix as a peer for benchmarks, from its own
 # config and queue directories under a scratch directory, on loopback only.
 # Sourced by scripts/bench*. Needs root (Postfix's master runs as root).
@@ -11,10 +12,12 @@ install_postfix() {
   fi
 }
 
-# start_postfix DIR PORT RELAY_PORT: Postfix listening on 127.0.0.1:PORT,
-# relaying everything to [127.0.0.1]:RELAY_PORT.
+# start_postfix DIR PORT RELAY_PORT [MAIN.CF-LINE...]: Postfix listening on
+# 127.0.0.1:PORT, relaying everything to [127.0.0.1]:RELAY_PORT, with the
+# lines added to its main.cf.
 start_postfix() {
   local dir=$1 port=$2 relay_port=$3
+  shift 3
   rm -rf "$dir"; mkdir -p "$dir/etc" "$dir/data"
   cat > "$dir/etc/main.cf" <<CF
 compatibility_level = 3.6
@@ -39,6 +42,7 @@ maillog_file_prefixes = /tmp
 smtputf8_enable = no
 default_process_limit = 100
 CF
+  printf '%s\n' "$@" >> "$dir/etc/main.cf"
   sed "s/^smtp      inet/127.0.0.1:$port      inet/" /usr/share/postfix/master.cf.dist > "$dir/etc/master.cf"
   mkdir -p "$dir/queue"
   chown postfix "$dir/data"
