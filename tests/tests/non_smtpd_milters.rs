@@ -73,3 +73,63 @@ fn forwarded_mail_does_not_pass_non_smtpd_milters() {
         "the filter saw the forwarded copy"
     );
 }
+
+/// internal_mail_filter_classes = bounce: the non-delivery notice qmgr
+/// writes goes through non_smtpd_milters before it is queued, as
+/// Postfix's bounce daemon sends it through cleanup's filters (a signing
+/// milter then signs bounces too).
+#[test]
+fn bounces_pass_non_smtpd_milters_when_internal_mail_filter_classes_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let milter = TestMilter::start(
+        dir.path(),
+        &json!({"profiles": {"*": {
+            "eom_actions": [{"addheader": ["X-Non-Smtpd", "filtered"]}]
+        }}}),
+    );
+    let sink = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
+    let inst = Instance::start(
+        &format!(
+            "mynetworks = \"127.0.0.0/8\"\n\
+             relay_domains = \"example.net, nowhere.example\"\n\
+             transport_maps = \"inline:{{ example.net=smtp:[{0}]:{1}, \
+             {{ nowhere.example=error:no such place }} }}\"\n\
+             non_smtpd_milters = \"{2}\"\n\
+             internal_mail_filter_classes = \"bounce\"",
+            sink.addr.ip(),
+            sink.addr.port(),
+            milter.socket,
+        ),
+        "",
+    );
+    let (mut c, _) = SmtpClient::connect(inst.smtp).unwrap();
+    c.expect("EHLO client.example", "250");
+    c.expect("MAIL FROM:<sender@example.net>", "250");
+    c.expect("RCPT TO:<someone@nowhere.example>", "250");
+    c.expect("DATA", "354");
+    c.send_raw(b"Subject: doomed\r\n\r\nbody\r\n").unwrap();
+    c.expect(".", "250");
+    c.expect("QUIT", "221");
+
+    assert!(
+        wait_for(Duration::from_secs(40), || !sink.messages().is_empty()),
+        "no bounce:\n{}",
+        inst.log()
+    );
+    let bounce = &sink.messages()[0];
+    assert_eq!(bounce.recipients, ["sender@example.net"]);
+    assert!(bounce.data.contains("no such place"), "{}", bounce.data);
+    assert_eq!(
+        bounce.data.matches("X-Non-Smtpd: filtered").count(),
+        1,
+        "{}",
+        bounce.data
+    );
+    let events = milter.events("localhost");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "envrcpt" && e["args"][0] == "sender@example.net"),
+        "{events:#?}"
+    );
+}

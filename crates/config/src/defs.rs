@@ -234,6 +234,11 @@ pub static PARAMS: &[ParamDef] = &[
     p("inet_interfaces", "all", List),
     p("inet_protocols", "all", Words(&["all", "ipv4", "ipv6"])),
     p("initial_destination_concurrency", "5", Int),
+    p(
+        "internal_mail_filter_classes",
+        "",
+        Words(&["bounce", "notify"]),
+    ),
     p("invalid_hostname_reject_code", "501", Code),
     p("ipc_timeout", "3600s", Time('s')),
     p("line_length_limit", "2048", Int),

@@ -70,8 +70,8 @@
 //!   through qmgr as a new message with the same sender, one message per
 //!   recipient with all its remote addresses. It gets content_filter, but
 //!   not non_smtpd_milters: as with Postfix, whose local(8) submits
-//!   forwarded mail as internal mail that no milter sees (not even with
-//!   internal_mail_filter_classes), the message passed smtpd_milters when
+//!   forwarded mail as internal mail that no milter sees
+//!   (internal_mail_filter_classes has no class for it), the message passed smtpd_milters when
 //!   it arrived, and a second pass would sign or score it twice.
 //!
 //!   Every copy written starts with `Return-Path: <sender>` and

@@ -59,6 +59,14 @@
 //!   FILTER_README describes; the recipients keep their envelope
 //!   addresses.
 //!
+//!   Notices qmgr writes (non-delivery and delay notices to the sender,
+//!   the "bounce" class; postmaster copies, "notify") go through
+//!   non_smtpd_milters before they are queued when
+//!   internal_mail_filter_classes names their class, as Postfix's bounce
+//!   daemon sends them through cleanup's filters: a signing milter signs
+//!   bounces too. A filter's refusal leaves the notice to be written again
+//!   at the next attempt, a discard drops it, a quarantine holds it.
+//!
 //!   Scheduling. At start (everything committed is scheduled again after a
 //!   crash), after each commit, on the master's wakeups and every
 //!   queue_run_delay, qmgr attempts the messages that are due: active ones
@@ -234,7 +242,9 @@
 //!   default_transport, relayhost, fallback_transport.
 //!
 //!   Bounces: maximal_queue_lifetime, bounce_queue_lifetime,
-//!   2bounce_notice_recipient, myorigin, delay_warning_time.
+//!   2bounce_notice_recipient, myorigin, delay_warning_time,
+//!   internal_mail_filter_classes (bounce, notify) with non_smtpd_milters
+//!   and the milter_* settings.
 //!
 //!   Process: drain_timeout (how long open connections may finish after
 //!   SIGTERM).

@@ -9,6 +9,9 @@ use postern_config::Params;
 use postern_envelope::Notify as DsnNotify;
 use postern_queue::{Envelope, QueueError, QueueId, Recipient, Ret, StoredMessage};
 
+use postern_milter::nonsmtp::{self, Judgement, Submission};
+use postern_milter::{MilterList, MilterSettings};
+
 use crate::bounce::{self, Audience, Failed};
 use crate::route;
 
@@ -139,9 +142,19 @@ impl Qmgr {
         who: &str,
         kind: &str,
     ) -> bool {
-        match self.enqueue(sender, to, text).await {
-            Ok(new) => {
+        // Postfix's internal_mail_filter_classes: notices to senders are
+        // the "bounce" class, those to the postmaster "notify".
+        let class = match who {
+            "postmaster" => "notify",
+            _ => "bounce",
+        };
+        match self.enqueue_notice(sender, to, text, class).await {
+            Ok(Some(new)) => {
                 tracing::info!("{id}: {who} {kind} notification: {new}");
+                true
+            }
+            Ok(None) => {
+                tracing::info!("{id}: {who} {kind} notification discarded by a milter");
                 true
             }
             Err(e) => {
@@ -151,12 +164,66 @@ impl Qmgr {
         }
     }
 
-    /// Queues a message qmgr itself wrote (a notification) and schedules it.
+    /// [`Qmgr::enqueue`] for a notice of `class` (`bounce` or `notify`):
+    /// when internal_mail_filter_classes names the class, the notice goes
+    /// through non_smtpd_milters first, as Postfix's bounce daemon sends
+    /// it through cleanup's filters (so that a signing milter signs
+    /// bounces too). A filter's refusal keeps the notice from being
+    /// queued (it is tried again: Err); a discard drops it (None); a
+    /// quarantine queues it on hold.
+    async fn enqueue_notice(
+        self: &Arc<Self>,
+        sender: String,
+        recipients: Vec<Recipient>,
+        body: Vec<u8>,
+        class: &str,
+    ) -> Result<Option<QueueId>, String> {
+        let params = self.params();
+        let filtered = params
+            .words("internal_mail_filter_classes")
+            .iter()
+            .any(|c| c == class);
+        let settings = match MilterSettings::from_params(&params, MilterList::NonSmtpd) {
+            Ok(s) if filtered && !s.milters.is_empty() => s,
+            _ => {
+                let id = self.enqueue(sender, recipients, body, false).await;
+                return id.map(Some).map_err(|e| e.to_string());
+            }
+        };
+        let addresses: Vec<String> = recipients.iter().map(|r| r.address.clone()).collect();
+        let submission = Submission {
+            queue_id: "NOQUEUE",
+            hostname: &params.get("myhostname"),
+            sender: &sender,
+            recipients: &addresses,
+            content: &body,
+        };
+        match nonsmtp::judge(&settings, &submission).await {
+            Judgement::Accept {
+                content,
+                sender,
+                recipients: addresses,
+                hold,
+            } => {
+                let recipients = addresses.into_iter().map(Recipient::new).collect();
+                let id = self
+                    .enqueue(sender, recipients, content, hold.is_some())
+                    .await;
+                id.map(Some).map_err(|e| e.to_string())
+            }
+            Judgement::Discard => Ok(None),
+            Judgement::Refuse(reply) => Err(format!("refused by a milter: {reply}")),
+        }
+    }
+
+    /// Queues a message qmgr itself wrote (a notification) and schedules
+    /// it, or puts it straight on hold.
     pub async fn enqueue(
         self: &Arc<Self>,
         sender: String,
         recipients: Vec<Recipient>,
         body: Vec<u8>,
+        hold: bool,
     ) -> Result<QueueId, QueueError> {
         // Notifications go through the same rewriting as received mail
         // (virtual aliases may redirect the sender's address); if the
@@ -179,11 +246,16 @@ impl Qmgr {
         let id = blocking(move || {
             let mut incoming = store.begin_message()?;
             incoming.append_body(&body)?;
+            if hold {
+                incoming.hold();
+            }
             incoming.commit(envelope)
         })
         .await?;
-        self.note_arrival(id, arrived);
-        self.schedule(id);
+        if !hold {
+            self.note_arrival(id, arrived);
+            self.schedule(id);
+        }
         Ok(id)
     }
 }
