@@ -18,4 +18,4 @@ pub mod sign;
 // mod verify;
 
 pub use keys::{DkimKey, KeyAlgorithm, KeyError};
-pub use sign::{DkimError, DkimSigner};
+pub use sign::{DkimError, DkimSigner, KeyEntry, read_key_table};

@@ -60,6 +60,9 @@
 //! * `sled_cache_capacity` (64MiB): page cache of the sled queue store.
 //! * `smtpd_sasl_users`: table of SASL user names to password hashes, so the
 //!   SMTP server can authenticate without Cyrus or Dovecot.
+//! * `dkim_signing_table`, `dkim_key_table`, `dkim_canonicalization`,
+//!   `dkim_signed_headers`: DKIM signing with opendkim's SigningTable and
+//!   KeyTable conventions (postern-auth's `sign` module).
 //! * `dns_servers`: list of `ip` or `ip:port` resolvers; empty means use
 //!   `/etc/resolv.conf`.
 
@@ -171,6 +174,16 @@ const SASL_OPTIONS: Kind = Words(&[
     "mutual_auth",
     "forward_secrecy",
 ]);
+/// DKIM's `c=` (header/body; one word means header and simple body, as
+/// RFC 6376 section 3.5 reads a lone `c=`).
+const DKIM_CANONICALIZATION: Kind = Enum(&[
+    "relaxed/relaxed",
+    "relaxed/simple",
+    "simple/relaxed",
+    "simple/simple",
+    "relaxed",
+    "simple",
+]);
 /// Where local(8) allows `|command` and `/file` destinations.
 const ALIAS_SOURCES: Kind = Words(&["alias", "forward", "include"]);
 
@@ -222,6 +235,18 @@ pub static PARAMS: &[ParamDef] = &[
     p("destination_concurrency_failed_cohort_limit", "1", Int),
     p("disable_mime_input_processing", "no", Bool),
     p("disable_vrfy_command", "yes", Bool),
+    x(
+        "dkim_canonicalization",
+        "relaxed/relaxed",
+        DKIM_CANONICALIZATION,
+    ),
+    x("dkim_key_table", "", Maps),
+    x(
+        "dkim_signed_headers",
+        "From Reply-To Subject Date To Cc Resent-Date Resent-From Resent-To Resent-Cc In-Reply-To References List-Id List-Help List-Unsubscribe List-Subscribe List-Post List-Owner List-Archive Message-ID MIME-Version Content-Type Content-Transfer-Encoding",
+        List,
+    ),
+    x("dkim_signing_table", "", Maps),
     x("dns_servers", "", Resolvers),
     p("double_bounce_sender", "double-bounce", Str),
     x("drain_timeout", "30s", Time('s')),

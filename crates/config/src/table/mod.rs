@@ -287,6 +287,26 @@ impl Table {
         }
     }
 
+    /// Every key and value of a `hash:`-style, `inline:` table, for a
+    /// reader that must see them all at start (dkim_key_table's keys);
+    /// `None` for tables whose keys cannot be listed (patterns, static:,
+    /// unix:).
+    pub fn entries(&self) -> Result<Option<Vec<(String, String)>>, TableError> {
+        let map = |m: &HashMap<String, String>| {
+            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            v.sort();
+            v
+        };
+        match &self.inner.source {
+            Source::Inline(m) => Ok(Some(map(m))),
+            Source::File(f) => match &*f.current()? {
+                Data::Map(m) => Ok(Some(map(m))),
+                _ => Ok(None),
+            },
+            Source::Static(_) | Source::UnixPasswd => Ok(None),
+        }
+    }
+
     #[cfg(test)]
     fn set_check_interval(&mut self, d: Duration) {
         if let Some(inner) = Arc::get_mut(&mut self.inner)
