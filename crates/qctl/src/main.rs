@@ -37,6 +37,11 @@
 //!                     active and due now, the deferral reasons cleared,
 //!                     held messages released (corrupt ones stay); says
 //!                     `postsuper: Requeued: N messages`
+//!   dkim keygen DOMAIN SELECTOR [--algorithm rsa|ed25519] [--bits N] [--directory DIR]
+//!                     write DIR/DOMAIN.SELECTOR.pem (mode 0600, mail_owner's
+//!                     when run as root; never over an existing file) and
+//!                     print the TXT record to publish
+//!   dkim show         list dkim_key_table's keys and their TXT records
 //!   passwd [--scheme argon2|sha512|plain] USER
 //!                     add or change USER in the smtpd_sasl_users table,
 //!                     the password read from standard input
@@ -72,6 +77,7 @@
 
 mod client;
 mod config;
+mod dkim;
 mod list;
 mod passwd;
 mod postsuper;
@@ -139,6 +145,9 @@ enum Command {
         #[arg(long, value_enum, default_value = "argon2")]
         scheme: passwd::Scheme,
     },
+    /// Make DKIM keys and show their DNS records.
+    #[command(subcommand)]
+    Dkim(DkimCommand),
     /// Print configuration parameters, like postconf.
     Config {
         /// Only parameters set in the file or with -o.
@@ -150,6 +159,25 @@ enum Command {
         /// Parameters to print (default: all).
         names: Vec<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum DkimCommand {
+    /// Write a new private key and print the TXT record to publish.
+    Keygen {
+        domain: String,
+        selector: String,
+        #[arg(long, value_enum, default_value = "rsa")]
+        algorithm: dkim::Algorithm,
+        /// RSA key size.
+        #[arg(long, default_value_t = 2048)]
+        bits: u32,
+        /// Where to write DOMAIN.SELECTOR.pem (default: the current directory).
+        #[arg(long)]
+        directory: Option<std::path::PathBuf>,
+    },
+    /// List dkim_key_table's keys and their DNS records.
+    Show,
 }
 
 fn main() -> ExitCode {
@@ -175,6 +203,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Command::Passwd { user, scheme } = &cli.command {
         return passwd::run(&config, user, *scheme);
+    }
+    if let Command::Dkim(command) = &cli.command {
+        return match command {
+            DkimCommand::Keygen {
+                domain,
+                selector,
+                algorithm,
+                bits,
+                directory,
+            } => dkim::keygen(
+                &config,
+                domain,
+                selector,
+                *algorithm,
+                *bits,
+                &directory.clone().unwrap_or_else(dkim::default_directory),
+            ),
+            DkimCommand::Show => dkim::show(&config, cli.json),
+        };
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -254,7 +301,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )?;
                 stop::wait_for_exit(&socket).await
             }
-            Command::Config { .. } | Command::Passwd { .. } => unreachable!("handled above"),
+            Command::Config { .. } | Command::Passwd { .. } | Command::Dkim(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }
