@@ -1,0 +1,21 @@
+//! Message authentication for Postern (issue 12): DKIM signing of mail
+//! that leaves, and the inbound checks (SPF, DKIM, DMARC, ARC) of mail
+//! that arrives, built on `mail-auth` so that no opendkim, opendmarc or
+//! policyd-spf daemon is needed beside Postern.
+//!
+//! # Layout
+//!
+//! * [`keys`]: DKIM private keys read from PEM files (PKCS#8 or PKCS#1
+//!   RSA, PKCS#8 Ed25519, as `openssl genpkey` and `openssl genrsa`
+//!   write them), their public halves, and the DNS TXT record to publish.
+//! * [`sign`]: `dkim_signing_table` and `dkim_key_table`, read with
+//!   opendkim's SigningTable/KeyTable conventions, and [`DkimSigner`],
+//!   which picks the key for a message's From: address and returns the
+//!   `DKIM-Signature:` header to prepend.
+
+pub mod keys;
+pub mod sign;
+// mod verify;
+
+pub use keys::{DkimKey, KeyAlgorithm, KeyError};
+pub use sign::{DkimError, DkimSigner};
