@@ -167,7 +167,10 @@ impl Verifier {
                 client_ip, helo, host, mail_from,
             )),
             |domain| SpfOutput::new(domain).with_result(SpfResult::TempError),
-            String::new(),
+            mail_from
+                .rsplit_once('@')
+                .map_or(helo, |(_, d)| d)
+                .to_string(),
         );
         let dkim = async {
             match &parsed {
