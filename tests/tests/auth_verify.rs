@@ -106,6 +106,37 @@ fn python_dkim_sign(message: &[u8], key: &Path, selector: &str, domain: &str) ->
     out.stdout
 }
 
+/// `message` with the ARC set python3-dkim's `arc_sign` adds as the
+/// forwarder `domain` (its authserv-id too), which needs python3-authres.
+fn python_arc_sign(message: &[u8], key: &Path, selector: &str, domain: &str) -> Vec<u8> {
+    let script = "import dkim, sys\n\
+        m = sys.stdin.buffer.read()\n\
+        k = open(sys.argv[1], 'rb').read()\n\
+        d = sys.argv[3].encode()\n\
+        h = dkim.arc_sign(m, sys.argv[2].encode(), d, k, d,\n\
+            include_headers=[b'from', b'to', b'subject'])\n\
+        sys.stdout.buffer.write(b''.join(h) + m)\n";
+    let mut child = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(key)
+        .args([selector, domain])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dkim.arc_sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 #[tokio::test]
 async fn spf_results_from_txt_records() {
     let dns = DnsServer::start(vec![
@@ -370,4 +401,36 @@ async fn dmarc_policy_and_alignment() {
         .await;
     assert_eq!((r.dmarc.result, r.dmarc.policy), (Verdict::None, None));
     assert_eq!(r.arc.result, Verdict::None);
+}
+
+#[tokio::test]
+async fn arc_chain_sealed_by_python3_dkim() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, record) = dkim_key(dir.path());
+    let dns = DnsServer::start(vec![Record::txt("arc._domainkey.fwd.test", &record)]);
+    let v = verifier(&dns);
+    let mut received =
+        b"Authentication-Results: fwd.test; spf=pass smtp.mailfrom=a@orig.test\r\n".to_vec();
+    received.extend_from_slice(&message("a@orig.test", "Forwarded.\r\n"));
+    let sealed = python_arc_sign(&received, &key, "arc", "fwd.test");
+
+    let r = v.check(&sealed, client(), "fwd.test", "a@fwd.test").await;
+    assert_eq!(
+        (r.arc.result, r.arc.sets),
+        (Verdict::Pass, 1),
+        "{}",
+        r.log_line()
+    );
+    assert!(r.header("mx").contains("\tarc=pass\r\n"));
+
+    let text = String::from_utf8(sealed).unwrap();
+    let r = v
+        .check(
+            text.replace("Forwarded.", "Changed.").as_bytes(),
+            client(),
+            "fwd.test",
+            "a@fwd.test",
+        )
+        .await;
+    assert_eq!(r.arc.result, Verdict::Fail, "{}", r.log_line());
 }
