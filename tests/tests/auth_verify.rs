@@ -147,6 +147,14 @@ async fn spf_results_from_txt_records() {
         // Not an SPF record: none, as for a domain with no TXT at all.
         Record::txt("none.test", "google-site-verification=abc"),
         Record::a("bare.test", "192.0.2.7".parse().unwrap()),
+        // Over the UDP limit: truncated, then asked again over TCP.
+        Record::txt(
+            "huge.test",
+            &format!(
+                "v=spf1 {} ip4:{CLIENT} -all",
+                "ip4:198.51.100.199 ".repeat(80)
+            ),
+        ),
         // Errors mail-auth 0.13.3 finds (it lets unknown mechanisms and
         // bad addresses, such as ip4:192.0.2.300, pass unnoticed).
         Record::txt("redirect.test", "v=spf1 redirect=nowhere.test"),
@@ -179,6 +187,7 @@ async fn spf_results_from_txt_records() {
         ("servfail.test", Verdict::TempError),
         ("silent.test", Verdict::TempError),
         ("long.test", Verdict::Pass),
+        ("huge.test", Verdict::Pass),
     ];
     for (domain, want) in cases {
         let from = format!("alice@{domain}");
@@ -291,6 +300,41 @@ async fn dkim_of_a_python3_dkim_signature_and_a_modified_copy() {
         .await;
     assert_eq!(r.dkim[0].result, Verdict::PermError, "{}", r.log_line());
     assert_eq!(r.dkim[0].selector, "gone");
+
+    // A signature that does not parse, and a key record that does not:
+    // permerror, the good signature beside them still passing.
+    dns.add(Record::txt(
+        "bad._domainkey.signed.test",
+        "v=DKIM1; k=rsa; p=!!notbase64",
+    ));
+    let garbled = format!(
+        "DKIM-Signature: v=1; a=rsa-sha256; d=signed.test; garbage\r\n{}",
+        text.replace(" s=sel;", " s=bad;")
+    );
+    let r = v
+        .check(garbled.as_bytes(), client(), "relay.other.test", "")
+        .await;
+    let results: Vec<Verdict> = r.dkim.iter().map(|d| d.result).collect();
+    assert_eq!(
+        results,
+        [Verdict::PermError, Verdict::PermError],
+        "{}",
+        r.log_line()
+    );
+    let garbled = format!("DKIM-Signature: v=1; d=\r\n{text}");
+    let r = v
+        .check(garbled.as_bytes(), client(), "relay.other.test", "")
+        .await;
+    assert!(
+        r.dkim.iter().any(|d| d.result == Verdict::Pass),
+        "{}",
+        r.log_line()
+    );
+    assert!(
+        r.dkim.iter().any(|d| d.result == Verdict::PermError),
+        "{}",
+        r.log_line()
+    );
 
     // 50 copies of the signature: 10 verified, 40 counted, in bounded time.
     let end = text.find("\r\nFrom:").unwrap() + 2;

@@ -20,7 +20,8 @@
 //! Results mail-auth words differently than RFC 8601 are mapped: a DKIM
 //! body-hash mismatch, which mail-auth calls neutral, is `fail`, as
 //! opendkim and python3-dkim report it; a signature that does not parse is
-//! `permerror`; an ARC chain that does not parse is `fail`.
+//! `permerror` (mail-auth reports some such as neutral and drops others);
+//! an ARC chain that does not parse is `fail`.
 //!
 //! DNS answers are cached by hickory for their TTLs, across checks.
 
@@ -201,8 +202,11 @@ impl Verifier {
         };
         let (spf_helo, spf_mail_from, dkim, arc) = tokio::join!(spf_helo, spf_mail_from, dkim, arc);
 
-        let dkim_checks: Vec<DkimCheck> = match &dkim {
-            Ok(outputs) => outputs.iter().map(dkim_check).collect(),
+        let mut dkim_checks: Vec<DkimCheck> = parsed
+            .as_ref()
+            .map_or(Vec::new(), unreported_malformed_signatures);
+        dkim_checks.extend(match &dkim {
+            Ok(outputs) => outputs.iter().map(dkim_check).collect::<Vec<_>>(),
             Err(signatures) => (0..*signatures)
                 .map(|_| DkimCheck {
                     result: Verdict::TempError,
@@ -212,7 +216,7 @@ impl Verifier {
                     reason: Some("timed out".to_string()),
                 })
                 .collect(),
-        };
+        });
 
         // The null sender's SPF identity is the HELO name (RFC 7489 3.1.1).
         let (spf_domain, spf_for_dmarc) = match mail_from.rsplit_once('@') {
@@ -294,6 +298,25 @@ fn dmarc_unknown(result: Verdict, m: &AuthenticatedMessage<'_>) -> DmarcCheck {
         spf_aligned: false,
         dkim_aligned: false,
     }
+}
+
+/// DKIM-Signature fields that did not parse and that mail-auth leaves out
+/// of its results (it reports only its DKIM errors, not a missing tag or
+/// a syntax error): each is a permerror (RFC 6376 6.1.1).
+fn unreported_malformed_signatures(m: &AuthenticatedMessage<'_>) -> Vec<DkimCheck> {
+    m.errors
+        .iter()
+        .filter(|e| {
+            e.name.eq_ignore_ascii_case(b"DKIM-Signature") && !matches!(e.header, Error::Dkim(_))
+        })
+        .map(|e| DkimCheck {
+            result: Verdict::PermError,
+            domain: String::new(),
+            selector: String::new(),
+            b_prefix: String::new(),
+            reason: Some(format!("malformed signature: {}", e.header)),
+        })
+        .collect()
 }
 
 /// `message` with at most `cap` DKIM-Signature fields (the first ones),
