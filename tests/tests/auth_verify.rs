@@ -219,6 +219,22 @@ async fn spf_results_from_txt_records() {
     assert_eq!(r.spf_helo.result, Verdict::Fail);
     assert_eq!(r.spf_mail_from.result, Verdict::Fail);
     assert_eq!(r.spf_mail_from.subject, "fail.test");
+
+    // An address literal is no HELO name to look up.
+    let r = v
+        .check(
+            &message("a@x.test", "hi\r\n"),
+            client(),
+            &format!("[{CLIENT}]"),
+            "a@pass.test",
+        )
+        .await;
+    assert_eq!(r.spf_helo.result, Verdict::None, "{}", r.log_line());
+    assert_eq!(r.spf_mail_from.result, Verdict::Pass);
+    assert!(
+        r.header("mx")
+            .contains(&format!("spf=none smtp.helo=\"[{CLIENT}]\";"))
+    );
 }
 
 #[tokio::test]

@@ -156,16 +156,27 @@ impl Verifier {
         let (message, dkim_unverified) = cap_dkim_signatures(message, MAX_DKIM_SIGNATURES);
         let parsed = AuthenticatedMessage::parse(&message);
         let host = self.hostname.as_str();
+        // An address literal or a bare word is not checked (RFC 7208 2.3):
+        // mail-auth, given the empty name, says none.
+        let helo_name = if is_domain_name(helo) { helo } else { "" };
+        let mail_from_helo = if mail_from.contains('@') {
+            helo
+        } else {
+            helo_name
+        };
 
         let spf_helo = self.bounded(
             self.auth
-                .verify_spf(SpfParameters::verify_ehlo(client_ip, helo, host)),
+                .verify_spf(SpfParameters::verify_ehlo(client_ip, helo_name, host)),
             |domain| SpfOutput::new(domain).with_result(SpfResult::TempError),
             helo.to_string(),
         );
         let spf_mail_from = self.bounded(
             self.auth.verify_spf(SpfParameters::verify_mail_from(
-                client_ip, helo, host, mail_from,
+                client_ip,
+                mail_from_helo,
+                host,
+                mail_from,
             )),
             |domain| SpfOutput::new(domain).with_result(SpfResult::TempError),
             mail_from
@@ -283,6 +294,21 @@ impl Verifier {
             Err(_) => on_timeout(what),
         }
     }
+}
+
+/// Whether `name` is a domain name SPF can look up: dotted labels of
+/// letters, digits, `-` and `_`, and not an address.
+fn is_domain_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.contains('.')
+        && name.len() <= 253
+        && name.parse::<IpAddr>().is_err()
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// A DMARC result decided without its record (DKIM was cut off, or DMARC
@@ -412,6 +438,22 @@ fn dmarc_policy(p: Policy) -> DmarcPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_helo_names_from_literals() {
+        assert!(is_domain_name("mx.example.test"));
+        assert!(is_domain_name("mx.example.test."));
+        for not in [
+            "[192.0.2.1]",
+            "192.0.2.1",
+            "localhost",
+            "a..b",
+            "",
+            "a b.test",
+        ] {
+            assert!(!is_domain_name(not), "{not}");
+        }
+    }
 
     #[test]
     fn caps_dkim_signatures_keeping_the_first() {
