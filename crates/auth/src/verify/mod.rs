@@ -165,24 +165,21 @@ impl Verifier {
             helo_name
         };
 
-        let spf_helo = self.bounded(
+        let spf_helo = self.spf_within_timeout(
             self.auth
                 .verify_spf(SpfParameters::verify_ehlo(client_ip, helo_name, host)),
-            |domain| SpfOutput::new(domain).with_result(SpfResult::TempError),
-            helo.to_string(),
+            helo_name,
         );
-        let spf_mail_from = self.bounded(
+        let spf_mail_from = self.spf_within_timeout(
             self.auth.verify_spf(SpfParameters::verify_mail_from(
                 client_ip,
                 mail_from_helo,
                 host,
                 mail_from,
             )),
-            |domain| SpfOutput::new(domain).with_result(SpfResult::TempError),
             mail_from
                 .rsplit_once('@')
-                .map_or(helo, |(_, d)| d)
-                .to_string(),
+                .map_or(mail_from_helo, |(_, d)| d),
         );
         let dkim = async {
             match &parsed {
@@ -282,16 +279,15 @@ impl Verifier {
         }
     }
 
-    /// `check` cut off at the timeout, `on_timeout` standing in for it.
-    async fn bounded<T>(
+    /// The SPF `check` of `domain`, a temperror when cut off by the timeout.
+    async fn spf_within_timeout(
         &self,
-        check: impl Future<Output = T>,
-        on_timeout: impl FnOnce(String) -> T,
-        what: String,
-    ) -> T {
+        check: impl Future<Output = SpfOutput>,
+        domain: &str,
+    ) -> SpfOutput {
         match tokio::time::timeout(self.timeout, check).await {
             Ok(out) => out,
-            Err(_) => on_timeout(what),
+            Err(_) => SpfOutput::new(domain.to_string()).with_result(SpfResult::TempError),
         }
     }
 }
