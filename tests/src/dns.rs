@@ -1,13 +1,17 @@
-//! A small authoritative DNS server for tests: answers A, AAAA and MX
-//! queries (null MX included) from an in-memory zone the test builds, with
-//! NXDOMAIN for names it does not know, NODATA for known names without
-//! records of the asked type, and SERVFAIL for names the test marks broken.
+//! A small authoritative DNS server for tests: answers A, AAAA, MX (null MX
+//! included) and TXT queries (SPF, `_dmarc` and `_domainkey` records) from
+//! an in-memory zone the test builds, with NXDOMAIN for names it does not
+//! know, NODATA for known names without records of the asked type, SERVFAIL
+//! for names the test marks broken, and no answer at all for names the test
+//! marks unanswered (so the resolver times out).
 //!
 //! It serves UDP and, on the same port, TCP (for resolvers that retry over
 //! TCP), each on a background thread; dropping the [`DnsServer`] stops both.
 //! The wire format (RFC 1035 section 4) is written by hand: a question is
 //! parsed strictly, answers point back at the question's name (the only
-//! compression used).
+//! compression used). A UDP answer larger than [`UDP_MAX`] goes out
+//! truncated (TC), as a real server's does, and the resolver asks again
+//! over TCP.
 //!
 //! ```no_run
 //! use postern_tests::dns::{DnsServer, Record};
@@ -27,6 +31,7 @@ use std::time::Duration;
 
 const TYPE_A: u16 = 1;
 const TYPE_MX: u16 = 15;
+const TYPE_TXT: u16 = 16;
 const TYPE_AAAA: u16 = 28;
 const CLASS_IN: u16 = 1;
 
@@ -40,6 +45,10 @@ const RCODE_NOTIMP: u8 = 4;
 /// test that changes its zone.
 const TTL: u32 = 1;
 
+/// The largest UDP answer sent whole: the EDNS payload size resolvers
+/// advertise by default (1232, the DNS flag day 2020 value).
+pub const UDP_MAX: usize = 1232;
+
 /// What a name holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RData {
@@ -48,8 +57,13 @@ pub enum RData {
     /// Preference and exchange; the exchange `.` (or empty) is a null MX
     /// (RFC 7505).
     Mx(u16, String),
+    /// The text of a TXT record; written as strings of at most 255 bytes
+    /// (RFC 1035 3.3.14), which a reader joins back (RFC 7208 3.3).
+    Txt(String),
     /// Every query for this name fails with SERVFAIL.
     ServFail,
+    /// Every query for this name goes unanswered: the resolver times out.
+    Unanswered,
 }
 
 /// One resource record of the test zone.
@@ -87,10 +101,26 @@ impl Record {
         Record::mx(name, 0, ".")
     }
 
+    /// `name. IN TXT "text"`, split into 255-byte strings when longer.
+    pub fn txt(name: &str, text: &str) -> Record {
+        Record {
+            name: name.to_string(),
+            data: RData::Txt(text.to_string()),
+        }
+    }
+
     pub fn servfail(name: &str) -> Record {
         Record {
             name: name.to_string(),
             data: RData::ServFail,
+        }
+    }
+
+    /// Queries for `name` are dropped, as by a dead or firewalled server.
+    pub fn unanswered(name: &str) -> Record {
+        Record {
+            name: name.to_string(),
+            data: RData::Unanswered,
         }
     }
 }
@@ -204,7 +234,7 @@ fn serve_udp(sock: UdpSocket, zone: &Mutex<Vec<Record>>, stop: &AtomicBool, n: &
         let records = zone.lock().unwrap().clone();
         if let Some(reply) = answer(&buf[..len], &records) {
             n.fetch_add(1, Ordering::Relaxed);
-            let _ = sock.send_to(&reply, peer);
+            let _ = sock.send_to(&truncate_for_udp(reply), peer);
         }
     }
 }
@@ -249,6 +279,34 @@ fn serve_tcp_conn(
             s.write_all(&out)?;
         }
     }
+}
+
+/// `reply` if it fits [`UDP_MAX`]; otherwise its header and question with
+/// TC set and no records, so the resolver retries over TCP.
+fn truncate_for_udp(mut reply: Vec<u8>) -> Vec<u8> {
+    if reply.len() <= UDP_MAX {
+        return reply;
+    }
+    let end = parse_question(&reply).map_or(12, |q| q.end);
+    reply.truncate(end);
+    reply[2] |= 0x02; // TC
+    reply[6..8].copy_from_slice(&[0, 0]); // ANCOUNT
+    reply
+}
+
+/// `text` as TXT RDATA: length-prefixed strings of at most 255 bytes; an
+/// empty text is one empty string.
+fn txt_rdata(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 255 + 1);
+    if bytes.is_empty() {
+        out.push(0);
+    }
+    for chunk in bytes.chunks(255) {
+        out.push(chunk.len() as u8);
+        out.extend_from_slice(chunk);
+    }
+    out
 }
 
 /// Lowercase, without the final dot.
@@ -308,7 +366,7 @@ fn write_name(out: &mut Vec<u8>, name: &str) {
 }
 
 /// The response to one query, or None for something that is not a query
-/// (too short, or a response).
+/// (too short, or a response) and for names the zone leaves unanswered.
 fn answer(query: &[u8], zone: &[Record]) -> Option<Vec<u8>> {
     if query.len() < 12 || query[2] & 0x80 != 0 {
         return None;
@@ -329,6 +387,9 @@ fn answer(query: &[u8], zone: &[Record]) -> Option<Vec<u8>> {
                 .filter(|r| normalize(&r.name) == key)
                 .map(|r| &r.data)
                 .collect();
+            if owned.contains(&&RData::Unanswered) {
+                return None;
+            }
             if owned.contains(&&RData::ServFail) {
                 rcode = RCODE_SERVFAIL;
             } else if owned.is_empty() {
@@ -342,6 +403,7 @@ fn answer(query: &[u8], zone: &[Record]) -> Option<Vec<u8>> {
                             (RData::A(_), TYPE_A)
                                 | (RData::Aaaa(_), TYPE_AAAA)
                                 | (RData::Mx(..), TYPE_MX)
+                                | (RData::Txt(_), TYPE_TXT)
                         )
                     })
                     .collect();
@@ -371,7 +433,10 @@ fn answer(query: &[u8], zone: &[Record]) -> Option<Vec<u8>> {
                 write_name(&mut d, exchange);
                 (TYPE_MX, d)
             }
-            RData::ServFail => unreachable!("SERVFAIL names have no answers"),
+            RData::Txt(text) => (TYPE_TXT, txt_rdata(text)),
+            RData::ServFail | RData::Unanswered => {
+                unreachable!("SERVFAIL and unanswered names have no answers")
+            }
         };
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&CLASS_IN.to_be_bytes());
@@ -406,6 +471,10 @@ mod tests {
             Record::aaaa("mx1.example.test", Ipv6Addr::LOCALHOST),
             Record::null_mx("null.test"),
             Record::servfail("broken.test"),
+            Record::txt("example.test", "v=spf1 ip4:127.0.0.2 -all"),
+            Record::txt("long.test", &"k".repeat(300)),
+            Record::txt("huge.test", &"h".repeat(1500)),
+            Record::unanswered("silent.test"),
         ]
     }
 
@@ -464,6 +533,39 @@ mod tests {
         assert_eq!((rcode(&r), ancount(&r)), (RCODE_NOERROR, 0));
         let r = answer(&query(1, "broken.test", TYPE_A), &zone()).unwrap();
         assert_eq!(rcode(&r), RCODE_SERVFAIL);
+    }
+
+    #[test]
+    fn answers_txt_split_into_255_byte_strings() {
+        let q = query(1, "example.test", TYPE_TXT);
+        let end = parse_question(&q).unwrap().end;
+        let r = answer(&q, &zone()).unwrap();
+        assert_eq!(ancount(&r), 1);
+        let text = b"v=spf1 ip4:127.0.0.2 -all";
+        assert_eq!(&r[end + 2..end + 4], &[0, 16]);
+        assert_eq!(&r[end + 10..end + 12], &[0, text.len() as u8 + 1]);
+        assert_eq!(r[end + 12] as usize, text.len());
+        assert_eq!(&r[end + 13..], text);
+
+        let q = query(1, "long.test", TYPE_TXT);
+        let r = answer(&q, &zone()).unwrap();
+        let rdata = &r[parse_question(&q).unwrap().end + 12..];
+        assert_eq!(rdata.len(), 302);
+        assert_eq!((rdata[0], rdata[256]), (255, 45));
+        // A TXT-only name has no A records: NODATA.
+        let r = answer(&query(1, "long.test", TYPE_A), &zone()).unwrap();
+        assert_eq!((rcode(&r), ancount(&r)), (RCODE_NOERROR, 0));
+    }
+
+    #[test]
+    fn truncates_big_udp_answers_and_drops_unanswered_names() {
+        let q = query(1, "huge.test", TYPE_TXT);
+        let r = truncate_for_udp(answer(&q, &zone()).unwrap());
+        assert_eq!(r.len(), parse_question(&q).unwrap().end);
+        assert_eq!((r[2] & 0x02, ancount(&r)), (0x02, 0));
+        let small = answer(&query(1, "example.test", TYPE_TXT), &zone()).unwrap();
+        assert_eq!(truncate_for_udp(small.clone()), small);
+        assert!(answer(&query(1, "silent.test", TYPE_TXT), &zone()).is_none());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 pub mod keys;
 pub mod sign;
-// mod verify;
+pub mod verify;
 
 pub use keys::{DkimKey, KeyAlgorithm, KeyError};
 pub use sign::{DkimError, DkimSigner, KeyEntry, read_key_table};

@@ -1,0 +1,496 @@
+//! postern-auth's inbound checks against the test DNS server on loopback:
+//! each SPF result from a TXT record, DKIM of a message signed by Python's
+//! `dkim` package (python3-dkim, which nobody here wrote) and of a modified
+//! copy, a message with 50 signatures, and DMARC pass, fail under p=reject,
+//! and relaxed against strict alignment.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use postern_auth::verify::{DmarcPolicy, SpfIdentity, Verdict, Verifier};
+use postern_tests::dns::{DnsServer, Record};
+
+/// The client every message comes from.
+const CLIENT: &str = "192.0.2.1";
+/// The bound on each method; DNS queries get half.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+fn client() -> IpAddr {
+    CLIENT.parse().unwrap()
+}
+
+fn verifier(dns: &DnsServer) -> Verifier {
+    Verifier::new(&[dns.addr], TIMEOUT)
+        .unwrap()
+        .with_hostname("mx.postern.test")
+}
+
+fn message(from: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: <rcpt@postern.test>\r\nSubject: auth\r\n\
+         Message-ID: <1@example.test>\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("run a tool");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// An RSA key made by openssl in `dir`, and its `_domainkey` TXT record.
+fn dkim_key(dir: &Path) -> (std::path::PathBuf, String) {
+    let key = dir.join("dkim.pem");
+    run(Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key));
+    let der = run(Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key));
+    let mut b64 = Command::new("openssl")
+        .args(["base64", "-A"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    b64.stdin.take().unwrap().write_all(&der).unwrap();
+    let p = b64.wait_with_output().unwrap().stdout;
+    (
+        key,
+        format!("v=DKIM1; k=rsa; p={}", String::from_utf8(p).unwrap().trim()),
+    )
+}
+
+/// `message` signed by python3-dkim (Debian's /usr/bin/python3, not the
+/// pyenv one on PATH) as `domain` with `selector`, relaxed/simple.
+fn python_dkim_sign(message: &[u8], key: &Path, selector: &str, domain: &str) -> Vec<u8> {
+    let script = "import dkim, sys\n\
+        m = sys.stdin.buffer.read()\n\
+        k = open(sys.argv[1], 'rb').read()\n\
+        s = dkim.sign(m, sys.argv[2].encode(), sys.argv[3].encode(), k,\n\
+            include_headers=[b'from', b'to', b'subject', b'message-id'])\n\
+        sys.stdout.buffer.write(s + m)\n";
+    let mut child = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(key)
+        .args([selector, domain])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (with python3-dkim: scripts/test installs it)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dkim.sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `message` with the ARC set python3-dkim's `arc_sign` adds as the
+/// forwarder `domain` (its authserv-id too), which needs python3-authres.
+fn python_arc_sign(message: &[u8], key: &Path, selector: &str, domain: &str) -> Vec<u8> {
+    let script = "import dkim, sys\n\
+        m = sys.stdin.buffer.read()\n\
+        k = open(sys.argv[1], 'rb').read()\n\
+        d = sys.argv[3].encode()\n\
+        h = dkim.arc_sign(m, sys.argv[2].encode(), d, k, d,\n\
+            include_headers=[b'from', b'to', b'subject'])\n\
+        sys.stdout.buffer.write(b''.join(h) + m)\n";
+    let mut child = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .arg(key)
+        .args([selector, domain])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dkim.arc_sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test]
+async fn spf_results_from_txt_records() {
+    let dns = DnsServer::start(vec![
+        Record::txt("pass.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+        Record::txt("fail.test", "v=spf1 ip4:192.0.2.99 -all"),
+        Record::txt("softfail.test", "v=spf1 ip4:192.0.2.99 ~all"),
+        Record::txt("neutral.test", "v=spf1 ?all"),
+        // Not an SPF record: none, as for a domain with no TXT at all.
+        Record::txt("none.test", "google-site-verification=abc"),
+        Record::a("bare.test", "192.0.2.7".parse().unwrap()),
+        // Over the UDP limit: truncated, then asked again over TCP.
+        Record::txt(
+            "huge.test",
+            &format!(
+                "v=spf1 {} ip4:{CLIENT} -all",
+                "ip4:198.51.100.199 ".repeat(80)
+            ),
+        ),
+        // Errors mail-auth 0.13.3 finds (it lets unknown mechanisms and
+        // bad addresses, such as ip4:192.0.2.300, pass unnoticed).
+        Record::txt("redirect.test", "v=spf1 redirect=nowhere.test"),
+        Record::txt("syntax.test", "v=spf1 include: -all"),
+        Record::txt("loop.test", "v=spf1 include:loop.test -all"),
+        Record::servfail("servfail.test"),
+        Record::unanswered("silent.test"),
+        Record::txt("mx.pass.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+        // A long record, sent as several strings and joined back.
+        Record::txt(
+            "long.test",
+            &format!(
+                "v=spf1 {} ip4:{CLIENT} -all",
+                "ip4:198.51.100.1 ".repeat(20)
+            ),
+        ),
+    ]);
+    let v = verifier(&dns);
+    let cases = [
+        ("pass.test", Verdict::Pass),
+        ("fail.test", Verdict::Fail),
+        ("softfail.test", Verdict::SoftFail),
+        ("neutral.test", Verdict::Neutral),
+        ("none.test", Verdict::None),
+        ("bare.test", Verdict::None),
+        ("nowhere.test", Verdict::None),
+        ("redirect.test", Verdict::PermError),
+        ("syntax.test", Verdict::PermError),
+        ("loop.test", Verdict::PermError),
+        ("servfail.test", Verdict::TempError),
+        ("silent.test", Verdict::TempError),
+        ("long.test", Verdict::Pass),
+        ("huge.test", Verdict::Pass),
+    ];
+    for (domain, want) in cases {
+        let from = format!("alice@{domain}");
+        let started = Instant::now();
+        let r = v
+            .check(&message(&from, "hi\r\n"), client(), "mx.pass.test", &from)
+            .await;
+        assert_eq!(r.spf_mail_from.result, want, "{domain}: {}", r.log_line());
+        assert_eq!(r.spf_mail_from.subject, from);
+        assert_eq!(r.spf_mail_from.domain, domain);
+        assert_eq!(r.spf_helo.result, Verdict::Pass, "{domain}");
+        assert!(
+            started.elapsed() < 2 * TIMEOUT + Duration::from_millis(500),
+            "{domain} took {:?}",
+            started.elapsed()
+        );
+        let header = r.header("mx.postern.test");
+        assert!(
+            header.contains(&format!("spf={} smtp.mailfrom={from};", want.as_str())),
+            "{header}"
+        );
+    }
+
+    // HELO identity alone, and the null sender checked as postmaster@helo.
+    let r = v
+        .check(&message("a@x.test", "hi\r\n"), client(), "fail.test", "")
+        .await;
+    assert_eq!(r.spf_helo.identity, SpfIdentity::Helo);
+    assert_eq!(r.spf_helo.result, Verdict::Fail);
+    assert_eq!(r.spf_mail_from.result, Verdict::Fail);
+    assert_eq!(r.spf_mail_from.subject, "fail.test");
+
+    // An address literal is no HELO name to look up.
+    let r = v
+        .check(
+            &message("a@x.test", "hi\r\n"),
+            client(),
+            &format!("[{CLIENT}]"),
+            "a@pass.test",
+        )
+        .await;
+    assert_eq!(r.spf_helo.result, Verdict::None, "{}", r.log_line());
+    assert_eq!(r.spf_mail_from.result, Verdict::Pass);
+    assert!(
+        r.header("mx")
+            .contains(&format!("spf=none smtp.helo=\"[{CLIENT}]\";"))
+    );
+}
+
+#[tokio::test]
+async fn dkim_of_a_python3_dkim_signature_and_a_modified_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, record) = dkim_key(dir.path());
+    let dns = DnsServer::start(vec![
+        Record::txt("sel._domainkey.signed.test", &record),
+        Record::txt("signed.test", "v=spf1 -all"),
+        Record::txt("_dmarc.signed.test", "v=DMARC1; p=reject"),
+    ]);
+    let v = verifier(&dns);
+    let signed = python_dkim_sign(
+        &message("alice@signed.test", "Hello.\r\n"),
+        &key,
+        "sel",
+        "signed.test",
+    );
+
+    // SPF fails (-all), DKIM passes and aligns: DMARC passes.
+    let r = v
+        .check(&signed, client(), "relay.other.test", "alice@signed.test")
+        .await;
+    assert_eq!(r.dkim.len(), 1, "{}", r.log_line());
+    assert_eq!(r.dkim[0].result, Verdict::Pass, "{}", r.log_line());
+    assert_eq!(
+        (r.dkim[0].domain.as_str(), r.dkim[0].selector.as_str()),
+        ("signed.test", "sel")
+    );
+    assert_eq!(r.spf_mail_from.result, Verdict::Fail);
+    assert_eq!(r.dmarc.result, Verdict::Pass);
+    assert!(r.dmarc.dkim_aligned && !r.dmarc.spf_aligned);
+    let header = r.header("mx.postern.test");
+    assert!(
+        header.starts_with("Authentication-Results: mx.postern.test;\r\n"),
+        "{header}"
+    );
+    assert!(
+        header.contains("\tdkim=pass header.d=signed.test header.s=sel header.b="),
+        "{header}"
+    );
+    assert!(
+        header.contains("\tdmarc=pass (p=reject) header.from=signed.test;"),
+        "{header}"
+    );
+
+    // The body changed after signing: the body hash does not match.
+    let mut modified = signed.clone();
+    let at = modified.len() - b"Hello.\r\n".len();
+    modified.splice(at.., b"Hello, changed.\r\n".iter().copied());
+    let r = v
+        .check(&modified, client(), "relay.other.test", "alice@signed.test")
+        .await;
+    assert_eq!(r.dkim[0].result, Verdict::Fail, "{}", r.log_line());
+    assert_eq!(r.dmarc.result, Verdict::Fail);
+    assert_eq!(r.dmarc.policy, Some(DmarcPolicy::Reject));
+    assert!(
+        r.header("mx").contains("\tdkim=fail ("),
+        "{}",
+        r.header("mx")
+    );
+
+    // A header signed, then changed: the signature itself fails.
+    let text = String::from_utf8(signed.clone()).unwrap();
+    let r = v
+        .check(
+            text.replace("Subject: auth", "Subject: forged").as_bytes(),
+            client(),
+            "relay.other.test",
+            "alice@signed.test",
+        )
+        .await;
+    assert_eq!(r.dkim[0].result, Verdict::Fail, "{}", r.log_line());
+
+    // No key published for the selector: permerror (RFC 6376 6.1.2).
+    let unpublished = text.replace(" s=sel;", " s=gone;");
+    let r = v
+        .check(unpublished.as_bytes(), client(), "relay.other.test", "")
+        .await;
+    assert_eq!(r.dkim[0].result, Verdict::PermError, "{}", r.log_line());
+    assert_eq!(r.dkim[0].selector, "gone");
+
+    // A signature that does not parse, and a key record that does not:
+    // permerror, the good signature beside them still passing.
+    dns.add(Record::txt(
+        "bad._domainkey.signed.test",
+        "v=DKIM1; k=rsa; p=!!notbase64",
+    ));
+    let garbled = format!(
+        "DKIM-Signature: v=1; a=rsa-sha256; d=signed.test; garbage\r\n{}",
+        text.replace(" s=sel;", " s=bad;")
+    );
+    let r = v
+        .check(garbled.as_bytes(), client(), "relay.other.test", "")
+        .await;
+    let results: Vec<Verdict> = r.dkim.iter().map(|d| d.result).collect();
+    assert_eq!(
+        results,
+        [Verdict::PermError, Verdict::PermError],
+        "{}",
+        r.log_line()
+    );
+    let garbled = format!("DKIM-Signature: v=1; d=\r\n{text}");
+    let r = v
+        .check(garbled.as_bytes(), client(), "relay.other.test", "")
+        .await;
+    assert!(
+        r.dkim.iter().any(|d| d.result == Verdict::Pass),
+        "{}",
+        r.log_line()
+    );
+    assert!(
+        r.dkim.iter().any(|d| d.result == Verdict::PermError),
+        "{}",
+        r.log_line()
+    );
+
+    // 50 copies of the signature: 10 verified, 40 counted, in bounded time.
+    let end = text.find("\r\nFrom:").unwrap() + 2;
+    let many = format!("{}{}", text[..end].repeat(50), &text[end..]);
+    let started = Instant::now();
+    let r = v
+        .check(many.as_bytes(), client(), "relay.other.test", "")
+        .await;
+    assert!(started.elapsed() < 2 * TIMEOUT, "{:?}", started.elapsed());
+    assert_eq!(
+        (r.dkim.len(), r.dkim_unverified),
+        (10, 40),
+        "{}",
+        r.log_line()
+    );
+    assert!(r.dkim.iter().all(|d| d.result == Verdict::Pass));
+    assert!(r.log_line().ends_with(", dkim_unverified=40"));
+}
+
+#[tokio::test]
+async fn dmarc_policy_and_alignment() {
+    let dns = DnsServer::start(vec![
+        Record::txt("_dmarc.victim.test", "v=DMARC1; p=reject"),
+        Record::txt("victim.test", "v=spf1 -all"),
+        Record::txt("forger.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+        // Relaxed (the default): a subdomain's SPF pass aligns.
+        Record::txt("_dmarc.relaxed.test", "v=DMARC1; p=quarantine; sp=reject"),
+        Record::txt("bounce.relaxed.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+        // Strict: only the From: domain itself aligns.
+        Record::txt("_dmarc.strict.test", "v=DMARC1; p=quarantine; aspf=s"),
+        Record::txt("bounce.strict.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+        Record::txt("strict.test", &format!("v=spf1 ip4:{CLIENT} -all")),
+    ]);
+    let v = verifier(&dns);
+
+    // A forged From: with its own domain's SPF passing: fail, p=reject.
+    let r = v
+        .check(
+            &message("ceo@victim.test", "pay\r\n"),
+            client(),
+            "forger.test",
+            "x@forger.test",
+        )
+        .await;
+    assert_eq!(r.spf_mail_from.result, Verdict::Pass);
+    assert_eq!(r.dmarc.result, Verdict::Fail, "{}", r.log_line());
+    assert_eq!(r.dmarc.policy, Some(DmarcPolicy::Reject));
+    assert_eq!(r.dmarc.header_from, "victim.test");
+    assert!(
+        r.header("mx")
+            .contains("\tdmarc=fail (p=reject) header.from=victim.test;")
+    );
+
+    // Relaxed alignment: bounce.relaxed.test aligns with relaxed.test.
+    let r = v
+        .check(
+            &message("a@relaxed.test", "hi\r\n"),
+            client(),
+            "h.test",
+            "b@bounce.relaxed.test",
+        )
+        .await;
+    assert_eq!(r.dmarc.result, Verdict::Pass, "{}", r.log_line());
+    assert!(r.dmarc.spf_aligned);
+    assert_eq!(r.dmarc.policy, Some(DmarcPolicy::Quarantine));
+
+    // sp= applies to a From: subdomain without its own record.
+    let r = v
+        .check(
+            &message("a@news.relaxed.test", "hi\r\n"),
+            client(),
+            "h.test",
+            "b@forger.test",
+        )
+        .await;
+    assert_eq!(r.dmarc.result, Verdict::Fail, "{}", r.log_line());
+    assert_eq!(r.dmarc.policy, Some(DmarcPolicy::Reject));
+
+    // Strict alignment: the same arrangement fails, the exact domain passes.
+    let r = v
+        .check(
+            &message("a@strict.test", "hi\r\n"),
+            client(),
+            "h.test",
+            "b@bounce.strict.test",
+        )
+        .await;
+    assert_eq!(r.spf_mail_from.result, Verdict::Pass);
+    assert_eq!(r.dmarc.result, Verdict::Fail, "{}", r.log_line());
+    let r = v
+        .check(
+            &message("a@strict.test", "hi\r\n"),
+            client(),
+            "h.test",
+            "b@strict.test",
+        )
+        .await;
+    assert_eq!(r.dmarc.result, Verdict::Pass, "{}", r.log_line());
+
+    // No record: none, and no policy.
+    let r = v
+        .check(
+            &message("a@forger.test", "hi\r\n"),
+            client(),
+            "h.test",
+            "b@forger.test",
+        )
+        .await;
+    assert_eq!((r.dmarc.result, r.dmarc.policy), (Verdict::None, None));
+    assert_eq!(r.arc.result, Verdict::None);
+}
+
+#[tokio::test]
+async fn arc_chain_sealed_by_python3_dkim() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, record) = dkim_key(dir.path());
+    let dns = DnsServer::start(vec![Record::txt("arc._domainkey.fwd.test", &record)]);
+    let v = verifier(&dns);
+    let mut received =
+        b"Authentication-Results: fwd.test; spf=pass smtp.mailfrom=a@orig.test\r\n".to_vec();
+    received.extend_from_slice(&message("a@orig.test", "Forwarded.\r\n"));
+    let sealed = python_arc_sign(&received, &key, "arc", "fwd.test");
+
+    let r = v.check(&sealed, client(), "fwd.test", "a@fwd.test").await;
+    assert_eq!(
+        (r.arc.result, r.arc.sets),
+        (Verdict::Pass, 1),
+        "{}",
+        r.log_line()
+    );
+    assert!(r.header("mx").contains("\tarc=pass\r\n"));
+
+    let text = String::from_utf8(sealed).unwrap();
+    let r = v
+        .check(
+            text.replace("Forwarded.", "Changed.").as_bytes(),
+            client(),
+            "fwd.test",
+            "a@fwd.test",
+        )
+        .await;
+    assert_eq!(r.arc.result, Verdict::Fail, "{}", r.log_line());
+}
