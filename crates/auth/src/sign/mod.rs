@@ -283,7 +283,19 @@ impl DkimSigner {
             name: name.clone(),
             reason: e.to_string(),
         })?;
-        Ok(Some(signature.to_header()))
+        Ok(Some(unfold_last_tag(signature.to_header())))
+    }
+}
+
+/// mail-auth may fold between the end of the `b=` value and the final
+/// `;`. Verifiers delete the `b=` value but not always the white space
+/// after it (python3-dkim keeps it), so they hash `b= ;` where the signer
+/// hashed `b=;`, and the signature fails for messages whose lengths put a
+/// fold there. The fold is taken out.
+fn unfold_last_tag(header: String) -> String {
+    match header.strip_suffix("\r\n\t;\r\n") {
+        Some(rest) => format!("{rest};\r\n"),
+        None => header,
     }
 }
 
