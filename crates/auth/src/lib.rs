@@ -23,4 +23,4 @@ pub mod sign;
 pub mod verify;
 
 pub use keys::{DkimKey, KeyAlgorithm, KeyError};
-pub use sign::{DkimError, DkimSigner, KeyEntry, read_key_table};
+pub use sign::{DkimError, DkimSigner, KeyEntry, check_config, read_key_table};

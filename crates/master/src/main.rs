@@ -156,7 +156,8 @@ fn main() -> ExitCode {
 
 /// Loads master.toml and checks what load alone cannot: that the router
 /// can use every domain list and table it names, and smtpd every
-/// header_checks and body_checks table and every milter (the daemons build the
+/// header_checks and body_checks table, every milter and every DKIM
+/// key (the daemons build the
 /// same router, so what passes here does not fail at RCPT or DATA).
 pub(crate) fn load(
     args: &CommonArgs,
@@ -165,6 +166,7 @@ pub(crate) fn load(
     postern_routing::check_config(&config)?;
     postern_content::check_config(&config)?;
     postern_milter::check_config(&config)?;
+    postern_auth::check_config(&config)?;
     Ok(config)
 }
 

@@ -163,9 +163,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             line_limit: s.line_length_limit,
             header_limit: s.header_size_limit,
             inspector,
-            hold_whole: self.milters.as_ref().is_some_and(|m| !m.is_empty()),
+            hold_whole: self.milters.as_ref().is_some_and(|m| !m.is_empty())
+                || self.signs_outgoing(),
         });
         Ok((id, msg))
+    }
+
+    /// Mail from mynetworks and authenticated clients is signed when a
+    /// DKIM signing table is set (as opendkim signs for its InternalHosts
+    /// and authenticated senders).
+    fn signs_outgoing(&self) -> bool {
+        let trusted = self.sasl.is_some()
+            || self
+                .settings
+                .policy
+                .as_ref()
+                .is_ok_and(|p| p.in_mynetworks(self.client.addr));
+        trusted && !matches!(self.settings.dkim, Ok(None))
+    }
+
+    /// The message with our DKIM-Signature on top, when one applies
+    /// (logged as opendkim logs it); Err is the reply for a signer that
+    /// cannot be used or a table that fails.
+    fn dkim_sign(&self, id: &str, content: Vec<u8>) -> Result<Vec<u8>, &'static str> {
+        if !self.signs_outgoing() {
+            return Ok(content);
+        }
+        let signer = match &self.settings.dkim {
+            Ok(Some(signer)) => signer,
+            Ok(None) => return Ok(content),
+            Err(e) => {
+                tracing::warn!("{id}: DKIM signing unusable: {e}");
+                return Err("451 4.3.5 Server configuration error");
+            }
+        };
+        match signer.sign(&content) {
+            Ok(Some(header)) => {
+                let tag = |t: &str| {
+                    header
+                        .split(';')
+                        .find_map(|p| p.trim().strip_prefix(t))
+                        .unwrap_or("")
+                        .to_string()
+                };
+                tracing::info!(
+                    "{id}: DKIM-Signature field added (s={}, d={})",
+                    tag("s="),
+                    tag("d=")
+                );
+                let mut signed = header.into_bytes();
+                signed.extend_from_slice(&content);
+                Ok(signed)
+            }
+            Ok(None) => Ok(content),
+            Err(e) => {
+                tracing::warn!("{id}: DKIM signing failed: {e}");
+                Err("451 4.3.5 Server configuration error")
+            }
+        }
     }
 
     /// Who and what the content checks name in their log lines.
@@ -384,6 +439,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                     tx.actions.hold |= hold;
                     change_envelope(changes, &mut tx);
                     content
+                }
+            };
+            let content = match self.dkim_sign(&id, content) {
+                Ok(content) => content,
+                Err(text) => {
+                    self.queue.abort().await;
+                    return self.refuse(text);
                 }
             };
             if !tx.actions.discard {

@@ -113,6 +113,16 @@
 //!   packet header: Connection timed out`). Refusals are logged as
 //!   `milter-reject`, `milter-discard` and `milter-hold`.
 //!
+//!   DKIM signing (RFC 6376; opendkim's SigningTable and KeyTable
+//!   conventions): mail from mynetworks and authenticated clients whose
+//!   From: address dkim_signing_table maps to a key of dkim_key_table is
+//!   signed at the end of the message, after the milters (RSA-SHA256 or
+//!   Ed25519-SHA256, relaxed/relaxed unless dkim_canonicalization says
+//!   otherwise), and logged as opendkim logs it (`ID: DKIM-Signature field
+//!   added (s=SELECTOR, d=DOMAIN)`). The keys are read at start: a missing
+//!   or unreadable one stops the master with its name. Such a message is
+//!   kept whole in memory until it is signed, as for milters.
+//!
 //!   After-queue content filter (FILTER_README): content_filter (usually
 //!   set per service) names the transport:destination that every message
 //!   received here goes to first; qmgr sends it there, and the filter
@@ -334,6 +344,14 @@
 //!                           no_address_mappings, no_header_body_checks,
 //!                           no_milters
 //!
+//!   DKIM signing (Postern)
+//!     dkim_signing_table    From: address, *@domain, @domain or domain to
+//!                           a key name (regexp:/pcre: for wildcards)
+//!     dkim_key_table        key name to domain:selector:/path/key.pem
+//!     dkim_canonicalization  relaxed/relaxed
+//!     dkim_signed_headers   the headers signed (opendkim's list; From
+//!                           always)
+//!
 //!   SASL authentication
 //!     smtpd_sasl_auth_enable  offer AUTH (no)
 //!     smtpd_sasl_users      the user table (Postern): `username hash`
@@ -473,7 +491,10 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
                 },
             }
         })
-        .broken_when(|b| b.settings.policy.is_err() || b.settings.content.is_err()),
+        .broken_when(|b| {
+            let s = &b.settings;
+            s.policy.is_err() || s.content.is_err() || s.dkim.is_err()
+        }),
     );
     // Certificates are read at start: a missing, unreadable or mismatched
     // file is fatal here, with its name, rather than a failed handshake

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use postern_auth::DkimSigner;
 use postern_config::Params;
 use postern_content::ContentChecks;
 use postern_envelope::ContentFilter;
@@ -95,6 +96,10 @@ pub struct Settings {
     /// empty), or why they cannot be used (sessions are then refused with
     /// 451 4.3.5).
     pub milters: Result<Option<Arc<MilterSettings>>, String>,
+    /// DKIM signing (`dkim_signing_table`, `dkim_key_table`) of mail
+    /// from mynetworks and authenticated clients, or why it cannot be
+    /// used (such mail is then deferred with 451 4.3.5).
+    pub dkim: Result<Option<Arc<DkimSigner>>, String>,
 }
 
 /// `receive_override_options`: what a service (typically the one a
@@ -173,6 +178,12 @@ impl Settings {
                     Err(e.to_string())
                 }
             },
+            dkim: DkimSigner::from_params(params)
+                .map(|s| s.map(Arc::new))
+                .map_err(|e| {
+                    tracing::error!("{e}");
+                    e.to_string()
+                }),
             content: ContentChecks::from_params(params).map_err(|e| {
                 tracing::error!("{e}");
                 e.to_string()

@@ -153,6 +153,27 @@ fn parse_key_entry(params: &Params, name: &str, value: &str) -> Result<KeyEntry,
     })
 }
 
+/// Reads the DKIM tables and keys of `[main]` and of every service as
+/// smtpd will, so that a missing or unreadable key stops the master at
+/// start (or refuses a reload), naming master.toml's line and the key.
+pub fn check_config(config: &postern_config::Config) -> Result<(), postern_config::ConfigError> {
+    let views = std::iter::once(None).chain(config.services.iter().map(|s| Some(&s.name)));
+    for service in views {
+        let params = match service {
+            Some(s) => config.params_for(s),
+            None => config.main().clone(),
+        };
+        if let Err(e) = DkimSigner::from_params(&params) {
+            let param = match &e {
+                DkimError::Table { param, .. } => param,
+                _ => "dkim_key_table",
+            };
+            return Err(config.invalid(service.map(String::as_str), param, e.to_string()));
+        }
+    }
+    Ok(())
+}
+
 /// Signs outgoing mail with the key `dkim_signing_table` picks for the
 /// message's From: address.
 pub struct DkimSigner {

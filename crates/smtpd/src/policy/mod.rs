@@ -385,6 +385,12 @@ impl Policy {
         Ok(policy)
     }
 
+    /// Whether `addr` is in mynetworks (for what smtpd does for its own
+    /// clients beyond access, such as DKIM signing).
+    pub fn in_mynetworks(&self, addr: IpAddr) -> bool {
+        self.mynetworks.contains(addr)
+    }
+
     /// Evaluates the restriction lists that apply at `stage`; `Ok(())`
     /// means continue. See the module documentation for the order.
     #[cfg(test)]

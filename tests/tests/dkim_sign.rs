@@ -1,0 +1,238 @@
+//! smtpd signs mail from mynetworks and authenticated clients with the
+//! key `dkim_signing_table` picks for the From: domain (RSA and Ed25519
+//! keys made by openssl here), and Python's dkim package (python3-dkim,
+//! which nobody here wrote) verifies what arrives at the next hop. Mail
+//! from other clients is not signed; a key file that is missing stops
+//! the master at start.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use postern_tests::{Instance, Sink, SinkMessage, SmtpClient, free_port, wait_for};
+
+const LONG: Duration = Duration::from_secs(40);
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The public key record of `pem`: `v=DKIM1; k=...; p=...`.
+fn record(dir: &Path, pem: &str, k: &str) -> String {
+    let out = Command::new("openssl")
+        .args(["pkey", "-in", pem, "-pubout", "-outform", "DER"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let der = out.stdout;
+    // Ed25519's record holds the raw 32 bytes, the end of the SPKI.
+    let key = if k == "ed25519" {
+        der[der.len() - 32..].to_vec()
+    } else {
+        der
+    };
+    let p = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&key)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    format!(
+        "v=DKIM1; k={k}; p={}",
+        String::from_utf8_lossy(&p.stdout).trim()
+    )
+}
+
+fn python_dkim_verifies(message: &str, record: &str, dir: &Path) -> bool {
+    std::fs::write(dir.join("m.eml"), message).unwrap();
+    std::fs::write(dir.join("record"), record).unwrap();
+    let script = "import sys, dkim\n\
+        rec = open(sys.argv[2], 'rb').read()\n\
+        ok = dkim.verify(open(sys.argv[1], 'rb').read(), dnsfunc=lambda n, timeout=5: rec)\n\
+        print('pass' if ok else 'fail')\n";
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(dir.join("m.eml"))
+        .arg(dir.join("record"))
+        .output()
+        .expect("/usr/bin/python3 with python3-dkim");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim() == "pass"
+}
+
+fn send(inst: &Instance, from: Ipv4Addr, domain: &str, subject: &str) {
+    let (mut c, _) = SmtpClient::connect_from(from, inst.smtp).unwrap();
+    c.expect("EHLO client.example", "250");
+    c.expect(&format!("MAIL FROM:<alice@{domain}>"), "250");
+    c.expect("RCPT TO:<bob@example.net>", "250");
+    c.expect("DATA", "354");
+    let msg = format!(
+        "From: Alice <alice@{domain}>\r\nTo: bob@example.net\r\nSubject: {subject}\r\n\r\nHello.\r\n"
+    );
+    c.send_raw(msg.as_bytes()).unwrap();
+    c.expect(".", "250 2.0.0");
+    c.expect("QUIT", "221");
+}
+
+fn arrived(sink: &Sink, subject: &str, inst: &Instance) -> SinkMessage {
+    let needle = format!("Subject: {subject}\r\n");
+    assert!(
+        wait_for(LONG, || sink
+            .messages()
+            .iter()
+            .any(|m| m.data.contains(&needle))),
+        "{subject} did not arrive:\n{}",
+        inst.log()
+    );
+    sink.messages()
+        .into_iter()
+        .find(|m| m.data.contains(&needle))
+        .unwrap()
+}
+
+#[test]
+fn mail_from_mynetworks_is_signed_and_python_dkim_verifies_it() {
+    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let inst = Instance::create(smtp, "");
+    let dir = inst.dir.path().to_path_buf();
+    let d = dir.as_path();
+    openssl(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "rsa",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            "rsa.pem",
+        ],
+    );
+    openssl(d, &["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"]);
+    std::fs::write(d.join("signing"), "example.org rsa\nexample.com ed\n").unwrap();
+    std::fs::write(
+        d.join("keys"),
+        format!(
+            "rsa example.org:sel:{0}/rsa.pem\ned example.com:sel:{0}/ed.pem\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    // The smtpd runs as mail_owner: the keys must be its to read.
+    for k in ["rsa.pem", "ed.pem"] {
+        let _ = Command::new("chown")
+            .arg(postern_tests::TEST_MAIL_OWNER)
+            .arg(d.join(k))
+            .status();
+    }
+    let sink = Sink::start(Ipv4Addr::LOCALHOST, 0);
+    inst.write_config(&Instance::standard_config(
+        smtp,
+        &format!(
+            "mynetworks = \"127.0.0.1/32\"\n\
+             relay_domains = \"example.net\"\n\
+             transport_maps = \"inline:{{ example.net=smtp:[127.0.0.1]:{} }}\"\n\
+             dkim_signing_table = \"texthash:{1}/signing\"\n\
+             dkim_key_table = \"texthash:{1}/keys\"",
+            sink.addr.port(),
+            d.display()
+        ),
+        "",
+    ));
+    let inst = inst.launch();
+
+    send(
+        &inst,
+        Ipv4Addr::new(127, 0, 0, 1),
+        "example.org",
+        "rsa signed",
+    );
+    let m = arrived(&sink, "rsa signed", &inst);
+    assert!(
+        m.data
+            .starts_with("DKIM-Signature: v=1; a=rsa-sha256; s=sel; d=example.org;"),
+        "{}",
+        m.data
+    );
+    let rsa = record(d, "rsa.pem", "rsa");
+    assert!(python_dkim_verifies(&m.data, &rsa, d), "{}", m.data);
+    assert!(!python_dkim_verifies(
+        &m.data.replace("Hello.", "Jello."),
+        &rsa,
+        d
+    ));
+    inst.wait_log_line(&["DKIM-Signature field added (s=sel, d=example.org)"]);
+
+    send(
+        &inst,
+        Ipv4Addr::new(127, 0, 0, 1),
+        "example.com",
+        "ed25519 signed",
+    );
+    let m = arrived(&sink, "ed25519 signed", &inst);
+    assert!(m.data.contains("a=ed25519-sha256"), "{}", m.data);
+    assert!(
+        python_dkim_verifies(&m.data, &record(d, "ed.pem", "ed25519"), d),
+        "{}",
+        m.data
+    );
+
+    // Mail from a client outside mynetworks (to a relay domain, which
+    // anyone may send to) is inbound mail: not signed.
+    send(
+        &inst,
+        Ipv4Addr::new(127, 0, 0, 2),
+        "example.org",
+        "from outside",
+    );
+    let m = arrived(&sink, "from outside", &inst);
+    assert!(!m.data.contains("DKIM-Signature"), "{}", m.data);
+}
+
+#[test]
+fn a_missing_key_file_stops_the_start_with_its_name() {
+    let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let inst = Instance::create(smtp, "");
+    let d = inst.dir.path();
+    std::fs::write(d.join("signing"), "example.org rsa\n").unwrap();
+    std::fs::write(
+        d.join("keys"),
+        format!("rsa example.org:sel:{}/absent.pem\n", d.display()),
+    )
+    .unwrap();
+    inst.write_config(&Instance::standard_config(
+        smtp,
+        &format!(
+            "dkim_signing_table = \"texthash:{0}/signing\"\n\
+             dkim_key_table = \"texthash:{0}/keys\"",
+            d.display()
+        ),
+        "",
+    ));
+    let out = postern_tests::master_check(&inst.config);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("absent.pem") && err.contains("dkim_key_table"),
+        "{err}"
+    );
+}
