@@ -12,7 +12,8 @@
 //!   source address, to play a client inside or outside mynetworks).
 //! - [`Sink`]: a plain SMTP server that records what it receives, "the
 //!   outside" of multi-server scenarios.
-//! - [`dns`]: an authoritative DNS server for MX and address answers.
+//! - [`dns`]: an authoritative DNS server for MX, address and TXT answers.
+//! - [`dkim`]: python3-dkim as the outside verifier of DKIM signatures.
 //! - [`peers`]: real mail filters (opendkim, clamav-milter,
 //!   spamass-milter) as milter peers.
 //!
@@ -21,6 +22,7 @@
 
 pub mod agent;
 pub mod certs;
+pub mod dkim;
 pub mod dns;
 pub mod peers;
 

@@ -3,10 +3,9 @@
 //! (python3-dkim says so); `qctl dkim show` lists dkim_key_table.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
-use std::process::Command;
 
 use postern_config::Config;
+use postern_tests::dkim::python_dkim_verifies;
 
 const MESSAGE: &str = "From: alice@example.org\r\nTo: bob@example.net\r\n\
 Subject: hi\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nbody\r\n";
@@ -20,32 +19,6 @@ fn record_text(line: &str) -> String {
         .filter(|(i, _)| i % 2 == 1)
         .map(|(_, s)| s)
         .collect()
-}
-
-fn python_dkim_verifies(message: &[u8], record: &str, dir: &Path) -> bool {
-    std::fs::write(dir.join("m.eml"), message).unwrap();
-    std::fs::write(dir.join("record"), record).unwrap();
-    let script = "import sys, dkim, logging\n\
-        logging.basicConfig(level=logging.DEBUG)\n\
-        rec = open(sys.argv[2], 'rb').read()\n\
-        ok = dkim.verify(open(sys.argv[1], 'rb').read(), dnsfunc=lambda n, timeout=5: rec)\n\
-        print('pass' if ok else 'fail')\n";
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .arg(dir.join("m.eml"))
-        .arg(dir.join("record"))
-        .output()
-        .expect("run /usr/bin/python3 (python3-dkim)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ok = String::from_utf8_lossy(&out.stdout).trim() == "pass";
-    if !ok {
-        eprintln!("python3-dkim: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    ok
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! - [`date`]: dates and times as Postfix writes them, in local time.
 //! - [`delivery`]: the delivery agents' server loop and body reader
 //!   (smtp-client and local-delivery supply only their delivery hook).
+//! - [`dns`]: the resolver built from `dns_servers`.
 //! - [`inherit`]: the file-descriptor contract between master and children
 //!   (which fd is the status socket, which are the listeners, the environment).
 //! - [`ipc`]: the hello and the request loop of an internal service's
@@ -38,6 +39,7 @@ pub mod args;
 pub mod configured;
 pub mod date;
 pub mod delivery;
+pub mod dns;
 pub mod inherit;
 pub mod ipc;
 pub mod log;

@@ -16,9 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::ResolverOpts;
 use hickory_resolver::net::NetError;
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 
 use crate::nexthop::Nexthop;
@@ -76,45 +75,13 @@ enum Answer<T> {
 }
 
 impl Dns {
-    /// A resolver using `servers`, or the system configuration when empty.
-    /// An unreadable system configuration leaves a resolver without
-    /// servers: every lookup then defers ("try again"), as Postfix's do
-    /// when the name service is down, instead of the daemon not starting.
+    /// A resolver using `servers`, or the system configuration when empty
+    /// ([`postern_daemon::dns::resolver`]).
     pub fn new(servers: &[SocketAddr]) -> anyhow::Result<Dns> {
         let mut opts = ResolverOpts::default();
         opts.timeout = Duration::from_secs(5);
         opts.attempts = 2;
-        let config = if servers.is_empty() {
-            match TokioResolver::builder_tokio() {
-                Ok(mut b) => {
-                    *b.options_mut() = opts;
-                    return Ok(Dns {
-                        resolver: b.build()?,
-                    });
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "cannot read the system resolver configuration: {e}; set dns_servers"
-                    );
-                    ResolverConfig::from_name_servers(Vec::new())
-                }
-            }
-        } else {
-            let name_servers = servers
-                .iter()
-                .map(|s| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = s.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = s.port();
-                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            ResolverConfig::from_name_servers(name_servers)
-        };
-        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(opts)
-            .build()?;
+        let resolver = postern_daemon::dns::resolver(servers, opts)?;
         Ok(Dns { resolver })
     }
 

@@ -43,10 +43,7 @@ use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::hickory_resolver::TokioResolver;
-use mail_auth::hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
-};
-use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
+use mail_auth::hickory_resolver::config::ResolverOpts;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, DkimOutput, DkimResult, DmarcResult, Error, MessageAuthenticator,
@@ -96,37 +93,8 @@ impl Verifier {
         opts.timeout = timeout / 2;
         opts.attempts = 1;
         let resolver_error = |e: &dyn std::fmt::Display| VerifyError::Resolver(e.to_string());
-        let config = if dns_servers.is_empty() {
-            match TokioResolver::builder_tokio() {
-                Ok(mut b) => {
-                    *b.options_mut() = opts;
-                    let resolver = b.build().map_err(|e| resolver_error(&e))?;
-                    return Ok(Verifier::with_resolver(resolver, timeout));
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "cannot read the system resolver configuration: {e}; set dns_servers"
-                    );
-                    ResolverConfig::from_name_servers(Vec::new())
-                }
-            }
-        } else {
-            let name_servers = dns_servers
-                .iter()
-                .map(|s| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = s.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = s.port();
-                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            ResolverConfig::from_name_servers(name_servers)
-        };
-        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(opts)
-            .build()
-            .map_err(|e| resolver_error(&e))?;
+        let resolver =
+            postern_daemon::dns::resolver(dns_servers, opts).map_err(|e| resolver_error(&e))?;
         Ok(Verifier::with_resolver(resolver, timeout))
     }
 
