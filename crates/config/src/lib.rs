@@ -272,6 +272,27 @@ impl Config {
         self.services.iter().find(|s| s.name == name)
     }
 
+    /// Runs a start-up check over every set of parameters a daemon may run
+    /// with: `[main]`, then each service's. `check` answers the parameter
+    /// and the reason of what it refuses; the error names the file, line
+    /// and parameter where that value was set.
+    pub fn check_each_service(
+        &self,
+        mut check: impl FnMut(&Params) -> Result<(), (String, String)>,
+    ) -> Result<(), ConfigError> {
+        let views = std::iter::once(None).chain(self.services.iter().map(|s| Some(&s.name)));
+        for service in views {
+            let params = match service {
+                Some(s) => self.params_for(s),
+                None => self.main.clone(),
+            };
+            if let Err((param, reason)) = check(&params) {
+                return Err(self.invalid(service.map(String::as_str), &param, reason));
+            }
+        }
+        Ok(())
+    }
+
     /// The parameters a service runs with: `[main]`, then its options, then
     /// the `-o` overrides. An unknown service gets [`Config::main`].
     pub fn params_for(&self, service: &str) -> Params {

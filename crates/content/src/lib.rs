@@ -89,17 +89,11 @@ pub struct ChecksError {
 /// reload) naming master.toml's line and the table's file and line,
 /// rather than refusing mail later.
 pub fn check_config(config: &Config) -> Result<(), ConfigError> {
-    let views = std::iter::once(None).chain(config.services.iter().map(|s| Some(&s.name)));
-    for service in views {
-        let params = match service {
-            Some(s) => config.params_for(s),
-            None => config.main().clone(),
-        };
-        if let Err(e) = ContentChecks::from_params(&params) {
-            return Err(config.invalid(service.map(String::as_str), e.param, e.source.to_string()));
-        }
-    }
-    Ok(())
+    config.check_each_service(|params| {
+        ContentChecks::from_params(params)
+            .map(drop)
+            .map_err(|e| (e.param.to_string(), e.source.to_string()))
+    })
 }
 
 /// The opened tables and limits of content inspection; cloning shares

@@ -146,19 +146,12 @@ pub struct SettingsError {
 /// will, so that a malformed entry stops the master at start (or refuses
 /// a reload) naming master.toml's file, line and parameter.
 pub fn check_config(config: &postern_config::Config) -> Result<(), postern_config::ConfigError> {
-    let views = std::iter::once(None).chain(config.services.iter().map(|s| Some(&s.name)));
-    for service in views {
-        let params = match service {
-            Some(s) => config.params_for(s),
-            None => config.main().clone(),
-        };
+    config.check_each_service(|params| {
         for which in [MilterList::Smtpd, MilterList::NonSmtpd] {
-            if let Err(e) = MilterSettings::from_params(&params, which) {
-                return Err(config.invalid(service.map(String::as_str), &e.param, e.reason));
-            }
+            MilterSettings::from_params(params, which).map_err(|e| (e.param, e.reason))?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 impl MilterSettings {

@@ -180,22 +180,16 @@ impl RoutingError {
 /// fail (the daemons defer mail) until the file appears, and is used then
 /// without a reload.
 pub fn check_config(config: &Config) -> Result<(), ConfigError> {
-    let views = std::iter::once(None).chain(config.services.iter().map(|s| Some(&s.name)));
-    for service in views {
-        let params = match service {
-            Some(s) => config.params_for(s),
-            None => config.main().clone(),
-        };
-        if let Err(e) = Router::from_params(&params) {
+    config.check_each_service(|params| {
+        Router::from_params(params).map(drop).map_err(|e| {
             let reason = match &e {
                 RoutingError::Table { source, .. } => source.to_string(),
                 RoutingError::Config { value, reason, .. } => format!("\"{value}\": {reason}"),
                 other => other.to_string(),
             };
-            return Err(config.invalid(service.map(String::as_str), e.param(), reason));
-        }
-    }
-    Ok(())
+            (e.param().to_string(), reason)
+        })
+    })
 }
 
 /// The address classes of ADDRESS_CLASS_README; the type travels in

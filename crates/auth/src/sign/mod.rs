@@ -157,21 +157,15 @@ fn parse_key_entry(params: &Params, name: &str, value: &str) -> Result<KeyEntry,
 /// smtpd will, so that a missing or unreadable key stops the master at
 /// start (or refuses a reload), naming master.toml's line and the key.
 pub fn check_config(config: &postern_config::Config) -> Result<(), postern_config::ConfigError> {
-    let views = std::iter::once(None).chain(config.services.iter().map(|s| Some(&s.name)));
-    for service in views {
-        let params = match service {
-            Some(s) => config.params_for(s),
-            None => config.main().clone(),
-        };
-        if let Err(e) = DkimSigner::from_params(&params) {
+    config.check_each_service(|params| {
+        DkimSigner::from_params(params).map(drop).map_err(|e| {
             let param = match &e {
                 DkimError::Table { param, .. } => param,
                 _ => "dkim_key_table",
             };
-            return Err(config.invalid(service.map(String::as_str), param, e.to_string()));
-        }
-    }
-    Ok(())
+            (param.to_string(), e.to_string())
+        })
+    })
 }
 
 /// Signs outgoing mail with the key `dkim_signing_table` picks for the
