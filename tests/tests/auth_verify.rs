@@ -494,3 +494,109 @@ async fn arc_chain_sealed_by_python3_dkim() {
         .await;
     assert_eq!(r.arc.result, Verdict::Fail, "{}", r.log_line());
 }
+
+/// An ArcSealer for `key` as `fwd.test`, selector `arc`.
+fn sealer(dir: &Path, key: &Path) -> postern_auth::ArcSealer {
+    std::fs::write(
+        dir.join("master.toml"),
+        format!(
+            "[main]\ndkim_key_table = \"inline:{{ fwd=fwd.test:arc:{} }}\"\n\
+             arc_sealing_key = \"fwd\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let config = postern_config::Config::load(&dir.join("master.toml"), &[]).unwrap();
+    postern_auth::ArcSealer::from_params(config.main())
+        .unwrap()
+        .expect("a sealer")
+}
+
+#[tokio::test]
+async fn postern_seals_a_chain_python3_dkim_and_postern_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, record) = dkim_key(dir.path());
+    let dns = DnsServer::start(vec![Record::txt("arc._domainkey.fwd.test", &record)]);
+    let v = verifier(&dns);
+    let seal = sealer(dir.path(), &key);
+
+    // Without our Authentication-Results there is nothing to vouch for.
+    let plain = message("a@orig.test", "Forwarded.\r\n");
+    assert_eq!(seal.seal(&plain, "fwd.test").unwrap(), None);
+
+    // The first hop: cv=none.
+    let mut received = b"Authentication-Results: fwd.test;\r\n\tspf=pass smtp.mailfrom=a@orig.test;\r\n\tarc=none\r\n".to_vec();
+    received.extend_from_slice(&plain);
+    let set = seal.seal(&received, "fwd.test").unwrap().expect("sealed");
+    assert!(
+        set.contains("ARC-Seal: i=1;") && set.contains("cv=none"),
+        "{set}"
+    );
+    assert!(
+        set.contains("ARC-Authentication-Results: i=1; fwd.test;"),
+        "{set}"
+    );
+    let once = [set.as_bytes(), &received].concat();
+    assert_eq!(
+        postern_tests::dkim::python_arc_verify(&once, &record, dir.path()),
+        "pass"
+    );
+    let r = v.check(&once, client(), "fwd.test", "a@fwd.test").await;
+    assert_eq!(
+        (r.arc.result, r.arc.sets),
+        (Verdict::Pass, 1),
+        "{}",
+        r.log_line()
+    );
+
+    // The second hop, after a check that passed: cv=pass, i=2.
+    let mut again = r.header("fwd.test").into_bytes();
+    again.extend_from_slice(&postern_auth::verify::remove_our_auth_results(
+        &once, "fwd.test",
+    ));
+    let set = seal.seal(&again, "fwd.test").unwrap().expect("sealed");
+    assert!(
+        set.contains("ARC-Seal: i=2;") && set.contains("cv=pass"),
+        "{set}"
+    );
+    let twice = [set.as_bytes(), &again].concat();
+    assert_eq!(
+        postern_tests::dkim::python_arc_verify(&twice, &record, dir.path()),
+        "pass"
+    );
+    let r = v.check(&twice, client(), "fwd.test", "a@fwd.test").await;
+    assert_eq!(
+        (r.arc.result, r.arc.sets),
+        (Verdict::Pass, 2),
+        "{}",
+        r.log_line()
+    );
+
+    // A changed body breaks the newest message signature.
+    let changed = String::from_utf8(twice)
+        .unwrap()
+        .replace("Forwarded.", "Changed.");
+    assert_eq!(
+        postern_tests::dkim::python_arc_verify(&changed, &record, dir.path()),
+        "fail"
+    );
+
+    // A chain whose last check failed gets one cv=fail set, then no more.
+    let failed = format!(
+        "Authentication-Results: fwd.test; arc=fail\r\n{}",
+        String::from_utf8_lossy(&postern_auth::verify::remove_our_auth_results(
+            changed.as_bytes(),
+            "fwd.test"
+        ))
+    );
+    let set = seal
+        .seal(failed.as_bytes(), "fwd.test")
+        .unwrap()
+        .expect("sealed");
+    assert!(set.contains("cv=fail"), "{set}");
+    let sealed_failed = format!("{set}{failed}");
+    assert_eq!(
+        seal.seal(sealed_failed.as_bytes(), "fwd.test").unwrap(),
+        None
+    );
+}

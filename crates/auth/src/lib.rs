@@ -12,15 +12,26 @@
 //!   opendkim's SigningTable/KeyTable conventions, and [`DkimSigner`],
 //!   which picks the key for a message's From: address and returns the
 //!   `DKIM-Signature:` header to prepend.
+//! * [`arc`]: ARC sealing of forwarded mail with `arc_sealing_key`.
 //! * [`verify`]: the inbound checks with mail-auth's resolver on
 //!   `dns_servers` (SPF of MAIL FROM and HELO, every DKIM signature up to
 //!   a cap, DMARC alignment and policy, ARC), their results as one
 //!   `Authentication-Results:` header and a log line, and the removal of
 //!   forged Authentication-Results headers naming our authserv-id.
 
+pub mod arc;
 pub mod keys;
 pub mod sign;
 pub mod verify;
 
+pub use arc::ArcSealer;
 pub use keys::{DkimKey, KeyAlgorithm, KeyError};
-pub use sign::{DkimError, DkimSigner, KeyEntry, check_config, read_key_table};
+pub use sign::{DkimError, DkimSigner, KeyEntry, read_key_table};
+
+/// The start-up check of the signing, sealing and inbound parameters of
+/// `[main]` and every service: file, line and key of what is refused.
+pub fn check_config(config: &postern_config::Config) -> Result<(), postern_config::ConfigError> {
+    sign::check_config(config)?;
+    arc::check_config(config)?;
+    verify::check_config(config)
+}

@@ -65,6 +65,12 @@
 //!   KeyTable conventions (postern-auth's `sign` module).
 //! * `dns_servers`: list of `ip` or `ip:port` resolvers; empty means use
 //!   `/etc/resolv.conf`.
+//! * `smtpd_message_authentication`, `smtpd_message_authentication_timeout`,
+//!   `smtpd_spf_fail_action`, `smtpd_dmarc_reject_action`,
+//!   `smtpd_dmarc_quarantine_action`: inbound SPF, DKIM, DMARC and ARC
+//!   checks and what their results get (postern-auth's `verify` module).
+//! * `arc_sealing_key`: the `dkim_key_table` key that seals forwarded mail
+//!   with ARC (postern-auth's `arc` module).
 
 /// How a parameter's (expanded) value is interpreted and validated; a
 /// value that does not fit its kind refuses the configuration at load.
@@ -184,6 +190,8 @@ const DKIM_CANONICALIZATION: Kind = Enum(&[
     "relaxed",
     "simple",
 ]);
+/// What a DMARC failure gets under the policy its domain publishes.
+const DMARC_ACTION: Kind = Enum(&["tag", "hold", "reject"]);
 /// Where local(8) allows `|command` and `/file` destinations.
 const ALIAS_SOURCES: Kind = Words(&["alias", "forward", "include"]);
 
@@ -208,6 +216,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("allow_untrusted_routing", "no", Bool),
     p("append_at_myorigin", "yes", Bool),
     p("append_dot_mydomain", "no", Bool),
+    x("arc_sealing_key", "", Str),
     p("body_checks", "", Maps),
     p("body_checks_size_limit", "51200", Int),
     p("bounce_notice_recipient", "postmaster", Str)
@@ -453,6 +462,8 @@ pub static PARAMS: &[ParamDef] = &[
     p("smtpd_client_restrictions", "", Restrictions),
     p("smtpd_data_restrictions", "", Restrictions),
     p("smtpd_delay_reject", "yes", Bool),
+    x("smtpd_dmarc_quarantine_action", "tag", DMARC_ACTION),
+    x("smtpd_dmarc_reject_action", "tag", DMARC_ACTION),
     p("smtpd_error_sleep_time", "1s", Time('s')),
     p(
         "smtpd_forbid_bare_newline",
@@ -466,6 +477,12 @@ pub static PARAMS: &[ParamDef] = &[
     p("smtpd_helo_restrictions", "", Restrictions),
     p("smtpd_junk_command_limit", "100", Int),
     x("smtpd_max_sessions", "1000", Int),
+    x(
+        "smtpd_message_authentication",
+        "spf, dkim, dmarc, arc",
+        Words(&["spf", "dkim", "dmarc", "arc"]),
+    ),
+    x("smtpd_message_authentication_timeout", "10s", Time('s')),
     p("smtpd_milters", "", List),
     p("smtpd_null_access_lookup_key", "<>", Str),
     p("smtpd_peername_lookup", "no", Bool)
@@ -498,6 +515,11 @@ pub static PARAMS: &[ParamDef] = &[
     p("smtpd_sender_login_maps", "", Maps),
     p("smtpd_sender_restrictions", "", Restrictions),
     p("smtpd_soft_error_limit", "10", Int),
+    x(
+        "smtpd_spf_fail_action",
+        "tag",
+        Enum(&["tag", "reject", "reject_at_data"]),
+    ),
     p("smtpd_timeout", "300s", Time('s')),
     p("smtpd_tls_CAfile", "", Path),
     p("smtpd_tls_CApath", "", Path),

@@ -63,6 +63,7 @@ pub static RESTRICTIONS: &[RestrictionDef] = &[
     r("reject_non_fqdn_recipient"),
     r("reject_non_fqdn_sender"),
     r("reject_sender_login_mismatch"),
+    r("reject_spf_fail"),
     r("reject_unauth_destination"),
     r("reject_unauth_pipelining"),
     r("reject_unauthenticated_sender_login_mismatch"),

@@ -63,6 +63,10 @@ pub enum DkimError {
         "dkim_signing_table: \"{address}\" names key \"{name}\", which dkim_key_table does not have"
     )]
     UnknownKey { address: String, name: String },
+    #[error("arc_sealing_key: dkim_key_table has no key \"{name}\"")]
+    UnknownSealingKey { name: String },
+    #[error("arc_sealing_key: key \"{name}\" is not an RSA key (ARC signs with rsa-sha256)")]
+    SealingKeyNotRsa { name: String },
     #[error("dkim signature with key \"{name}\": {reason}")]
     Sign { name: String, reason: String },
 }

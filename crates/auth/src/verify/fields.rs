@@ -83,7 +83,7 @@ pub fn remove_our_auth_results<'m>(message: &'m [u8], authserv_id: &str) -> Cow<
 /// The authserv-id at the start of an Authentication-Results value (from
 /// the name on): the first token after any folding white space and
 /// comments (RFC 8601 2.2, CFWS), ending at white space, `;` or `(`.
-fn authserv_id_of(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn authserv_id_of(value: &[u8]) -> Option<&[u8]> {
     let mut rest = trim_start_ws(value).strip_prefix(b":")?;
     loop {
         rest = trim_start_ws(rest);

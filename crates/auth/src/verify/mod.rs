@@ -25,12 +25,15 @@
 //!
 //! DNS answers are cached by hickory for their TTLs, across checks.
 
-mod fields;
+pub(crate) mod fields;
+mod inbound;
 mod results;
 
 pub use fields::remove_our_auth_results;
+pub use inbound::{DmarcAction, Inbound, SpfFailAction, check_config};
 pub use results::{
-    ArcCheck, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, SpfCheck, SpfIdentity, Verdict,
+    ArcCheck, AuthResults, DkimCheck, DmarcCheck, DmarcPolicy, Methods, SpfCheck, SpfIdentity,
+    Verdict,
 };
 
 use std::borrow::Cow;
@@ -55,11 +58,34 @@ use mail_auth::{
 /// mailing lists and forwarders that add their own.
 pub const MAX_DKIM_SIGNATURES: usize = 10;
 
+/// The SPF results of one sender ([`Verifier::check_spf`]).
+#[derive(Debug, Clone)]
+pub struct SpfResults {
+    pub mail_from: SpfCheck,
+    pub helo: SpfCheck,
+    /// The identity DMARC aligns with (RFC 7489 3.1.1) and mail-auth's
+    /// result for it.
+    for_dmarc: (String, SpfOutput),
+}
+
+impl SpfResults {
+    /// Whether either identity fails (`-all` matched): what
+    /// `reject_spf_fail` and `smtpd_spf_fail_action` act on, as
+    /// policyd-spf rejects a HELO or MAIL FROM fail by default.
+    pub fn failed(&self) -> Option<&SpfCheck> {
+        [&self.mail_from, &self.helo]
+            .into_iter()
+            .find(|c| c.result == Verdict::Fail)
+    }
+}
+
 /// The resolver could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("cannot set up the DNS resolver: {0}")]
     Resolver(String),
+    #[error("parameter \"smtpd_message_authentication\": {0}")]
+    Config(String),
 }
 
 /// Checks inbound mail; one per daemon, shared by its sessions (cloning is
@@ -113,7 +139,8 @@ impl Verifier {
     }
 
     /// Checks `message` (header and body, as received) from `client_ip`,
-    /// which said `helo` and gave `mail_from` (empty for the null sender).
+    /// which said `helo` and gave `mail_from` (empty for the null sender),
+    /// with every method.
     pub async fn check(
         &self,
         message: &[u8],
@@ -121,8 +148,14 @@ impl Verifier {
         helo: &str,
         mail_from: &str,
     ) -> AuthResults {
-        let (message, dkim_unverified) = cap_dkim_signatures(message, MAX_DKIM_SIGNATURES);
-        let parsed = AuthenticatedMessage::parse(&message);
+        let spf = self.check_spf(client_ip, helo, mail_from).await;
+        self.check_message(message, Some(&spf), Methods::ALL).await
+    }
+
+    /// SPF of the HELO and MAIL FROM identities of a client at
+    /// `client_ip`, at once (smtpd starts it at MAIL FROM, so that RCPT
+    /// can act on it).
+    pub async fn check_spf(&self, client_ip: IpAddr, helo: &str, mail_from: &str) -> SpfResults {
         let host = self.hostname.as_str();
         // An address literal or a bare word is not checked (RFC 7208 2.3):
         // mail-auth, given the empty name, says none.
@@ -132,7 +165,6 @@ impl Verifier {
         } else {
             helo_name
         };
-
         let spf_helo = self.spf_within_timeout(
             self.auth
                 .verify_spf(SpfParameters::verify_ehlo(client_ip, helo_name, host)),
@@ -149,19 +181,56 @@ impl Verifier {
                 .rsplit_once('@')
                 .map_or(mail_from_helo, |(_, d)| d),
         );
+        let (helo_out, mail_from_out) = tokio::join!(spf_helo, spf_mail_from);
+        SpfResults {
+            mail_from: SpfCheck {
+                identity: SpfIdentity::MailFrom,
+                result: spf_verdict(mail_from_out.result()),
+                subject: if mail_from.is_empty() {
+                    helo.to_string()
+                } else {
+                    mail_from.to_string()
+                },
+                domain: mail_from_out.domain().to_string(),
+            },
+            helo: SpfCheck {
+                identity: SpfIdentity::Helo,
+                result: spf_verdict(helo_out.result()),
+                subject: helo.to_string(),
+                domain: helo_out.domain().to_string(),
+            },
+            // The null sender's SPF identity is the HELO name (RFC 7489
+            // 3.1.1).
+            for_dmarc: match mail_from.rsplit_once('@') {
+                Some((_, domain)) => (domain.to_string(), mail_from_out),
+                None => (helo.to_string(), helo_out),
+            },
+        }
+    }
+
+    /// The checks of `methods` on `message`, with the SPF results of its
+    /// sender (None when SPF was not checked: DMARC then sees `none`).
+    pub async fn check_message(
+        &self,
+        message: &[u8],
+        spf: Option<&SpfResults>,
+        methods: Methods,
+    ) -> AuthResults {
+        let (message, dkim_unverified) = cap_dkim_signatures(message, MAX_DKIM_SIGNATURES);
+        let parsed = AuthenticatedMessage::parse(&message);
         let dkim = async {
             match &parsed {
-                Some(m) => {
+                Some(m) if methods.dkim => {
                     let timed_out = m.dkim_headers.len();
                     let out = tokio::time::timeout(self.timeout, self.auth.verify_dkim(m)).await;
                     out.map_err(|_| timed_out)
                 }
-                None => Ok(Vec::new()),
+                _ => Ok(Vec::new()),
             }
         };
         let arc = async {
             match &parsed {
-                Some(m) => {
+                Some(m) if methods.arc => {
                     let sets = m.as_headers.len();
                     let out = tokio::time::timeout(self.timeout, self.auth.verify_arc(m)).await;
                     let result = match out {
@@ -170,17 +239,18 @@ impl Verifier {
                     };
                     ArcCheck { result, sets }
                 }
-                None => ArcCheck {
+                _ => ArcCheck {
                     result: Verdict::None,
                     sets: 0,
                 },
             }
         };
-        let (spf_helo, spf_mail_from, dkim, arc) = tokio::join!(spf_helo, spf_mail_from, dkim, arc);
+        let (dkim, arc) = tokio::join!(dkim, arc);
 
-        let mut dkim_checks: Vec<DkimCheck> = parsed
-            .as_ref()
-            .map_or(Vec::new(), unreported_malformed_signatures);
+        let mut dkim_checks: Vec<DkimCheck> = match &parsed {
+            Some(m) if methods.dkim => unreported_malformed_signatures(m),
+            _ => Vec::new(),
+        };
         dkim_checks.extend(match &dkim {
             Ok(outputs) => outputs.iter().map(dkim_check).collect::<Vec<_>>(),
             Err(signatures) => (0..*signatures)
@@ -194,12 +264,13 @@ impl Verifier {
                 .collect(),
         });
 
-        // The null sender's SPF identity is the HELO name (RFC 7489 3.1.1).
-        let (spf_domain, spf_for_dmarc) = match mail_from.rsplit_once('@') {
-            Some((_, domain)) => (domain, &spf_mail_from),
-            None => (helo, &spf_helo),
+        let no_spf = SpfOutput::new(String::new());
+        let (spf_domain, spf_for_dmarc) = match spf {
+            Some(s) => (s.for_dmarc.0.as_str(), &s.for_dmarc.1),
+            None => ("", &no_spf),
         };
         let dmarc = match (&parsed, &dkim) {
+            _ if !methods.dmarc => DmarcCheck::none(),
             (Some(m), Ok(dkim_out)) => {
                 let params = DmarcParameters::new(m, dkim_out, spf_domain, spf_for_dmarc);
                 match tokio::time::timeout(self.timeout, self.auth.verify_dmarc(params)).await {
@@ -214,32 +285,23 @@ impl Verifier {
                 }
             }
             (Some(m), Err(_)) => dmarc_unknown(Verdict::TempError, m),
-            (None, _) => DmarcCheck {
-                result: Verdict::None,
-                header_from: String::new(),
-                policy: None,
-                spf_aligned: false,
-                dkim_aligned: false,
-            },
+            (None, _) => DmarcCheck::none(),
         };
 
+        let (spf_mail_from, spf_helo) = match spf {
+            Some(s) => (s.mail_from.clone(), s.helo.clone()),
+            None => (
+                SpfCheck::none(SpfIdentity::MailFrom),
+                SpfCheck::none(SpfIdentity::Helo),
+            ),
+        };
         AuthResults {
-            spf_mail_from: SpfCheck {
-                identity: SpfIdentity::MailFrom,
-                result: spf_verdict(spf_mail_from.result()),
-                subject: if mail_from.is_empty() {
-                    helo.to_string()
-                } else {
-                    mail_from.to_string()
-                },
-                domain: spf_mail_from.domain().to_string(),
+            methods: Methods {
+                spf: spf.is_some(),
+                ..methods
             },
-            spf_helo: SpfCheck {
-                identity: SpfIdentity::Helo,
-                result: spf_verdict(spf_helo.result()),
-                subject: helo.to_string(),
-                domain: spf_helo.domain().to_string(),
-            },
+            spf_mail_from,
+            spf_helo,
             dkim: dkim_checks,
             dkim_unverified,
             dmarc,

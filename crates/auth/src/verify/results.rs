@@ -118,9 +118,65 @@ pub struct ArcCheck {
     pub sets: usize,
 }
 
-/// Everything [`Verifier::check`](super::Verifier::check) found.
+/// Which methods a check runs (`smtpd_message_authentication`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Methods {
+    pub spf: bool,
+    pub dkim: bool,
+    pub dmarc: bool,
+    pub arc: bool,
+}
+
+impl Methods {
+    pub const ALL: Methods = Methods {
+        spf: true,
+        dkim: true,
+        dmarc: true,
+        arc: true,
+    };
+    pub const NONE: Methods = Methods {
+        spf: false,
+        dkim: false,
+        dmarc: false,
+        arc: false,
+    };
+
+    pub fn any(self) -> bool {
+        self.spf || self.dkim || self.dmarc || self.arc
+    }
+}
+
+impl SpfCheck {
+    /// The placeholder of an identity that was not checked.
+    pub(crate) fn none(identity: SpfIdentity) -> SpfCheck {
+        SpfCheck {
+            identity,
+            result: Verdict::None,
+            subject: String::new(),
+            domain: String::new(),
+        }
+    }
+}
+
+impl DmarcCheck {
+    /// No DMARC evaluation (not checked, or no message to check).
+    pub(crate) fn none() -> DmarcCheck {
+        DmarcCheck {
+            result: Verdict::None,
+            header_from: String::new(),
+            policy: None,
+            spf_aligned: false,
+            dkim_aligned: false,
+        }
+    }
+}
+
+/// Everything [`Verifier::check`](super::Verifier::check) found. A method
+/// left out of `methods` was not checked: its field holds `none` and it
+/// is left out of the header and the log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthResults {
+    pub methods: Methods,
     pub spf_mail_from: SpfCheck,
     pub spf_helo: SpfCheck,
     /// One entry per verified signature, in header order.
@@ -155,7 +211,13 @@ impl AuthResults {
     /// Each method's result with its properties (RFC 8601 2.2 resinfo).
     fn resinfos(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for spf in [&self.spf_mail_from, &self.spf_helo] {
+        let m = self.methods;
+        let spf = if m.spf {
+            vec![&self.spf_mail_from, &self.spf_helo]
+        } else {
+            Vec::new()
+        };
+        for spf in spf {
             let ptype = match spf.identity {
                 SpfIdentity::MailFrom => "smtp.mailfrom",
                 SpfIdentity::Helo => "smtp.helo",
@@ -166,7 +228,7 @@ impl AuthResults {
                 value(&spf.subject)
             ));
         }
-        if self.dkim.is_empty() {
+        if m.dkim && self.dkim.is_empty() {
             out.push("dkim=none".to_string());
         }
         for d in &self.dkim {
@@ -181,15 +243,23 @@ impl AuthResults {
             }
             out.push(r);
         }
-        let mut r = format!("dmarc={}", self.dmarc.result);
-        if let Some(p) = self.dmarc.policy {
-            let _ = write!(r, " (p={})", p.as_str());
+        if m.dmarc {
+            let mut r = format!("dmarc={}", self.dmarc.result);
+            if let Some(p) = self.dmarc.policy {
+                let _ = write!(r, " (p={})", p.as_str());
+            }
+            if !self.dmarc.header_from.is_empty() {
+                let _ = write!(r, " header.from={}", value(&self.dmarc.header_from));
+            }
+            out.push(r);
         }
-        if !self.dmarc.header_from.is_empty() {
-            let _ = write!(r, " header.from={}", value(&self.dmarc.header_from));
+        if m.arc {
+            out.push(format!("arc={}", self.arc.result));
         }
-        out.push(r);
-        out.push(format!("arc={}", self.arc.result));
+        if out.is_empty() {
+            // RFC 8601 2.2: no result at all is written as "none".
+            out.push("none".to_string());
+        }
         out
     }
 }
@@ -230,6 +300,7 @@ mod tests {
 
     fn results() -> AuthResults {
         AuthResults {
+            methods: Methods::ALL,
             spf_mail_from: SpfCheck {
                 identity: SpfIdentity::MailFrom,
                 result: Verdict::Pass,
