@@ -6,10 +6,10 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use postern_auth::verify::{DmarcPolicy, SpfIdentity, Verdict, Verifier};
+use postern_tests::dkim::{dkim_key, python_arc_sign, python_dkim_sign};
 use postern_tests::dns::{DnsServer, Record};
 
 /// The client every message comes from.
@@ -33,108 +33,6 @@ fn message(from: &str, body: &str) -> Vec<u8> {
          Message-ID: <1@example.test>\r\n\r\n{body}"
     )
     .into_bytes()
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().expect("run a tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// An RSA key made by openssl in `dir`, and its `_domainkey` TXT record.
-fn dkim_key(dir: &Path) -> (std::path::PathBuf, String) {
-    let key = dir.join("dkim.pem");
-    run(Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&key));
-    let der = run(Command::new("openssl")
-        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-        .arg(&key));
-    let mut b64 = Command::new("openssl")
-        .args(["base64", "-A"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    b64.stdin.take().unwrap().write_all(&der).unwrap();
-    let p = b64.wait_with_output().unwrap().stdout;
-    (
-        key,
-        format!("v=DKIM1; k=rsa; p={}", String::from_utf8(p).unwrap().trim()),
-    )
-}
-
-/// `message` signed by python3-dkim (Debian's /usr/bin/python3, not the
-/// pyenv one on PATH) as `domain` with `selector`, relaxed/simple.
-fn python_dkim_sign(message: &[u8], key: &Path, selector: &str, domain: &str) -> Vec<u8> {
-    let script = "import dkim, sys\n\
-        m = sys.stdin.buffer.read()\n\
-        k = open(sys.argv[1], 'rb').read()\n\
-        s = dkim.sign(m, sys.argv[2].encode(), sys.argv[3].encode(), k,\n\
-            include_headers=[b'from', b'to', b'subject', b'message-id'])\n\
-        sys.stdout.buffer.write(s + m)\n";
-    let mut child = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(key)
-        .args([selector, domain])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 (with python3-dkim: scripts/test installs it)");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "dkim.sign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// `message` with the ARC set python3-dkim's `arc_sign` adds as the
-/// forwarder `domain` (its authserv-id too), which needs python3-authres.
-fn python_arc_sign(message: &[u8], key: &Path, selector: &str, domain: &str) -> Vec<u8> {
-    let script = "import dkim, sys\n\
-        m = sys.stdin.buffer.read()\n\
-        k = open(sys.argv[1], 'rb').read()\n\
-        d = sys.argv[3].encode()\n\
-        h = dkim.arc_sign(m, sys.argv[2].encode(), d, k, d,\n\
-            include_headers=[b'from', b'to', b'subject'])\n\
-        sys.stdout.buffer.write(b''.join(h) + m)\n";
-    let mut child = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(key)
-        .args([selector, domain])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "dkim.arc_sign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 #[tokio::test]

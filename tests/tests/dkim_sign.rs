@@ -1,7 +1,8 @@
 //! smtpd signs mail from mynetworks and authenticated clients with the
 //! key `dkim_signing_table` picks for the From: domain (RSA and Ed25519
 //! keys made by openssl here), and Python's dkim package (python3-dkim,
-//! which nobody here wrote) verifies what arrives at the next hop. Mail
+//! which nobody here wrote) and opendkim's `opendkim-testmsg` verify what
+//! arrives at the next hop. Mail
 //! from other clients is not signed; a key file that is missing stops
 //! the master at start.
 
@@ -10,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use postern_tests::dkim::python_dkim_verifies;
+use postern_tests::dkim::{opendkim_verifies, python_dkim_verifies};
+use postern_tests::dns::Record;
 use postern_tests::{Instance, Sink, SinkMessage, SmtpClient, free_port, wait_for};
 
 const LONG: Duration = Duration::from_secs(40);
@@ -160,6 +162,13 @@ fn mail_from_mynetworks_is_signed_and_python_dkim_verifies_it() {
         &rsa,
         d
     ));
+    let rsa_dns = || vec![Record::txt("sel._domainkey.example.org", &rsa)];
+    assert!(opendkim_verifies(&m.data, rsa_dns(), d), "{}", m.data);
+    assert!(!opendkim_verifies(
+        m.data.replace("Hello.", "Jello."),
+        rsa_dns(),
+        d
+    ));
     inst.wait_log_line(&["DKIM-Signature field added (s=sel, d=example.org)"]);
 
     send(
@@ -170,11 +179,10 @@ fn mail_from_mynetworks_is_signed_and_python_dkim_verifies_it() {
     );
     let m = arrived(&sink, "ed25519 signed", &inst);
     assert!(m.data.contains("a=ed25519-sha256"), "{}", m.data);
-    assert!(
-        python_dkim_verifies(&m.data, &record(d, "ed.pem", "ed25519"), d),
-        "{}",
-        m.data
-    );
+    let ed = record(d, "ed.pem", "ed25519");
+    assert!(python_dkim_verifies(&m.data, &ed, d), "{}", m.data);
+    let ed_dns = vec![Record::txt("sel._domainkey.example.com", &ed)];
+    assert!(opendkim_verifies(&m.data, ed_dns, d), "{}", m.data);
 
     // Mail from a client outside mynetworks (to a relay domain, which
     // anyone may send to) is inbound mail: not signed.

@@ -76,6 +76,16 @@ impl ArcSealer {
         }))
     }
 
+    /// The sealing domain, `d=`.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The selector, `s=`.
+    pub fn selector(&self) -> &str {
+        &self.selector
+    }
+
     /// The three fields of the new ARC set (`ARC-Seal`,
     /// `ARC-Message-Signature`, `ARC-Authentication-Results`, folded and
     /// CRLF-terminated) to put on top of `message`, or None when the

@@ -9,9 +9,10 @@ use std::io::BufReader;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use postern_auth::ArcSealer;
 use postern_config::{Maps, Params};
 use postern_ipc::delivery::{
     AddressClass, DeliveryRecipient, DeliveryRequest, DeliveryStatus, RecipientResult,
@@ -62,7 +63,14 @@ pub struct Agent {
     /// postern-routing's local domains (which qmgr routes by), built once
     /// per configuration.
     local: Box<dyn Fn() -> Local + Send + Sync>,
+    /// The ARC sealer of forwarded mail (`arc_sealing_key`), built once
+    /// per configuration.
+    sealer: Box<dyn Fn() -> Sealer + Send + Sync>,
 }
+
+/// The ARC sealer, none, or why it cannot be built (forwarded mail then
+/// goes unsealed, with a warning).
+pub type Sealer = Result<Option<Arc<ArcSealer>>, String>;
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,10 +79,14 @@ impl std::fmt::Debug for Agent {
 }
 
 impl Agent {
-    pub fn new(local: impl Fn() -> Local + Send + Sync + 'static) -> Agent {
+    pub fn new(
+        local: impl Fn() -> Local + Send + Sync + 'static,
+        sealer: impl Fn() -> Sealer + Send + Sync + 'static,
+    ) -> Agent {
         Agent {
             maps: Mutex::default(),
             local: Box::new(local),
+            sealer: Box::new(sealer),
         }
     }
 
@@ -426,11 +438,19 @@ impl<'a> Ctx<'a> {
         // Forwarded mail passes the content filter as all mail does in
         // Postfix, where cleanup reads content_filter.
         let filter = self.params.filter("content_filter");
+        let sealer = match (self.agent.sealer)() {
+            Ok(sealer) => sealer,
+            Err(e) => {
+                tracing::warn!("{}: ARC sealing unusable: {e}", req.queue_id);
+                None
+            }
+        };
         let hop = crate::forward::Hop {
             qmgr: &qmgr,
             delivered_to: address,
             filter,
             timeout,
+            seal: sealer.as_deref().map(|s| (s, self.hostname.as_str())),
         };
         match crate::forward::forward(&hop, req, remote, file).await {
             Ok(id) => Outcome::sent(format!("forwarded as {id}")),
@@ -760,7 +780,7 @@ mod tests {
                 .main()
                 .clone()
         };
-        let agent = Agent::new(|| Err("not needed here".into()));
+        let agent = Agent::new(|| Err("not needed here".into()), || Ok(None));
         let unknown = vec![Item::Fail(resolve::unknown_user("bob"))];
         let mixed = vec![
             Item::Fail(resolve::unknown_user("bob")),

@@ -1,16 +1,18 @@
 //! Forwarding: an alias or .forward that names another domain puts a new
 //! message into the queue through qmgr (`private/qmgr`, protocol Qmgr),
 //! with the same sender and a `Delivered-To:` header on top so that a copy
-//! coming back is recognised as a loop.
+//! coming back is recognised as a loop. With `arc_sealing_key` set, mail
+//! that smtpd checked on arrival is sealed with ARC on the way out.
 
 use std::path::Path;
 use std::time::Duration;
 
+use postern_auth::ArcSealer;
 use postern_envelope::{ContentFilter, QueueId};
 use postern_ipc::delivery::DeliveryRequest;
 use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
 use postern_ipc::{BODY_CHUNK, Connection, Protocol};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::UnixStream;
 
 /// Where and how a forwarded message is queued.
@@ -23,6 +25,8 @@ pub struct Hop<'a> {
     /// `content_filter`.
     pub filter: Option<ContentFilter>,
     pub timeout: Duration,
+    /// The ARC sealer and our authserv-id (myhostname).
+    pub seal: Option<(&'a ArcSealer, &'a str)>,
 }
 
 /// Queues the message read from `message` for `recipients`; Ok is the new
@@ -52,7 +56,31 @@ pub async fn forward(
         other => return Err(format!("qmgr: unexpected answer to Begin: {other:?}")),
     }
     let mut first = format!("Delivered-To: {delivered_to}\r\n").into_bytes();
-    let mut file = tokio::fs::File::from_std(message);
+    let mut file: Box<dyn AsyncRead + Unpin + Send> = match hop.seal {
+        // The whole message, to be signed before it is sent.
+        Some((sealer, authserv_id)) => {
+            let mut whole = Vec::new();
+            tokio::fs::File::from_std(message)
+                .read_to_end(&mut whole)
+                .await
+                .map_err(|e| format!("read queued message: {e}"))?;
+            match sealer.seal(&whole, authserv_id) {
+                Ok(Some(set)) => {
+                    tracing::info!(
+                        "{}: ARC-Seal field added (s={}, d={})",
+                        req.queue_id,
+                        sealer.selector(),
+                        sealer.domain()
+                    );
+                    first = [set.into_bytes(), first].concat();
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{}: ARC sealing failed: {e}", req.queue_id),
+            }
+            Box::new(std::io::Cursor::new(whole))
+        }
+        None => Box::new(tokio::fs::File::from_std(message)),
+    };
     loop {
         let mut data = std::mem::take(&mut first);
         let start = data.len();
@@ -107,7 +135,10 @@ pub async fn forward(
 }
 
 /// Reads until `buf` is full or EOF.
-async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+async fn read_full(
+    file: &mut (impl AsyncRead + Unpin + ?Sized),
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         let got = file.read(&mut buf[n..]).await?;
@@ -172,6 +203,7 @@ mod tests {
             delivered_to: "alias@example.local",
             filter: Some("smtp:[127.0.0.1]:10025".parse().unwrap()),
             timeout: Duration::from_secs(5),
+            seal: None,
         };
         let id = forward(
             &hop,
@@ -201,6 +233,7 @@ mod tests {
             delivered_to: "c@d",
             filter: None,
             timeout: Duration::from_secs(1),
+            seal: None,
         };
         let err = forward(
             &hop,

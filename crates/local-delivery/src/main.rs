@@ -208,6 +208,7 @@ mod session;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use postern_auth::ArcSealer;
 use postern_routing::LocalDomains;
 
 fn main() -> ExitCode {
@@ -219,8 +220,15 @@ fn main() -> ExitCode {
         let local = ctx
             .configured(|p, _| LocalDomains::from_params(p).map_err(|e| e.to_string()))
             .broken_when(Result::is_err);
+        let sealer = ctx
+            .configured(|p, _| {
+                ArcSealer::from_params(p)
+                    .map(|s| s.map(Arc::new))
+                    .map_err(|e| e.to_string())
+            })
+            .broken_when(Result::is_err);
         let local = session::Local {
-            agent: deliver::Agent::new(move || local.get()),
+            agent: deliver::Agent::new(move || local.get(), move || sealer.get()),
             params: ctx.configured(|p, _| Arc::new(p.clone())),
         };
         postern_daemon::delivery::serve_delivery(&mut ctx, local).await;

@@ -229,6 +229,25 @@ impl Router {
         Ok(false)
     }
 
+    /// Whether a virtual alias sends mail for `recipient` on to another
+    /// domain: the recipient expands (after its canonical rewrite) into
+    /// an address that is not its own and whose class is relay or default
+    /// (mail that leaves this host). Mail a forwarder sends on that way is
+    /// what ARC sealing is for; a relay recipient itself is not forwarded.
+    pub fn forwards_outside(&self, recipient: &str) -> Result<bool, RoutingError> {
+        let rewritten = self.rewrite_recipient(recipient)?;
+        for addr in self.expand_virtual(&rewritten)? {
+            if addr.eq_ignore_ascii_case(&rewritten) {
+                continue;
+            }
+            let class = self.resolve(&addr)?.class;
+            if matches!(class, AddressClass::Relay | AddressClass::Default) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Whether smtpd may accept mail for `recipient` from a client that is
     /// not trusted (`reject_unauth_destination`): its domain is local,
     /// virtual, or a relay domain (with subdomains when

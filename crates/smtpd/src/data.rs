@@ -164,7 +164,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             header_limit: s.header_size_limit,
             inspector,
             hold_whole: self.milters.as_ref().is_some_and(|m| !m.is_empty())
-                || self.signs_outgoing(),
+                || self.signs_outgoing()
+                || self.inbound().is_some(),
         });
         Ok((id, msg))
     }
@@ -173,13 +174,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     /// DKIM signing table is set (as opendkim signs for its InternalHosts
     /// and authenticated senders).
     fn signs_outgoing(&self) -> bool {
-        let trusted = self.sasl.is_some()
+        self.trusted_client() && !matches!(self.settings.dkim, Ok(None))
+    }
+
+    /// A client in mynetworks or authenticated: its mail is signed, not
+    /// checked.
+    pub(crate) fn trusted_client(&self) -> bool {
+        self.sasl.is_some()
             || self
                 .settings
                 .policy
                 .as_ref()
-                .is_ok_and(|p| p.in_mynetworks(self.client.addr));
-        trusted && !matches!(self.settings.dkim, Ok(None))
+                .is_ok_and(|p| p.in_mynetworks(self.client.addr))
     }
 
     /// The message with our DKIM-Signature on top, when one applies
@@ -415,6 +421,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             let content = rest.concat();
             // The macros name the sender and recipients.
             self.tx = Some(tx);
+            let content = match self.authenticate(&id, content, msg.own_header()).await {
+                Ok(content) => content,
+                Err(step) => {
+                    self.queue.abort().await;
+                    self.tx = None;
+                    return step;
+                }
+            };
             let judged = self.milter_message(&id, content, msg.own_header()).await;
             let Some(t) = self.tx.take() else {
                 self.queue.abort().await;
@@ -441,6 +455,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                     content
                 }
             };
+            let content = self.arc_seal(&id, content, &tx);
             let content = match self.dkim_sign(&id, content) {
                 Ok(content) => content,
                 Err(text) => {

@@ -4,6 +4,8 @@
 use postern_smtp::{Address, MailParams, RcptParams};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use postern_auth::verify::SpfFailAction;
+
 use crate::milter::Event;
 use crate::policy::Stage;
 use crate::queue::Queue;
@@ -31,6 +33,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             overshoot: 0,
             bdat: None,
             actions: self.session_actions.clone(),
+            spf: None,
         };
         self.tx = Some(tx);
         if !self.settings.delay_reject
@@ -54,6 +57,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 return step;
             }
         }
+        self.start_spf();
         self.io.reply(&reply("250 2.1.0 Ok"));
         Step::Ok
     }
@@ -76,7 +80,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         if !to.is_ascii() && !tx.params.smtputf8 {
             return self.refuse("553 5.6.7 Must declare SMTPUTF8 to send unicode address");
         }
-        if let Some(refusal) = self.policy_check(Stage::Rcpt, Some(&to)) {
+        if let Some(spf) = tx.spf.as_mut() {
+            spf.results().await;
+        }
+        let refusal = self
+            .policy_check(Stage::Rcpt, Some(&to))
+            .or_else(|| self.spf_fail_at(SpfFailAction::Reject));
+        if let Some(refusal) = refusal {
             self.log_reject("RCPT", &refusal, Some(&to));
             self.io.reply(&refusal);
             if self.milters.is_some() {

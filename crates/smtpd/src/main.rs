@@ -394,6 +394,7 @@ mod queue;
 mod session;
 mod settings;
 mod tls;
+mod verify;
 
 #[cfg(test)]
 mod tests;

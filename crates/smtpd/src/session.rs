@@ -29,6 +29,7 @@ use crate::policy::{Check, Stage};
 use crate::queue::Queue;
 use crate::settings::Settings;
 use crate::tls::Level;
+use crate::verify::SpfState;
 
 /// Largest single read from the client.
 const READ_SIZE: usize = 64 * 1024;
@@ -299,6 +300,8 @@ pub struct Transaction {
     pub bdat: Option<Bdat>,
     /// What access tables decided for the message.
     pub actions: MessageActions,
+    /// The sender's SPF check, for a client whose mail is checked.
+    pub spf: Option<SpfState>,
 }
 
 /// One SMTP session.
@@ -600,6 +603,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             sender: self.tx.as_ref().map(|t| &t.sender),
             recipient,
             sasl_username: self.sasl.as_ref().map(|l| l.username.as_str()),
+            spf: self
+                .tx
+                .as_ref()
+                .and_then(|t| t.spf.as_ref())
+                .and_then(SpfState::done),
         };
         let (result, fired) = policy.check_actions(stage, &check);
         let verb = match stage {

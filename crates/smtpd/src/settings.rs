@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postern_auth::DkimSigner;
+use postern_auth::verify::Inbound;
+use postern_auth::{ArcSealer, DkimSigner};
 use postern_config::Params;
 use postern_content::ContentChecks;
 use postern_envelope::ContentFilter;
@@ -100,6 +101,13 @@ pub struct Settings {
     /// from mynetworks and authenticated clients, or why it cannot be
     /// used (such mail is then deferred with 451 4.3.5).
     pub dkim: Result<Option<Arc<DkimSigner>>, String>,
+    /// SPF, DKIM, DMARC and ARC checks of mail from outside mynetworks
+    /// (none when `smtpd_message_authentication` is empty), or why they
+    /// cannot be used (such mail is then deferred with 451 4.3.5).
+    pub inbound: Result<Option<Arc<Inbound>>, String>,
+    /// ARC sealing (`arc_sealing_key`) of checked mail that a virtual
+    /// alias forwards to another domain, or why it cannot be used.
+    pub arc: Result<Option<Arc<ArcSealer>>, String>,
 }
 
 /// `receive_override_options`: what a service (typically the one a
@@ -179,6 +187,18 @@ impl Settings {
                 }
             },
             dkim: DkimSigner::from_params(params)
+                .map(|s| s.map(Arc::new))
+                .map_err(|e| {
+                    tracing::error!("{e}");
+                    e.to_string()
+                }),
+            inbound: Inbound::from_params(params)
+                .map(|i| i.map(Arc::new))
+                .map_err(|e| {
+                    tracing::error!("{e}");
+                    e.to_string()
+                }),
+            arc: ArcSealer::from_params(params)
                 .map(|s| s.map(Arc::new))
                 .map_err(|e| {
                     tracing::error!("{e}");

@@ -72,6 +72,7 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+use postern_auth::verify::SpfResults;
 use postern_config::{Maps, NetworkList, Params, Table, TableError};
 use postern_envelope::{ContentFilter, EnhancedStatus};
 use postern_routing::{AddressClass, Router, RoutingError};
@@ -101,6 +102,8 @@ pub struct Check<'a> {
     pub recipient: Option<&'a Address>,
     /// Set once the client authenticated.
     pub sasl_username: Option<&'a str>,
+    /// The SPF results of the sender, once checked (RCPT and later).
+    pub spf: Option<&'a SpfResults>,
 }
 
 /// What an access table action asks of the message (access(5)); the
@@ -383,6 +386,12 @@ impl Policy {
             return Err(PolicyError::OpenRelay);
         }
         Ok(policy)
+    }
+
+    /// Whether mail for `recipient` leaves for another domain through a
+    /// virtual alias (what ARC sealing is for).
+    pub fn forwards_outside(&self, recipient: &str) -> Result<bool, RoutingError> {
+        self.router.forwards_outside(recipient)
     }
 
     /// Whether `addr` is in mynetworks (for what smtpd does for its own
@@ -786,6 +795,13 @@ impl<'p, 'c> Eval<'p, 'c> {
             },
             R::RejectUnknownRecipientDomain => match ctx.recipient {
                 Some(a) => self.unknown_address(a, RECIPIENT),
+                None => Verdict::Dunno,
+            },
+            R::RejectSpfFail => match ctx
+                .spf
+                .and_then(|r| crate::verify::spf_refusal(r, ctx.client_addr))
+            {
+                Some((code, dsn, text)) => Verdict::Refuse(Refusal::new(code, dsn, text)),
                 None => Verdict::Dunno,
             },
             R::SenderLogin(check) => match ctx.sender {

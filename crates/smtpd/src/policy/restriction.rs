@@ -44,6 +44,9 @@ pub(super) enum Restriction {
     RejectNonFqdnRecipient,
     RejectUnknownSenderDomain,
     RejectUnknownRecipientDomain,
+    /// The sender's MAIL FROM or HELO identity fails SPF (once SPF was
+    /// checked: at RCPT and later).
+    RejectSpfFail,
     /// Enforced by the session itself (`smtpd_forbid_unauth_pipelining`);
     /// accepted here so that configurations from Postfix guides load.
     RejectUnauthPipelining,
@@ -142,6 +145,7 @@ pub(super) fn parse_list(
             }
             "reject_unknown_recipient_domain" => R::RejectUnknownRecipientDomain,
             "reject_unauth_pipelining" => R::RejectUnauthPipelining,
+            "reject_spf_fail" => R::RejectSpfFail,
             "reject_sender_login_mismatch" => R::SenderLogin(LoginCheck::Mismatch),
             "reject_authenticated_sender_login_mismatch" => {
                 R::SenderLogin(LoginCheck::Authenticated)

@@ -126,6 +126,7 @@ impl Session {
             sender: self.sender.as_ref(),
             recipient: rcpt.or(self.rcpt.as_ref()),
             sasl_username: self.sasl.as_deref(),
+            spf: None,
         };
         p.check(stage, &ctx)
     }
