@@ -224,3 +224,78 @@ fn a_missing_key_file_stops_the_start_with_its_name() {
         "{err}"
     );
 }
+
+/// internal_mail_filter_classes = bounce: qmgr signs the non-delivery
+/// notice with the key for its From: domain (MAILER-DAEMON@myhostname),
+/// as opendkim signs bounces that Postfix sends through its milters; with
+/// the class not named, the notice goes unsigned.
+#[test]
+fn bounces_are_signed_when_internal_mail_filter_classes_names_them() {
+    for (classes, signed) in [("bounce", true), ("notify", false)] {
+        let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let inst = Instance::create(smtp, "");
+        let d = inst.dir.path().to_path_buf();
+        openssl(&d, &["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"]);
+        std::fs::write(d.join("signing"), "mail.example.local ed\n").unwrap();
+        std::fs::write(
+            d.join("keys"),
+            format!("ed mail.example.local:notices:{}/ed.pem\n", d.display()),
+        )
+        .unwrap();
+        let _ = Command::new("chown")
+            .arg(postern_tests::TEST_MAIL_OWNER)
+            .arg(d.join("ed.pem"))
+            .status();
+        let sink = Sink::start(Ipv4Addr::LOCALHOST, 0);
+        inst.write_config(&Instance::standard_config(
+            smtp,
+            &format!(
+                "mynetworks = \"127.0.0.0/8\"\n\
+                 relay_domains = \"example.net, nowhere.example\"\n\
+                 transport_maps = \"inline:{{ example.net=smtp:[127.0.0.1]:{0}, \
+                 {{ nowhere.example=error:no such place }} }}\"\n\
+                 dkim_signing_table = \"texthash:{1}/signing\"\n\
+                 dkim_key_table = \"texthash:{1}/keys\"\n\
+                 internal_mail_filter_classes = \"{classes}\"",
+                sink.addr.port(),
+                d.display()
+            ),
+            "",
+        ));
+        let inst = inst.launch();
+        let (mut c, _) = SmtpClient::connect(inst.smtp).unwrap();
+        c.expect("EHLO client.example", "250");
+        c.expect("MAIL FROM:<sender@example.net>", "250");
+        c.expect("RCPT TO:<someone@nowhere.example>", "250");
+        c.expect("DATA", "354");
+        c.send_raw(b"From: <sender@example.net>\r\nSubject: doomed\r\n\r\nbody\r\n")
+            .unwrap();
+        c.expect(".", "250");
+        c.expect("QUIT", "221");
+        assert!(
+            wait_for(LONG, || !sink.messages().is_empty()),
+            "no bounce:\n{}",
+            inst.log()
+        );
+        let bounce = &sink.messages()[0];
+        assert_eq!(bounce.recipients, ["sender@example.net"]);
+        assert!(bounce.data.contains("no such place"), "{}", bounce.data);
+        if signed {
+            assert!(
+                bounce.data.starts_with(
+                    "DKIM-Signature: v=1; a=ed25519-sha256; s=notices; d=mail.example.local;"
+                ),
+                "{}",
+                bounce.data
+            );
+            let record = record(&d, "ed.pem", "ed25519");
+            assert!(
+                python_dkim_verifies(&bounce.data, &record, &d),
+                "{}",
+                bounce.data
+            );
+        } else {
+            assert!(!bounce.data.contains("DKIM-Signature"), "{}", bounce.data);
+        }
+    }
+}

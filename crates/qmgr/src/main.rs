@@ -65,7 +65,10 @@
 //!   internal_mail_filter_classes names their class, as Postfix's bounce
 //!   daemon sends them through cleanup's filters: a signing milter signs
 //!   bounces too. A filter's refusal leaves the notice to be written again
-//!   at the next attempt, a discard drops it, a quarantine holds it.
+//!   at the next attempt, a discard drops it, a quarantine holds it. Such
+//!   a notice is then DKIM-signed when dkim_signing_table has a key for
+//!   its From: address (MAILER-DAEMON@$myhostname), as smtpd signs mail
+//!   from mynetworks.
 //!
 //!   Scheduling. At start (everything committed is scheduled again after a
 //!   crash), after each commit, on the master's wakeups and every
@@ -244,7 +247,7 @@
 //!   Bounces: maximal_queue_lifetime, bounce_queue_lifetime,
 //!   2bounce_notice_recipient, myorigin, delay_warning_time,
 //!   internal_mail_filter_classes (bounce, notify) with non_smtpd_milters
-//!   and the milter_* settings.
+//!   and the milter_* settings, dkim_signing_table and dkim_key_table.
 //!
 //!   Process: drain_timeout (how long open connections may finish after
 //!   SIGTERM).

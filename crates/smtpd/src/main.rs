@@ -123,6 +123,33 @@
 //!   or unreadable one stops the master with its name. Such a message is
 //!   kept whole in memory until it is signed, as for milters.
 //!
+//!   Message authentication (Postern; RFC 7208, 6376, 7489, 8617, 8601):
+//!   mail from clients outside mynetworks that did not authenticate is
+//!   checked with smtpd_message_authentication's methods, with no opendkim,
+//!   opendmarc or policyd-spf beside it. SPF of the HELO and MAIL FROM
+//!   identities starts when MAIL FROM is accepted, and RCPT waits for it;
+//!   at the end of the message every DKIM signature (up to 10), the ARC
+//!   chain and DMARC are checked. Authentication-Results fields that
+//!   claim our authserv-id ($myhostname) are removed, and the results go
+//!   into one Authentication-Results field below our Received and into
+//!   the log (`ID: Authentication-Results: HOST; spf=pass
+//!   smtp.mailfrom=..., dkim=pass header.d=..., dmarc=pass ...,
+//!   arc=none`), before the milters see the message. A check cut off by
+//!   smtpd_message_authentication_timeout is a temperror, never a hang.
+//!   An SPF fail (`-all` matched, either identity) is refused at RCPT or
+//!   at the end of DATA as smtpd_spf_fail_action says (`550 5.7.23
+//!   <alice@example.com>: Sender address rejected: SPF fail - example.com
+//!   does not designate 192.0.2.1 as permitted sender`), and
+//!   reject_spf_fail does the same inside smtpd_*_restrictions (from RCPT
+//!   on; before that it has no result and does nothing). A DMARC failure
+//!   under p=reject or p=quarantine is refused (`550 5.7.1 rejected by
+//!   DMARC policy for example.com`), held or only tagged as
+//!   smtpd_dmarc_reject_action and smtpd_dmarc_quarantine_action say;
+//!   both default to tag. Checked mail that a virtual alias forwards to
+//!   another domain is sealed with ARC with arc_sealing_key (local(8)'s
+//!   aliases and .forward files seal in local-delivery). Such a message is
+//!   kept whole in memory until it is checked.
+//!
 //!   After-queue content filter (FILTER_README): content_filter (usually
 //!   set per service) names the transport:destination that every message
 //!   received here goes to first; qmgr sends it there, and the filter
@@ -352,6 +379,20 @@
 //!     dkim_signed_headers   the headers signed (opendkim's list; From
 //!                           always)
 //!
+//!   Message authentication (Postern)
+//!     smtpd_message_authentication  spf, dkim, dmarc, arc: the checks of
+//!                           mail from outside; empty: none (dmarc needs
+//!                           spf and dkim)
+//!     smtpd_message_authentication_timeout  10s, the bound on each check
+//!     smtpd_spf_fail_action  tag (default), reject (at RCPT) or
+//!                           reject_at_data
+//!     smtpd_dmarc_reject_action, smtpd_dmarc_quarantine_action  tag
+//!                           (default), hold or reject: what a DMARC
+//!                           failure gets under p=reject, p=quarantine
+//!     arc_sealing_key       the dkim_key_table key (RSA) that seals
+//!                           forwarded mail; empty (default): none
+//!     dns_servers           the resolvers asked; empty: /etc/resolv.conf
+//!
 //!   SASL authentication
 //!     smtpd_sasl_auth_enable  offer AUTH (no)
 //!     smtpd_sasl_users      the user table (Postern): `username hash`
@@ -380,7 +421,8 @@
 //! - `settings`: the parameters of one session. `policy`: access policy.
 //! - `actions`: what access tables, checks and milters decided for the
 //!   message, applied when it is queued. `milter`: the milter events of a
-//!   session and the filters' changes.
+//!   session and the filters' changes. `verify`: the inbound checks and
+//!   ARC sealing.
 
 mod actions;
 mod auth;

@@ -168,9 +168,11 @@ impl Qmgr {
     /// when internal_mail_filter_classes names the class, the notice goes
     /// through non_smtpd_milters first, as Postfix's bounce daemon sends
     /// it through cleanup's filters (so that a signing milter signs
-    /// bounces too). A filter's refusal keeps the notice from being
-    /// queued (it is tried again: Err); a discard drops it (None); a
-    /// quarantine queues it on hold.
+    /// bounces too), and is then DKIM-signed when dkim_signing_table has a
+    /// key for its From: address, as smtpd signs mail from mynetworks. A
+    /// filter's refusal keeps the notice from being queued (it is tried
+    /// again: Err); a discard drops it (None); a quarantine queues it on
+    /// hold.
     async fn enqueue_notice(
         self: &Arc<Self>,
         sender: String,
@@ -183,37 +185,43 @@ impl Qmgr {
             .words("internal_mail_filter_classes")
             .iter()
             .any(|c| c == class);
-        let settings = match MilterSettings::from_params(&params, MilterList::NonSmtpd) {
-            Ok(s) if filtered && !s.milters.is_empty() => s,
-            _ => {
-                let id = self.enqueue(sender, recipients, body, false).await;
-                return id.map(Some).map_err(|e| e.to_string());
-            }
-        };
-        let addresses: Vec<String> = recipients.iter().map(|r| r.address.clone()).collect();
-        let submission = Submission {
-            queue_id: "NOQUEUE",
-            hostname: &params.get("myhostname"),
-            sender: &sender,
-            recipients: &addresses,
-            content: &body,
-        };
-        match nonsmtp::judge(&settings, &submission).await {
-            Judgement::Accept {
-                content,
-                sender,
-                recipients: addresses,
-                hold,
-            } => {
-                let recipients = addresses.into_iter().map(Recipient::new).collect();
-                let id = self
-                    .enqueue(sender, recipients, content, hold.is_some())
-                    .await;
-                id.map(Some).map_err(|e| e.to_string())
-            }
-            Judgement::Discard => Ok(None),
-            Judgement::Refuse(reply) => Err(format!("refused by a milter: {reply}")),
+        if !filtered {
+            let id = self.enqueue(sender, recipients, body, false).await;
+            return id.map(Some).map_err(|e| e.to_string());
         }
+        let (content, sender, recipients, hold) =
+            match MilterSettings::from_params(&params, MilterList::NonSmtpd) {
+                Ok(settings) if !settings.milters.is_empty() => {
+                    let addresses: Vec<String> =
+                        recipients.iter().map(|r| r.address.clone()).collect();
+                    let submission = Submission {
+                        queue_id: "NOQUEUE",
+                        hostname: &params.get("myhostname"),
+                        sender: &sender,
+                        recipients: &addresses,
+                        content: &body,
+                    };
+                    match nonsmtp::judge(&settings, &submission).await {
+                        Judgement::Accept {
+                            content,
+                            sender,
+                            recipients: addresses,
+                            hold,
+                        } => {
+                            let recipients = addresses.into_iter().map(Recipient::new).collect();
+                            (content, sender, recipients, hold.is_some())
+                        }
+                        Judgement::Discard => return Ok(None),
+                        Judgement::Refuse(reply) => {
+                            return Err(format!("refused by a milter: {reply}"));
+                        }
+                    }
+                }
+                _ => (body, sender, recipients, false),
+            };
+        let content = dkim_sign_notice(&params, content);
+        let id = self.enqueue(sender, recipients, content, hold).await;
+        id.map(Some).map_err(|e| e.to_string())
     }
 
     /// Queues a message qmgr itself wrote (a notification) and schedules
@@ -283,4 +291,27 @@ pub(super) fn double_bounce_sender(params: &Params) -> String {
         params.get("double_bounce_sender"),
         params.get("myorigin")
     )
+}
+
+/// `notice` with a DKIM-Signature on top when dkim_signing_table has a key
+/// for its From: address. The keys were checked when the master started;
+/// one that cannot be used now leaves the notice unsigned, with a
+/// warning, rather than undelivered.
+fn dkim_sign_notice(params: &postern_config::Params, notice: Vec<u8>) -> Vec<u8> {
+    let signer = match postern_auth::DkimSigner::from_params(params) {
+        Ok(Some(signer)) => signer,
+        Ok(None) => return notice,
+        Err(e) => {
+            tracing::warn!("DKIM signing of a notification unusable: {e}");
+            return notice;
+        }
+    };
+    match signer.sign(&notice) {
+        Ok(Some(header)) => [header.into_bytes(), notice].concat(),
+        Ok(None) => notice,
+        Err(e) => {
+            tracing::warn!("DKIM signing of a notification failed: {e}");
+            notice
+        }
+    }
 }
