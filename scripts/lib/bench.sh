@@ -5,7 +5,8 @@
 #
 # The caller sets: work (the scratch directory, mode 755), sink_port,
 # postern_port; for `rate` also mode (accept or e2e), messages, size and
-# sessions. Postern's binaries are taken from ${CARGO_TARGET_DIR:-target}/release.
+# sessions; optionally source_file (smtp-source -F: that message instead
+# of a generated one) and postern_mynetworks (default 127.0.0.0/8). Postern's binaries are taken from ${CARGO_TARGET_DIR:-target}/release.
 
 bin=${CARGO_TARGET_DIR:-target}/release
 
@@ -54,8 +55,10 @@ wait_sink() {
 # send PORT MESSAGES: smtp-source (sessions in parallel, one recipient a
 # message, size bytes of body) against 127.0.0.1:PORT.
 send() {
+  local file=()
+  [ -n "${source_file:-}" ] && file=(-F "$source_file")
   smtp-source -s "$sessions" -l "$size" -m "$2" -f bench@example.com \
-    -t rcpt@example.net "127.0.0.1:$1"
+    -t rcpt@example.net "${file[@]}" "127.0.0.1:$1"
 }
 
 # rate NAME PORT: run smtp-source against 127.0.0.1:PORT, print msgs/s
@@ -96,7 +99,7 @@ myhostname = "bench.example.local"
 queue_directory = "queue"
 maillog_file = "maillog"
 mail_owner = "nobody"
-mynetworks = "127.0.0.0/8"
+mynetworks = "${postern_mynetworks:-127.0.0.0/8}"
 relayhost = "[127.0.0.1]:$sink_port"
 smtpd_peername_lookup = "no"
 CF

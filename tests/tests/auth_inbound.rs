@@ -618,3 +618,42 @@ fn mail_forwarded_outside_is_arc_sealed() {
     let m = arrived(&sink, "inside", &inst);
     assert!(!m.data.contains("ARC-Seal"), "{}", m.data);
 }
+
+/// A setting that needs a check the method list leaves out is refused at
+/// start with its file, line and name, not ignored.
+#[test]
+fn settings_that_need_a_missing_method_stop_the_start() {
+    for (extra, param) in [
+        (
+            "smtpd_message_authentication = \"spf, dmarc\"",
+            "smtpd_message_authentication",
+        ),
+        (
+            "smtpd_message_authentication = \"dkim\"\nsmtpd_recipient_restrictions = \"reject_spf_fail\"",
+            "smtpd_recipient_restrictions",
+        ),
+        (
+            "smtpd_message_authentication = \"\"\nsmtpd_spf_fail_action = \"reject\"",
+            "smtpd_spf_fail_action",
+        ),
+        (
+            "smtpd_message_authentication = \"spf, dkim\"\nsmtpd_dmarc_reject_action = \"reject\"",
+            "smtpd_dmarc_reject_action",
+        ),
+    ] {
+        let smtp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let inst = Instance::create(smtp, &Instance::standard_config(smtp, extra, ""));
+        let out = std::process::Command::new(postern_tests::bin_dir().join("master"))
+            .arg("--config")
+            .arg(inst.dir.path().join("master.toml"))
+            .arg("--check")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra}: accepted");
+        assert!(
+            err.contains("master.toml:") && err.contains(param),
+            "{extra}: {err}"
+        );
+    }
+}

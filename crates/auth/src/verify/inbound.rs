@@ -119,12 +119,55 @@ impl Inbound {
     }
 }
 
+/// The restriction lists smtpd evaluates.
+const RESTRICTION_LISTS: [&str; 6] = [
+    "smtpd_client_restrictions",
+    "smtpd_helo_restrictions",
+    "smtpd_sender_restrictions",
+    "smtpd_relay_restrictions",
+    "smtpd_recipient_restrictions",
+    "smtpd_data_restrictions",
+];
+
+/// An action or restriction that needs a method the list leaves out
+/// would do nothing: refused, naming the parameter that asks for it.
+fn needs(params: &Params, methods: Methods) -> Result<(), (String, String)> {
+    let missing =
+        |what: &str, method: &str| format!("{what} needs {method} in smtpd_message_authentication");
+    if !methods.spf {
+        if params.choice("smtpd_spf_fail_action") != "tag" {
+            return Err(("smtpd_spf_fail_action".into(), missing("an action", "spf")));
+        }
+        let classes = params.list("smtpd_restriction_classes");
+        for list in RESTRICTION_LISTS
+            .iter()
+            .copied()
+            .chain(classes.iter().map(String::as_str))
+        {
+            if params
+                .list(list)
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case("reject_spf_fail"))
+            {
+                return Err((list.into(), missing("reject_spf_fail", "spf")));
+            }
+        }
+    }
+    if !methods.dmarc {
+        for action in ["smtpd_dmarc_reject_action", "smtpd_dmarc_quarantine_action"] {
+            if params.choice(action) != "tag" {
+                return Err((action.into(), missing("an action", "dmarc")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The start-up check of the inbound parameters of `[main]` and every
 /// service.
 pub fn check_config(config: &postern_config::Config) -> Result<(), postern_config::ConfigError> {
     config.check_each_service(|params| {
-        methods(params)
-            .map(drop)
-            .map_err(|(param, reason)| (param.to_string(), reason))
+        let methods = methods(params).map_err(|(param, reason)| (param.to_string(), reason))?;
+        needs(params, methods)
     })
 }
