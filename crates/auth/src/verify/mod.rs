@@ -23,7 +23,14 @@
 //! `permerror` (mail-auth reports some such as neutral and drops others);
 //! an ARC chain that does not parse is `fail`.
 //!
-//! DNS answers are cached by hickory for their TTLs, across checks.
+//! DNS answers are cached by hickory for their TTLs, across checks (8192
+//! entries, hickory's default bound).
+//!
+//! [`Verifier::check_spf`] and [`Verifier::check_message`] are the two
+//! halves smtpd runs at MAIL FROM and at the end of the message;
+//! [`Inbound`] is what smtpd's parameters ask of them (the `inbound`
+//! module); `fields` and `results` are the header-level helpers and the
+//! results as a value.
 
 pub(crate) mod fields;
 mod inbound;
