@@ -55,10 +55,10 @@ wait_sink() {
 # send PORT MESSAGES: smtp-source (sessions in parallel, one recipient a
 # message, size bytes of body) against 127.0.0.1:PORT.
 send() {
-  local file=()
-  [ -n "${source_file:-}" ] && file=(-F "$source_file")
-  smtp-source -s "$sessions" -l "$size" -m "$2" -f bench@example.com \
-    -t rcpt@example.net "${file[@]}" "127.0.0.1:$1"
+  local content=(-l "$size")
+  [ -n "${source_file:-}" ] && content=(-F "$source_file")
+  smtp-source -s "$sessions" "${content[@]}" -m "$2" -f bench@example.com \
+    -t rcpt@example.net "127.0.0.1:$1"
 }
 
 # rate NAME PORT: run smtp-source against 127.0.0.1:PORT, print msgs/s

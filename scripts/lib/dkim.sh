@@ -62,6 +62,7 @@ signed() {
   mkdir -p "$kept"
   chown nobody "$kept"
   start_sink "$name-sample" -d "$kept/"
+  # shellcheck disable=SC2034  # send reads size
   for size in "${sizes[@]}"; do
     send "$port" "$sample" >/dev/null 2>&1 || true
     total=$((total + sample))
