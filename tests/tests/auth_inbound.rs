@@ -219,7 +219,7 @@ fn each_spf_result_is_recorded_and_forged_results_are_removed() {
 fn spf_failures_are_refused_at_rcpt_or_after_data_as_configured() {
     let dns = DnsServer::start(spf_records());
     let sink = Sink::start(Ipv4Addr::LOCALHOST, 0);
-    let (at_data, restriction) = (free_port(), free_port());
+    let (at_data, restriction, early) = (free_port(), free_port(), free_port());
     let inst = start(
         &dns,
         &sink,
@@ -231,7 +231,11 @@ fn spf_failures_are_refused_at_rcpt_or_after_data_as_configured() {
              [[service]]\nname = \"smtp_restriction\"\ntype = \"inet\"\n\
              listen = \"127.0.0.1:{restriction}\"\ncommand = \"smtpd\"\n\
              options = {{ smtpd_spf_fail_action = \"tag\", \
-             smtpd_recipient_restrictions = \"reject_spf_fail\" }}\n"
+             smtpd_recipient_restrictions = \"reject_spf_fail\" }}\n\n\
+             [[service]]\nname = \"smtp_early\"\ntype = \"inet\"\n\
+             listen = \"127.0.0.1:{early}\"\ncommand = \"smtpd\"\n\
+             options = {{ smtpd_spf_fail_action = \"tag\", smtpd_delay_reject = \"no\", \
+             smtpd_sender_restrictions = \"reject_spf_fail\" }}\n"
         ),
     );
     let port = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
@@ -338,6 +342,17 @@ fn spf_failures_are_refused_at_rcpt_or_after_data_as_configured() {
         &message("alice@neutral.test", "neutral", ""),
     );
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
+
+    // With smtpd_delay_reject = no, the sender restrictions at MAIL wait
+    // for SPF.
+    let (mut c, _) = SmtpClient::connect_from(OUTSIDE, port(early)).unwrap();
+    c.expect("EHLO client.outside.test", "250");
+    c.expect(
+        "MAIL FROM:<alice@fail.test>",
+        "550 5.7.23 <alice@fail.test>: Sender address rejected: SPF fail",
+    );
+    c.expect("MAIL FROM:<alice@pass.test>", "250");
+    let _ = c.cmd("QUIT");
 
     // Nothing refused arrived.
     assert!(

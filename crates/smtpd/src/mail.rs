@@ -36,6 +36,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             spf: None,
         };
         self.tx = Some(tx);
+        self.start_spf();
+        if !self.settings.delay_reject {
+            // The sender restrictions run now, and reject_spf_fail among
+            // them needs the result.
+            if let Some(spf) = self.tx.as_mut().and_then(|t| t.spf.as_mut()) {
+                spf.results().await;
+            }
+        }
         if !self.settings.delay_reject
             && let Some(refusal) = self.policy_check(Stage::Mail, None)
         {
@@ -57,7 +65,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 return step;
             }
         }
-        self.start_spf();
         self.io.reply(&reply("250 2.1.0 Ok"));
         Step::Ok
     }

@@ -140,8 +140,10 @@
 //!   at the end of DATA as smtpd_spf_fail_action says (`550 5.7.23
 //!   <alice@example.com>: Sender address rejected: SPF fail - example.com
 //!   does not designate 192.0.2.1 as permitted sender`), and
-//!   reject_spf_fail does the same inside smtpd_*_restrictions (from RCPT
-//!   on; before that it has no result and does nothing). A DMARC failure
+//!   reject_spf_fail does the same inside smtpd_*_restrictions (from MAIL
+//!   on: with smtpd_delay_reject = no the sender restrictions wait for
+//!   SPF; in the client and HELO restrictions evaluated at connect and
+//!   HELO there is no result yet, and it does nothing). A DMARC failure
 //!   under p=reject or p=quarantine is refused (`550 5.7.1 rejected by
 //!   DMARC policy for example.com`), held or only tagged as
 //!   smtpd_dmarc_reject_action and smtpd_dmarc_quarantine_action say;
