@@ -1,8 +1,9 @@
 //! Inbound message authentication in the session (postern-auth's
 //! `verify`), for clients outside mynetworks that did not authenticate:
 //!
-//! * SPF of the HELO and MAIL FROM identities starts when MAIL FROM is
-//!   accepted and runs beside the transaction; RCPT waits for it, so
+//! * SPF of the HELO and MAIL FROM identities starts with the MAIL FROM
+//!   command and runs beside the transaction; RCPT waits for it (and the
+//!   sender restrictions at MAIL, with `smtpd_delay_reject = no`), so
 //!   that `reject_spf_fail` and `smtpd_spf_fail_action = reject` can act
 //!   on it there.
 //! * At the end of the message: Authentication-Results fields that claim
