@@ -70,6 +70,15 @@ fn start_with_aliases(
     inst.launch()
 }
 
+/// A second smtpd service on 127.0.0.1:`port` with these `options` (TOML
+/// inline-table entries), and its address.
+fn smtpd_service(name: &str, port: u16, options: &str) -> String {
+    format!(
+        "[[service]]\nname = \"{name}\"\ntype = \"inet\"\nlisten = \"127.0.0.1:{port}\"\n\
+         command = \"smtpd\"\noptions = {{ {options} }}\n\n"
+    )
+}
+
 /// Sends `message` from `from` (HELO `helo`) to `smtp`; the reply to the
 /// final dot, or to the first command that was refused.
 fn send(
@@ -135,7 +144,17 @@ fn auth_results(data: &str, id: &str) -> Vec<String> {
 fn each_spf_result_is_recorded_and_forged_results_are_removed() {
     let dns = DnsServer::start(spf_records());
     let sink = Sink::start(Ipv4Addr::LOCALHOST, 0);
-    let inst = start(&dns, &sink, "", "");
+    let unchecked = free_port();
+    let inst = start(
+        &dns,
+        &sink,
+        "",
+        &smtpd_service(
+            "smtp_unchecked",
+            unchecked,
+            "smtpd_message_authentication = \"\"",
+        ),
+    );
     for (domain, want) in [
         ("pass.test", "pass"),
         ("fail.test", "fail"),
@@ -201,6 +220,21 @@ fn each_spf_result_is_recorded_and_forged_results_are_removed() {
         )]);
     }
 
+    // Not checked, mail from outside still loses what claims to be ours.
+    let forged =
+        format!("Authentication-Results: {AUTHSERV_ID}; dmarc=pass header.from=bank.test\r\n");
+    let reply = send(
+        format!("127.0.0.1:{unchecked}").parse().unwrap(),
+        OUTSIDE,
+        "client.outside.test",
+        "alice@pass.test",
+        "bob@example.net",
+        &message("alice@pass.test", "unchecked", &forged),
+    );
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    let m = arrived(&sink, "unchecked", &inst);
+    assert!(auth_results(&m.data, AUTHSERV_ID).is_empty(), "{}", m.data);
+
     // Mail from mynetworks is not checked.
     let reply = send(
         inst.smtp,
@@ -224,19 +258,26 @@ fn spf_failures_are_refused_at_rcpt_or_after_data_as_configured() {
         &dns,
         &sink,
         "smtpd_spf_fail_action = \"reject\"",
-        &format!(
-            "[[service]]\nname = \"smtp_data\"\ntype = \"inet\"\n\
-             listen = \"127.0.0.1:{at_data}\"\ncommand = \"smtpd\"\n\
-             options = {{ smtpd_spf_fail_action = \"reject_at_data\" }}\n\n\
-             [[service]]\nname = \"smtp_restriction\"\ntype = \"inet\"\n\
-             listen = \"127.0.0.1:{restriction}\"\ncommand = \"smtpd\"\n\
-             options = {{ smtpd_spf_fail_action = \"tag\", \
-             smtpd_recipient_restrictions = \"reject_spf_fail\" }}\n\n\
-             [[service]]\nname = \"smtp_early\"\ntype = \"inet\"\n\
-             listen = \"127.0.0.1:{early}\"\ncommand = \"smtpd\"\n\
-             options = {{ smtpd_spf_fail_action = \"tag\", smtpd_delay_reject = \"no\", \
-             smtpd_sender_restrictions = \"reject_spf_fail\" }}\n"
-        ),
+        &[
+            smtpd_service(
+                "smtp_data",
+                at_data,
+                "smtpd_spf_fail_action = \"reject_at_data\"",
+            ),
+            smtpd_service(
+                "smtp_restriction",
+                restriction,
+                "smtpd_spf_fail_action = \"tag\", \
+                 smtpd_recipient_restrictions = \"reject_spf_fail\"",
+            ),
+            smtpd_service(
+                "smtp_early",
+                early,
+                "smtpd_spf_fail_action = \"tag\", smtpd_delay_reject = \"no\", \
+                 smtpd_sender_restrictions = \"reject_spf_fail\"",
+            ),
+        ]
+        .concat(),
     );
     let port = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
     let fail = message("alice@fail.test", "spf fail", "");
@@ -403,10 +444,10 @@ fn dkim_results_and_dmarc_policies() {
         &dns,
         &sink,
         "smtpd_dmarc_reject_action = \"reject\"\nsmtpd_dmarc_quarantine_action = \"hold\"",
-        &format!(
-            "[[service]]\nname = \"smtp_tag\"\ntype = \"inet\"\n\
-             listen = \"127.0.0.1:{tag}\"\ncommand = \"smtpd\"\n\
-             options = {{ smtpd_dmarc_reject_action = \"tag\", smtpd_dmarc_quarantine_action = \"tag\" }}\n"
+        &smtpd_service(
+            "smtp_tag",
+            tag,
+            "smtpd_dmarc_reject_action = \"tag\", smtpd_dmarc_quarantine_action = \"tag\"",
         ),
     );
     let tag: SocketAddr = format!("127.0.0.1:{tag}").parse().unwrap();

@@ -64,9 +64,12 @@ impl ArcSealer {
         if entry.algorithm() != KeyAlgorithm::Rsa {
             return Err(DkimError::SealingKeyNotRsa { name });
         }
-        let mut headers = params.list("dkim_signed_headers");
-        if !headers.iter().any(|h| h.eq_ignore_ascii_case("from")) {
-            headers.insert(0, "From".to_string());
+        let mut headers: Vec<String> = Vec::new();
+        for h in std::iter::once("From".to_string()).chain(params.list("dkim_signed_headers")) {
+            // Each name once: every instance of it is signed.
+            if !headers.iter().any(|x| x.eq_ignore_ascii_case(&h)) {
+                headers.push(h);
+            }
         }
         Ok(Some(ArcSealer {
             domain: entry.domain,
@@ -114,7 +117,8 @@ impl ArcSealer {
         if sets.seals.len() >= MAX_SETS || sets.seals.iter().any(|s| s.cv_fail) {
             return Ok(None);
         }
-        let i = sets.seals.len() + 1;
+        // After the highest instance there is, whatever the chain's shape.
+        let i = sets.fields.iter().map(|(i, _, _)| *i).max().unwrap_or(0) + 1;
         let cv = if i == 1 {
             "none"
         } else {
@@ -156,8 +160,10 @@ impl ArcSealer {
         let ams = format!("{ams_unsigned}{}\r\n", fold_b(&b64(&self.sign(&signed)?)));
 
         // ARC-Seal: every set so far, in order, then ours.
+        // A failed chain's seal covers its own set only (RFC 8617 5.1.2).
         let mut sealed = Vec::new();
-        for n in 1..i {
+        let earlier = if cv == "fail" { 1..1 } else { 1..i };
+        for n in earlier {
             for f in sets.fields_of(n) {
                 relaxed_field(&message[f.bytes.clone()], &mut sealed);
             }
@@ -184,23 +190,58 @@ impl ArcSealer {
 /// The body: after the empty line that ends the header section.
 fn body_of(message: &[u8], header_end: usize) -> &[u8] {
     let rest = &message[header_end.min(message.len())..];
+    // A header section ended by a line that is no field: that line is
+    // the body's first, as verifiers read it.
     rest.strip_prefix(b"\r\n")
         .or_else(|| rest.strip_prefix(b"\n"))
-        .unwrap_or(b"")
+        .unwrap_or(rest)
 }
 
 /// The result of `method` in an Authentication-Results value
-/// (`arc=pass`), lower case.
+/// (`arc=pass`): the last resinfo of that method, found by splitting at
+/// the `;` outside quoted strings and comments, so that a value taken
+/// from the client (a quoted HELO name holding `; arc=pass`) cannot pose
+/// as a result.
 fn result_of<'a>(results: &'a str, method: &str) -> Option<&'a str> {
-    results.split(';').skip(1).find_map(|resinfo| {
-        let (m, rest) = resinfo.trim().split_once('=')?;
-        m.trim().eq_ignore_ascii_case(method).then(|| {
-            rest.trim_start()
-                .split(|c: char| c.is_whitespace() || c == '(')
-                .next()
-                .unwrap_or("")
+    resinfos(results)
+        .into_iter()
+        .skip(1)
+        .rev()
+        .find_map(|resinfo| {
+            let (m, rest) = resinfo.trim().split_once('=')?;
+            m.trim().eq_ignore_ascii_case(method).then(|| {
+                rest.trim_start()
+                    .split(|c: char| c.is_whitespace() || c == '(')
+                    .next()
+                    .unwrap_or("")
+            })
         })
-    })
+}
+
+/// An Authentication-Results value split at the `;` that separate its
+/// parts (RFC 8601 2.2), not those inside quoted strings or comments.
+fn resinfos(value: &str) -> Vec<&str> {
+    let (mut parts, mut start) = (Vec::new(), 0);
+    let (mut quoted, mut depth, mut escaped) = (false, 0usize, false);
+    for (i, c) in value.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted || depth > 0 => escaped = true,
+            '"' if depth == 0 => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            ';' if !quoted && depth == 0 => {
+                parts.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&value[start..]);
+    parts
 }
 
 /// The ARC sets a message carries: the state of each seal, and every
@@ -332,6 +373,15 @@ mod tests {
         let mut out = Vec::new();
         relaxed_field(b"Subject :  Hello \r\n\t  World  \r\n", &mut out);
         assert_eq!(out, b"subject:Hello World\r\n");
+    }
+
+    #[test]
+    fn a_quoted_value_cannot_pose_as_a_result() {
+        let r = "mx.test;\r\n\tspf=none smtp.helo=\"x; arc=pass y\";\r\n\t\
+                 dkim=none (a; arc=pass comment);\r\n\tarc=fail";
+        assert_eq!(result_of(r, "arc"), Some("fail"));
+        assert_eq!(resinfos(r).len(), 4);
+        assert_eq!(body_of(b"A: 1\r\nnot a field\r\n", 6), b"not a field\r\n");
     }
 
     #[test]

@@ -165,7 +165,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             inspector,
             hold_whole: self.milters.as_ref().is_some_and(|m| !m.is_empty())
                 || self.signs_outgoing()
-                || self.inbound().is_some(),
+                || !self.in_mynetworks(),
         });
         Ok((id, msg))
     }
@@ -180,12 +180,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     /// A client in mynetworks or authenticated: its mail is signed, not
     /// checked.
     pub(crate) fn trusted_client(&self) -> bool {
-        self.sasl.is_some()
-            || self
-                .settings
-                .policy
-                .as_ref()
-                .is_ok_and(|p| p.in_mynetworks(self.client.addr))
+        self.sasl.is_some() || self.in_mynetworks()
+    }
+
+    /// A client in mynetworks: this host's own domain of administration,
+    /// whose Authentication-Results are kept (a content filter hands mail
+    /// back from there with ours in it).
+    pub(crate) fn in_mynetworks(&self) -> bool {
+        self.settings
+            .policy
+            .as_ref()
+            .is_ok_and(|p| p.in_mynetworks(self.client.addr))
     }
 
     /// The message with our DKIM-Signature on top, when one applies

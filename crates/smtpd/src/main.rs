@@ -130,7 +130,8 @@
 //!   identities starts when MAIL FROM is accepted, and RCPT waits for it;
 //!   at the end of the message every DKIM signature (up to 10), the ARC
 //!   chain and DMARC are checked. Authentication-Results fields that
-//!   claim our authserv-id ($myhostname) are removed, and the results go
+//!   claim our authserv-id ($myhostname) are removed (from all mail from
+//!   outside mynetworks, checked or not), and the results go
 //!   into one Authentication-Results field below our Received and into
 //!   the log (`ID: Authentication-Results: HOST; spf=pass
 //!   smtp.mailfrom=..., dkim=pass header.d=..., dmarc=pass ...,

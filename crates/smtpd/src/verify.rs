@@ -7,7 +7,9 @@
 //!   that `reject_spf_fail` and `smtpd_spf_fail_action = reject` can act
 //!   on it there.
 //! * At the end of the message: Authentication-Results fields that claim
-//!   our authserv-id (myhostname) are removed, DKIM, ARC and DMARC are
+//!   our authserv-id (myhostname) are removed (from all mail from outside
+//!   mynetworks, authenticated clients' too, so that none but ours is
+//!   there when local-delivery seals forwarded mail), DKIM, ARC and DMARC are
 //!   checked, the results are logged and written into one
 //!   `Authentication-Results:` field below our Received (where a milter
 //!   adding one at the top lands in Postfix), and the SPF and DMARC
@@ -86,16 +88,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         content: Vec<u8>,
         own: &[u8],
     ) -> Result<Vec<u8>, Step> {
-        let inbound = match self.inbound() {
-            None => return Ok(content),
-            Some(Ok(Some(inbound))) => inbound.clone(),
-            Some(_) => return Err(self.refuse("451 4.3.5 Server configuration error")),
-        };
+        if self.in_mynetworks() {
+            return Ok(content);
+        }
         let hostname = self.settings.hostname.clone();
         let own = if content.starts_with(own) {
             own.len()
         } else {
             0
+        };
+        let inbound = match self.inbound() {
+            // Not checked (an authenticated client, or no methods): only
+            // what claims our authserv-id goes.
+            None => {
+                let theirs = remove_our_auth_results(&content[own..], &hostname);
+                return Ok([&content[..own], &theirs[..]].concat());
+            }
+            Some(Ok(Some(inbound))) => inbound.clone(),
+            Some(_) => return Err(self.refuse("451 4.3.5 Server configuration error")),
         };
         let theirs = remove_our_auth_results(&content[own..], &hostname);
         let spf = match self.tx.as_mut().and_then(|t| t.spf.as_mut()) {
