@@ -53,11 +53,32 @@ async fn spf_results_from_txt_records() {
                 "ip4:198.51.100.199 ".repeat(80)
             ),
         ),
-        // Errors mail-auth 0.13.3 finds (it lets unknown mechanisms and
-        // bad addresses, such as ip4:192.0.2.300, pass unnoticed).
+        // Errors in the record.
         Record::txt("redirect.test", "v=spf1 redirect=nowhere.test"),
         Record::txt("syntax.test", "v=spf1 include: -all"),
         Record::txt("loop.test", "v=spf1 include:loop.test -all"),
+        // RFC 7208 4.6.4: a third lookup that finds nothing is a
+        // permerror, unless a match ended the evaluation before it.
+        Record::txt(
+            "void.test",
+            &format!("v=spf1 a:v1.void.test a:v2.void.test a:v3.void.test ip4:{CLIENT} -all"),
+        ),
+        Record::txt(
+            "twovoid.test",
+            &format!("v=spf1 a:v1.void.test mx:v2.void.test ip4:{CLIENT} -all"),
+        ),
+        Record::txt(
+            "early.test",
+            &format!("v=spf1 ip4:{CLIENT} a:v1.void.test a:v2.void.test a:v3.void.test -all"),
+        ),
+        // Macros: the client's address and the sender's local part.
+        Record::txt("macro.test", "v=spf1 exists:%{i}.%{l}.allow.test -all"),
+        Record::a(
+            &format!("{CLIENT}.alice.allow.test"),
+            "127.0.0.1".parse().unwrap(),
+        ),
+        Record::txt("unknown.test", "v=spf1 frobnicate -all"),
+        Record::txt("badip.test", "v=spf1 ip4:192.0.2.300 -all"),
         Record::servfail("servfail.test"),
         Record::unanswered("silent.test"),
         Record::txt("mx.pass.test", &format!("v=spf1 ip4:{CLIENT} -all")),
@@ -82,6 +103,12 @@ async fn spf_results_from_txt_records() {
         ("redirect.test", Verdict::PermError),
         ("syntax.test", Verdict::PermError),
         ("loop.test", Verdict::PermError),
+        ("void.test", Verdict::PermError),
+        ("twovoid.test", Verdict::Pass),
+        ("early.test", Verdict::Pass),
+        ("macro.test", Verdict::Pass),
+        ("unknown.test", Verdict::PermError),
+        ("badip.test", Verdict::PermError),
         ("servfail.test", Verdict::TempError),
         ("silent.test", Verdict::TempError),
         ("long.test", Verdict::Pass),

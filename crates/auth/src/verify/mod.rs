@@ -8,9 +8,9 @@
 //!   method (SPF of one identity, all of DKIM, ARC, DMARC) at most the whole
 //!   timeout; a method cut off reports `temperror`. SPF, DKIM and ARC run
 //!   at once, DMARC after them, so a check takes at most twice the timeout;
-//! * SPF's limit of 10 DNS-querying terms (RFC 7208 4.6.4) is mail-auth's,
-//!   which gives `permerror` beyond it (and so for include loops); mail-auth
-//!   does not count void lookups, the time bound stands in for that limit;
+//! * SPF is evaluated here (the `spf` module), with RFC 7208's limits of
+//!   10 DNS-querying terms and 2 void lookups (`permerror` beyond, and so
+//!   for include loops);
 //! * at most [`MAX_DKIM_SIGNATURES`] signatures are verified, the first in
 //!   the header; the others are removed from the copy mail-auth parses, so
 //!   neither their body hashes nor their key lookups are done, and are
@@ -35,6 +35,7 @@
 pub(crate) mod fields;
 mod inbound;
 mod results;
+mod spf;
 
 pub use fields::remove_our_auth_results;
 pub use inbound::{DmarcAction, Inbound, SpfFailAction, check_config};
@@ -54,7 +55,6 @@ use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::hickory_resolver::TokioResolver;
 use mail_auth::hickory_resolver::config::ResolverOpts;
-use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, DkimOutput, DkimResult, DmarcResult, Error, MessageAuthenticator,
     SpfOutput, SpfResult,
@@ -167,27 +167,22 @@ impl Verifier {
         // An address literal or a bare word is not checked (RFC 7208 2.3):
         // mail-auth, given the empty name, says none.
         let helo_name = if is_domain_name(helo) { helo } else { "" };
-        let mail_from_helo = if mail_from.contains('@') {
-            helo
-        } else {
-            helo_name
+        let resolver = &self.auth.0;
+        let helo_sender = format!("postmaster@{helo_name}");
+        let (mail_from_domain, mail_from_sender) = match mail_from.rsplit_once('@') {
+            Some((_, domain)) => (domain, mail_from),
+            None => (helo_name, helo_sender.as_str()),
         };
-        let spf_helo = self.spf_within_timeout(
-            self.auth
-                .verify_spf(SpfParameters::verify_ehlo(client_ip, helo_name, host)),
-            helo_name,
-        );
-        let spf_mail_from = self.spf_within_timeout(
-            self.auth.verify_spf(SpfParameters::verify_mail_from(
-                client_ip,
-                mail_from_helo,
-                host,
-                mail_from,
-            )),
-            mail_from
-                .rsplit_once('@')
-                .map_or(mail_from_helo, |(_, d)| d),
-        );
+        let spf_helo = async {
+            let mut check = spf::Check::new(resolver, client_ip, &helo_sender, helo, host);
+            self.spf_within_timeout(check.check_host(helo_name), helo_name)
+                .await
+        };
+        let spf_mail_from = async {
+            let mut check = spf::Check::new(resolver, client_ip, mail_from_sender, helo, host);
+            self.spf_within_timeout(check.check_host(mail_from_domain), mail_from_domain)
+                .await
+        };
         let (helo_out, mail_from_out) = tokio::join!(spf_helo, spf_mail_from);
         SpfResults {
             mail_from: SpfCheck {
@@ -316,16 +311,17 @@ impl Verifier {
         }
     }
 
-    /// The SPF `check` of `domain`, a temperror when cut off by the timeout.
+    /// The SPF `check` of `domain` as mail-auth's output (which its DMARC
+    /// takes), a temperror when cut off by the timeout.
     async fn spf_within_timeout(
         &self,
-        check: impl Future<Output = SpfOutput>,
+        check: impl Future<Output = SpfResult>,
         domain: &str,
     ) -> SpfOutput {
-        match tokio::time::timeout(self.timeout, check).await {
-            Ok(out) => out,
-            Err(_) => SpfOutput::new(domain.to_string()).with_result(SpfResult::TempError),
-        }
+        let result = tokio::time::timeout(self.timeout, check)
+            .await
+            .unwrap_or(SpfResult::TempError);
+        SpfOutput::new(domain.to_string()).with_result(result)
     }
 }
 
