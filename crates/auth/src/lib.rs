@@ -13,7 +13,7 @@
 //!   which picks the key for a message's From: address and returns the
 //!   `DKIM-Signature:` header to prepend.
 //! * [`arc`]: ARC sealing of forwarded mail with `arc_sealing_key`.
-//! * [`verify`]: the inbound checks with mail-auth's resolver on
+//! * [`verify`]: the inbound checks on a hickory resolver asking
 //!   `dns_servers` (SPF of MAIL FROM and HELO, every DKIM signature up to
 //!   a cap, DMARC alignment and policy, ARC), their results as one
 //!   `Authentication-Results:` header and a log line, and the removal of

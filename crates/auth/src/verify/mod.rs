@@ -1,7 +1,8 @@
 //! Inbound verification: SPF (RFC 7208) of the MAIL FROM and HELO
-//! identities, DKIM (RFC 6376) of the message's signatures, DMARC
-//! (RFC 7489) of its From: domain, and ARC (RFC 8617) chain validation,
-//! all through mail-auth, with DNS from hickory pointed at `dns_servers`.
+//! identities (our own evaluator, the `spf` module), DKIM (RFC 6376) of
+//! the message's signatures, DMARC (RFC 7489) of its From: domain, and
+//! ARC (RFC 8617) chain validation (through mail-auth), with DNS from
+//! hickory pointed at `dns_servers`.
 //!
 //! Bounds, so that no message and no name server holds a session up:
 //! * every DNS query waits at most half the [`Verifier`]'s timeout, and each
