@@ -5,7 +5,8 @@
 #   DESTDIR=/tmp/stage scripts/install.sh   stage into a directory (packaging)
 #   BUILD_DIR=target/debug scripts/install.sh   install already-built binaries
 #
-# Layout: daemons in $DESTDIR/usr/libexec/postern/, qctl in $DESTDIR/usr/sbin/,
+# Layout: daemons in $DESTDIR/usr/libexec/postern/, qctl in $DESTDIR/usr/sbin/
+# (and as mailq and newaliases in $DESTDIR/usr/bin/),
 # the config in $DESTDIR/etc/postern/master.toml (an existing one is kept;
 # the new example goes beside it as master.toml.dist), the systemd unit in
 # $DESTDIR/lib/systemd/system/postern.service.
@@ -32,6 +33,16 @@ for b in $DAEMONS; do
   install -m 0755 "$BUILD_DIR/$b" "$DESTDIR/usr/libexec/postern/$b"
 done
 install -m 0755 "$BUILD_DIR/qctl" "$DESTDIR/usr/sbin/qctl"
+# mailq and newaliases are qctl under the names programs call; another
+# MTA's commands of those names are left alone.
+install -d -m 0755 "$DESTDIR/usr/bin"
+for cmd in mailq newaliases; do
+  if [ ! -e "$DESTDIR/usr/bin/$cmd" ] || [ "$(readlink "$DESTDIR/usr/bin/$cmd")" = ../sbin/qctl ]; then
+    ln -sfn ../sbin/qctl "$DESTDIR/usr/bin/$cmd"
+  else
+    echo "kept $DESTDIR/usr/bin/$cmd (not Postern's)"
+  fi
+done
 if [ -e "$DESTDIR/etc/postern/master.toml" ]; then
   install -m 0644 master.toml "$DESTDIR/etc/postern/master.toml.dist"
   echo "kept existing $DESTDIR/etc/postern/master.toml (new example: master.toml.dist)"

@@ -26,6 +26,14 @@ fn install_stages_binaries_config_and_unit_and_keeps_an_existing_config() {
         );
     }
     assert!(dest.path().join("usr/sbin/qctl").is_file());
+    for cmd in ["mailq", "newaliases"] {
+        let link = dest.path().join("usr/bin").join(cmd);
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            Path::new("../sbin/qctl"),
+            "{cmd}"
+        );
+    }
     assert!(
         dest.path()
             .join("lib/systemd/system/postern.service")

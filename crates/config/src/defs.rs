@@ -43,11 +43,12 @@
 //! load refuses any other value than its default, naming file, line and
 //! parameter, so that nobody believes a setting is in force when it is
 //! not. A few are accepted although nothing reads them, because Postern
-//! has nothing for them to change: `alias_database` (there is no
-//! newaliases step; alias files are read as they are),
-//! `compatibility_level` (the defaults are those of the current level),
+//! has nothing for them to change: `compatibility_level` (the defaults are those of the current level),
 //! and `smtpd_tls_CAfile`/`smtpd_tls_CApath` (Postfix uses them to verify
 //! client certificates, which Postern never requests).
+//!
+//! `alias_database` names the files `newaliases` (qctl) checks; nothing is
+//! rebuilt, since alias files are read as they are.
 //!
 //! Postern-specific parameters:
 //!

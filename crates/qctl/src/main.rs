@@ -18,6 +18,12 @@
 //!   flush [ID]        retry deferred mail now (all, or one message), as
 //!                     postqueue -f / -i; asks qmgr, or the master to wake
 //!                     qmgr when qmgr cannot be reached directly
+//!   newaliases        check the aliases files alias_database names (as
+//!                     Postfix's newaliases; Postern reads them as they
+//!                     are, so nothing is rebuilt): the first line that does
+//!                     not parse is reported as `newaliases: fatal:
+//!                     FILE:LINE: ...`, exit status 65; a file that cannot
+//!                     be read, 66 (sysexits)
 //!   list              the mail queue in mailq format: a `*` after the ID
 //!                     marks an active message, `!` a held one; the reason
 //!                     of the last failure in parentheses above the
@@ -55,6 +61,9 @@
 //!
 //!   --json prints the answer as JSON for scripts.
 //!
+//!   Run as `mailq` (a link to qctl), it is `qctl list`; as `newaliases`,
+//!   `qctl newaliases`; `-C FILE` names the configuration, as in Postfix.
+//!
 //!   The master's commands go to its control socket, the queue commands
 //!   (flush, list, hold, release, show, delete, requeue) to qmgr's
 //!   administration socket; both are in the private directory, so only
@@ -75,6 +84,7 @@
 //! SEE ALSO
 //!   master(8), qmgr(8), postconf(5), mailq(1), postsuper(1)
 
+mod aliases;
 mod client;
 mod config;
 mod dkim;
@@ -127,6 +137,8 @@ enum Command {
     Flush { id: Option<QueueId> },
     /// List the mail queue (mailq).
     List,
+    /// Check the aliases files alias_database names (newaliases).
+    Newaliases,
     /// Put a message on hold (postsuper -h).
     Hold { id: QueueId },
     /// Release a held message (postsuper -H).
@@ -181,7 +193,16 @@ enum DkimCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(multi_call(std::env::args_os().collect()));
+    if let Command::Newaliases = cli.command {
+        return match cli.common.load_config() {
+            Ok(config) => aliases::check(&config),
+            Err(e) => {
+                eprintln!("newaliases: fatal: {e:#}");
+                ExitCode::from(78)
+            }
+        };
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -189,6 +210,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line of qctl run under another name, as programs call
+/// Postfix's: `mailq [-C FILE]` is `qctl list`, `newaliases [-C FILE]`
+/// is `qctl newaliases` (`-C` names the configuration, as in Postfix).
+fn multi_call(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let name = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().to_string());
+    let command = match name.as_deref() {
+        Some("mailq") => "list",
+        Some("newaliases") => "newaliases",
+        _ => return args,
+    };
+    let mut out = vec![std::ffi::OsString::from("qctl")];
+    let mut rest = args.drain(1..);
+    while let Some(a) = rest.next() {
+        if a == "-C" {
+            out.push("--config".into());
+            out.extend(rest.next());
+        }
+    }
+    out.push(command.into());
+    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -301,7 +347,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )?;
                 stop::wait_for_exit(&socket).await
             }
-            Command::Config { .. } | Command::Passwd { .. } | Command::Dkim(_) => {
+            Command::Config { .. }
+            | Command::Passwd { .. }
+            | Command::Dkim(_)
+            | Command::Newaliases => {
                 unreachable!("handled above")
             }
         }
