@@ -102,3 +102,76 @@ fn mailq_lists_a_deferred_message_as_qctl_list_does() {
     );
     assert!(text.contains("bob@example.net"), "{text}");
 }
+
+/// `qctl config import` carries a main.cf's parameters over in Postfix's
+/// syntax, reports what it leaves out with file and line, and the result
+/// passes `master --check`; a line that does not parse stops it with its
+/// line, and nothing is written.
+#[test]
+fn config_import_of_a_main_cf_loads_and_reports_what_it_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let main_cf = dir.path().join("main.cf");
+    std::fs::write(
+        &main_cf,
+        "# Postfix\n\
+         myhostname = mx.example.com\n\
+         mydestination = $myhostname, localhost.$mydomain,\n    localhost\n\
+         queue_directory = /var/spool/postfix\n\
+         debugger_command = PATH=/bin ddd $daemon_directory/$process_name\n\
+         virtual_alias_maps = ldap:/etc/postfix/ldap-aliases.cf\n\
+         smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
+         message_size_limit = 20480000\n",
+    )
+    .unwrap();
+    let target = dir.path().join("master.toml");
+    let out = postern_tests::qctl(&target, &["config", "import", main_cf.to_str().unwrap()]);
+    postern_tests::assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let at = |line: usize, name: &str| format!("{}:{line}: {name}", main_cf.display());
+    assert!(
+        err.contains(&format!("{}: Postfix's own", at(5, "queue_directory"))),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}: Postern has no such parameter",
+            at(6, "debugger_command")
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&at(7, "virtual_alias_maps")) && err.contains("ldap"),
+        "{err}"
+    );
+    std::fs::write(&target, &out.stdout).unwrap();
+    let toml = String::from_utf8_lossy(&out.stdout);
+    assert!(toml.contains("myhostname = \"mx.example.com\""), "{toml}");
+    assert!(
+        toml.contains("mydestination = \"$myhostname, localhost.$mydomain, localhost\""),
+        "{toml}"
+    );
+    assert!(toml.contains("message_size_limit = \"20480000\""), "{toml}");
+    assert!(!toml.contains("ldap"), "{toml}");
+    let check = Command::new(bin_dir().join("master"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&target)
+        .output()
+        .unwrap();
+    postern_tests::assert_success(&check);
+    let shown = postern_tests::qctl(&target, &["config", "message_size_limit", "myhostname"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("message_size_limit = 20480000"), "{shown}");
+    assert!(shown.contains("myhostname = mx.example.com"), "{shown}");
+
+    std::fs::write(
+        &main_cf,
+        "myhostname = mx.example.com\nthis is not a setting\n",
+    )
+    .unwrap();
+    let out = postern_tests::qctl(&target, &["config", "import", main_cf.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:2:", main_cf.display())), "{err}");
+}

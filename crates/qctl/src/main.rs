@@ -58,6 +58,15 @@
 //!                     value` (postconf -P's form), without unknown
 //!                     parameters nothing reads (warned about); -x with
 //!                     $names expanded
+//!   config import MAIN.CF
+//!                     print a master.toml (for --config's place) that
+//!                     runs what a Postfix main.cf says: every parameter in
+//!                     Postfix's syntax, the services of the installed
+//!                     master.toml; on standard error each line left out
+//!                     and why (Postfix's own paths and accounts, a
+//!                     parameter Postern does not have, a value it
+//!                     refuses); a line that does not parse stops it with
+//!                     its line number, and nothing is written
 //!
 //!   --json prints the answer as JSON for scripts.
 //!
@@ -88,6 +97,7 @@ mod aliases;
 mod client;
 mod config;
 mod dkim;
+mod import;
 mod list;
 mod passwd;
 mod postsuper;
@@ -238,6 +248,15 @@ fn multi_call(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // `config import MAIN.CF` makes the configuration: there may be none.
+    if let Command::Config { names, .. } = &cli.command
+        && names.first().map(String::as_str) == Some("import")
+    {
+        let [_, main_cf] = names.as_slice() else {
+            anyhow::bail!("usage: qctl config import MAIN.CF");
+        };
+        return import::import(std::path::Path::new(main_cf), &cli.common.config);
+    }
     let config = cli.common.load_config()?;
     if let Command::Config {
         non_default,
