@@ -19,6 +19,17 @@ fn as_command(dir: &Path, name: &str) -> PathBuf {
     link
 }
 
+/// `master --check` passes on `config`.
+fn master_check(config: &Path) {
+    let check = Command::new(bin_dir().join("master"))
+        .arg("--check")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    postern_tests::assert_success(&check);
+}
+
 fn run(cmd: &Path, config: &Path) -> Output {
     Command::new(cmd).arg("-C").arg(config).output().unwrap()
 }
@@ -152,13 +163,7 @@ fn config_import_of_a_main_cf_loads_and_reports_what_it_left_out() {
     );
     assert!(toml.contains("message_size_limit = \"20480000\""), "{toml}");
     assert!(!toml.contains("ldap"), "{toml}");
-    let check = Command::new(bin_dir().join("master"))
-        .arg("--check")
-        .arg("--config")
-        .arg(&target)
-        .output()
-        .unwrap();
-    postern_tests::assert_success(&check);
+    master_check(&target);
     let shown = postern_tests::qctl(&target, &["config", "message_size_limit", "myhostname"]);
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains("message_size_limit = 20480000"), "{shown}");
@@ -174,4 +179,91 @@ fn config_import_of_a_main_cf_loads_and_reports_what_it_left_out() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:2:", main_cf.display())), "{err}");
+}
+
+/// With a master.cf, its smtpd, qmgr, smtp, local and tlsmgr services
+/// become master.toml services with their `-o` options and limits; the
+/// daemons Postern has no counterpart for, and options it refuses, are
+/// reported with file and line; the result passes `master --check`.
+#[test]
+fn config_import_of_a_master_cf_maps_its_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let main_cf = dir.path().join("main.cf");
+    std::fs::write(&main_cf, "myhostname = mx.example.com\n").unwrap();
+    let master_cf = dir.path().join("master.cf");
+    std::fs::write(
+        &master_cf,
+        "# service type private unpriv chroot wakeup maxproc command\n\
+         smtp      inet  n       -       y       -       -       smtpd\n\
+         submission inet n       -       y       -       -       smtpd\n  \
+         -o syslog_name=postfix/submission\n  \
+         -o smtpd_client_restrictions=permit_mynetworks,reject\n  \
+         -o smtpd_peername_lookup=yes\n\
+         127.0.0.1:10026 inet n  -       n       -       10      smtpd\n  \
+         -o content_filter=\n  \
+         -o receive_override_options=no_unknown_recipient_checks\n\
+         pickup    unix  n       -       y       60      1       pickup\n\
+         qmgr      unix  n       -       n       300     1       qmgr\n\
+         tlsmgr    unix  -       -       y       1000?   1       tlsmgr\n\
+         smtp      unix  -       -       y       -       -       smtp\n\
+         relay     unix  -       -       y       -       -       smtp\n\
+         local     unix  -       n       n       -       -       local\n\
+         maildrop  unix  -       n       n       -       -       pipe\n  \
+         flags=DRXhu user=vmail argv=/usr/bin/maildrop -d ${recipient}\n",
+    )
+    .unwrap();
+    let target = dir.path().join("master.toml");
+    let out = postern_tests::qctl(
+        &target,
+        &[
+            "config",
+            "import",
+            main_cf.to_str().unwrap(),
+            master_cf.to_str().unwrap(),
+        ],
+    );
+    postern_tests::assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let at = |line: usize| format!("{}:{line}:", master_cf.display());
+    assert!(
+        err.contains(&format!("{} pickup (unix pickup)", at(10))),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{} maildrop (unix pipe)", at(16))),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{} submission -o smtpd_peername_lookup", at(3))),
+        "{err}"
+    );
+    let toml = String::from_utf8_lossy(&out.stdout).to_string();
+    std::fs::write(&target, &toml).unwrap();
+    master_check(&target);
+    let config = postern_config::Config::load(&target, &[]).unwrap();
+    let submission = config.service("submission").expect("submission");
+    assert_eq!(submission.command, "smtpd");
+    let params = config.params_for("submission");
+    assert_eq!(
+        params.list("smtpd_client_restrictions"),
+        ["permit_mynetworks", "reject"]
+    );
+    assert_eq!(params.get("syslog_name"), "postfix/submission");
+    let filter = config
+        .service("smtpd-10026")
+        .expect("the re-injection smtpd");
+    assert_eq!(filter.process_limit, 10);
+    assert_eq!(config.params_for("smtpd-10026").get("content_filter"), "");
+    assert!(toml.contains("listen = \"127.0.0.1:10026\""), "{toml}");
+    assert!(toml.contains("listen = \"587\""), "{toml}");
+    for (name, command) in [
+        ("qmgr", "qmgr"),
+        ("smtp-client", "smtp-client"),
+        ("relay", "smtp-client"),
+        ("local", "local-delivery"),
+        ("tlsmgr", "tlsmgr"),
+    ] {
+        assert_eq!(config.service(name).expect(name).command, command);
+    }
+    assert!(config.service("local").unwrap().privileged);
 }

@@ -58,11 +58,13 @@
 //!                     value` (postconf -P's form), without unknown
 //!                     parameters nothing reads (warned about); -x with
 //!                     $names expanded
-//!   config import MAIN.CF
+//!   config import MAIN.CF [MASTER.CF]
 //!                     print a master.toml (for --config's place) that
 //!                     runs what a Postfix main.cf says: every parameter in
-//!                     Postfix's syntax, the services of the installed
-//!                     master.toml; on standard error each line left out
+//!                     Postfix's syntax, master.cf's smtpd, qmgr, smtp,
+//!                     relay, local and tlsmgr services with their -o
+//!                     options (without it, the installed master.toml's
+//!                     services); on standard error each line left out
 //!                     and why (Postfix's own paths and accounts, a
 //!                     parameter Postern does not have, a value it
 //!                     refuses); a line that does not parse stops it with
@@ -252,10 +254,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Config { names, .. } = &cli.command
         && names.first().map(String::as_str) == Some("import")
     {
-        let [_, main_cf] = names.as_slice() else {
-            anyhow::bail!("usage: qctl config import MAIN.CF");
+        let (main_cf, master_cf) = match names.as_slice() {
+            [_, main_cf] => (main_cf, None),
+            [_, main_cf, master_cf] => (main_cf, Some(std::path::Path::new(master_cf))),
+            _ => anyhow::bail!("usage: qctl config import MAIN.CF [MASTER.CF]"),
         };
-        return import::import(std::path::Path::new(main_cf), &cli.common.config);
+        return import::import(std::path::Path::new(main_cf), master_cf, &cli.common.config);
     }
     let config = cli.common.load_config()?;
     if let Command::Config {
