@@ -9,6 +9,30 @@ use std::process::{Command, Stdio};
 
 use crate::dns::{DnsServer, Record};
 
+/// Debian's python (which has python3-dkim; the pyenv one on PATH may
+/// not) running `script` with `args` and `input` on standard input; its
+/// output, after asserting that it succeeded.
+fn python(script: &str, args: &[&std::ffi::OsStr], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (with python3-dkim: scripts/test installs it)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python3-dkim: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Whether python3-dkim verifies `message` (as delivered) with `record`
 /// (`v=DKIM1; k=...; p=...`) as the selector's TXT record; files go to
 /// `dir`. Its debug log is printed when it does not.
@@ -20,17 +44,13 @@ pub fn python_dkim_verifies(message: impl AsRef<[u8]>, record: &str, dir: &Path)
         rec = open(sys.argv[2], 'rb').read()\n\
         ok = dkim.verify(open(sys.argv[1], 'rb').read(), dnsfunc=lambda n, timeout=5: rec)\n\
         print('pass' if ok else 'fail')\n";
-    // Debian's python has the module; the pyenv one on PATH may not.
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .arg(dir.join("m.eml"))
-        .arg(dir.join("record"))
-        .output()
-        .expect("run /usr/bin/python3 (python3-dkim)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = python(
+        script,
+        &[
+            dir.join("m.eml").as_os_str(),
+            dir.join("record").as_os_str(),
+        ],
+        b"",
     );
     let ok = String::from_utf8_lossy(&out.stdout).trim() == "pass";
     if !ok {
@@ -52,16 +72,13 @@ pub fn python_arc_verify(message: impl AsRef<[u8]>, record: &str, dir: &Path) ->
             dnsfunc=lambda n, timeout=5: rec)\n\
         print(cv.decode())\n\
         print(comment, file=sys.stderr)\n";
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .arg(dir.join("arc.eml"))
-        .arg(dir.join("record"))
-        .output()
-        .expect("run /usr/bin/python3 (python3-dkim)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = python(
+        script,
+        &[
+            dir.join("arc.eml").as_os_str(),
+            dir.join("record").as_os_str(),
+        ],
+        b"",
     );
     let cv = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if cv != "pass" {
@@ -123,24 +140,8 @@ pub fn python_dkim_sign(message: &[u8], key: &Path, selector: &str, domain: &str
         s = dkim.sign(m, sys.argv[2].encode(), sys.argv[3].encode(), k,\n\
             include_headers=[b'from', b'to', b'subject', b'message-id'])\n\
         sys.stdout.buffer.write(s + m)\n";
-    let mut child = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(key)
-        .args([selector, domain])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 (with python3-dkim: scripts/test installs it)");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "dkim.sign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [key.as_os_str(), selector.as_ref(), domain.as_ref()];
+    let out = python(script, &args, message);
     out.stdout
 }
 
@@ -154,24 +155,8 @@ pub fn python_arc_sign(message: &[u8], key: &Path, selector: &str, domain: &str)
         h = dkim.arc_sign(m, sys.argv[2].encode(), d, k, d,\n\
             include_headers=[b'from', b'to', b'subject'])\n\
         sys.stdout.buffer.write(b''.join(h) + m)\n";
-    let mut child = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .arg(key)
-        .args([selector, domain])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "dkim.arc_sign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [key.as_os_str(), selector.as_ref(), domain.as_ref()];
+    let out = python(script, &args, message);
     out.stdout
 }
 

@@ -712,6 +712,23 @@ impl SmtpClient {
     }
 }
 
+/// The message with `Subject: subject` once `sink` has it (waiting up
+/// to 40 s; the instance's log is shown when it does not come).
+pub fn arrived(sink: &Sink, subject: &str, inst: &Instance) -> SinkMessage {
+    let needle = format!("Subject: {subject}\r\n");
+    let find = || {
+        sink.messages()
+            .into_iter()
+            .find(|m| m.data.contains(&needle))
+    };
+    assert!(
+        wait_for(Duration::from_secs(40), || find().is_some()),
+        "{subject} did not arrive:\n{}",
+        inst.log()
+    );
+    find().unwrap()
+}
+
 /// One message a [`Sink`] accepted.
 #[derive(Debug, Clone)]
 pub struct SinkMessage {

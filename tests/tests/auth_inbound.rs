@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use postern_tests::dkim::{dkim_key, python_arc_verify, python_dkim_sign};
 use postern_tests::dns::{DnsServer, Record};
-use postern_tests::{Instance, Sink, SinkMessage, SmtpClient, free_port, wait_for};
+use postern_tests::{Instance, Sink, SinkMessage, SmtpClient, arrived, free_port, wait_for};
 
 const LONG: Duration = Duration::from_secs(40);
 /// The client outside mynetworks.
@@ -79,6 +79,16 @@ fn smtpd_service(name: &str, port: u16, options: &str) -> String {
     )
 }
 
+/// Sends `message` from the client outside mynetworks (HELO
+/// client.outside.test) to `smtp` and asserts that it was queued.
+fn queued(smtp: SocketAddr, sender: &str, rcpt: &str, message: &[u8]) {
+    let reply = send(smtp, OUTSIDE, "client.outside.test", sender, rcpt, message);
+    assert!(
+        reply.starts_with("250 2.0.0"),
+        "{sender} to {rcpt}: {reply}"
+    );
+}
+
 /// Sends `message` from `from` (HELO `helo`) to `smtp`; the reply to the
 /// final dot, or to the first command that was refused.
 fn send(
@@ -110,22 +120,6 @@ fn message(from: &str, subject: &str, extra_headers: &str) -> Vec<u8> {
          Message-ID: <{subject}@test>\r\n\r\nHello from {from}.\r\n"
     )
     .into_bytes()
-}
-
-fn arrived(sink: &Sink, subject: &str, inst: &Instance) -> SinkMessage {
-    let needle = format!("Subject: {subject}\r\n");
-    assert!(
-        wait_for(LONG, || sink
-            .messages()
-            .iter()
-            .any(|m| m.data.contains(&needle))),
-        "{subject} did not arrive:\n{}",
-        inst.log()
-    );
-    sink.messages()
-        .into_iter()
-        .find(|m| m.data.contains(&needle))
-        .unwrap()
 }
 
 /// The Authentication-Results fields of `data` naming `id`, unfolded.
@@ -302,15 +296,7 @@ fn spf_failures_are_refused_at_rcpt_or_after_data_as_configured() {
         "from=<alice@fail.test> to=<bob@example.net>",
     ]);
     let pass = message("alice@pass.test", "spf pass", "");
-    let reply = send(
-        inst.smtp,
-        OUTSIDE,
-        "client.outside.test",
-        "alice@pass.test",
-        "bob@example.net",
-        &pass,
-    );
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    queued(inst.smtp, "alice@pass.test", "bob@example.net", &pass);
     // A HELO identity that fails counts too.
     let reply = send(
         inst.smtp,
@@ -326,15 +312,7 @@ fn spf_failures_are_refused_at_rcpt_or_after_data_as_configured() {
     );
     // softfail is not fail.
     let soft = message("alice@softfail.test", "spf softfail", "");
-    let reply = send(
-        inst.smtp,
-        OUTSIDE,
-        "client.outside.test",
-        "alice@softfail.test",
-        "bob@example.net",
-        &soft,
-    );
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    queued(inst.smtp, "alice@softfail.test", "bob@example.net", &soft);
     // Clients in mynetworks are exempt.
     let reply = send(
         inst.smtp,
@@ -459,15 +437,7 @@ fn dkim_results_and_dmarc_policies() {
     );
 
     // Signed: DKIM passes and aligns, so DMARC passes although SPF fails.
-    let reply = send(
-        inst.smtp,
-        OUTSIDE,
-        "client.outside.test",
-        "alice@signed.test",
-        "bob@example.net",
-        &signed,
-    );
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    queued(inst.smtp, "alice@signed.test", "bob@example.net", &signed);
     let m = arrived(&sink, "signed", &inst);
     let ours = auth_results(&m.data, AUTHSERV_ID);
     assert_eq!(ours.len(), 1, "{}", m.data);
@@ -511,15 +481,12 @@ fn dkim_results_and_dmarc_policies() {
 
     // Tagged only, on the service that says so.
     let modified = modified.replace("Subject: modified", "Subject: tagged");
-    let reply = send(
+    queued(
         tag,
-        OUTSIDE,
-        "client.outside.test",
         "alice@signed.test",
         "bob@example.net",
         modified.as_bytes(),
     );
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
     let m = arrived(&sink, "tagged", &inst);
     let ours = auth_results(&m.data, AUTHSERV_ID);
     assert!(ours[0].contains("dkim=fail"), "{}", ours[0]);
@@ -531,15 +498,7 @@ fn dkim_results_and_dmarc_policies() {
 
     // p=quarantine: held.
     let quar = message("alice@quar.test", "quarantined", "");
-    let reply = send(
-        inst.smtp,
-        OUTSIDE,
-        "client.outside.test",
-        "alice@quar.test",
-        "bob@example.net",
-        &quar,
-    );
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    queued(inst.smtp, "alice@quar.test", "bob@example.net", &quar);
     inst.wait_log_line(&[
         "hold: END-OF-MESSAGE from unknown[127.0.0.2]: DMARC policy quarantine for quar.test",
     ]);
@@ -613,15 +572,7 @@ fn mail_forwarded_outside_is_arc_sealed() {
 
     // A virtual alias: sealed by smtpd.
     let msg = message("alice@pass.test", "virtual", "");
-    let reply = send(
-        inst.smtp,
-        OUTSIDE,
-        "client.outside.test",
-        "alice@pass.test",
-        "fwd@alias.test",
-        &msg,
-    );
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    queued(inst.smtp, "alice@pass.test", "fwd@alias.test", &msg);
     let m = arrived(&sink, "virtual", &inst);
     sealed_ok(&m);
     assert!(
@@ -632,15 +583,12 @@ fn mail_forwarded_outside_is_arc_sealed() {
 
     // A local alias: sealed by local-delivery as it forwards.
     let msg = message("alice@pass.test", "local alias", "");
-    let reply = send(
+    queued(
         inst.smtp,
-        OUTSIDE,
-        "client.outside.test",
         "alice@pass.test",
         "fwd2@mail.example.local",
         &msg,
     );
-    assert!(reply.starts_with("250 2.0.0"), "{reply}");
     let m = arrived(&sink, "local alias", &inst);
     sealed_ok(&m);
     assert!(

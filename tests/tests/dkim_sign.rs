@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use postern_tests::dkim::{opendkim_verifies, python_dkim_verifies};
 use postern_tests::dns::Record;
-use postern_tests::{Instance, Sink, SinkMessage, SmtpClient, free_port, wait_for};
+use postern_tests::{Instance, Sink, SmtpClient, arrived, free_port, wait_for};
 
 const LONG: Duration = Duration::from_secs(40);
 
@@ -73,22 +73,6 @@ fn send(inst: &Instance, from: Ipv4Addr, domain: &str, subject: &str) {
     c.send_raw(msg.as_bytes()).unwrap();
     c.expect(".", "250 2.0.0");
     c.expect("QUIT", "221");
-}
-
-fn arrived(sink: &Sink, subject: &str, inst: &Instance) -> SinkMessage {
-    let needle = format!("Subject: {subject}\r\n");
-    assert!(
-        wait_for(LONG, || sink
-            .messages()
-            .iter()
-            .any(|m| m.data.contains(&needle))),
-        "{subject} did not arrive:\n{}",
-        inst.log()
-    );
-    sink.messages()
-        .into_iter()
-        .find(|m| m.data.contains(&needle))
-        .unwrap()
 }
 
 #[test]
