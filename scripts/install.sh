@@ -6,7 +6,8 @@
 #   BUILD_DIR=target/debug scripts/install.sh   install already-built binaries
 #
 # Layout: daemons in $DESTDIR/usr/libexec/postern/, qctl in $DESTDIR/usr/sbin/
-# (and as mailq and newaliases in $DESTDIR/usr/bin/),
+# (and as mailq and newaliases in $DESTDIR/usr/bin/), sendmail in
+# $DESTDIR/usr/libexec/postern/ linked from $DESTDIR/usr/sbin/sendmail,
 # the config in $DESTDIR/etc/postern/master.toml (an existing one is kept;
 # the new example goes beside it as master.toml.dist), the systemd unit in
 # $DESTDIR/lib/systemd/system/postern.service.
@@ -17,19 +18,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DESTDIR="${DESTDIR:-}"
-DAEMONS="master smtpd qmgr smtp-client local-delivery tlsmgr"
+DAEMONS="master smtpd qmgr pickup smtp-client local-delivery tlsmgr"
 
 if [ -z "${BUILD_DIR:-}" ]; then
   cargo build --release --workspace --bins
   BUILD_DIR=target/release
 fi
-for b in $DAEMONS qctl; do
+for b in $DAEMONS qctl sendmail; do
   [ -x "$BUILD_DIR/$b" ] || { echo "install.sh: $BUILD_DIR/$b is missing" >&2; exit 1; }
 done
 
 install -d -m 0755 "$DESTDIR/usr/libexec/postern" "$DESTDIR/usr/sbin" \
   "$DESTDIR/etc/postern" "$DESTDIR/lib/systemd/system"
-for b in $DAEMONS; do
+for b in $DAEMONS sendmail; do
   install -m 0755 "$BUILD_DIR/$b" "$DESTDIR/usr/libexec/postern/$b"
 done
 install -m 0755 "$BUILD_DIR/qctl" "$DESTDIR/usr/sbin/qctl"
@@ -43,6 +44,12 @@ for cmd in mailq newaliases; do
     echo "kept $DESTDIR/usr/bin/$cmd (not Postern's)"
   fi
 done
+# /usr/sbin/sendmail is what programs run; another MTA's is left alone.
+if [ ! -e "$DESTDIR/usr/sbin/sendmail" ] || [ "$(readlink "$DESTDIR/usr/sbin/sendmail")" = ../libexec/postern/sendmail ]; then
+  ln -sfn ../libexec/postern/sendmail "$DESTDIR/usr/sbin/sendmail"
+else
+  echo "kept $DESTDIR/usr/sbin/sendmail (not Postern's)"
+fi
 if [ -e "$DESTDIR/etc/postern/master.toml" ]; then
   install -m 0644 master.toml "$DESTDIR/etc/postern/master.toml.dist"
   echo "kept existing $DESTDIR/etc/postern/master.toml (new example: master.toml.dist)"
@@ -58,6 +65,8 @@ if [ -z "$DESTDIR" ] && [ "$(id -u)" -eq 0 ]; then
     echo "created the mail_owner account postern"
   fi
   install -d -m 0755 /var/spool/postern
+  # sendmail works before the master first starts (which makes the rest).
+  install -d -m 3733 -o postern -g postern /var/spool/postern/maildrop
   command -v systemctl >/dev/null && systemctl daemon-reload || true
 fi
 echo "installed Postern into ${DESTDIR:-/}"

@@ -35,10 +35,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The master and the daemons it runs (the programs besides qctl).
-pub const DAEMONS: [&str; 6] = [
+pub const DAEMONS: [&str; 7] = [
     "master",
     "smtpd",
     "qmgr",
+    "pickup",
     "smtp-client",
     "local-delivery",
     "tlsmgr",
@@ -53,7 +54,7 @@ pub fn bin_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("target dir")
         .to_path_buf();
-    for bin in DAEMONS.iter().chain(&["qctl"]) {
+    for bin in DAEMONS.iter().chain(&["qctl", "sendmail"]) {
         assert!(
             dir.join(bin).is_file(),
             "{} is missing: build the workspace first (scripts/test does `cargo build --workspace`)",
@@ -264,6 +265,13 @@ type = "unix"
 listen = ["qmgr", "qmgr-admin"]
 command = "qmgr"
 wakeup = "300s"
+
+[[service]]
+name = "pickup"
+type = "unix"
+listen = "public/pickup"
+command = "pickup"
+wakeup = "60s"
 
 [[service]]
 name = "smtp-client"
@@ -551,6 +559,31 @@ command = "tlsmgr"
 
     pub fn queue_directory(&self) -> PathBuf {
         self.dir.path().join("queue")
+    }
+
+    /// Runs `sendmail -C <config> ARGS` with `stdin` as its input, as
+    /// `uid` (its primary group too, no supplementary groups) when given.
+    pub fn sendmail(&self, args: &[&str], stdin: &[u8], uid: Option<u32>) -> Output {
+        let mut cmd = Command::new(bin_dir().join("sendmail"));
+        cmd.arg("-C")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(uid) = uid {
+            let gid = nix::unistd::User::from_uid(uid.into())
+                .ok()
+                .flatten()
+                .map_or(uid, |u| u.gid.as_raw());
+            cmd.uid(uid).gid(gid);
+        }
+        let mut child = cmd.spawn().expect("run sendmail");
+        let mut input = child.stdin.take().unwrap();
+        // A refusal may come before all input is read.
+        let _ = input.write_all(stdin);
+        drop(input);
+        child.wait_with_output().unwrap()
     }
 
     /// Rewrites master.toml.

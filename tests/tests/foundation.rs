@@ -22,7 +22,7 @@ fn master_starts_every_service_and_smtpd_greets_with_the_banner() {
         .collect();
     assert_eq!(
         names,
-        ["local", "qmgr", "relay", "smtp", "smtp-client", "tlsmgr"]
+        ["local", "pickup", "qmgr", "relay", "smtp", "smtp-client", "tlsmgr"]
     );
     assert_eq!(
         inst.pids("smtp").len(),
@@ -49,6 +49,10 @@ fn master_starts_every_service_and_smtpd_greets_with_the_banner() {
     let mode = std::fs::metadata(inst.queue_directory().join("private")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(mode.permissions().mode() & 0o777, 0o700);
+    // pickup's trigger is public; maildrop/ takes files from anyone.
+    assert!(inst.queue_directory().join("public/pickup").exists());
+    let mode = std::fs::metadata(inst.queue_directory().join("maildrop")).unwrap();
+    assert_eq!(mode.permissions().mode() & 0o7777, 0o3733);
 }
 
 #[test]

@@ -26,6 +26,11 @@ fn install_stages_binaries_config_and_unit_and_keeps_an_existing_config() {
         );
     }
     assert!(dest.path().join("usr/sbin/qctl").is_file());
+    assert!(dest.path().join("usr/libexec/postern/sendmail").is_file());
+    assert_eq!(
+        std::fs::read_link(dest.path().join("usr/sbin/sendmail")).unwrap(),
+        Path::new("../libexec/postern/sendmail")
+    );
     for cmd in ["mailq", "newaliases"] {
         let link = dest.path().join("usr/bin").join(cmd);
         assert_eq!(

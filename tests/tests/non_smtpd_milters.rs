@@ -133,3 +133,93 @@ fn bounces_pass_non_smtpd_milters_when_internal_mail_filter_classes_says_so() {
         "{events:#?}"
     );
 }
+
+/// Mail from the sendmail command passes non_smtpd_milters, canonical
+/// maps and DKIM signing like mail from SMTP: the filter adds its
+/// header, sender_canonical_maps rewrites the envelope sender, and
+/// python3-dkim verifies the signature pickup added for the From: domain
+/// pickup wrote.
+#[test]
+fn mail_from_sendmail_passes_non_smtpd_milters_canonical_maps_and_dkim_signing() {
+    let dir = tempfile::tempdir().unwrap();
+    let milter = TestMilter::start(
+        dir.path(),
+        &json!({"profiles": {"*": {
+            "eom_actions": [{"addheader": ["X-Non-Smtpd", "filtered"]}]
+        }}}),
+    );
+    let (key, record) = postern_tests::dkim::dkim_key(dir.path());
+    let _ = std::process::Command::new("chown")
+        .arg(postern_tests::TEST_MAIL_OWNER)
+        .arg(&key)
+        .status();
+    let sink = Sink::start(std::net::Ipv4Addr::LOCALHOST, 0);
+    let inst = Instance::start(
+        &format!(
+            "transport_maps = \"inline:{{ example.net=smtp:[{0}]:{1} }}\"\n\
+             non_smtpd_milters = \"{2}\"\n\
+             sender_canonical_maps = \"inline:{{ root@mail.example.local=admin@example.org }}\"\n\
+             dkim_signing_table = \"inline:{{ mail.example.local=k }}\"\n\
+             dkim_key_table = \"inline:{{ {{ k=mail.example.local:sel:{3} }} }}\"",
+            sink.addr.ip(),
+            sink.addr.port(),
+            milter.socket,
+            key.display(),
+        ),
+        "",
+    );
+    let out = inst.sendmail(
+        &["bob@example.net"],
+        b"Subject: from cron\n\nnightly report\n",
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_for(Duration::from_secs(40), || !sink.messages().is_empty()),
+        "nothing arrived:\n{}",
+        inst.log()
+    );
+    let m = &sink.messages()[0];
+    assert_eq!(m.sender, "admin@example.org", "{}", inst.log());
+    assert!(m.data.starts_with("DKIM-Signature: "), "{}", m.data);
+    assert!(m.data.contains("X-Non-Smtpd: filtered\r\n"), "{}", m.data);
+    assert!(m.data.contains("(Postern, from userid "), "{}", m.data);
+    assert!(
+        postern_tests::dkim::python_dkim_verifies(&m.data, &record, dir.path()),
+        "{}",
+        m.data
+    );
+    let events = milter.events("localhost");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "envrcpt" && e["args"][0] == "bob@example.net"),
+        "{events:#?}"
+    );
+}
+
+/// A filter that refuses a message from sendmail: the user has gone, so
+/// the message waits on hold for the administrator instead of vanishing.
+#[test]
+fn a_milter_refusal_of_sendmail_mail_puts_it_on_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let milter = TestMilter::start(
+        dir.path(),
+        &json!({"profiles": {"*": {"reply": {"eom": "reject"}}}}),
+    );
+    let inst = Instance::start(&format!("non_smtpd_milters = \"{}\"", milter.socket), "");
+    let out = inst.sendmail(&["bob@example.net"], b"Subject: refused\n\nx\n", None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    inst.assert_logged("held: refused by a milter: 5");
+    let list = inst.qctl(&["list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("!"), "{text}");
+}

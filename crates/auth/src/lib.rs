@@ -26,7 +26,8 @@ pub mod verify;
 
 pub use arc::ArcSealer;
 pub use keys::{DkimKey, KeyAlgorithm, KeyError};
-pub use sign::{DkimError, DkimSigner, KeyEntry, read_key_table};
+pub use sign::{DkimError, DkimSigner, KeyEntry, read_key_table, sign_or_warn};
+pub use verify::remove_our_auth_results;
 
 /// The start-up check of the signing, sealing and inbound parameters of
 /// `[main]` and every service: file, line and key of what is refused.

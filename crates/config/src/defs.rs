@@ -117,6 +117,11 @@ pub enum Kind {
     /// A domain list: names, `.parent` names, `/file/name` and
     /// `type:table` entries (whose table type is checked).
     Domains,
+    /// A user list, as Postfix's `authorized_*_users`: login names,
+    /// `type:table` entries looked up by login name (`static:anyone`
+    /// matches everyone), each optionally negated with `!`; the first
+    /// entry that matches decides, and no match is a refusal.
+    Users,
     /// Empty, or an after-queue content filter `transport:destination`
     /// (postern-envelope's [`postern_envelope::ContentFilter`]).
     Filter,
@@ -218,6 +223,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("append_at_myorigin", "yes", Bool),
     p("append_dot_mydomain", "no", Bool),
     x("arc_sealing_key", "", Str),
+    p("authorized_submit_users", "static:anyone", Users),
     p("body_checks", "", Maps),
     p("body_checks_size_limit", "51200", Int),
     p("bounce_notice_recipient", "postmaster", Str)

@@ -228,6 +228,31 @@ impl Params {
         }
     }
 
+    /// Whether the user list `name` ([`Kind::Users`], as
+    /// `authorized_submit_users`) admits the login name `user`: the first
+    /// entry that matches decides (`!` refuses), no match refuses. A table
+    /// that cannot be read is an error, never a yes.
+    pub fn user_allowed(&self, name: &str, user: &str) -> Result<bool, TableError> {
+        self.declared(name, |k| k == Kind::Users);
+        for entry in self.list(name) {
+            let (negated, entry) = match entry.strip_prefix('!') {
+                Some(rest) => (true, rest.trim_start()),
+                None => (false, entry.as_str()),
+            };
+            let matched = if entry.contains(':') {
+                crate::Table::open(entry, &self.base_dir)?
+                    .lookup(user)?
+                    .is_some()
+            } else {
+                entry == user
+            };
+            if matched {
+                return Ok(!negated);
+            }
+        }
+        Ok(false)
+    }
+
     pub fn is_default(&self, name: &str) -> bool {
         !self.values.contains_key(name)
     }
@@ -463,6 +488,26 @@ mod tests {
                 d.name
             );
         }
+    }
+
+    #[test]
+    fn user_lists_first_match_decides() {
+        let mut p = Params::for_test(host());
+        let name = "authorized_submit_users";
+        assert!(p.user_allowed(name, "anyone").unwrap());
+        p.set(name, "!daemon, static:anyone").unwrap();
+        assert!(!p.user_allowed(name, "daemon").unwrap());
+        assert!(p.user_allowed(name, "alice").unwrap());
+        p.set(name, "root, alice").unwrap();
+        assert!(p.user_allowed(name, "alice").unwrap());
+        assert!(!p.user_allowed(name, "bob").unwrap());
+        p.set(name, "").unwrap();
+        assert!(!p.user_allowed(name, "root").unwrap());
+        p.set(name, "inline:{ alice=ok }").unwrap();
+        assert!(p.user_allowed(name, "alice").unwrap());
+        assert!(!p.user_allowed(name, "bob").unwrap());
+        p.set(name, "hash:/nonexistent/users").unwrap();
+        assert!(p.user_allowed(name, "alice").is_err());
     }
 
     #[test]

@@ -257,7 +257,7 @@ pub fn check(kind: Kind, value: &str) -> Result<(), String> {
             }
             true
         }
-        Kind::Domains => {
+        Kind::Domains | Kind::Users => {
             // Names, `.names` and `/file` entries need nothing; a
             // `type:table` entry must be a table Postern can open.
             for entry in split_list(value) {
@@ -324,6 +324,7 @@ pub fn canonical(kind: Kind, value: &str) -> String {
         Kind::List
         | Kind::Maps
         | Kind::Domains
+        | Kind::Users
         | Kind::Restrictions
         | Kind::Resolvers
         | Kind::TlsProtocols => Some(split_list(value).join(" ")),

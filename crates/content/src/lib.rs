@@ -73,6 +73,7 @@ use postern_config::{Config, ConfigError, Maps, Params, TableError};
 pub use action::Action;
 pub use inspect::{Inspector, Outcome, Verdict};
 pub use log::LogContext;
+pub use mime::header_name_len;
 
 /// A table list that could not be opened (a file with a syntax error
 /// names its file and line).

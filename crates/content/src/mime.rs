@@ -5,7 +5,7 @@
 /// The length of the header name when `line` starts a header: printable
 /// ASCII other than `:` and blanks, then optional blanks (RFC 822's
 /// obsolete form), then `:`. None for anything else.
-pub(crate) fn header_name_len(line: &[u8]) -> Option<usize> {
+pub fn header_name_len(line: &[u8]) -> Option<usize> {
     let mut len = 0;
     let mut after_blank = false;
     for &c in line {

@@ -16,6 +16,8 @@
 //! - [`delivery`]: the delivery agents' server loop and body reader
 //!   (smtp-client and local-delivery supply only their delivery hook).
 //! - [`dns`]: the resolver built from `dns_servers`.
+//! - [`enqueue`]: one message into the queue through qmgr, for daemons
+//!   that make mail (forwarding, pickup).
 //! - [`inherit`]: the file-descriptor contract between master and children
 //!   (which fd is the status socket, which are the listeners, the environment).
 //! - [`ipc`]: the hello and the request loop of an internal service's
@@ -40,6 +42,7 @@ pub mod configured;
 pub mod date;
 pub mod delivery;
 pub mod dns;
+pub mod enqueue;
 pub mod inherit;
 pub mod ipc;
 pub mod log;

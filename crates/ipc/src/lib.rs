@@ -35,6 +35,7 @@
 //! - [`qmgr`] — submitters ↔ the queue manager (enqueueing).
 //! - [`qmgr_admin`] — qctl ↔ the queue manager (listing, hold, delete, ...).
 //! - [`delivery`] — qmgr ↔ delivery agents, with chunked message bodies.
+//! - [`maildrop`] — the files sendmail leaves for pickup.
 //! - [`tlsmgr`] — smtpd/smtp-client ↔ tlsmgr (session-ticket keys, client session cache).
 
 mod bytes;
@@ -48,6 +49,7 @@ mod wire;
 
 pub mod control;
 pub mod delivery;
+pub mod maildrop;
 pub mod qmgr;
 pub mod qmgr_admin;
 pub mod status;

@@ -8,12 +8,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use postern_auth::ArcSealer;
+use postern_daemon::enqueue::Enqueue;
 use postern_envelope::{ContentFilter, QueueId};
+use postern_ipc::BODY_CHUNK;
 use postern_ipc::delivery::DeliveryRequest;
-use postern_ipc::qmgr::{Envelope, EnvelopeRecipient, QmgrReply, QmgrRequest};
-use postern_ipc::{BODY_CHUNK, Connection, Protocol};
+use postern_ipc::qmgr::{Envelope, EnvelopeRecipient};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::UnixStream;
 
 /// Where and how a forwarded message is queued.
 #[derive(Debug)]
@@ -38,23 +38,7 @@ pub async fn forward(
     message: std::fs::File,
 ) -> Result<QueueId, String> {
     let (qmgr, delivered_to, timeout) = (hop.qmgr, hop.delivered_to, hop.timeout);
-    let stream = tokio::time::timeout(timeout, UnixStream::connect(qmgr))
-        .await
-        .map_err(|_| format!("connect to {}: timed out", qmgr.display()))?
-        .map_err(|e| format!("connect to {}: {e}", qmgr.display()))?;
-    let mut conn = Connection::new(stream);
-    let ipc = |e: postern_ipc::IpcError| format!("qmgr: {e}");
-    conn.client_hello(Protocol::Qmgr, timeout)
-        .await
-        .map_err(ipc)?;
-    match conn
-        .request(&QmgrRequest::Begin, timeout)
-        .await
-        .map_err(ipc)?
-    {
-        QmgrReply::Started { .. } => {}
-        other => return Err(format!("qmgr: unexpected answer to Begin: {other:?}")),
-    }
+    let (mut conn, _) = Enqueue::begin(qmgr, timeout).await?;
     let mut first = format!("Delivered-To: {delivered_to}\r\n").into_bytes();
     let mut file: Box<dyn AsyncRead + Unpin + Send> = match hop.seal {
         // The whole message, to be signed before it is sent.
@@ -81,24 +65,19 @@ pub async fn forward(
         }
         None => Box::new(tokio::fs::File::from_std(message)),
     };
+    let mut data = std::mem::take(&mut first);
     loop {
-        let mut data = std::mem::take(&mut first);
         let start = data.len();
         data.resize(start + BODY_CHUNK - start.min(BODY_CHUNK), 0);
         let n = read_full(&mut file, &mut data[start..])
             .await
             .map_err(|e| format!("read queued message: {e}"))?;
         data.truncate(start + n);
-        if data.is_empty() {
+        conn.body(&data).await?;
+        if data.len() < BODY_CHUNK {
             break;
         }
-        tokio::time::timeout(timeout, conn.send(&QmgrRequest::Body { data }))
-            .await
-            .map_err(|_| "qmgr: timed out sending the message".to_string())?
-            .map_err(ipc)?;
-        if n == 0 {
-            break;
-        }
+        data.clear();
     }
     let envelope = Envelope {
         sender: req.sender.clone(),
@@ -118,20 +97,7 @@ pub async fn forward(
         hold: false,
         no_address_mappings: false,
     };
-    match conn
-        .request(
-            &QmgrRequest::Commit {
-                envelope: Box::new(envelope),
-            },
-            timeout,
-        )
-        .await
-        .map_err(ipc)?
-    {
-        QmgrReply::Queued { id } => Ok(id),
-        QmgrReply::Failed { reason } => Err(format!("qmgr: {reason}")),
-        other => Err(format!("qmgr: unexpected answer to Commit: {other:?}")),
-    }
+    conn.commit(envelope).await
 }
 
 /// Reads until `buf` is full or EOF.
@@ -153,7 +119,9 @@ async fn read_full(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern_ipc::qmgr::QmgrRequest;
+    use postern_ipc::qmgr::{QmgrReply, QmgrRequest};
+    use postern_ipc::{Connection, Protocol};
+    use std::time::Duration;
 
     /// A qmgr stand-in that accepts one message and returns what it got.
     async fn fake_qmgr(listener: tokio::net::UnixListener) -> (Vec<u8>, Envelope) {

@@ -190,8 +190,11 @@ fn spawn_signal_watchers(events: mpsc::UnboundedSender<Event>) -> anyhow::Result
     Ok(())
 }
 
-/// `queue_directory` with `private/` (0700), `public/` (0755) and `queue/`
-/// (0700, qmgr's store), owned by mail_owner when the master runs as root,
+/// `queue_directory` with `private/` (0700), `public/` (0755), `queue/`
+/// (0700, qmgr's store), `maildrop/` (3733: any user may leave a file
+/// for pickup, nobody else may list them, each file takes the directory's
+/// group so that pickup may read it) and `corrupt/` (0700, files pickup
+/// could not decode), owned by mail_owner when the master runs as root,
 /// as Postfix's queue subdirectories are owned by its mail_owner.
 fn prepare_directories(queue_directory: &Path, params: &Params) -> anyhow::Result<()> {
     std::fs::create_dir_all(queue_directory)
@@ -203,14 +206,22 @@ fn prepare_directories(queue_directory: &Path, params: &Params) -> anyhow::Resul
     } else {
         None
     };
-    for (name, mode) in [("private", 0o700), ("public", 0o755), ("queue", 0o700)] {
+    for (name, mode) in [
+        ("private", 0o700),
+        ("public", 0o755),
+        ("queue", 0o700),
+        (postern_ipc::maildrop::DIR, 0o3733),
+        ("corrupt", 0o700),
+    ] {
         let dir = queue_directory.join(name);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
+        // Owner first: a chown may clear the setgid bit.
         if let Some((uid, gid)) = owner {
             nix::unistd::chown(&dir, Some(uid), Some(gid))
                 .with_context(|| format!("chown {}", dir.display()))?;
         }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", dir.display()))?;
     }
     Ok(())
 }

@@ -191,6 +191,31 @@ impl fmt::Debug for DkimSigner {
     }
 }
 
+/// `message` with a DKIM-Signature on top when `params`'
+/// dkim_signing_table has a key for its From: address, for mail Postern
+/// makes or picks up itself (notices, local submissions). The keys were
+/// checked when the master started; one that cannot be used now leaves
+/// the message unsigned, with a warning naming `what`, rather than
+/// undelivered.
+pub fn sign_or_warn(params: &Params, message: Vec<u8>, what: &str) -> Vec<u8> {
+    let signer = match DkimSigner::from_params(params) {
+        Ok(Some(signer)) => signer,
+        Ok(None) => return message,
+        Err(e) => {
+            tracing::warn!("{what}: DKIM signing unusable: {e}");
+            return message;
+        }
+    };
+    match signer.sign(&message) {
+        Ok(Some(header)) => [header.into_bytes(), message].concat(),
+        Ok(None) => message,
+        Err(e) => {
+            tracing::warn!("{what}: DKIM signing failed: {e}");
+            message
+        }
+    }
+}
+
 impl DkimSigner {
     /// The signer `params` configure; `None` when `dkim_signing_table` is
     /// empty. Reads every key of `dkim_key_table`.

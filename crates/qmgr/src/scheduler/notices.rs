@@ -219,7 +219,7 @@ impl Qmgr {
                 }
                 _ => (body, sender, recipients, false),
             };
-        let content = dkim_sign_notice(&params, content);
+        let content = postern_auth::sign_or_warn(&params, content, "notification");
         let id = self.enqueue(sender, recipients, content, hold).await;
         id.map(Some).map_err(|e| e.to_string())
     }
@@ -291,27 +291,4 @@ pub(super) fn double_bounce_sender(params: &Params) -> String {
         params.get("double_bounce_sender"),
         params.get("myorigin")
     )
-}
-
-/// `notice` with a DKIM-Signature on top when dkim_signing_table has a key
-/// for its From: address. The keys were checked when the master started;
-/// one that cannot be used now leaves the notice unsigned, with a
-/// warning, rather than undelivered.
-fn dkim_sign_notice(params: &postern_config::Params, notice: Vec<u8>) -> Vec<u8> {
-    let signer = match postern_auth::DkimSigner::from_params(params) {
-        Ok(Some(signer)) => signer,
-        Ok(None) => return notice,
-        Err(e) => {
-            tracing::warn!("DKIM signing of a notification unusable: {e}");
-            return notice;
-        }
-    };
-    match signer.sign(&notice) {
-        Ok(Some(header)) => [header.into_bytes(), notice].concat(),
-        Ok(None) => notice,
-        Err(e) => {
-            tracing::warn!("DKIM signing of a notification failed: {e}");
-            notice
-        }
-    }
 }

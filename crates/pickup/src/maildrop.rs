@@ -1,0 +1,159 @@
+//! Reading maildrop/: which files are ready, who left them, and what is
+//! done with those that are not what sendmail writes. pickup trusts
+//! nothing in a file but its content: the user is the file's owner, and a
+//! file that is not a regular file with one link, or is too large, or
+//! does not decode, is never queued.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use postern_ipc::maildrop::{self, Submission};
+
+/// A file not marked complete this long after its last change was left
+/// by a sendmail that died (or was never finished): it is removed.
+pub const INCOMPLETE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// One file that is ready.
+#[derive(Debug)]
+pub struct Dropped {
+    pub path: PathBuf,
+    /// The owner: the submitting user.
+    pub uid: u32,
+    pub submission: Submission,
+    pub content: Vec<u8>,
+}
+
+/// What became of one directory entry.
+#[derive(Debug)]
+pub enum Entry {
+    Ready(Dropped),
+    /// Still being written, or gone already: look again later.
+    NotYet,
+    /// Removed, with the reason to log: not a file sendmail makes (a
+    /// link, a device, a stale incomplete file, one over the size limit).
+    Removed(String),
+    /// It looked like a submission and does not decode: moved to
+    /// corrupt/ for the administrator, with the reason.
+    Corrupt(String),
+}
+
+/// The names in `dir`, oldest first (by name order for equal times).
+pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<(SystemTime, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let mtime = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        entries.push((mtime, entry.path()));
+    }
+    entries.sort();
+    Ok(entries.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Opens and reads `path` when it is a complete submission; `max_size` is
+/// the largest file accepted (message_size_limit plus the envelope).
+pub fn read(path: &Path, max_size: u64, corrupt_dir: &Path) -> Entry {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Entry::NotYet,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return remove(path, "a symbolic link");
+        }
+        Err(e) => return remove(path, &format!("cannot open: {e}")),
+    };
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(e) => return remove(path, &format!("cannot stat: {e}")),
+    };
+    if !meta.file_type().is_file() {
+        return remove(path, "not a regular file");
+    }
+    if meta.nlink() != 1 {
+        return remove(path, &format!("{} hard links", meta.nlink()));
+    }
+    if meta.mode() & maildrop::COMPLETE == 0 {
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .unwrap_or_default();
+        if age > INCOMPLETE_LIFETIME {
+            return remove(path, "left incomplete by its writer");
+        }
+        return Entry::NotYet;
+    }
+    if meta.len() > max_size {
+        return remove(
+            path,
+            &format!("message file too big ({} bytes)", meta.len()),
+        );
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    if let Err(e) = read_all(&mut file, &mut bytes, max_size) {
+        return remove(path, &format!("cannot read: {e}"));
+    }
+    match maildrop::decode(&bytes) {
+        Ok((submission, content)) => {
+            let content = content.to_vec();
+            Entry::Ready(Dropped {
+                path: path.to_path_buf(),
+                uid: meta.uid(),
+                submission,
+                content,
+            })
+        }
+        Err(e) => move_to_corrupt(path, corrupt_dir, &format!("uid={}: {e}", meta.uid())),
+    }
+}
+
+fn read_all(file: &mut File, out: &mut Vec<u8>, max_size: u64) -> std::io::Result<()> {
+    file.take(max_size + 1).read_to_end(out)?;
+    if out.len() as u64 > max_size {
+        return Err(std::io::Error::other("grew past the size limit"));
+    }
+    Ok(())
+}
+
+fn remove(path: &Path, why: &str) -> Entry {
+    match std::fs::remove_file(path) {
+        Ok(()) => Entry::Removed(why.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Entry::NotYet,
+        Err(e) => Entry::Removed(format!("{why}; cannot remove it: {e}")),
+    }
+}
+
+/// Keeps a file that does not decode where the administrator finds it,
+/// as Postfix keeps damaged queue files in corrupt/.
+pub fn move_to_corrupt(path: &Path, corrupt_dir: &Path, why: &str) -> Entry {
+    let name = path.file_name().unwrap_or_default();
+    let moved = std::fs::create_dir_all(corrupt_dir)
+        .and_then(|()| std::fs::rename(path, corrupt_dir.join(name)));
+    match moved {
+        Ok(()) => Entry::Corrupt(format!("{why}; moved to {}", corrupt_dir.display())),
+        Err(e) => remove(path, &format!("{why}; cannot move it to corrupt/: {e}")),
+    }
+}
+
+/// Removes a file once its message is queued, durably, so that a restart
+/// does not queue it again. A crash between qmgr's commit and this
+/// removal queues it twice, as it does Postfix's pickup.
+pub fn done(path: &Path) -> std::io::Result<()> {
+    std::fs::remove_file(path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
