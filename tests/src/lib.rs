@@ -262,7 +262,7 @@ process_limit = 2
 [[service]]
 name = "qmgr"
 type = "unix"
-listen = ["qmgr", "qmgr-admin"]
+listen = ["qmgr", "qmgr-admin", "public/showq"]
 command = "qmgr"
 wakeup = "300s"
 

@@ -22,7 +22,15 @@ fn master_starts_every_service_and_smtpd_greets_with_the_banner() {
         .collect();
     assert_eq!(
         names,
-        ["local", "pickup", "qmgr", "relay", "smtp", "smtp-client", "tlsmgr"]
+        [
+            "local",
+            "pickup",
+            "qmgr",
+            "relay",
+            "smtp",
+            "smtp-client",
+            "tlsmgr"
+        ]
     );
     assert_eq!(
         inst.pids("smtp").len(),

@@ -535,7 +535,7 @@ fn each_qmgr_socket_refuses_the_other_protocol_and_keeps_serving() {
 #[test]
 fn a_qmgr_service_with_only_the_enqueueing_socket_still_receives_mail() {
     let smtp = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let both = "listen = [\"qmgr\", \"qmgr-admin\"]";
+    let both = "listen = [\"qmgr\", \"qmgr-admin\", \"public/showq\"]";
     let config = Instance::standard_config_only(smtp, "", "qmgr");
     assert!(config.contains(both), "{config}");
     let inst = Instance::create(smtp, &config.replace(both, "listen = \"qmgr\"")).launch();

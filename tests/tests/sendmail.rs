@@ -329,3 +329,56 @@ fn bp_bi_q_and_bv_run_the_queue_commands_and_the_verification_report() {
     );
     assert!(!report.contains("Subject: probe"), "{report}");
 }
+
+/// mailq and sendmail -q as an ordinary user go to qmgr's public socket,
+/// which lists and flushes for the users authorized_mailq_users and
+/// authorized_flush_users admit (the kernel says who asks), and does
+/// nothing else.
+#[test]
+fn an_unprivileged_mailq_uses_the_public_socket_and_its_user_lists() {
+    if !is_root() {
+        return;
+    }
+    let inst =
+        start("relayhost = \"[127.0.0.1]:9\"\nauthorized_flush_users = \"!daemon, static:anyone\"");
+    let out = inst.sendmail(&["far@elsewhere.test"], b"Subject: d\n\nx\n", None);
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    inst.wait_log_line(&["status=deferred", "far@elsewhere.test"]);
+    let as_daemon = |args: &[&str]| {
+        let mut cmd = Command::new(bin_dir().join("qctl"));
+        cmd.arg("--config").arg(&inst.config).args(args);
+        std::os::unix::process::CommandExt::uid(&mut cmd, DAEMON_UID);
+        std::os::unix::process::CommandExt::gid(&mut cmd, DAEMON_UID);
+        cmd.output().unwrap()
+    };
+    let list = as_daemon(&["list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("far@elsewhere.test"),
+        "{}",
+        String::from_utf8_lossy(&list.stdout)
+    );
+    let bp = inst.sendmail(&["-bp"], b"", Some(DAEMON_UID));
+    assert_eq!(bp.stdout, list.stdout);
+    let flush = inst.sendmail(&["-q"], b"", Some(DAEMON_UID));
+    assert_ne!(status(&flush), 0);
+    assert!(
+        stderr(&flush).contains("User daemon(1) is not allowed to flush the mail queue"),
+        "{}",
+        stderr(&flush)
+    );
+    let id = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .trim_end_matches(['*', '!'])
+        .to_string();
+    let hold = as_daemon(&["hold", &id]);
+    assert!(!hold.status.success());
+    assert!(
+        stderr(&hold).contains("not served on public/showq"),
+        "{}",
+        stderr(&hold)
+    );
+}

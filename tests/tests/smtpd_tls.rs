@@ -494,7 +494,8 @@ fn sessions_resume_on_any_process_and_after_a_restart() {
     let first = s_client(ports.smtp, "-sess_out", &file);
     assert!(first.contains("New, TLSv1.3"), "{first}\n{}", inst.log());
     let mut resumed = 0;
-    for _ in 0..20 {
+    // Which process accepts is the kernel's choice: give it time.
+    for _ in 0..40 {
         let again = s_client(ports.smtp, "-sess_in", &file);
         assert!(again.contains("Reused, TLSv1.3"), "{again}\n{}", inst.log());
         resumed += 1;

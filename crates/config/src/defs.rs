@@ -223,6 +223,8 @@ pub static PARAMS: &[ParamDef] = &[
     p("append_at_myorigin", "yes", Bool),
     p("append_dot_mydomain", "no", Bool),
     x("arc_sealing_key", "", Str),
+    p("authorized_flush_users", "static:anyone", Users),
+    p("authorized_mailq_users", "static:anyone", Users),
     p("authorized_submit_users", "static:anyone", Users),
     p("body_checks", "", Maps),
     p("body_checks_size_limit", "51200", Int),

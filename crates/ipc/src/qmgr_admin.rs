@@ -23,6 +23,12 @@ use serde::{Deserialize, Serialize};
 /// it second in `listen`).
 pub const SOCKET: &str = "private/qmgr-admin";
 
+/// The socket any local user may connect to (listed third), as Postfix's
+/// public showq: it serves only [`AdminRequest::List`] (to
+/// authorized_mailq_users) and [`AdminRequest::Flush`] (to
+/// authorized_flush_users), for mailq and sendmail -q run by users.
+pub const PUBLIC_SOCKET: &str = "public/showq";
+
 /// A queue operation.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum AdminRequest {

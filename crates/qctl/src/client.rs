@@ -33,12 +33,25 @@ pub(crate) async fn ask(
         .context("control request")
 }
 
-/// A connection to qmgr's administration socket, after the hello.
+/// A connection to qmgr's administration socket, after the hello. A user
+/// the private directory keeps out (not root, not mail_owner) gets the
+/// public one beside it, which lists the queue and flushes it for the
+/// users authorized_mailq_users and authorized_flush_users admit.
 pub(crate) async fn connect_qmgr(socket: &Path) -> anyhow::Result<Connection<UnixStream>> {
-    let stream = UnixStream::connect(socket).await.map_err(|e| {
+    let public = socket
+        .parent()
+        .and_then(Path::parent)
+        .map(|q| q.join(postern_ipc::qmgr_admin::PUBLIC_SOCKET));
+    let stream = match (UnixStream::connect(socket).await, public) {
+        (Err(e), Some(public)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            UnixStream::connect(&public).await.map_err(|e| (public, e))
+        }
+        (connected, _) => connected.map_err(|e| (socket.to_path_buf(), e)),
+    }
+    .map_err(|(path, e)| {
         anyhow!(
             "the queue manager is not running: cannot connect to {}: {e}",
-            socket.display()
+            path.display()
         )
     })?;
     let mut conn = Connection::new(stream);

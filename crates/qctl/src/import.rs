@@ -16,8 +16,8 @@
 //! With MASTER.CF, its services become `[[service]]` entries: smtpd on
 //! inet ports (`smtp` is 25, `submission` 587, `smtps` and `submissions`
 //! 465, `host:port` as written; the `-o` options and the process limit
-//! kept), and qmgr, smtp (as `smtp-client`), relay, local and tlsmgr;
-//! the Postfix daemons Postern has no counterpart for (pickup, cleanup,
+//! kept), and qmgr, pickup, smtp (as `smtp-client`), relay, local and
+//! tlsmgr; the Postfix daemons Postern has no counterpart for (cleanup,
 //! trivial-rewrite, bounce, showq, pipe, virtual, lmtp, ...) are reported
 //! and left out. Without it, the services are the installed master.toml's.
 //! A line that does not parse is reported with its line, and nothing is
@@ -183,8 +183,11 @@ fn render(settings: &[Setting], services: Option<&[Service]>) -> (String, Vec<(u
                     toml_string(&svc.name),
                     svc.kind,
                     if svc.command == "qmgr" {
-                        // The enqueueing and the administration socket.
-                        format!("[{}, \"qmgr-admin\"]", toml_string(&svc.name))
+                        // Enqueueing, administration, users' mailq.
+                        format!(
+                            "[{}, \"qmgr-admin\", \"public/showq\"]",
+                            toml_string(&svc.name)
+                        )
                     } else {
                         toml_string(&svc.listen)
                     },
@@ -273,11 +276,16 @@ fn parse_master(file: &Path, text: &str) -> anyhow::Result<Vec<Service>> {
                 unpriv == "n",
             ),
             ("unix", "tlsmgr") => (name.to_string(), "tlsmgr", name.to_string(), false),
+            ("unix" | "fifo", "pickup") => (
+                name.to_string(),
+                "pickup",
+                postern_ipc::maildrop::TRIGGER.to_string(),
+                false,
+            ),
             (_, d) => {
                 let why = match d {
-                    "pickup" | "cleanup" | "trivial-rewrite" | "bounce" | "flush" | "showq"
-                    | "error" | "discard" | "anvil" | "scache" | "verify" | "proxymap"
-                    | "postlogd" => {
+                    "cleanup" | "trivial-rewrite" | "bounce" | "flush" | "showq" | "error"
+                    | "discard" | "anvil" | "scache" | "verify" | "proxymap" | "postlogd" => {
                         "Postern has no such daemon (qmgr and smtpd do its work, or it is not there yet)"
                     }
                     _ => "Postern has no such delivery agent or server",
@@ -313,7 +321,7 @@ fn parse_master(file: &Path, text: &str) -> anyhow::Result<Vec<Service>> {
             command,
             process_limit: (maxproc != "-").then(|| maxproc.trim_end_matches('?').to_string()),
             privileged,
-            wakeup: (command == "qmgr" && wakeup != "-")
+            wakeup: (matches!(command, "qmgr" | "pickup") && wakeup != "-")
                 .then(|| wakeup.trim_end_matches('?').to_string()),
             options,
         });

@@ -17,13 +17,36 @@ use postern_queue::{QueueError, QueueId, QueueState, QueueStore, RcptState};
 use crate::logfmt;
 use crate::scheduler::{Qmgr, blocking};
 
+/// Which socket a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `private/qmgr-admin`: root and mail_owner, every operation.
+    Full,
+    /// `public/showq`: any local user; the listing and the flush only,
+    /// for the users authorized_mailq_users and authorized_flush_users
+    /// admit.
+    Public,
+}
+
 /// Serves one qctl connection: requests one after another until it
 /// closes, breaks the protocol or, between requests, shutdown begins.
-pub async fn session(q: Arc<Qmgr>, stream: Stream, shutdown: Shutdown) {
+pub async fn session(q: Arc<Qmgr>, stream: Stream, shutdown: Shutdown, access: Access) {
+    let peer = match access {
+        Access::Full => None,
+        Access::Public => Some(peer_uid(&stream)),
+    };
     let Some(mut session) = IpcSession::accept(stream, Protocol::QmgrAdmin, shutdown).await else {
         return;
     };
     while let Some(request) = session.next::<AdminRequest>(true).await {
+        if let Some(uid) = peer
+            && let Err(message) = permitted(&q, uid, &request)
+        {
+            if !session.reply(&AdminReply::Error { message }).await {
+                return;
+            }
+            continue;
+        }
         let reply = match request {
             AdminRequest::List => {
                 if list(&q, &mut session).await {
@@ -55,6 +78,54 @@ pub async fn session(q: Arc<Qmgr>, stream: Stream, shutdown: Shutdown) {
         if !session.reply(&reply).await {
             return;
         }
+    }
+}
+
+/// The connecting user's uid, as the kernel reports it; None when it
+/// cannot say (refused).
+fn peer_uid(stream: &Stream) -> Option<u32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    match stream {
+        Stream::Unix(s) => getsockopt(s.get_ref(), PeerCredentials)
+            .ok()
+            .map(|c| c.uid()),
+        Stream::Tcp(_) => None,
+    }
+}
+
+/// What the public socket serves, and to whom: root and mail_owner (this
+/// process's own uid) always, others as the parameter says.
+fn permitted(q: &Qmgr, uid: Option<u32>, request: &AdminRequest) -> Result<(), String> {
+    let param = match request {
+        AdminRequest::List => "authorized_mailq_users",
+        AdminRequest::Flush { .. } => "authorized_flush_users",
+        _ => {
+            return Err(format!(
+                "not served on {}: use qctl as root or mail_owner",
+                postern_ipc::qmgr_admin::PUBLIC_SOCKET
+            ));
+        }
+    };
+    let Some(uid) = uid else {
+        return Err("cannot tell who is asking".into());
+    };
+    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+        return Ok(());
+    }
+    let name = nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .ok_or_else(|| format!("no login name for user ID {uid}"))?;
+    let what = if param == "authorized_mailq_users" {
+        "view the mail queue"
+    } else {
+        "flush the mail queue"
+    };
+    match q.params().user_allowed(param, &name) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("User {name}({uid}) is not allowed to {what}")),
+        Err(e) => Err(format!("{param}: {e}")),
     }
 }
 

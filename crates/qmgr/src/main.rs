@@ -13,16 +13,21 @@
 //!   a restart stops the old qmgr before the new one opens the queue (the
 //!   new one waits for the old one's lock).
 //!
-//!   Sockets. qmgr listens on the two sockets of its master.toml service,
-//!   in the order of `listen = ["qmgr", "qmgr-admin"]`: `private/qmgr`
-//!   for enqueueing (protocol postern-qmgr; Postfix's cleanup and qmgr
-//!   sockets) and `private/qmgr-admin` for qctl's queue operations
-//!   (protocol postern-qmgr-admin; Postfix's showq, and what postsuper
-//!   does to the queue files). Each socket accepts only its protocol's
-//!   hello, so neither kind of client can send the other's requests. A
-//!   service that lists only the first socket (a configuration from
-//!   before the split) still receives mail, with a warning at start that
-//!   qctl cannot reach the queue.
+//!   Sockets. qmgr listens on the sockets of its master.toml service, in
+//!   the order of `listen = ["qmgr", "qmgr-admin", "public/showq"]`:
+//!   `private/qmgr` for enqueueing (protocol postern-qmgr; Postfix's
+//!   cleanup and qmgr sockets), `private/qmgr-admin` for qctl's queue
+//!   operations (protocol postern-qmgr-admin; Postfix's showq, and what
+//!   postsuper does to the queue files) and, optionally,
+//!   `public/showq`, where any local user's mailq and sendmail -q are
+//!   served: the listing for the users authorized_mailq_users admits,
+//!   the flush for authorized_flush_users (root and mail_owner always),
+//!   the user being the peer's uid as the kernel reports it
+//!   (SO_PEERCRED); nothing else is served there. Each socket accepts
+//!   only its protocol's hello, so neither kind of client can send the
+//!   other's requests. A service that lists only the first socket (a
+//!   configuration from before the split) still receives mail, with a
+//!   warning at start that qctl cannot reach the queue.
 //!
 //!   Receiving. On `private/qmgr` smtpd and local-delivery hand over
 //!   messages: Begin starts an incoming message, body chunks are written
@@ -261,6 +266,7 @@
 //!                                    queue operations (qctl); the
 //!                                    private directory (0700, mail_owner)
 //!                                    admits only mail_owner and root
+//!   $queue_directory/public/showq    mailq and flush for any user
 //!   $queue_directory/private/TRANSPORT
 //!                                    delivery agents (local, smtp, relay,
 //!                                    any transport master.toml defines)
@@ -333,20 +339,21 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
     // administration. A configuration from before the split has only the
     // first: mail still flows, and qctl's queue commands cannot connect.
     let mut listeners = std::mem::take(&mut ctx.listeners);
-    let wanted = "listen = [\"qmgr\", \"qmgr-admin\"]";
+    let wanted = "listen = [\"qmgr\", \"qmgr-admin\", \"public/showq\"]";
     match listeners.len() {
-        2 => {}
+        2 | 3 => {}
         1 => tracing::warn!(
             "service {} has no administration socket ({wanted}): qctl cannot reach the queue",
             ctx.service
         ),
         n => anyhow::bail!(
-            "service {} has {n} sockets; qmgr listens on two, for enqueueing and for \
-             administration ({wanted})",
+            "service {} has {n} sockets; qmgr listens on two or three, for enqueueing, \
+             administration and users' queue listings ({wanted})",
             ctx.service
         ),
     }
-    let admin_listeners = listeners.split_off(1.min(listeners.len()));
+    let mut admin_listeners = listeners.split_off(1.min(listeners.len()));
+    let public_listeners = admin_listeners.split_off(1.min(admin_listeners.len()));
     ctx.listeners = listeners;
     let sessions = {
         let q_enqueue = q.clone();
@@ -355,13 +362,20 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
             MAX_SESSIONS,
             move |stream, _peer, shutdown| enqueue::session(q_enqueue.clone(), stream, shutdown),
         );
-        let q_admin = q.clone();
-        sessions.accept_on(
-            &ctx,
-            admin_listeners,
-            MAX_ADMIN_SESSIONS,
-            move |stream, _peer, shutdown| admin::session(q_admin.clone(), stream, shutdown),
-        );
+        for (listeners, access) in [
+            (admin_listeners, admin::Access::Full),
+            (public_listeners, admin::Access::Public),
+        ] {
+            let q_admin = q.clone();
+            sessions.accept_on(
+                &ctx,
+                listeners,
+                MAX_ADMIN_SESSIONS,
+                move |stream, _peer, shutdown| {
+                    admin::session(q_admin.clone(), stream, shutdown, access)
+                },
+            );
+        }
         sessions
     };
     ctx.ready();
