@@ -202,6 +202,50 @@ pub fn mail_dir(dir: &Path) -> PathBuf {
     mail
 }
 
+/// `toml` (a master.toml) with each `name = value` of `settings` in
+/// `[main]`, in place of a line setting the same name, as an
+/// administrator edits the file.
+fn with_settings(toml: &str, settings: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut in_main = false;
+    for line in toml.lines() {
+        if line.starts_with('[') {
+            in_main = line.trim() == "[main]";
+            if in_main {
+                out.push_str(line);
+                out.push('\n');
+                for (n, v) in settings {
+                    out.push_str(&format!("{n} = {v}\n"));
+                }
+                continue;
+            }
+        }
+        let name = line.split('=').next().unwrap_or("").trim();
+        if in_main && settings.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The services of a Postfix master.cf as Debian installs it (those
+/// Postern runs, and `pickup`), for [`Instance::start_imported`].
+pub const POSTFIX_MASTER_CF: &str = "\
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+smtp      inet  n       -       y       -       -       smtpd
+pickup    unix  n       -       y       60      1       pickup
+cleanup   unix  n       -       y       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       y       1000?   1       tlsmgr
+rewrite   unix  -       -       y       -       -       trivial-rewrite
+bounce    unix  -       -       y       -       0       bounce
+smtp      unix  -       -       y       -       -       smtp
+relay     unix  -       -       y       -       -       smtp
+local     unix  -       n       n       -       -       local
+";
+
 /// The account tests give daemons when they run as root.
 pub const TEST_MAIL_OWNER: &str = "nobody";
 
@@ -316,15 +360,7 @@ command = "tlsmgr"
         let smtp = SocketAddr::from((ip, 25));
         let inst = Self::create(smtp, "");
         let dir = inst.dir.path().display().to_string();
-        for (name, content) in files {
-            let path = inst.dir.path().join(name);
-            if name.ends_with('/') {
-                std::fs::create_dir_all(&path).unwrap();
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o1777)).unwrap();
-            } else {
-                std::fs::write(&path, content.replace("{dir}", &dir)).unwrap();
-            }
-        }
+        inst.write_files(files);
         let own_ip = format!("\"{ip}\"");
         let main = with_defaults(
             &[
@@ -335,6 +371,92 @@ command = "tlsmgr"
         );
         inst.write_config(&Self::standard_config(smtp, &main, ""));
         inst.launch()
+    }
+
+    /// Starts an instance from a Postfix configuration, as an administrator
+    /// switching over would: `main_cf` and `master_cf` (Postfix syntax;
+    /// [`POSTFIX_MASTER_CF`] is the usual one) go through `qctl config
+    /// import`, and the master.toml it prints runs, listening on `ip` port
+    /// 25. What only the test decides is then set in its `[main]`, as an
+    /// administrator adapts the paths: the queue, log and mail_owner of
+    /// the harness, `inet_interfaces` and `smtp_bind_address` (`ip`), and
+    /// `overrides` (`name=value`). The result must pass `master --check`.
+    /// `files` and `{dir}` work as in [`Instance::start_at`]. The import's
+    /// report (standard error) is kept in `import.report`.
+    pub fn start_imported(
+        ip: std::net::Ipv4Addr,
+        main_cf: &str,
+        master_cf: &str,
+        files: &[(&str, &str)],
+        overrides: &[&str],
+    ) -> Instance {
+        let inst = Self::create(SocketAddr::from((ip, 25)), "");
+        let dir = inst.dir.path().display().to_string();
+        inst.write_files(files);
+        let main_path = inst.dir.path().join("main.cf");
+        let master_path = inst.dir.path().join("master.cf");
+        std::fs::write(&main_path, main_cf.replace("{dir}", &dir)).unwrap();
+        std::fs::write(&master_path, master_cf).unwrap();
+        let out = qctl(
+            &inst.config,
+            &[
+                "config",
+                "import",
+                main_path.to_str().unwrap(),
+                master_path.to_str().unwrap(),
+            ],
+        );
+        assert_success(&out);
+        std::fs::write(inst.dir.path().join("import.report"), &out.stderr).unwrap();
+        let own_ip = format!("\"{ip}\"");
+        let owner = format!("\"{TEST_MAIL_OWNER}\"");
+        let mut settings: Vec<(String, String)> = [
+            ("queue_directory", "\"queue\""),
+            ("maillog_file", "\"maillog\""),
+            ("service_throttle_time", "\"2s\""),
+            ("drain_timeout", "\"5s\""),
+            ("heartbeat_timeout", "\"5s\""),
+            ("mail_owner", owner.as_str()),
+            ("inet_interfaces", own_ip.as_str()),
+            ("smtp_bind_address", own_ip.as_str()),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        for o in overrides {
+            let (n, v) = o.split_once('=').expect("name=value");
+            settings.push((n.to_string(), format!("{:?}", v.replace("{dir}", &dir))));
+        }
+        let toml = with_settings(&String::from_utf8_lossy(&out.stdout), &settings);
+        inst.write_config(&toml);
+        let check = Command::new(bin_dir().join("master"))
+            .arg("--check")
+            .arg("--config")
+            .arg(&inst.config)
+            .output()
+            .unwrap();
+        assert_success(&check);
+        inst.launch()
+    }
+
+    /// What `qctl config import` reported for [`Instance::start_imported`].
+    pub fn import_report(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("import.report")).unwrap_or_default()
+    }
+
+    /// Writes `files` into the directory: `{dir}` in contents is the
+    /// directory; a name ending in `/` is a directory anyone may write.
+    fn write_files(&self, files: &[(&str, &str)]) {
+        let dir = self.dir.path().display().to_string();
+        for (name, content) in files {
+            let path = self.dir.path().join(name);
+            if name.ends_with('/') {
+                std::fs::create_dir_all(&path).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o1777)).unwrap();
+            } else {
+                std::fs::write(&path, content.replace("{dir}", &dir)).unwrap();
+            }
+        }
     }
 
     /// Writes the config and starts the master; waits until every service

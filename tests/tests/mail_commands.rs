@@ -198,7 +198,8 @@ fn config_import_of_a_master_cf_maps_its_services() {
          submission inet n       -       y       -       -       smtpd\n  \
          -o syslog_name=postfix/submission\n  \
          -o smtpd_client_restrictions=permit_mynetworks,reject\n  \
-         -o smtpd_peername_lookup=yes\n\
+         -o smtpd_peername_lookup=yes\n  \
+         -o { smtpd_recipient_restrictions = permit_sasl_authenticated, reject }\n\
          127.0.0.1:10026 inet n  -       n       -       10      smtpd\n  \
          -o content_filter=\n  \
          -o receive_override_options=no_unknown_recipient_checks\n\
@@ -227,7 +228,7 @@ fn config_import_of_a_master_cf_maps_its_services() {
     let at = |line: usize| format!("{}:{line}:", master_cf.display());
     assert!(!err.contains("pickup"), "{err}");
     assert!(
-        err.contains(&format!("{} maildrop (unix pipe)", at(16))),
+        err.contains(&format!("{} maildrop (unix pipe)", at(17))),
         "{err}"
     );
     assert!(
@@ -246,6 +247,10 @@ fn config_import_of_a_master_cf_maps_its_services() {
         ["permit_mynetworks", "reject"]
     );
     assert_eq!(params.get("syslog_name"), "postfix/submission");
+    assert_eq!(
+        params.list("smtpd_recipient_restrictions"),
+        ["permit_sasl_authenticated", "reject"]
+    );
     let filter = config
         .service("smtpd-10026")
         .expect("the re-injection smtpd");
@@ -274,4 +279,33 @@ fn config_import_of_a_master_cf_maps_its_services() {
         "{toml}"
     );
     assert!(config.service("local").unwrap().privileged);
+}
+
+/// Debian's own distributed main.cf and master.cf (in the postfix
+/// package, which the benchmarks install) import, pass `master --check`
+/// and start. Without the package there is nothing to import.
+#[test]
+fn debians_main_cf_dist_and_master_cf_dist_import_and_start() {
+    let dist = Path::new("/usr/share/postfix");
+    let (Ok(main_cf), Ok(master_cf)) = (
+        std::fs::read_to_string(dist.join("main.cf.dist")),
+        std::fs::read_to_string(dist.join("master.cf.dist")),
+    ) else {
+        eprintln!("no /usr/share/postfix/*.dist (Debian's postfix package): nothing to import");
+        return;
+    };
+    let inst = postern_tests::Instance::start_imported(
+        std::net::Ipv4Addr::new(127, 0, 0, 196),
+        &main_cf,
+        &master_cf,
+        &[],
+        &[],
+    );
+    let report = inst.import_report();
+    assert!(
+        report.contains("daemon_directory: Postfix's own"),
+        "{report}"
+    );
+    let greeting = postern_tests::smtp_greeting(inst.smtp).unwrap();
+    assert!(greeting.starts_with("220 "), "{greeting}");
 }

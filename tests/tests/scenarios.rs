@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use postern_tests::dns::{DnsServer, Record};
-use postern_tests::{Instance, Sink, SmtpClient, wait_for};
+use postern_tests::{Instance, POSTFIX_MASTER_CF, Sink, SmtpClient, wait_for};
 
 const LONG: Duration = Duration::from_secs(40);
 
@@ -76,16 +76,27 @@ fn edit_table(inst: &Instance, name: &str, text: &str) {
 // S1: a DMZ relay in front of a LAN server (seed 000)
 // ---------------------------------------------------------------------------
 
-#[test]
-fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_dmz() {
-    let (dmz_ip, lan_ip, outside_mx, lan_client) = (111, 112, 113, 114);
+/// S1's addresses (the last byte of 127.0.0.x): the DMZ, the LAN
+/// server, the outside MX, a LAN client.
+type S1 = (u8, u8, u8, u8);
+
+/// S1's DNS and "the internet".
+fn s1_outside(s1: S1) -> (DnsServer, Sink) {
+    let (_, lan_ip, outside_mx, _) = s1;
     let dns = DnsServer::start(vec![
         Record::mx("sub.example.local", 10, "mail.example.local"),
         Record::a("mail.example.local", ip(lan_ip)),
         Record::mx("internetmail.example", 10, "mx.internetmail.example"),
         Record::a("mx.internetmail.example", ip(outside_mx)),
     ]);
-    let outside = Sink::start(ip(outside_mx), 25);
+    (dns, Sink::start(ip(outside_mx), 25))
+}
+
+#[test]
+fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_dmz() {
+    let s1 = (111, 112, 113, 114);
+    let (dmz_ip, lan_ip, _, lan_client) = s1;
+    let (dns, outside) = s1_outside(s1);
     let lan = Instance::start_at(
         ip(lan_ip),
         &format!(
@@ -121,6 +132,65 @@ fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_
         )],
     );
 
+    s1_checks(&lan, &dmz, &outside, s1);
+}
+
+/// S1 from the guide's main.cf files (seed 000) through `qctl config
+/// import` with a master.cf as Debian's: the same checks pass. The
+/// guide's `inet_interface = all` (sic) is reported and left out.
+#[test]
+fn s1_from_the_guides_main_cf_imported_passes_the_same_checks() {
+    let s1 = (191, 192, 193, 194);
+    let (dmz_ip, lan_ip, _, lan_client) = s1;
+    let (dns, outside) = s1_outside(s1);
+    let dns_servers = format!("dns_servers={}", dns.addr);
+    let lan = Instance::start_imported(
+        ip(lan_ip),
+        &format!(
+            "inet_interface = all\n\
+             mynetworks = {}/32, {}/32\n\
+             myhostname = mail.example.local\n\
+             mydomain = example.local\n\
+             mydestination = $myhostname, localhost.$mydomain, localhost, $mydomain, sub.$mydomain\n\
+             relayhost = [{}]\n\
+             alias_maps = hash:{{dir}}/aliases\n",
+            ip(lan_ip),
+            ip(lan_client),
+            ip(dmz_ip),
+        ),
+        POSTFIX_MASTER_CF,
+        &[("aliases", "user: {dir}/mail/user\n"), ("mail/", "")],
+        &[&dns_servers],
+    );
+    assert!(
+        lan.import_report().contains("inet_interface"),
+        "{}",
+        lan.import_report()
+    );
+    let dmz = Instance::start_imported(
+        ip(dmz_ip),
+        &format!(
+            "myhostname = dmz.example.local\n\
+             mydomain = example.local\n\
+             inet_interface = all\n\
+             mynetworks = {}/32\n\
+             relay_domains = example.local\n\
+             transport_maps = hash:{{dir}}/transport\n",
+            ip(lan_ip),
+        ),
+        POSTFIX_MASTER_CF,
+        &[(
+            "transport",
+            &format!("example.local  smtp:[{}]\n", ip(lan_ip)),
+        )],
+        &[&dns_servers],
+    );
+    s1_checks(&lan, &dmz, &outside, s1);
+}
+
+/// What S1 must do, however its two servers were configured.
+fn s1_checks(lan: &Instance, dmz: &Instance, outside: &Sink, s1: S1) {
+    let (dmz_ip, lan_ip, outside_mx, lan_client) = s1;
     // Inbound: the guide's session from outside to the DMZ.
     let id = telnet(
         dmz.smtp,
@@ -141,7 +211,7 @@ fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_
         .to_string();
     let line = lan.wait_log_line(&[&format!("{lan_id}: to=<user@example.local>"), "status=sent"]);
     assert!(line.contains("relay=local"), "{line}");
-    let text = wait_mailbox(&lan, "user", "Delivered-To: user@example.local");
+    let text = wait_mailbox(lan, "user", "Delivered-To: user@example.local");
     assert!(
         text.contains("Return-Path: <user1@hogehoge.local>"),
         "{text}"
@@ -162,7 +232,7 @@ fn s1_dmz_relays_inbound_to_the_lan_mailbox_and_the_lan_relays_outbound_via_the_
         line.contains(&format!("relay=mail.example.local[{}]:25", ip(lan_ip))),
         "{line}"
     );
-    wait_mailbox(&lan, "user", "Delivered-To: user@sub.example.local");
+    wait_mailbox(lan, "user", "Delivered-To: user@sub.example.local");
 
     // Any other domain from outside is refused (Postfix 3's default
     // smtpd_relay_restrictions: defer_unauth_destination, 454).

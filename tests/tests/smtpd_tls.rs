@@ -363,6 +363,24 @@ fn encrypt_level_requires_starttls() {
     assert_eq!(t.cmd("MAIL FROM:<a@example.net>"), "250 2.1.0 Ok\r\n");
 }
 
+/// Runs a Python script (Debian's python3); its standard output, which
+/// must come from a successful run.
+fn python(script: &str, inst: &Instance) -> String {
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        inst.log()
+    );
+    stdout
+}
+
 #[test]
 fn smtps_wrapper_mode_with_python_smtplib() {
     let (inst, ports) = start("");
@@ -383,18 +401,7 @@ s.quit()
 "#,
         port = ports.smtps.port()
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        inst.log()
-    );
+    let stdout = python(&script, &inst);
     assert!(stdout.contains(" PLAIN LOGIN CRAM-MD5\n"), "{stdout}");
     assert!(
         stdout.contains("login: (235, b'2.7.0 Authentication successful')"),
@@ -727,5 +734,110 @@ fn seed_003_tls_loglevel_and_sasl_local_domain() {
         !quiet.log().contains("TLS connection established"),
         "{}",
         quiet.log()
+    );
+}
+
+/// Seed 003's secured server (S4) from the guide's main.cf and master.cf
+/// (smtps with `-o smtpd_tls_wrappermode=yes -o smtpd_sasl_auth_enable=yes`)
+/// through `qctl config import`. The adaptations an administrator makes:
+/// the certificate paths, the aliases file, and Postern's own SASL user
+/// table (smtpd_sasl_users) where the guide runs saslauthd; mynetworks
+/// keeps 127.0.0.1 only, so that a client from 127.0.0.77 is the outside.
+/// Then what S4 must hold: the banner hides the version, STARTTLS and
+/// the size limit are offered, no relay for an outside client, local
+/// mail through the aliases file, and SMTPS with AUTH relays.
+#[test]
+fn s4_from_the_guides_main_cf_and_master_cf_imported() {
+    let ip = std::net::Ipv4Addr::new(127, 0, 0, 195);
+    let (cert, key) = certificate("mail.example.com");
+    let main_cf = "myhostname = mail.example.com\n\
+        mydomain = example.com\n\
+        myorigin = $mydomain\n\
+        inet_interfaces = all\n\
+        mydestination = $myhostname, localhost.$mydomain, localhost, $mydomain\n\
+        mynetworks = 192.168.0.0/24, 127.0.0.1/32\n\
+        relay_domains = $mydestination\n\
+        home_mailbox = Maildir/\n\
+        smtpd_banner = $myhostname ESMTP unknown\n\
+        smtpd_tls_security_level = may\n\
+        smtpd_tls_loglevel = 1\n\
+        smtpd_tls_cert_file = {dir}/postfix.pem\n\
+        smtpd_tls_key_file = {dir}/postfix_noenc.key\n\
+        smtpd_tls_session_cache_database = btree:{dir}/smtpd_scache\n\
+        smtpd_sasl_auth_enable = yes\n\
+        smtpd_sasl_security_options = noanonymous\n\
+        smtpd_sasl_local_domain = $myhostname\n\
+        smtpd_recipient_restrictions = permit_mynetworks permit_sasl_authenticated reject_unauth_destination\n\
+        message_size_limit = 10485760\n\
+        alias_maps = hash:{dir}/aliases\n";
+    let master_cf = format!(
+        "{}smtps     inet  n       -       n       -       -       smtpd\n  \
+         -o smtpd_tls_wrappermode=yes\n  \
+         -o smtpd_sasl_auth_enable=yes\n",
+        postern_tests::POSTFIX_MASTER_CF
+    );
+    let inst = Instance::start_imported(
+        ip,
+        main_cf,
+        &master_cf,
+        &[
+            ("postfix.pem", &cert),
+            ("postfix_noenc.key", &key),
+            // smtpd_sasl_local_domain puts logins in the realm.
+            ("sasl_users", "carol@mail.example.com {plain}carolpw\n"),
+            ("aliases", "user: {dir}/mail/user\n"),
+            ("mail/", ""),
+        ],
+        &["smtpd_sasl_users=hash:{dir}/sasl_users"],
+    );
+    let (mut c, greeting) =
+        postern_tests::SmtpClient::connect_from(std::net::Ipv4Addr::new(127, 0, 0, 77), inst.smtp)
+            .unwrap();
+    assert_eq!(greeting, "220 mail.example.com ESMTP unknown\r\n");
+    let ehlo = c.cmd("EHLO client.example").unwrap();
+    assert!(
+        ehlo.contains("STARTTLS") && ehlo.contains("SIZE 10485760"),
+        "{ehlo}"
+    );
+    c.expect("MAIL FROM:<spammer@example.net>", "250");
+    let relay = c.cmd("RCPT TO:<victim@example.org>").unwrap();
+    assert!(
+        // Postfix 3's smtpd_relay_restrictions default answers first.
+        relay.starts_with("454 4.7.1 <victim@example.org>: Relay access denied"),
+        "{relay}"
+    );
+    c.expect("RCPT TO:<user@example.com>", "250");
+    c.expect("DATA", "354");
+    c.send_raw(b"Subject: for the aliases file\r\n\r\nhello\r\n")
+        .unwrap();
+    c.expect(".", "250 2.0.0");
+    c.expect("QUIT", "221");
+    let mailbox = inst.dir.path().join("mail/user");
+    assert!(
+        wait_for(LONG, || std::fs::read_to_string(&mailbox)
+            .is_ok_and(|m| m.contains("Subject: for the aliases file"))),
+        "{}",
+        inst.log()
+    );
+
+    // SMTPS on 465, AUTH, and relaying for the authenticated user.
+    let script = format!(
+        r#"
+import smtplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL("{ip}", 465, context=ctx, timeout=20)
+s.ehlo("client.example")
+print("login:", s.login("carol", "carolpw")[0])
+print("mail:", s.mail("carol@example.com")[0])
+print("rcpt:", s.rcpt("friend@example.net")[0])
+s.quit()
+"#
+    );
+    let stdout = python(&script, &inst);
+    assert!(
+        stdout.contains("login: 235\nmail: 250\nrcpt: 250\n"),
+        "{stdout}"
     );
 }

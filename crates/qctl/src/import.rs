@@ -298,14 +298,26 @@ fn parse_master(file: &Path, text: &str) -> anyhow::Result<Vec<Service>> {
         let mut args = f[8..].iter();
         while let Some(a) = args.next() {
             if *a == "-o" {
-                let Some(o) = args.next() else {
+                let Some(first) = args.next() else {
                     bail!("{at}: -o without name=value");
                 };
+                // Postfix 3's `-o { name = value with spaces }`.
+                let mut o = first.to_string();
+                if first.starts_with('{') {
+                    while !o.ends_with('}') {
+                        let Some(more) = args.next() else {
+                            bail!("{at}: -o {o}: no closing }}");
+                        };
+                        o.push(' ');
+                        o.push_str(more);
+                    }
+                    o = o[1..o.len() - 1].trim().to_string();
+                }
                 match o.split_once('=') {
                     Some((n, v)) => options.push(Setting {
                         line,
-                        name: n.to_string(),
-                        value: v.to_string(),
+                        name: n.trim().to_string(),
+                        value: v.trim().to_string(),
                     }),
                     None => eprintln!("{at}: {name}: -o {o}: not name=value; left out"),
                 }
