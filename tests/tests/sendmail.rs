@@ -188,6 +188,19 @@ fn bad_input_gets_a_sysexits_status_and_nothing_is_queued() {
             stderr(&out)
         );
     }
+    if is_root() {
+        // A maildrop/ this user may not write: a temporary failure.
+        let maildrop = inst.queue_directory().join("maildrop");
+        std::fs::set_permissions(&maildrop, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = inst.sendmail(&["-f", "x@y.test", "root"], b"x\n", Some(DAEMON_UID + 1));
+        std::fs::set_permissions(&maildrop, std::fs::Permissions::from_mode(0o3733)).unwrap();
+        assert_eq!(status(&out), 75, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Permission denied"),
+            "{}",
+            stderr(&out)
+        );
+    }
     // A queue directory that is not there (never installed).
     let broken = inst.dir.path().join("broken.toml");
     std::fs::write(
@@ -381,4 +394,39 @@ fn an_unprivileged_mailq_uses_the_public_socket_and_its_user_lists() {
         "{}",
         stderr(&hold)
     );
+}
+
+/// header_checks apply to mail from sendmail as cleanup applies them to
+/// local mail: HOLD keeps it, DISCARD drops it, REDIRECT changes where it
+/// goes, and the rest is delivered as it is.
+#[test]
+fn header_checks_apply_to_mail_from_sendmail() {
+    let inst = start("header_checks = \"regexp:header_checks\"");
+    std::fs::write(
+        inst.dir.path().join("header_checks"),
+        "/^Subject: hold me/ HOLD kept for a look\n\
+         /^Subject: drop me/ DISCARD not wanted\n\
+         /^Subject: for daemon/ REDIRECT daemon@mail.example.local\n",
+    )
+    .unwrap();
+    for subject in ["hold me", "drop me", "for daemon", "plain"] {
+        let out = inst.sendmail(
+            &["root"],
+            format!("Subject: {subject}\n\nx\n").as_bytes(),
+            None,
+        );
+        assert_eq!(status(&out), 0, "{}", stderr(&out));
+    }
+    wait_mail(&inst, "root", "Subject: plain");
+    wait_mail(&inst, "daemon", "Subject: for daemon");
+    inst.assert_logged("hold: header Subject: hold me from local;");
+    inst.assert_logged("discard: header Subject: drop me from local;");
+    let root = std::fs::read_to_string(mailbox(&inst, "root")).unwrap();
+    assert!(
+        !root.contains("drop me") && !root.contains("hold me"),
+        "{root}"
+    );
+    let list = inst.qctl(&["list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains('!'), "{text}");
 }

@@ -30,6 +30,11 @@
 //!     date` goes on top; Bcc, Resent-Bcc, Content-Length and Return-Path
 //!     are removed; From: (`Full Name <sender>`), Date: and Message-Id:
 //!     are added when missing;
+//!   - header_checks, mime_header_checks, nested_header_checks and
+//!     body_checks apply (unless receive_override_options has
+//!     no_header_body_checks), as cleanup applies them to local mail: a
+//!     DISCARD drops it, HOLD and REJECT put it on hold (there is nobody
+//!     to refuse it to), FILTER, REDIRECT and BCC change its route;
 //!   - non_smtpd_milters judge it (unless receive_override_options has
 //!     no_milters), in an emulated SMTP session from localhost: a discard
 //!     drops it, a quarantine and a refusal put it on hold (the user has
@@ -57,7 +62,9 @@
 //!   message_size_limit         the largest file accepted
 //!   myhostname, mail_name      in the Received header and Message-Id
 //!   non_smtpd_milters          and the milter_* parameters
-//!   receive_override_options   no_milters, no_address_mappings
+//!   receive_override_options   no_milters, no_address_mappings,
+//!                              no_header_body_checks
+//!   header_checks, mime_header_checks, nested_header_checks, body_checks
 //!   content_filter             after-queue filtering
 //!   dkim_signing_table, dkim_key_table
 //!
@@ -80,6 +87,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_config::Params;
+use postern_content::Verdict;
 use postern_daemon::enqueue::Enqueue;
 use postern_ipc::qmgr::{Envelope, EnvelopeRecipient};
 use postern_milter::nonsmtp::{self, Judgement, Submission as Judged};
@@ -238,10 +246,58 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
     );
     let overrides = params.words("receive_override_options");
     let has = |o: &str| overrides.iter().any(|w| w == o);
-    let (content, sender, envelope_recipients, hold) = if has("no_milters") {
-        (content, sender, d.submission.recipients.clone(), false)
+    let mut filter = params.filter("content_filter");
+    let mut recipients = d.submission.recipients.clone();
+    let mut hold = false;
+    let content = if has("no_header_body_checks") {
+        content
     } else {
-        match judge(params, &id, &sender, &d.submission.recipients, content).await? {
+        let checks = postern_content::ContentChecks::from_params(params)
+            .map_err(|e| Later(format!("header/body checks: {e}")))?;
+        match checks {
+            None => content,
+            Some(checks) => {
+                let log = postern_content::LogContext {
+                    queue_id: id.clone(),
+                    client: "local".into(),
+                    sender: Some(sender.clone()),
+                    recipient: recipients.last().map(|r| r.address.clone()),
+                    ..Default::default()
+                };
+                let mut inspector = postern_content::Inspector::new(&checks, log);
+                let mut kept = Vec::with_capacity(content.len());
+                inspector.push(&content, &mut kept);
+                let outcome = inspector.finish(&mut kept);
+                match outcome.verdict {
+                    Verdict::Accept => {}
+                    Verdict::Discard { .. } => {
+                        finish(&d.path);
+                        return Ok(());
+                    }
+                    // The user has gone and cannot be told of a refusal:
+                    // the administrator decides (logged by the checks).
+                    Verdict::Hold { .. } | Verdict::Reject { .. } => hold = true,
+                }
+                filter = outcome.filter.or(filter);
+                if let Some(to) = outcome.redirect {
+                    recipients = vec![EnvelopeRecipient {
+                        address: to,
+                        ..Default::default()
+                    }];
+                }
+                recipients.extend(outcome.bcc.into_iter().map(|address| EnvelopeRecipient {
+                    address,
+                    notify: Some(postern_envelope::Notify::NEVER),
+                    orcpt: None,
+                }));
+                kept
+            }
+        }
+    };
+    let (content, sender, envelope_recipients, milter_hold) = if has("no_milters") {
+        (content, sender, recipients, false)
+    } else {
+        match judge(params, &id, &sender, &recipients, content).await? {
             Some(judged) => judged,
             None => {
                 // Discarded by a milter (logged by it): as if delivered.
@@ -262,8 +318,8 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
         ret: d.submission.ret,
         smtputf8,
         body_8bit,
-        filter: params.filter("content_filter"),
-        hold,
+        filter,
+        hold: hold || milter_hold,
         no_address_mappings: has("no_address_mappings"),
     };
     let queued = queue.commit(envelope).await.map_err(Later)?;
