@@ -32,8 +32,9 @@ stop_sink() {
   wait "$sink_pid" 2>/dev/null || true
   sink_pid=
 }
+# sink_count NAME: messages the sink has counted so far (0 before any).
 sink_count() {
-  tr '\r' '\n' <"$work/sink-$1.out" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2
+  { tr '\r' '\n' <"$work/sink-$1.out" | grep -o 'mesg=[0-9]*' || echo mesg=0; } | tail -1 | cut -d= -f2
 }
 
 # wait_sink NAME COUNT [SECONDS]: until the sink has COUNT messages; fails
@@ -116,9 +117,16 @@ process_limit = 2
 [[service]]
 name = "qmgr"
 type = "unix"
-listen = ["qmgr", "qmgr-admin"]
+listen = ["qmgr", "qmgr-admin", "public/showq"]
 command = "qmgr"
 wakeup = "300s"
+
+[[service]]
+name = "pickup"
+type = "unix"
+listen = "public/pickup"
+command = "pickup"
+wakeup = "60s"
 
 [[service]]
 name = "smtp-client"

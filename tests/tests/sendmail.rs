@@ -76,7 +76,11 @@ fn sendmail_t_i_as_root_and_as_an_unprivileged_user_reaches_mailboxes_with_added
             mbox.contains("Received: by mail.example.local (Postern, from userid 0)\n\tid "),
             "{mbox}"
         );
-        assert!(mbox.contains("\nFrom: root@mail.example.local\n"), "{mbox}");
+        // The full name from the passwd file, as Postfix does.
+        assert!(
+            mbox.contains("\nFrom: root <root@mail.example.local>\n"),
+            "{mbox}"
+        );
         assert!(mbox.contains("\nDate: "), "{mbox}");
         assert!(mbox.contains("\nMessage-Id: <"), "{mbox}");
         assert!(!mbox.contains("Bcc:"), "Bcc left in:\n{mbox}");
@@ -429,4 +433,47 @@ fn header_checks_apply_to_mail_from_sendmail() {
     let list = inst.qctl(&["list"]);
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(text.contains('!'), "{text}");
+}
+
+/// A file sendmail is still writing (its owner's alone, not yet marked
+/// complete) is left alone, however often pickup looks; once complete it
+/// is queued as its owner's. (A benchmark found pickup removing such
+/// files when it could not open them.)
+#[test]
+fn a_file_still_being_written_is_left_alone_until_it_is_complete() {
+    if !is_root() {
+        return;
+    }
+    let inst = start("");
+    let submission = postern_ipc::maildrop::Submission {
+        recipients: vec![postern_ipc::maildrop::EnvelopeRecipient {
+            address: "root".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let bytes =
+        postern_ipc::maildrop::encode(&submission, b"Subject: slow writer\r\n\r\nx\r\n").unwrap();
+    let path = inst.queue_directory().join("maildrop/5C0DE5C0DE");
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // As sendmail run by daemon leaves it: its owner, maildrop/'s group.
+    let group = std::os::unix::fs::MetadataExt::gid(
+        &std::fs::metadata(inst.queue_directory().join("maildrop")).unwrap(),
+    );
+    std::os::unix::fs::chown(&path, Some(DAEMON_UID), Some(group)).unwrap();
+    for n in 0..3 {
+        let wake = format!("Subject: wake {n}\n\nx\n");
+        let out = inst.sendmail(&["root"], wake.as_bytes(), None);
+        assert_eq!(status(&out), 0, "{}", stderr(&out));
+        wait_mail(&inst, "root", &format!("Subject: wake {n}"));
+    }
+    assert!(path.exists(), "{}", inst.log());
+    assert!(!inst.log().contains("5C0DE5C0DE"), "{}", inst.log());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o740)).unwrap();
+    let out = inst.sendmail(&["root"], b"Subject: last wake\n\nx\n", None);
+    assert_eq!(status(&out), 0);
+    let mbox = wait_mail(&inst, "root", "Subject: slow writer");
+    let copy = &mbox[mbox.find("From daemon@").expect(&mbox)..];
+    assert!(copy.contains("(Postern, from userid 1)"), "{copy}");
 }

@@ -25,7 +25,7 @@ pub struct Local<'a> {
     /// The envelope sender, qualified (`user@$myorigin`); empty for the
     /// null sender.
     pub sender: &'a str,
-    /// `-F` / NAME.
+    /// `-F` / NAME, else the user's full name from the passwd file.
     pub full_name: Option<&'a str>,
 }
 
@@ -80,16 +80,17 @@ pub fn clean(content: &[u8], local: &Local<'_>) -> Vec<u8> {
     if !out.ends_with(b"\n") {
         out.extend_from_slice(b"\r\n");
     }
-    if !from {
-        out.extend_from_slice(from_header(local).as_bytes());
-    }
-    if !date {
-        out.extend_from_slice(format!("Date: {}\r\n", local.date).as_bytes());
-    }
+    // In the order Postfix's cleanup adds them.
     if !message_id {
         out.extend_from_slice(
             format!("Message-Id: <{}@{}>\r\n", local.queue_id, local.hostname).as_bytes(),
         );
+    }
+    if !date {
+        out.extend_from_slice(format!("Date: {}\r\n", local.date).as_bytes());
+    }
+    if !from {
+        out.extend_from_slice(from_header(local).as_bytes());
     }
     match body {
         Some((start, add_separator)) => {
@@ -163,9 +164,9 @@ mod tests {
             "Received: by mail.example.local (Postern, from userid 1000)\r\n\
              \tid 4XB1; Wed, 2 Dec 2026 14:00:00 +0000\r\n\
              To: a@x\r\nSubject: s\r\n\
-             From: \"Alice Q. User\" <alice@example.local>\r\n\
-             Date: Wed, 2 Dec 2026 14:00:00 +0000\r\n\
              Message-Id: <4XB1@mail.example.local>\r\n\
+             Date: Wed, 2 Dec 2026 14:00:00 +0000\r\n\
+             From: \"Alice Q. User\" <alice@example.local>\r\n\
              \r\nBcc: body stays\r\n"
         );
     }
@@ -184,10 +185,15 @@ mod tests {
         // Body text without an empty line, an empty message, a null sender.
         let out = clean_str("just text\r\n", &local("", None));
         assert!(out.contains("From: MAILER-DAEMON\r\n"), "{out}");
-        assert!(out.ends_with("Message-Id: <4XB1@mail.example.local>\r\n\r\njust text\r\n"));
+        assert!(
+            out.ends_with("From: MAILER-DAEMON\r\n\r\njust text\r\n"),
+            "{out}"
+        );
         let out = clean_str("", &local("alice@example.local", None));
-        assert!(out.ends_with("From: alice@example.local\r\nDate: Wed, 2 Dec 2026 14:00:00 +0000\r\nMessage-Id: <4XB1@mail.example.local>\r\n\r\n"));
+        assert!(out.ends_with(
+            "Message-Id: <4XB1@mail.example.local>\r\nDate: Wed, 2 Dec 2026 14:00:00 +0000\r\nFrom: alice@example.local\r\n\r\n"
+        ));
         let out = clean_str("\r\nbody only\r\n", &local("a@b", None));
-        assert!(out.ends_with(">\r\n\r\nbody only\r\n"), "{out}");
+        assert!(out.ends_with("From: a@b\r\n\r\nbody only\r\n"), "{out}");
     }
 }

@@ -38,6 +38,9 @@ pub enum Entry {
     /// It looked like a submission and does not decode: moved to
     /// corrupt/ for the administrator, with the reason.
     Corrupt(String),
+    /// Complete, but pickup may not read it: left in place, with the
+    /// reason.
+    Unreadable(String),
 }
 
 /// The names in `dir`, oldest first (by name order for equal times).
@@ -62,6 +65,29 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Opens and reads `path` when it is a complete submission; `max_size` is
 /// the largest file accepted (message_size_limit plus the envelope).
 pub fn read(path: &Path, max_size: u64, corrupt_dir: &Path) -> Entry {
+    // Looked at before it is opened: a file sendmail is still writing is
+    // its owner's alone (0600) until it is marked complete.
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Entry::NotYet,
+        Err(e) => return Entry::Unreadable(format!("cannot stat: {e}")),
+    };
+    if meta.file_type().is_symlink() {
+        return remove(path, "a symbolic link");
+    }
+    if meta.mode() & maildrop::COMPLETE == 0 {
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .unwrap_or_default();
+        if age > INCOMPLETE_LIFETIME && meta.file_type().is_file() {
+            return remove(path, "left incomplete by its writer");
+        }
+        if meta.file_type().is_file() {
+            return Entry::NotYet;
+        }
+    }
     let opened = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -72,11 +98,16 @@ pub fn read(path: &Path, max_size: u64, corrupt_dir: &Path) -> Entry {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return remove(path, "a symbolic link");
         }
-        Err(e) => return remove(path, &format!("cannot open: {e}")),
+        // Complete but not readable (maildrop/ lost its setgid bit, or
+        // the owner took the group's read away): left for the
+        // administrator, never removed.
+        Err(e) => return Entry::Unreadable(format!("cannot open: {e}")),
     };
+    // The file itself, now that it is open: what the name pointed to may
+    // have changed in between.
     let meta = match file.metadata() {
         Ok(m) => m,
-        Err(e) => return remove(path, &format!("cannot stat: {e}")),
+        Err(e) => return Entry::Unreadable(format!("cannot stat: {e}")),
     };
     if !meta.file_type().is_file() {
         return remove(path, "not a regular file");
@@ -85,14 +116,6 @@ pub fn read(path: &Path, max_size: u64, corrupt_dir: &Path) -> Entry {
         return remove(path, &format!("{} hard links", meta.nlink()));
     }
     if meta.mode() & maildrop::COMPLETE == 0 {
-        let age = meta
-            .modified()
-            .ok()
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-            .unwrap_or_default();
-        if age > INCOMPLETE_LIFETIME {
-            return remove(path, "left incomplete by its writer");
-        }
         return Entry::NotYet;
     }
     if meta.len() > max_size {

@@ -28,8 +28,8 @@
 //!     (myhostname) are removed: a local user cannot vouch for a message;
 //!   - `Received: by $myhostname ($mail_name, from userid UID) id ID;
 //!     date` goes on top; Bcc, Resent-Bcc, Content-Length and Return-Path
-//!     are removed; From: (`Full Name <sender>`), Date: and Message-Id:
-//!     are added when missing;
+//!     are removed; Message-Id:, Date: and From: (`Full Name <sender>`,
+//!     the name from -F, NAME or the passwd file) are added when missing;
 //!   - header_checks, mime_header_checks, nested_header_checks and
 //!     body_checks apply (unless receive_override_options has
 //!     no_header_body_checks), as cleanup applies them to local mail: a
@@ -171,6 +171,7 @@ async fn look_once(params: &Params, shutdown: &postern_daemon::Shutdown) {
             Entry::NotYet => {}
             Entry::Removed(why) => tracing::warn!("maildrop/{name}: removed: {why}"),
             Entry::Corrupt(why) => tracing::warn!("maildrop/{name}: {why}"),
+            Entry::Unreadable(why) => tracing::warn!("maildrop/{name}: {why}; left in place"),
             Entry::Ready(dropped) => match pick_up(params, &dropped, &corrupt).await {
                 Ok(()) => {}
                 Err(Later(why)) => {
@@ -231,6 +232,15 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
     let hostname = params.get("myhostname");
     let qualified = qualify(&sender, &params.get("myorigin"));
     let date = postern_daemon::date::Tm::local(postern_daemon::date::unix_now()).rfc5322();
+    // As Postfix: the passwd file's full name when -F and NAME gave none.
+    let gecos = user
+        .gecos
+        .to_str()
+        .ok()
+        .and_then(|g| g.split(',').next())
+        .map(str::trim)
+        .filter(|g| !g.is_empty() && !g.chars().any(char::is_control))
+        .map(str::to_string);
     let content = postern_auth::remove_our_auth_results(&d.content, &hostname);
     let content = cleanup::clean(
         &content,
@@ -241,7 +251,7 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
             uid: d.uid,
             date: &date,
             sender: &qualified,
-            full_name: d.submission.full_name.as_deref(),
+            full_name: d.submission.full_name.as_deref().or(gecos.as_deref()),
         },
     );
     let overrides = params.words("receive_override_options");
