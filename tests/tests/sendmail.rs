@@ -477,3 +477,50 @@ fn a_file_still_being_written_is_left_alone_until_it_is_complete() {
     let copy = &mbox[mbox.find("From daemon@").expect(&mbox)..];
     assert!(copy.contains("(Postern, from userid 1)"), "{copy}");
 }
+
+/// pickup checks a file's envelope as sendmail would: one written by
+/// hand with a line break in its sender (which would smuggle SMTP
+/// commands or a second mbox message) or without recipients goes to
+/// corrupt/, and the mail after it is not held up.
+#[test]
+fn a_hand_written_file_with_a_bad_envelope_goes_to_corrupt_and_holds_nothing_up() {
+    let inst = start("");
+    let bad = |sender: &str, recipients: &[&str]| postern_ipc::maildrop::Submission {
+        sender: Some(sender.to_string()),
+        recipients: recipients
+            .iter()
+            .map(|a| postern_ipc::maildrop::EnvelopeRecipient {
+                address: a.to_string(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    for (name, submission) in [
+        ("00BADSENDER", bad("a@b>\r\nRCPT TO:<x@y.test", &["root"])),
+        ("00NORCPT", bad("a@b.test", &[])),
+        ("00BADRCPT", bad("a@b.test", &["root\nFrom evil"])),
+    ] {
+        let bytes =
+            postern_ipc::maildrop::encode(&submission, b"Subject: forged\r\n\r\nx\r\n").unwrap();
+        let path = inst.queue_directory().join("maildrop").join(name);
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o740)).unwrap();
+    }
+    let out = inst.sendmail(&["root"], b"Subject: after them\n\nx\n", None);
+    assert_eq!(status(&out), 0, "{}", stderr(&out));
+    let mbox = wait_mail(&inst, "root", "Subject: after them");
+    assert!(!mbox.contains("forged"), "{mbox}");
+    for name in ["00BADSENDER", "00NORCPT", "00BADRCPT"] {
+        assert!(
+            wait_for(T, || inst
+                .queue_directory()
+                .join("corrupt")
+                .join(name)
+                .exists()),
+            "{name}: {}",
+            inst.log()
+        );
+    }
+    inst.assert_logged("maildrop/00NORCPT: uid=0: no recipients; moved to");
+}

@@ -118,9 +118,10 @@ pub enum Kind {
     /// `type:table` entries (whose table type is checked).
     Domains,
     /// A user list, as Postfix's `authorized_*_users`: login names,
-    /// `type:table` entries looked up by login name (`static:anyone`
-    /// matches everyone), each optionally negated with `!`; the first
-    /// entry that matches decides, and no match is a refusal.
+    /// `/file/name` entries (a file of login names), `type:table` entries
+    /// looked up by login name (`static:anyone` matches everyone), each
+    /// optionally negated with `!`; the first entry that matches decides,
+    /// and no match is a refusal.
     Users,
     /// Empty, or an after-queue content filter `transport:destination`
     /// (postern-envelope's [`postern_envelope::ContentFilter`]).

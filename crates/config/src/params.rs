@@ -239,7 +239,14 @@ impl Params {
                 Some(rest) => (true, rest.trim_start()),
                 None => (false, entry.as_str()),
             };
-            let matched = if entry.contains(':') {
+            let matched = if entry.starts_with('/') {
+                // A file of names, as Postfix's match lists read one.
+                let text = std::fs::read_to_string(entry).map_err(|e| TableError::Io {
+                    path: PathBuf::from(entry),
+                    source: e,
+                })?;
+                value::split_list(&text).iter().any(|n| n == user)
+            } else if entry.contains(':') {
                 crate::Table::open(entry, &self.base_dir)?
                     .lookup(user)?
                     .is_some()
@@ -508,6 +515,12 @@ mod tests {
         assert!(!p.user_allowed(name, "bob").unwrap());
         p.set(name, "hash:/nonexistent/users").unwrap();
         assert!(p.user_allowed(name, "alice").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users");
+        std::fs::write(&file, "root\nalice, bob\n").unwrap();
+        p.set(name, &file.display().to_string()).unwrap();
+        assert!(p.user_allowed(name, "bob").unwrap());
+        assert!(!p.user_allowed(name, "carol").unwrap());
     }
 
     #[test]

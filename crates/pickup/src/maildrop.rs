@@ -10,13 +10,20 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use nix::fcntl::{Flock, FlockArg};
 use postern_ipc::maildrop::{self, Submission};
+use postern_smtp::Address;
 
 /// A file not marked complete this long after its last change was left
 /// by a sendmail that died (or was never finished): it is removed.
 pub const INCOMPLETE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// One file that is ready.
+/// The largest file read whatever message_size_limit says (0 is no
+/// limit): a sparse file of a terabyte must not take pickup down.
+pub const HARD_LIMIT: u64 = 512 << 20;
+
+/// One file that is ready, locked against another pickup process while
+/// it is queued.
 #[derive(Debug)]
 pub struct Dropped {
     pub path: PathBuf,
@@ -24,21 +31,24 @@ pub struct Dropped {
     pub uid: u32,
     pub submission: Submission,
     pub content: Vec<u8>,
+    _lock: Flock<File>,
 }
 
 /// What became of one directory entry.
 #[derive(Debug)]
 pub enum Entry {
     Ready(Dropped),
-    /// Still being written, or gone already: look again later.
+    /// Still being written, gone already, or another pickup has it: look
+    /// again later.
     NotYet,
     /// Removed, with the reason to log: not a file sendmail makes (a
-    /// link, a device, a stale incomplete file, one over the size limit).
+    /// link, a device, a directory, a stale incomplete file).
     Removed(String),
-    /// It looked like a submission and does not decode: moved to
+    /// A complete file that cannot be queued as it is (too large, does
+    /// not decode, an envelope sendmail would not have written): moved to
     /// corrupt/ for the administrator, with the reason.
     Corrupt(String),
-    /// Complete, but pickup may not read it: left in place, with the
+    /// Complete, but pickup cannot read it now: left in place, with the
     /// reason.
     Unreadable(String),
 }
@@ -72,8 +82,18 @@ pub fn read(path: &Path, max_size: u64, corrupt_dir: &Path) -> Entry {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Entry::NotYet,
         Err(e) => return Entry::Unreadable(format!("cannot stat: {e}")),
     };
-    if meta.file_type().is_symlink() {
+    let kind = meta.file_type();
+    if kind.is_symlink() {
         return remove(path, "a symbolic link");
+    }
+    if kind.is_dir() {
+        return match std::fs::remove_dir(path) {
+            Ok(()) => Entry::Removed("a directory".into()),
+            Err(e) => Entry::Unreadable(format!("a directory that cannot be removed: {e}")),
+        };
+    }
+    if !kind.is_file() {
+        return remove(path, "not a regular file");
     }
     if meta.mode() & maildrop::COMPLETE == 0 {
         let age = meta
@@ -81,18 +101,16 @@ pub fn read(path: &Path, max_size: u64, corrupt_dir: &Path) -> Entry {
             .ok()
             .and_then(|m| SystemTime::now().duration_since(m).ok())
             .unwrap_or_default();
-        if age > INCOMPLETE_LIFETIME && meta.file_type().is_file() {
+        if age > INCOMPLETE_LIFETIME {
             return remove(path, "left incomplete by its writer");
         }
-        if meta.file_type().is_file() {
-            return Entry::NotYet;
-        }
+        return Entry::NotYet;
     }
     let opened = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path);
-    let mut file = match opened {
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Entry::NotYet,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -102,6 +120,12 @@ pub fn read(path: &Path, max_size: u64, corrupt_dir: &Path) -> Entry {
         // the owner took the group's read away): left for the
         // administrator, never removed.
         Err(e) => return Entry::Unreadable(format!("cannot open: {e}")),
+    };
+    // Another pickup process is queueing it.
+    let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => locked,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => return Entry::NotYet,
+        Err((_, e)) => return Entry::Unreadable(format!("cannot lock: {e}")),
     };
     // The file itself, now that it is open: what the name pointed to may
     // have changed in between.
@@ -118,28 +142,79 @@ pub fn read(path: &Path, max_size: u64, corrupt_dir: &Path) -> Entry {
     if meta.mode() & maildrop::COMPLETE == 0 {
         return Entry::NotYet;
     }
+    let uid = meta.uid();
+    let max_size = max_size.min(HARD_LIMIT);
     if meta.len() > max_size {
-        return remove(
+        return move_to_corrupt(
             path,
-            &format!("message file too big ({} bytes)", meta.len()),
+            corrupt_dir,
+            &format!("uid={uid}: message file too big ({} bytes)", meta.len()),
         );
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(meta.len().min(64 << 20) as usize);
     if let Err(e) = read_all(&mut file, &mut bytes, max_size) {
-        return remove(path, &format!("cannot read: {e}"));
+        return Entry::Unreadable(format!("cannot read: {e}"));
     }
-    match maildrop::decode(&bytes) {
+    let decoded = maildrop::decode(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|(submission, content)| {
+            check_envelope(&submission).map(|()| (submission, content))
+        });
+    match decoded {
         Ok((submission, content)) => {
             let content = content.to_vec();
             Entry::Ready(Dropped {
                 path: path.to_path_buf(),
-                uid: meta.uid(),
+                uid,
                 submission,
                 content,
+                _lock: file,
             })
         }
-        Err(e) => move_to_corrupt(path, corrupt_dir, &format!("uid={}: {e}", meta.uid())),
+        Err(e) => move_to_corrupt(path, corrupt_dir, &format!("uid={uid}: {e}")),
     }
+}
+
+/// What sendmail checks, checked again: the file may not come from it.
+/// Addresses must parse as mailboxes (no line break can reach an SMTP
+/// command or a mailbox), there must be a recipient, and the DSN values
+/// must be what RFC 3461 allows.
+pub fn check_envelope(s: &Submission) -> Result<(), String> {
+    let mailbox = |a: &str, what: &str| {
+        Address::parse(a)
+            .map(|_| ())
+            .map_err(|e| format!("bad {what} address {a:?}: {e}"))
+    };
+    if let Some(sender) = s.sender.as_deref().filter(|s| !s.is_empty()) {
+        mailbox(sender, "sender")?;
+    }
+    if s.recipients.is_empty() {
+        return Err("no recipients".into());
+    }
+    for r in &s.recipients {
+        mailbox(&r.address, "recipient")?;
+        if let Some(o) = &r.orcpt {
+            let atom = !o.addr_type.is_empty()
+                && o.addr_type
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !atom || o.addr.chars().any(char::is_control) {
+                return Err(format!("bad ORCPT {}; {:?}", o.addr_type, o.addr));
+            }
+        }
+    }
+    if let Some(envid) = &s.envid {
+        let printable = envid.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if envid.is_empty() || envid.len() > 100 || !printable {
+            return Err(format!("bad ENVID {envid:?}"));
+        }
+    }
+    if let Some(name) = &s.full_name
+        && (name.len() > 256 || name.chars().any(char::is_control))
+    {
+        return Err(format!("bad full name {name:?}"));
+    }
+    Ok(())
 }
 
 fn read_all(file: &mut File, out: &mut Vec<u8>, max_size: u64) -> std::io::Result<()> {
@@ -174,7 +249,11 @@ pub fn move_to_corrupt(path: &Path, corrupt_dir: &Path, why: &str) -> Entry {
 /// does not queue it again. A crash between qmgr's commit and this
 /// removal queues it twice, as it does Postfix's pickup.
 pub fn done(path: &Path) -> std::io::Result<()> {
-    std::fs::remove_file(path)?;
+    match std::fs::remove_file(path) {
+        // Moved to corrupt/ already.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    }
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }

@@ -81,7 +81,8 @@ mod cleanup;
 mod maildrop;
 mod verify;
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,6 +100,8 @@ use crate::maildrop::{Dropped, Entry};
 /// How often pickup looks without being asked, as Postfix's pickup
 /// service wakes every 60 seconds.
 const LOOK_INTERVAL: Duration = Duration::from_secs(60);
+/// The least time between two looks.
+const LOOK_PAUSE: Duration = Duration::from_millis(100);
 /// Each step with qmgr (a commit waits for the disk).
 const QMGR_TIMEOUT: Duration = Duration::from_secs(100);
 /// The envelope frame may add this much to message_size_limit.
@@ -119,8 +122,11 @@ fn main() -> ExitCode {
         ctx.ready();
         let mut shutdown = ctx.shutdown.clone();
         let mut master_wakeups = true;
+        let mut unremovable = HashSet::new();
         loop {
-            look_once(&ctx.params(), &shutdown).await;
+            look_once(&ctx.params(), &shutdown, &mut unremovable).await;
+            // Any user may trigger a look: at most a few a second.
+            tokio::time::sleep(LOOK_PAUSE).await;
             tokio::select! {
                 _ = shutdown.triggered() => break,
                 _ = look.notified() => {}
@@ -134,8 +140,15 @@ fn main() -> ExitCode {
 }
 
 /// Queues every ready file; stops early at shutdown or when qmgr cannot
-/// take mail (the rest waits for the next look).
-async fn look_once(params: &Params, shutdown: &postern_daemon::Shutdown) {
+/// be reached (the rest waits for the next look). A message that cannot
+/// be queued now (a milter's tempfail, qmgr's refusal) waits without
+/// holding up the others. `unremovable` holds the files queued that could
+/// not be removed: they are not queued again.
+async fn look_once(
+    params: &Params,
+    shutdown: &postern_daemon::Shutdown,
+    unremovable: &mut HashSet<PathBuf>,
+) {
     let queue_directory = params.path("queue_directory");
     let dir = queue_directory.join(postern_ipc::maildrop::DIR);
     let corrupt = queue_directory.join("corrupt");
@@ -148,13 +161,16 @@ async fn look_once(params: &Params, shutdown: &postern_daemon::Shutdown) {
     };
     let limit = params.size("message_size_limit");
     let max_size = if limit == 0 {
-        u64::MAX
+        maildrop::HARD_LIMIT
     } else {
         limit + ENVELOPE_ROOM
     };
     for path in names {
         if shutdown.is_triggered() {
             return;
+        }
+        if unremovable.contains(&path) {
+            continue;
         }
         let name = path
             .file_name()
@@ -173,8 +189,16 @@ async fn look_once(params: &Params, shutdown: &postern_daemon::Shutdown) {
             Entry::Corrupt(why) => tracing::warn!("maildrop/{name}: {why}"),
             Entry::Unreadable(why) => tracing::warn!("maildrop/{name}: {why}; left in place"),
             Entry::Ready(dropped) => match pick_up(params, &dropped, &corrupt).await {
-                Ok(()) => {}
-                Err(Later(why)) => {
+                Ok(()) => {
+                    if let Err(e) = maildrop::done(&dropped.path) {
+                        tracing::warn!("maildrop/{name}: queued, but cannot remove it: {e}");
+                        unremovable.insert(dropped.path.clone());
+                    }
+                }
+                Err(Later::Skip(why)) => {
+                    tracing::warn!("maildrop/{name}: {why}; trying again later");
+                }
+                Err(Later::Stop(why)) => {
                     tracing::warn!("maildrop/{name}: {why}; trying again later");
                     return;
                 }
@@ -183,11 +207,17 @@ async fn look_once(params: &Params, shutdown: &postern_daemon::Shutdown) {
     }
 }
 
-/// A reason to leave the file and stop this look (qmgr unreachable, a
-/// table that cannot be read, a milter's tempfail).
-struct Later(String);
+/// A reason to leave a file for the next look.
+enum Later {
+    /// This message cannot be queued now (a milter's tempfail, qmgr's
+    /// refusal, a table that cannot be read): the others go on.
+    Skip(String),
+    /// Nothing can be queued now (qmgr cannot be reached): the look ends.
+    Stop(String),
+}
 
-/// Queues one submission and removes its file.
+/// Queues one submission; Ok when its file is to be removed (queued, or
+/// dropped with a log line).
 async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Later> {
     let name = d
         .path
@@ -213,24 +243,23 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
                 user.name,
                 d.uid
             );
-            finish(&d.path);
             return Ok(());
         }
-        Err(e) => return Err(Later(format!("authorized_submit_users: {e}"))),
+        Err(e) => return Err(Later::Skip(format!("authorized_submit_users: {e}"))),
     }
     let sender = d.submission.sender.clone().unwrap_or(user.name.clone());
     if d.submission.verify {
-        return verify::report(params, d, &sender)
-            .await
-            .map(|()| finish(&d.path));
+        return verify::report(params, d, &sender).await;
     }
     let qmgr = params
         .path("queue_directory")
         .join(postern_ipc::qmgr::SOCKET);
-    let (mut queue, id) = Enqueue::begin(&qmgr, QMGR_TIMEOUT).await.map_err(Later)?;
+    let (mut queue, id) = Enqueue::begin(&qmgr, QMGR_TIMEOUT)
+        .await
+        .map_err(Later::Stop)?;
     let id = id.to_string();
     let hostname = params.get("myhostname");
-    let qualified = qualify(&sender, &params.get("myorigin"));
+    let qualified = qualify(&sender, params);
     let date = postern_daemon::date::Tm::local(postern_daemon::date::unix_now()).rfc5322();
     // As Postfix: the passwd file's full name when -F and NAME gave none.
     let gecos = user
@@ -263,7 +292,7 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
         content
     } else {
         let checks = postern_content::ContentChecks::from_params(params)
-            .map_err(|e| Later(format!("header/body checks: {e}")))?;
+            .map_err(|e| Later::Skip(format!("header/body checks: {e}")))?;
         match checks {
             None => content,
             Some(checks) => {
@@ -281,7 +310,6 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
                 match outcome.verdict {
                     Verdict::Accept => {}
                     Verdict::Discard { .. } => {
-                        finish(&d.path);
                         return Ok(());
                     }
                     // The user has gone and cannot be told of a refusal:
@@ -311,13 +339,12 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
             Some(judged) => judged,
             None => {
                 // Discarded by a milter (logged by it): as if delivered.
-                finish(&d.path);
                 return Ok(());
             }
         }
     };
     let content = postern_auth::sign_or_warn(params, content, &id);
-    queue.body(&content).await.map_err(Later)?;
+    queue.body(&content).await.map_err(Later::Skip)?;
     let body_8bit = content.iter().any(|&b| b >= 0x80);
     let smtputf8 = !sender.is_ascii() || envelope_recipients.iter().any(|r| !r.address.is_ascii());
     let envelope = Envelope {
@@ -332,25 +359,23 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
         hold: hold || milter_hold,
         no_address_mappings: has("no_address_mappings"),
     };
-    let queued = queue.commit(envelope).await.map_err(Later)?;
+    let queued = queue.commit(envelope).await.map_err(Later::Skip)?;
     tracing::info!("{queued}: uid={} from=<{sender}>", d.uid);
-    finish(&d.path);
     Ok(())
 }
 
-/// `user` gets `@$myorigin` for the From: header (qmgr does the same to
-/// the envelope).
-fn qualify(sender: &str, myorigin: &str) -> String {
-    if sender.is_empty() || sender.contains('@') || myorigin.is_empty() {
+/// `user` gets `@$myorigin` for the From: header, as qmgr qualifies the
+/// envelope (append_at_myorigin).
+fn qualify(sender: &str, params: &Params) -> String {
+    let myorigin = params.get("myorigin");
+    if sender.is_empty()
+        || sender.contains('@')
+        || myorigin.is_empty()
+        || !params.bool("append_at_myorigin")
+    {
         sender.to_string()
     } else {
         format!("{sender}@{myorigin}")
-    }
-}
-
-fn finish(path: &Path) {
-    if let Err(e) = maildrop::done(path) {
-        tracing::warn!("{}: cannot remove: {e}", path.display());
     }
 }
 
@@ -377,7 +402,7 @@ async fn judge(
                 false,
             )));
         }
-        Err(e) => return Err(Later(format!("non_smtpd_milters: {e}"))),
+        Err(e) => return Err(Later::Skip(format!("non_smtpd_milters: {e}"))),
     };
     let addresses: Vec<String> = recipients.iter().map(|r| r.address.clone()).collect();
     let hostname = params.get("myhostname");
@@ -395,7 +420,7 @@ async fn judge(
             recipients: now,
             hold,
         } => {
-            let kept = now
+            let kept: Vec<EnvelopeRecipient> = now
                 .into_iter()
                 .map(|address| {
                     recipients
@@ -408,10 +433,16 @@ async fn judge(
                         })
                 })
                 .collect();
+            if kept.is_empty() {
+                tracing::info!("{id}: discarded: the milters removed every recipient");
+                return Ok(None);
+            }
             Ok(Some((content, sender, kept, hold.is_some())))
         }
         Judgement::Discard => Ok(None),
-        Judgement::Refuse(reply) if reply.is_transient() => Err(Later(format!("milter: {reply}"))),
+        Judgement::Refuse(reply) if reply.is_transient() => {
+            Err(Later::Skip(format!("milter: {reply}")))
+        }
         Judgement::Refuse(reply) => {
             // The submitter is gone and cannot be told: the message waits
             // on hold for the administrator.

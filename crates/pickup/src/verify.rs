@@ -15,13 +15,13 @@ use crate::{Later, QMGR_TIMEOUT, qualify};
 
 /// Queues the report to `sender` (as MAILER-DAEMON, the null sender).
 pub async fn report(params: &Params, d: &Dropped, sender: &str) -> Result<(), Later> {
-    let myorigin = params.get("myorigin");
-    let to = qualify(sender, &myorigin);
+    let to = qualify(sender, params);
     if to.is_empty() {
         tracing::warn!("uid={}: -bv with the null sender: no report is sent", d.uid);
         return Ok(());
     }
-    let router = Router::from_params(params).map_err(|e| Later(format!("cannot route: {e}")))?;
+    let router =
+        Router::from_params(params).map_err(|e| Later::Skip(format!("cannot route: {e}")))?;
     let mut lines = Vec::new();
     for r in &d.submission.recipients {
         lines.push(route_line(&router, &r.address));
@@ -29,7 +29,9 @@ pub async fn report(params: &Params, d: &Dropped, sender: &str) -> Result<(), La
     let qmgr = params
         .path("queue_directory")
         .join(postern_ipc::qmgr::SOCKET);
-    let (mut queue, id) = Enqueue::begin(&qmgr, QMGR_TIMEOUT).await.map_err(Later)?;
+    let (mut queue, id) = Enqueue::begin(&qmgr, QMGR_TIMEOUT)
+        .await
+        .map_err(Later::Stop)?;
     let hostname = params.get("myhostname");
     let date = postern_daemon::date::Tm::local(postern_daemon::date::unix_now()).rfc5322();
     let text = format!(
@@ -47,7 +49,7 @@ pub async fn report(params: &Params, d: &Dropped, sender: &str) -> Result<(), La
          \r\n{}",
         lines.concat()
     );
-    queue.body(text.as_bytes()).await.map_err(Later)?;
+    queue.body(text.as_bytes()).await.map_err(Later::Skip)?;
     let envelope = Envelope {
         sender: String::new(),
         recipients: vec![EnvelopeRecipient {
@@ -56,7 +58,7 @@ pub async fn report(params: &Params, d: &Dropped, sender: &str) -> Result<(), La
         }],
         ..Envelope::default()
     };
-    let queued = queue.commit(envelope).await.map_err(Later)?;
+    let queued = queue.commit(envelope).await.map_err(Later::Skip)?;
     tracing::info!(
         "{queued}: uid={} from=<> verification report for <{to}>, {} recipient(s)",
         d.uid,

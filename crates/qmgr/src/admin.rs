@@ -17,6 +17,9 @@ use postern_queue::{QueueError, QueueId, QueueState, QueueStore, RcptState};
 use crate::logfmt;
 use crate::scheduler::{Qmgr, blocking};
 
+/// How long a connection on the public socket may wait between requests.
+const PUBLIC_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Which socket a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -38,7 +41,19 @@ pub async fn session(q: Arc<Qmgr>, stream: Stream, shutdown: Shutdown, access: A
     let Some(mut session) = IpcSession::accept(stream, Protocol::QmgrAdmin, shutdown).await else {
         return;
     };
-    while let Some(request) = session.next::<AdminRequest>(true).await {
+    loop {
+        // Any user may connect to the public socket: an idle one is not
+        // kept, so that nobody can hold every session.
+        let request = match access {
+            Access::Full => session.next::<AdminRequest>(true).await,
+            Access::Public => tokio::time::timeout(PUBLIC_IDLE, session.next::<AdminRequest>(true))
+                .await
+                .ok()
+                .flatten(),
+        };
+        let Some(request) = request else {
+            return;
+        };
         if let Some(uid) = peer
             && let Err(message) = permitted(&q, uid, &request)
         {

@@ -126,6 +126,15 @@ async fn commit(q: &Arc<Qmgr>, rx: Receiving, envelope: proto::Envelope) -> Qmgr
             reason: "message has no recipients".into(),
         };
     }
+    // Addresses go into SMTP commands and mailbox separators as they are:
+    // a line break in one would smuggle commands or messages. Submitters
+    // check them; this is the last line.
+    let controls = |a: &str| a.chars().any(char::is_control);
+    if controls(&envelope.sender) || envelope.recipients.iter().any(|r| controls(&r.address)) {
+        return QmgrReply::Failed {
+            reason: "an envelope address contains a control character".into(),
+        };
+    }
     let recipients: Vec<Recipient> = envelope
         .recipients
         .into_iter()

@@ -1,11 +1,11 @@
 //! Leaving a message in `$queue_directory/maildrop/` for pickup, durably:
 //! the file is created under a fresh random name that only its owner
-//! may write, written and synced, then marked complete
-//! ([`maildrop::COMPLETE`]) and synced again, and the directory entry is
-//! synced (with fsync of the directory where this user may open it, as
-//! root and mail_owner may, and syncfs(2) of its file system otherwise).
-//! Only then does sendmail exit 0. A write that fails removes the file:
-//! nothing is half-queued.
+//! may read, written and synced, its directory entry synced (with fsync
+//! of the directory where this user may open it, as root and mail_owner
+//! may, and syncfs(2) of its file system otherwise), then marked complete
+//! ([`maildrop::COMPLETE`]) and synced again. Only then does sendmail
+//! exit 0. A write that fails before the mark removes the file: nothing
+//! is half-queued; once marked, the file stays.
 //!
 //! Then pickup is told to look ([`maildrop::TRIGGER`]); when it is not
 //! running (the master is stopped) the file waits for it.
@@ -29,14 +29,20 @@ pub fn drop_message(
     let bytes = maildrop::encode(submission, content)
         .map_err(|e| Fatal::new(EX_SOFTWARE, format!("cannot encode the envelope: {e}")))?;
     let (name, path, mut file) = create(&dir)?;
+    let fail = |e: std::io::Error| {
+        Fatal::new(
+            EX_TEMPFAIL,
+            format!("error writing queue file {}: {e}", path.display()),
+        )
+    };
     let written = write_synced(&mut file, &bytes).and_then(|()| sync_entry(&dir, &file));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&path);
-        return Err(Fatal::new(
-            EX_TEMPFAIL,
-            format!("error writing queue file {}: {e}", path.display()),
-        ));
+        return Err(fail(e));
     }
+    // From here on pickup may take it: it is not removed again, whatever
+    // happens (a retry would queue it twice).
+    mark_complete(&file).map_err(fail)?;
     trigger(queue_directory);
     Ok(name)
 }
@@ -98,12 +104,15 @@ fn random_name() -> Result<String, Fatal> {
     Ok(bytes.iter().map(|b| format!("{b:02X}")).collect())
 }
 
-/// The content on disk, then the mark that it is complete (owner
-/// execute; group read for pickup, whose group the setgid maildrop/
-/// gives the file).
+/// The content on disk.
 fn write_synced(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
-    file.sync_all()?;
+    file.sync_all()
+}
+
+/// The mark that the file is complete (owner execute; group read for
+/// pickup, whose group the setgid maildrop/ gives the file), on disk.
+fn mark_complete(file: &File) -> std::io::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(0o740))?;
     file.sync_all()
 }

@@ -14,8 +14,8 @@ use crate::exit::{EX_DATAERR, Fatal};
 /// CRLF (Postfix's `sendmail_fix_line_endings = always`), a last line
 /// without a line end gets one, leading `From ` lines (mbox separators)
 /// are dropped, and, when `dot_ends`, a line with only `.` ends the
-/// input. More than `limit` bytes (0: no limit) is refused; nothing is
-/// kept of such a message.
+/// input. More than `limit` bytes (0: no limit), read or stored, is
+/// refused; nothing is kept of such a message.
 pub fn read_message(input: impl BufRead, dot_ends: bool, limit: u64) -> Result<Vec<u8>, Fatal> {
     let bound = if limit == 0 { u64::MAX } else { limit + 1 };
     let mut input = input.take(bound);
@@ -51,6 +51,10 @@ pub fn read_message(input: impl BufRead, dot_ends: bool, limit: u64) -> Result<V
         }
         out.extend_from_slice(text);
         out.extend_from_slice(b"\r\n");
+        // What is stored counts (LF became CRLF).
+        if limit > 0 && out.len() as u64 > limit {
+            return Err(too_big(limit));
+        }
     }
     Ok(out)
 }
@@ -206,6 +210,11 @@ mod tests {
         assert_eq!(read(b"a\n.\nb\n", false, 0).unwrap(), "a\r\n.\r\nb\r\n");
         // Only leading From_ lines go.
         assert_eq!(read(b"x\nFrom y\n", true, 0).unwrap(), "x\r\nFrom y\r\n");
+        // Bare LFs count as the CRLFs they become.
+        assert_eq!(
+            read(&[b'\n'; 600], false, 1000).unwrap_err().status,
+            EX_DATAERR
+        );
         let long = vec![b'x'; 1 << 20];
         assert_eq!(read(&long, true, 0).unwrap().len(), (1 << 20) + 2);
         let e = read(&long, true, 1000).unwrap_err();

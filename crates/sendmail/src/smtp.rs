@@ -68,8 +68,13 @@ pub fn serve(ctx: &Context, mut input: impl BufRead, mut output: impl Write) -> 
             }
         };
         let reply: Vec<u8> = match command {
-            Command::Helo(_) => format!("250 {}\r\n", ctx.hostname).into_bytes(),
+            // HELO and EHLO end any transaction (RFC 5321 4.1.4).
+            Command::Helo(_) => {
+                tx.mail = None;
+                format!("250 {}\r\n", ctx.hostname).into_bytes()
+            }
             Command::Ehlo(_) => {
+                tx.mail = None;
                 let limit = (ctx.size_limit > 0).then_some(ctx.size_limit);
                 ehlo_reply(
                     &ctx.hostname,
