@@ -117,6 +117,10 @@ pub enum Kind {
     /// A domain list: names, `.parent` names, `/file/name` and
     /// `type:table` entries (whose table type is checked).
     Domains,
+    /// A network list (`mynetworks`): addresses, `a.b.c.d/n` and
+    /// `[v6]/n` networks, `/file/name` and `type:table` entries, each
+    /// optionally negated with `!`.
+    Networks,
     /// A user list, as Postfix's `authorized_*_users`: login names,
     /// `/file/name` entries (a file of login names), `type:table` entries
     /// looked up by login name (`static:anyone` matches everyone), each
@@ -351,7 +355,7 @@ pub static PARAMS: &[ParamDef] = &[
     ),
     p("mydomain", "", Str),
     p("myhostname", "", Str),
-    p("mynetworks", "", List),
+    p("mynetworks", "", Networks),
     p(
         "mynetworks_style",
         "host",

@@ -676,6 +676,12 @@ privileged = "yes"
             "master.toml:2: parameter \"smtp_tls_security_level\": invalid value \"dane\" \
              (expected \"\", none, may, encrypt, verify or secure)"
         );
+        // A guide's typo: a comma for a dot.
+        let e = err("[main]\nmynetworks = \"192.168.1.0/24, 192,168.10.0/24\"\n");
+        assert!(
+            e.starts_with("master.toml:2: parameter \"mynetworks\": ") && e.contains("\"192\""),
+            "{e}"
+        );
         assert_eq!(
             err("[main]\nmynetworks_style = \"hosts\"\n"),
             "master.toml:2: parameter \"mynetworks_style\": invalid value \"hosts\" \

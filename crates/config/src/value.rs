@@ -257,6 +257,25 @@ pub fn check(kind: Kind, value: &str) -> Result<(), String> {
             }
             true
         }
+        Kind::Networks => {
+            // Addresses and networks, `/file` entries (read at use) and
+            // `type:table` entries; a host name is not supported.
+            for entry in split_list(value) {
+                let entry = entry.trim_start_matches('!');
+                if entry.starts_with('/') {
+                    continue;
+                }
+                if let Some((kind, _)) = entry.split_once(':')
+                    && crate::table::known_type(kind)
+                {
+                    crate::table::check_spec(entry).map_err(|e| e.to_string())?;
+                    continue;
+                }
+                crate::table::cidr::Cidr::parse(entry)
+                    .map_err(|e| format!("{e} (a host name is not supported here)"))?;
+            }
+            true
+        }
         Kind::Domains | Kind::Users => {
             // Names, `.names` and `/file` entries need nothing; a
             // `type:table` entry must be a table Postern can open.
@@ -325,6 +344,7 @@ pub fn canonical(kind: Kind, value: &str) -> String {
         | Kind::Maps
         | Kind::Domains
         | Kind::Users
+        | Kind::Networks
         | Kind::Restrictions
         | Kind::Resolvers
         | Kind::TlsProtocols => Some(split_list(value).join(" ")),

@@ -30,7 +30,7 @@
 //! soon as it appears. Everything that does not consult the table works.
 //! A syntax error in a file that is there is still an error at open.
 
-mod cidr;
+pub(crate) mod cidr;
 mod regexp;
 mod words;
 
