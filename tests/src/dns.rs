@@ -30,6 +30,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 const TYPE_A: u16 = 1;
+const TYPE_PTR: u16 = 12;
 const TYPE_MX: u16 = 15;
 const TYPE_TXT: u16 = 16;
 const TYPE_AAAA: u16 = 28;
@@ -60,6 +61,8 @@ pub enum RData {
     /// The text of a TXT record; written as strings of at most 255 bytes
     /// (RFC 1035 3.3.14), which a reader joins back (RFC 7208 3.3).
     Txt(String),
+    /// A PTR record's name (reverse DNS).
+    Ptr(String),
     /// Every query for this name fails with SERVFAIL.
     ServFail,
     /// Every query for this name goes unanswered: the resolver times out.
@@ -109,6 +112,15 @@ impl Record {
         }
     }
 
+    /// The PTR record of `ip` (`d.c.b.a.in-addr.arpa.` or the nibbles of
+    /// an IPv6 address under `ip6.arpa.`) naming `host`.
+    pub fn ptr(ip: std::net::IpAddr, host: &str) -> Record {
+        Record {
+            name: reverse_name(ip),
+            data: RData::Ptr(host.to_string()),
+        }
+    }
+
     pub fn servfail(name: &str) -> Record {
         Record {
             name: name.to_string(),
@@ -121,6 +133,23 @@ impl Record {
         Record {
             name: name.to_string(),
             data: RData::Unanswered,
+        }
+    }
+}
+
+/// The reverse-DNS owner name of `ip`.
+pub fn reverse_name(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+        }
+        std::net::IpAddr::V6(v6) => {
+            let mut out = String::new();
+            for b in v6.octets().iter().rev() {
+                out.push_str(&format!("{:x}.{:x}.", b & 0x0f, b >> 4));
+            }
+            out + "ip6.arpa."
         }
     }
 }
@@ -404,6 +433,7 @@ fn answer(query: &[u8], zone: &[Record]) -> Option<Vec<u8>> {
                                 | (RData::Aaaa(_), TYPE_AAAA)
                                 | (RData::Mx(..), TYPE_MX)
                                 | (RData::Txt(_), TYPE_TXT)
+                                | (RData::Ptr(_), TYPE_PTR)
                         )
                     })
                     .collect();
@@ -434,6 +464,11 @@ fn answer(query: &[u8], zone: &[Record]) -> Option<Vec<u8>> {
                 (TYPE_MX, d)
             }
             RData::Txt(text) => (TYPE_TXT, txt_rdata(text)),
+            RData::Ptr(host) => {
+                let mut d = Vec::new();
+                write_name(&mut d, host);
+                (TYPE_PTR, d)
+            }
             RData::ServFail | RData::Unanswered => {
                 unreachable!("SERVFAIL and unanswered names have no answers")
             }

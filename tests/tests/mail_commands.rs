@@ -198,7 +198,7 @@ fn config_import_of_a_master_cf_maps_its_services() {
          submission inet n       -       y       -       -       smtpd\n  \
          -o syslog_name=postfix/submission\n  \
          -o smtpd_client_restrictions=permit_mynetworks,reject\n  \
-         -o smtpd_peername_lookup=yes\n  \
+         -o daemon_timeout=3600s\n  \
          -o { smtpd_recipient_restrictions = permit_sasl_authenticated, reject }\n\
          127.0.0.1:10026 inet n  -       n       -       10      smtpd\n  \
          -o content_filter=\n  \
@@ -232,7 +232,7 @@ fn config_import_of_a_master_cf_maps_its_services() {
         "{err}"
     );
     assert!(
-        err.contains(&format!("{} submission -o smtpd_peername_lookup", at(3))),
+        err.contains(&format!("{} submission -o daemon_timeout", at(3))),
         "{err}"
     );
     let toml = String::from_utf8_lossy(&out.stdout).to_string();

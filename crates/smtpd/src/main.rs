@@ -171,9 +171,13 @@
 //!   Postfix answers VRFY by default. Address harvesting is the only use
 //!   VRFY sees on the Internet.
 //!
-//!   No reverse DNS lookup is made: the client name is always `unknown`.
-//!   smtpd_peername_lookup defaults to `no` to say so, and `yes` is
-//!   refused at start.
+//!   smtpd_peername_lookup defaults to `no` for now. With `yes`, the
+//!   client's PTR name is looked up and confirmed by its A or AAAA records
+//!   (dns_servers; 10 s for both), as Postfix does: only a confirmed name
+//!   appears in the log, Received and the milter macros; otherwise it is
+//!   `unknown` (`warning: hostname NAME does not resolve to address ADDR`)
+//!   and reject_unknown_client_hostname answers 450 while DNS fails,
+//!   unknown_client_reject_code otherwise.
 //!
 //!   A command line longer than line_length_limit is refused with `500
 //!   5.5.2 Error: line too long` instead of being cut and then obeyed.
@@ -396,6 +400,12 @@
 //!                           forwarded mail; empty (default): none
 //!     dns_servers           the resolvers asked; empty: /etc/resolv.conf
 //!
+//!   Client names
+//!     smtpd_peername_lookup  look each client's name up (no for now)
+//!     unknown_client_reject_code  reject_unknown_client_hostname and
+//!                           reject_unknown_reverse_client_hostname when
+//!                           the lookup did not fail temporarily (450)
+//!
 //!   SASL authentication
 //!     smtpd_sasl_auth_enable  offer AUTH (no)
 //!     smtpd_sasl_users      the user table (Postern): `username hash`
@@ -434,6 +444,7 @@ mod ehlo;
 mod mail;
 mod message;
 mod milter;
+mod peername;
 mod policy;
 mod queue;
 mod session;
@@ -559,12 +570,18 @@ async fn serve(mut ctx: Context) -> anyhow::Result<()> {
         let client = match peer {
             Peer::Inet { remote, local } => Client {
                 name: "unknown".to_string(),
+                name_status: peername::NameStatus::Permanent,
+                reverse_name: "unknown".to_string(),
+                reverse_status: peername::NameStatus::Permanent,
                 addr: remote.ip().to_canonical(),
                 port: remote.port(),
                 local: Some(local),
             },
             Peer::Unix => Client {
                 name: "localhost".to_string(),
+                name_status: peername::NameStatus::Ok,
+                reverse_name: "localhost".to_string(),
+                reverse_status: peername::NameStatus::Ok,
                 addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 port: 0,
                 local: None,

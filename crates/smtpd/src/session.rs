@@ -7,6 +7,7 @@
 //! queued, and the queue is flushed only when no further input is
 //! buffered, so a pipelined batch is answered in one write.
 
+use crate::peername::NameStatus;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,11 +35,18 @@ use crate::verify::SpfState;
 /// Largest single read from the client.
 const READ_SIZE: usize = 64 * 1024;
 
+/// The longest a client's name lookup (PTR and forward) may take.
+pub const PEERNAME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Who is connected.
 #[derive(Debug, Clone)]
 pub struct Client {
-    /// The verified host name, or `unknown` (no reverse lookup is done).
+    /// The verified host name, or `unknown` (see [`crate::peername`]).
     pub name: String,
+    /// How the name was found, and the PTR name and its status.
+    pub name_status: NameStatus,
+    pub reverse_name: String,
+    pub reverse_status: NameStatus,
     pub addr: IpAddr,
     /// The client's port (0 over a unix socket).
     pub port: u16,
@@ -407,6 +415,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
 
     /// Runs the session to its end.
     pub async fn run(mut self) {
+        if let Some(resolver) = self.settings.peername.as_ref()
+            && self.client.local.is_some()
+        {
+            let names = crate::peername::lookup(resolver, self.client.addr, PEERNAME_TIMEOUT).await;
+            self.client.name = names.name;
+            self.client.name_status = names.name_status;
+            self.client.reverse_name = names.reverse_name;
+            self.client.reverse_status = names.reverse_status;
+        }
         let namaddr = self.client.namaddr();
         tracing::info!("connect from {namaddr}");
         let reason = self.converse().await;
@@ -599,6 +616,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         let check = Check {
             client_addr: self.client.addr,
             client_name: &self.client.name,
+            name_status: self.client.name_status,
+            reverse_status: self.client.reverse_status,
             helo: self.helo.as_deref(),
             sender: self.tx.as_ref().map(|t| &t.sender),
             recipient,

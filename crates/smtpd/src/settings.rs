@@ -23,6 +23,9 @@ use crate::tls::Level;
 pub struct Settings {
     /// `$myhostname`: EHLO, Received, 421 replies, Message-ID.
     pub hostname: String,
+    /// `smtpd_peername_lookup = yes`: the resolver (`dns_servers`) that
+    /// finds each client's name.
+    pub peername: Option<Arc<hickory_resolver::TokioResolver>>,
     /// `$smtpd_banner`, after `220 `.
     pub banner: String,
     /// `$mail_name`, in the Received header.
@@ -145,7 +148,20 @@ impl Settings {
             _ => BareNewlinePolicy::Normalize,
         };
         let tls_level = Level::from_params(params);
+        let peername = params
+            .bool("smtpd_peername_lookup")
+            .then(|| {
+                let mut opts = hickory_resolver::config::ResolverOpts::default();
+                opts.timeout = crate::session::PEERNAME_TIMEOUT / 2;
+                opts.attempts = 1;
+                postern_daemon::dns::resolver(&params.resolvers("dns_servers"), opts)
+                    .map_err(|e| tracing::error!("smtpd_peername_lookup: {e}; no name lookups"))
+                    .ok()
+                    .map(Arc::new)
+            })
+            .flatten();
         Settings {
+            peername,
             tls_level,
             wrappermode: params.bool("smtpd_tls_wrappermode"),
             tls_auth_only: params.bool("smtpd_tls_auth_only") || tls_level == Level::Encrypt,

@@ -115,6 +115,9 @@ fn start(
     let (client, server) = tokio::io::duplex(1 << 16);
     let client_info = Client {
         name: "unknown".into(),
+        name_status: crate::peername::NameStatus::Permanent,
+        reverse_name: "unknown".into(),
+        reverse_status: crate::peername::NameStatus::Permanent,
         addr: from.parse().unwrap(),
         port: 40000,
         local: None,

@@ -40,7 +40,7 @@
 //! * An unknown restriction name, a missing table argument or a bare
 //!   `type:table` in `smtpd_data_restrictions` is an error at load
 //!   ([`PolicyError`]), not a `451 4.3.5` at run time; Postfix's check that
-//!   relay or recipient restrictions can refuse relaying is an error too.
+//!   relay or recipient restrictions can refuse use relaying is an error too.
 //!   Restriction names inside access table results are still only known at
 //!   run time and answer `451 4.3.5 Server configuration error`.
 //! * Access table actions HOLD, DISCARD, FILTER, REDIRECT, BCC and PREPEND
@@ -69,6 +69,7 @@ mod restriction;
 #[cfg(test)]
 mod tests;
 
+use crate::peername::NameStatus;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -96,6 +97,9 @@ pub struct Check<'a> {
     pub client_addr: IpAddr,
     /// The verified client host name, or `unknown`.
     pub client_name: &'a str,
+    /// How the name lookup went, and the PTR lookup.
+    pub name_status: NameStatus,
+    pub reverse_status: NameStatus,
     pub helo: Option<&'a str>,
     /// The MAIL FROM address; `Some(null)` for `<>`.
     pub sender: Option<&'a Address>,
@@ -736,16 +740,23 @@ impl<'p, 'c> Eval<'p, 'c> {
                 _ => Verdict::Dunno,
             },
             R::RejectUnknownClientHostname | R::RejectUnknownReverseClientHostname => {
-                if !ctx.client_name.eq_ignore_ascii_case("unknown") {
+                // As Postfix: RFC 7372's 4.7.25 for a name that does not
+                // check out, 4.7.1 for a missing PTR; 450 while DNS fails.
+                let (status, what, detail) = match r {
+                    R::RejectUnknownClientHostname => (ctx.name_status, "hostname", 25),
+                    _ => (ctx.reverse_status, "reverse hostname", 1),
+                };
+                if status.is_ok() {
                     return Verdict::Dunno;
                 }
-                let what = match r {
-                    R::RejectUnknownClientHostname => "hostname",
-                    _ => "reverse hostname",
+                let code = if status == NameStatus::Temporary {
+                    450
+                } else {
+                    codes.unknown_client
                 };
                 self.reject(
-                    codes.unknown_client,
-                    EnhancedStatus::of(4, 7, 1),
+                    code,
+                    EnhancedStatus::of(4, 7, detail),
                     format!(
                         "Client host rejected: cannot find your {what}, [{}]",
                         ctx.client_addr.to_canonical()

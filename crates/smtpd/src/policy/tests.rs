@@ -8,6 +8,7 @@ use postern_config::Config;
 use postern_smtp::Address;
 
 use super::*;
+use crate::peername::NameStatus;
 
 /// A config directory with table files and a compiled policy.
 struct Fixture {
@@ -122,6 +123,16 @@ impl Session {
         let ctx = Check {
             client_addr: self.ip,
             client_name: &self.name,
+            name_status: if self.name == "unknown" {
+                NameStatus::Permanent
+            } else {
+                NameStatus::Ok
+            },
+            reverse_status: if self.name == "unknown" {
+                NameStatus::Permanent
+            } else {
+                NameStatus::Ok
+            },
             helo: self.helo.as_deref(),
             sender: self.sender.as_ref(),
             recipient: rcpt.or(self.rcpt.as_ref()),
@@ -720,7 +731,7 @@ fn unknown_client_hostname() {
     let p = f.policy("smtpd_client_restrictions = \"reject_unknown_client_hostname\"");
     assert_eq!(
         Session::from(OUTSIDE).rcpt(&p, "user@mx.example.local"),
-        "450 4.7.1 Client host rejected: cannot find your hostname, [203.0.113.9]"
+        "450 4.7.25 Client host rejected: cannot find your hostname, [203.0.113.9]"
     );
     assert_eq!(
         Session::from(OUTSIDE)
