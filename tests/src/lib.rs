@@ -290,6 +290,9 @@ impl Instance {
             // The instance's own (empty) aliases file: a fresh machine has
             // no /etc/aliases, and a missing table fails local recipients.
             ("alias_maps", "\"hash:aliases\"".to_string()),
+            // Clients come from loopback, whose names the resolver fixes
+            // (RFC 6761); tests of the lookup turn it on with their DNS.
+            ("smtpd_peername_lookup", "\"no\"".to_string()),
         ];
         let main = with_defaults(&defaults, main_extra);
         format!(

@@ -77,6 +77,7 @@ mail_owner = "{TEST_MAIL_OWNER}"
 service_throttle_time = "2s"
 drain_timeout = "5s"
 heartbeat_timeout = "5s"
+smtpd_peername_lookup = "no"
 {main}{extra}
 
 [[service]]

@@ -15,10 +15,6 @@
 //!   mailboxes (Postfix has a separate `virtual` delivery agent).
 //! * `myhostname`, `mydomain` and `mynetworks` have no literal default; they
 //!   are derived from the host at run time.
-//! * `smtpd_peername_lookup` is `no` (Postfix: yes) for now: with `yes`
-//!   smtpd looks the client's name up (PTR, then forward-confirmed) with
-//!   `dns_servers`; the default turns to Postfix's once every test
-//!   configuration names its own DNS server.
 //! * `disable_vrfy_command` is `yes` (Postfix: no): address harvesting is
 //!   the only use VRFY sees on the Internet.
 //! * `smtpd_tls_received_header` is `yes` (Postfix: no): the Received
@@ -501,7 +497,7 @@ pub static PARAMS: &[ParamDef] = &[
     x("smtpd_message_authentication_timeout", "10s", Time('s')),
     p("smtpd_milters", "", List),
     p("smtpd_null_access_lookup_key", "<>", Str),
-    p("smtpd_peername_lookup", "no", Bool),
+    p("smtpd_peername_lookup", "yes", Bool),
     p("smtpd_recipient_limit", "1000", Int),
     p("smtpd_recipient_overshoot_limit", "1000", Int),
     p("smtpd_recipient_restrictions", "", Restrictions),

@@ -171,13 +171,15 @@
 //!   Postfix answers VRFY by default. Address harvesting is the only use
 //!   VRFY sees on the Internet.
 //!
-//!   smtpd_peername_lookup defaults to `no` for now. With `yes`, the
-//!   client's PTR name is looked up and confirmed by its A or AAAA records
-//!   (dns_servers; 10 s for both), as Postfix does: only a confirmed name
-//!   appears in the log, Received and the milter macros; otherwise it is
-//!   `unknown` (`warning: hostname NAME does not resolve to address ADDR`)
-//!   and reject_unknown_client_hostname answers 450 while DNS fails,
-//!   unknown_client_reject_code otherwise.
+//!   The client's name (smtpd_peername_lookup = yes, as in Postfix) is its
+//!   PTR name confirmed by its A or AAAA records, asked of dns_servers
+//!   within 10 s for both; only a confirmed name appears in the log,
+//!   Received and the milter macros; otherwise it is `unknown`
+//!   (`warning: hostname NAME does not resolve to address ADDR`), and
+//!   reject_unknown_client_hostname answers 450 while DNS fails,
+//!   unknown_client_reject_code otherwise. Loopback addresses are
+//!   `localhost` without a query (RFC 6761), where Postfix asks
+//!   /etc/hosts.
 //!
 //!   A command line longer than line_length_limit is refused with `500
 //!   5.5.2 Error: line too long` instead of being cut and then obeyed.
@@ -401,7 +403,7 @@
 //!     dns_servers           the resolvers asked; empty: /etc/resolv.conf
 //!
 //!   Client names
-//!     smtpd_peername_lookup  look each client's name up (no for now)
+//!     smtpd_peername_lookup  look each client's name up (yes)
 //!     unknown_client_reject_code  reject_unknown_client_hostname and
 //!                           reject_unknown_reverse_client_hostname when
 //!                           the lookup did not fail temporarily (450)
