@@ -69,7 +69,7 @@ mod value;
 use std::path::{Path, PathBuf};
 
 pub use defs::{Kind, PARAMS, ParamDef};
-pub use params::{ParamEntry, Params};
+pub use params::{ParamEntry, Params, ReceiveOverrides};
 pub use service::{Endpoint, Service, ServiceType};
 pub use table::{Maps, NetworkList, Table, TableError};
 pub use value::TlsProtocols;

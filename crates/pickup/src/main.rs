@@ -87,7 +87,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postern_config::Params;
+use postern_config::{Params, ReceiveOverrides};
 use postern_content::Verdict;
 use postern_daemon::enqueue::Enqueue;
 use postern_ipc::qmgr::{Envelope, EnvelopeRecipient};
@@ -251,16 +251,11 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
     if d.submission.verify {
         return verify::report(params, d, &sender).await;
     }
-    let qmgr = params
-        .path("queue_directory")
-        .join(postern_ipc::qmgr::SOCKET);
-    let (mut queue, id) = Enqueue::begin(&qmgr, QMGR_TIMEOUT)
-        .await
-        .map_err(Later::Stop)?;
+    let (mut queue, id) = begin(params).await?;
     let id = id.to_string();
     let hostname = params.get("myhostname");
     let qualified = qualify(&sender, params);
-    let date = postern_daemon::date::Tm::local(postern_daemon::date::unix_now()).rfc5322();
+    let date = now_rfc5322();
     // As Postfix: the passwd file's full name when -F and NAME gave none.
     let gecos = user
         .gecos
@@ -283,12 +278,11 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
             full_name: d.submission.full_name.as_deref().or(gecos.as_deref()),
         },
     );
-    let overrides = params.words("receive_override_options");
-    let has = |o: &str| overrides.iter().any(|w| w == o);
+    let overrides = ReceiveOverrides::from_params(params);
     let mut filter = params.filter("content_filter");
     let mut recipients = d.submission.recipients.clone();
     let mut hold = false;
-    let content = if has("no_header_body_checks") {
+    let content = if overrides.no_header_body_checks {
         content
     } else {
         let checks = postern_content::ContentChecks::from_params(params)
@@ -332,7 +326,7 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
             }
         }
     };
-    let (content, sender, envelope_recipients, milter_hold) = if has("no_milters") {
+    let (content, sender, envelope_recipients, milter_hold) = if overrides.no_milters {
         (content, sender, recipients, false)
     } else {
         match judge(params, &id, &sender, &recipients, content).await? {
@@ -357,11 +351,27 @@ async fn pick_up(params: &Params, d: &Dropped, corrupt: &Path) -> Result<(), Lat
         body_8bit,
         filter,
         hold: hold || milter_hold,
-        no_address_mappings: has("no_address_mappings"),
+        no_address_mappings: overrides.no_address_mappings,
     };
     let queued = queue.commit(envelope).await.map_err(Later::Skip)?;
     tracing::info!("{queued}: uid={} from=<{sender}>", d.uid);
     Ok(())
+}
+
+/// Connects to qmgr and begins a message: a qmgr that cannot be reached
+/// ends the look.
+async fn begin(params: &Params) -> Result<(Enqueue, postern_envelope::QueueId), Later> {
+    let qmgr = params
+        .path("queue_directory")
+        .join(postern_ipc::qmgr::SOCKET);
+    Enqueue::begin(&qmgr, QMGR_TIMEOUT)
+        .await
+        .map_err(Later::Stop)
+}
+
+/// The time now as a Date: header writes it.
+fn now_rfc5322() -> String {
+    postern_daemon::date::Tm::local(postern_daemon::date::unix_now()).rfc5322()
 }
 
 /// `user` gets `@$myorigin` for the From: header, as qmgr qualifies the

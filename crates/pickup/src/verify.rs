@@ -6,12 +6,11 @@
 //! transport, next hop and delivered address (postern-routing's).
 
 use postern_config::Params;
-use postern_daemon::enqueue::Enqueue;
 use postern_ipc::qmgr::{Envelope, EnvelopeRecipient};
 use postern_routing::Router;
 
 use crate::maildrop::Dropped;
-use crate::{Later, QMGR_TIMEOUT, qualify};
+use crate::{Later, begin, now_rfc5322, qualify};
 
 /// Queues the report to `sender` (as MAILER-DAEMON, the null sender).
 pub async fn report(params: &Params, d: &Dropped, sender: &str) -> Result<(), Later> {
@@ -26,14 +25,9 @@ pub async fn report(params: &Params, d: &Dropped, sender: &str) -> Result<(), La
     for r in &d.submission.recipients {
         lines.push(route_line(&router, &r.address));
     }
-    let qmgr = params
-        .path("queue_directory")
-        .join(postern_ipc::qmgr::SOCKET);
-    let (mut queue, id) = Enqueue::begin(&qmgr, QMGR_TIMEOUT)
-        .await
-        .map_err(Later::Stop)?;
+    let (mut queue, id) = begin(params).await?;
     let hostname = params.get("myhostname");
-    let date = postern_daemon::date::Tm::local(postern_daemon::date::unix_now()).rfc5322();
+    let date = now_rfc5322();
     let text = format!(
         "From: MAILER-DAEMON@{hostname} (Mail Delivery System)\r\n\
          To: {to}\r\n\

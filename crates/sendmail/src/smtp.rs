@@ -200,15 +200,12 @@ fn read_data(input: &mut impl BufRead, limit: u64) -> std::io::Result<Option<Res
         if buf.is_empty() {
             return Ok(None);
         }
-        let mut piece = Vec::new();
-        let progress = decoder.feed(buf, &mut piece);
+        let progress = decoder.feed(buf, &mut content);
         input.consume(progress.consumed);
-        if !too_big {
-            content.extend_from_slice(&piece);
-            if limit > 0 && content.len() as u64 > limit {
-                too_big = true;
-                content = Vec::new();
-            }
+        if limit > 0 && content.len() as u64 > limit {
+            // Read on to the dot, keeping nothing.
+            too_big = true;
+            content.clear();
         }
         if progress.done {
             return Ok(Some(if too_big { Err(()) } else { Ok(content) }));

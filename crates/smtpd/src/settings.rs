@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use postern_auth::verify::Inbound;
 use postern_auth::{ArcSealer, DkimSigner};
-use postern_config::Params;
+use postern_config::{Params, ReceiveOverrides};
 use postern_content::ContentChecks;
 use postern_envelope::ContentFilter;
 use postern_milter::{MilterList, MilterSettings};
@@ -111,33 +111,6 @@ pub struct Settings {
     /// ARC sealing (`arc_sealing_key`) of checked mail that a virtual
     /// alias forwards to another domain, or why it cannot be used.
     pub arc: Result<Option<Arc<ArcSealer>>, String>,
-}
-
-/// `receive_override_options`: what a service (typically the one a
-/// content filter hands mail back to) leaves out of receiving.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReceiveOverrides {
-    /// `no_unknown_recipient_checks`: no reject_unlisted_recipient.
-    pub no_unknown_recipient_checks: bool,
-    /// `no_address_mappings`: no canonical maps or virtual aliases.
-    pub no_address_mappings: bool,
-    /// `no_header_body_checks`.
-    pub no_header_body_checks: bool,
-    /// `no_milters`.
-    pub no_milters: bool,
-}
-
-impl ReceiveOverrides {
-    pub fn from_params(params: &Params) -> ReceiveOverrides {
-        let words = params.words("receive_override_options");
-        let has = |w: &str| words.iter().any(|x| x == w);
-        ReceiveOverrides {
-            no_unknown_recipient_checks: has("no_unknown_recipient_checks"),
-            no_address_mappings: has("no_address_mappings"),
-            no_header_body_checks: has("no_header_body_checks"),
-            no_milters: has("no_milters"),
-        }
-    }
 }
 
 impl Settings {

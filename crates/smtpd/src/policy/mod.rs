@@ -355,7 +355,7 @@ impl Policy {
             delay_reject: delay_reject(params),
             relay_before_recipient: params.bool("smtpd_relay_before_recipient_restrictions"),
             reject_unlisted_recipient: params.bool("smtpd_reject_unlisted_recipient"),
-            unknown_recipient_checks: !crate::settings::ReceiveOverrides::from_params(params)
+            unknown_recipient_checks: !postern_config::ReceiveOverrides::from_params(params)
                 .no_unknown_recipient_checks,
             reject_unlisted_sender: params.bool("smtpd_reject_unlisted_sender"),
             access_parent: params
