@@ -52,7 +52,7 @@ async fn send_chunks<Q: Queue>(
 impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     /// The checks DATA and the first BDAT share; `Err` carries the step
     /// after the refusal reply has been queued.
-    fn data_allowed(&mut self, verb: &str) -> Result<(), Step> {
+    async fn data_allowed(&mut self, verb: &str) -> Result<(), Step> {
         match &self.tx {
             None => {
                 return Err(self.refuse("503 5.5.1 Error: need RCPT command"));
@@ -62,7 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             }
             Some(_) => {}
         }
-        if let Some(refusal) = self.policy_check(Stage::Data, None) {
+        if let Some(refusal) = self.policy_check(Stage::Data, None).await {
             self.log_reject(verb, &refusal, None);
             self.io.reply(&refusal);
             return Err(Step::Err);
@@ -253,7 +253,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         if self.tx.as_ref().is_some_and(|t| t.bdat.is_some()) {
             return Ok(self.refuse("503 5.5.1 Error: BDAT and DATA cannot be mixed"));
         }
-        if let Err(step) = self.data_allowed("DATA") {
+        if let Err(step) = self.data_allowed("DATA").await {
             return Ok(step);
         }
         if let Err(step) = self.data_milters("DATA").await {
@@ -295,7 +295,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         let mut bdat = match in_progress {
             Some(bdat) => bdat,
             None => {
-                let started = match self.data_allowed("BDAT") {
+                let started = match self.data_allowed("BDAT").await {
                     Ok(()) => match self.data_milters("BDAT").await {
                         Ok(()) => self.start_message().await,
                         Err(step) => Err(step),

@@ -16,7 +16,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         self.reset_transaction().await;
         if !self.settings.delay_reject {
             let previous = self.helo.replace(name.clone());
-            if let Some(refusal) = self.policy_check(Stage::Helo, None) {
+            if let Some(refusal) = self.policy_check(Stage::Helo, None).await {
                 self.log_reject(if esmtp { "EHLO" } else { "HELO" }, &refusal, None);
                 self.helo = previous;
                 self.io.reply(&refusal);

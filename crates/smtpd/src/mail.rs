@@ -45,7 +45,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             }
         }
         if !self.settings.delay_reject
-            && let Some(refusal) = self.policy_check(Stage::Mail, None)
+            && let Some(refusal) = self.policy_check(Stage::Mail, None).await
         {
             self.log_reject("MAIL", &refusal, None);
             self.tx = None;
@@ -90,9 +90,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         if let Some(spf) = tx.spf.as_mut() {
             spf.results().await;
         }
-        let refusal = self
-            .policy_check(Stage::Rcpt, Some(&to))
-            .or_else(|| self.spf_fail_at(SpfFailAction::Reject));
+        let refusal = match self.policy_check(Stage::Rcpt, Some(&to)).await {
+            Some(r) => Some(r),
+            None => self.spf_fail_at(SpfFailAction::Reject),
+        };
         if let Some(refusal) = refusal {
             self.log_reject("RCPT", &refusal, Some(&to));
             self.io.reply(&refusal);

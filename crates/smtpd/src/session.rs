@@ -464,7 +464,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
             self.last = "CONNECT";
             return Some(e);
         }
-        if let Some(refusal) = self.connect_check() {
+        if let Some(refusal) = self.connect_check().await {
             self.io.reply(&refusal);
             let text = format!("Error: access denied for {}", self.client.namaddr());
             self.access_denied = Some(Reply::new(503, Some(EnhancedStatus::of(5, 7, 0)), &text));
@@ -586,11 +586,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
     }
 
     /// smtpd_client_restrictions at connect, when smtpd_delay_reject = no.
-    fn connect_check(&mut self) -> Option<Reply> {
+    async fn connect_check(&mut self) -> Option<Reply> {
         if self.settings.delay_reject {
             return None;
         }
-        let refusal = self.policy_check(Stage::Connect, None)?;
+        let refusal = self.policy_check(Stage::Connect, None).await?;
         tracing::info!(
             "NOQUEUE: reject: CONNECT from {}: {}; proto=SMTP",
             self.client.namaddr(),
@@ -601,13 +601,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
 
     /// Runs the access policy for `stage`; the refusal reply, if any.
     /// Actions that fired are logged and kept for the transaction.
-    pub(crate) fn policy_check(
+    pub(crate) async fn policy_check(
         &mut self,
         stage: Stage,
         recipient: Option<&Address>,
     ) -> Option<Reply> {
         let policy = match &self.settings.policy {
-            Ok(p) => p,
+            Ok(p) => Arc::clone(p),
             Err(e) => {
                 tracing::warn!("access policy unusable: {e}");
                 return Some(reply("451 4.3.5 Server configuration error"));
@@ -628,7 +628,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
                 .and_then(|t| t.spf.as_ref())
                 .and_then(SpfState::done),
         };
-        let (result, fired) = policy.check_actions(stage, &check);
+        let (result, fired) = policy.check_actions(stage, &check).await;
         let verb = match stage {
             Stage::Connect => "CONNECT",
             Stage::Helo if self.esmtp => "EHLO",

@@ -11,7 +11,7 @@ use postern_routing::{AddressClass, RoutingError};
 
 use super::restriction::{self, AccessKind};
 use super::{
-    AccessAction, CLIENT, Eval, Fired, HELO, RECIPIENT, Refusal, Resolved, SENDER, Subject,
+    AccessAction, CLIENT, Eval, Fired, HELO, Nested, RECIPIENT, Refusal, Resolved, SENDER, Subject,
     Verdict, config_error, resolve, table_failure,
 };
 
@@ -182,6 +182,10 @@ impl Eval<'_, '_> {
         }
         Ok(match found {
             Found::Hit(Verdict::Permit) if suspicious => Found::Hit(Verdict::Dunno),
+            Found::Hit(Verdict::Nested(mut n)) if suspicious => {
+                n.permit_is_dunno = true;
+                Found::Hit(Verdict::Nested(n))
+            }
             other => other,
         })
     }
@@ -352,7 +356,11 @@ impl Eval<'_, '_> {
         };
         let names: &HashSet<String> = &self.policy.class_names;
         match restriction::parse_list(&tokens, names, &mut no_tables) {
-            Ok(list) => self.generic(&list, s),
+            Ok(list) => Verdict::Nested(Box::new(Nested {
+                list,
+                subject: s.clone(),
+                permit_is_dunno: false,
+            })),
             Err(e) => {
                 tracing::warn!(
                     "access table {}: bad restriction in \"{value}\": {e:?}",

@@ -407,33 +407,33 @@ impl Policy {
     /// Evaluates the restriction lists that apply at `stage`; `Ok(())`
     /// means continue. See the module documentation for the order.
     #[cfg(test)]
-    pub fn check(&self, stage: Stage, ctx: &Check<'_>) -> Result<(), Refusal> {
-        self.check_actions(stage, ctx).0
+    pub async fn check(&self, stage: Stage, ctx: &Check<'_>) -> Result<(), Refusal> {
+        self.check_actions(stage, ctx).await.0
     }
 
     /// [`Policy::check`], and the actions that fired on the way (also
     /// when the request is refused: Postfix keeps them for the
     /// transaction).
-    pub fn check_actions(
+    pub async fn check_actions(
         &self,
         stage: Stage,
         ctx: &Check<'_>,
     ) -> (Result<(), Refusal>, Vec<Fired>) {
         let mut ev = Eval::new(self, ctx);
-        let result = ev.stage(stage);
+        let result = ev.stage(stage).await;
         (result, ev.fired)
     }
 }
 
 impl Eval<'_, '_> {
-    fn stage(&mut self, stage: Stage) -> Result<(), Refusal> {
+    async fn stage(&mut self, stage: Stage) -> Result<(), Refusal> {
         match stage {
             Stage::Connect | Stage::Helo | Stage::Mail if self.policy.delay_reject => Ok(()),
-            Stage::Connect => self.client_stage(),
-            Stage::Helo => self.helo_stage(),
-            Stage::Mail => self.sender_stage(),
-            Stage::Rcpt => self.rcpt_stage(),
-            Stage::Data => self.data_stage(),
+            Stage::Connect => self.client_stage().await,
+            Stage::Helo => self.helo_stage().await,
+            Stage::Mail => self.sender_stage().await,
+            Stage::Rcpt => self.rcpt_stage().await,
+            Stage::Data => self.data_stage().await,
         }
     }
 }
@@ -444,6 +444,19 @@ enum Verdict {
     Dunno,
     Permit,
     Refuse(Refusal),
+    /// An access table or policy server answered with restrictions: they
+    /// are evaluated in place by [`Eval::one`], which can wait for DNS and
+    /// policy servers where table lookups cannot.
+    Nested(Box<Nested>),
+}
+
+/// Restrictions found in a table result, still to be evaluated.
+#[derive(Debug)]
+struct Nested {
+    list: Vec<Restriction>,
+    subject: Subject,
+    /// A permit becomes dunno (an OK for a recipient with routing in it).
+    permit_is_dunno: bool,
 }
 
 /// What a list is about: the name and class printed in replies
@@ -513,25 +526,25 @@ impl<'p, 'c> Eval<'p, 'c> {
         )
     }
 
-    fn client_stage(&mut self) -> Result<(), Refusal> {
+    async fn client_stage(&mut self) -> Result<(), Refusal> {
         let subject = Subject::new(self.client_namaddr(), CLIENT, Some(AccessKind::Client));
-        self.run_list(&self.policy.client, &subject)
+        self.run_list(&self.policy.client, &subject).await
     }
 
-    fn helo_stage(&mut self) -> Result<(), Refusal> {
+    async fn helo_stage(&mut self) -> Result<(), Refusal> {
         let Some(helo) = self.ctx.helo else {
             return Ok(());
         };
         let subject = Subject::new(helo.to_string(), HELO, Some(AccessKind::Helo));
-        self.run_list(&self.policy.helo, &subject)
+        self.run_list(&self.policy.helo, &subject).await
     }
 
-    fn sender_stage(&mut self) -> Result<(), Refusal> {
+    async fn sender_stage(&mut self) -> Result<(), Refusal> {
         let Some(sender) = self.ctx.sender else {
             return Ok(());
         };
         let subject = Subject::new(sender.to_string(), SENDER, Some(AccessKind::Sender));
-        self.run_list(&self.policy.sender, &subject)?;
+        self.run_list(&self.policy.sender, &subject).await?;
         if self.policy.reject_unlisted_sender && !self.sender_maps_checked && !sender.is_null() {
             self.sender_maps_checked = true;
             if let Verdict::Refuse(r) = self.check_rcpt_maps(sender, SENDER) {
@@ -541,7 +554,7 @@ impl<'p, 'c> Eval<'p, 'c> {
         Ok(())
     }
 
-    fn rcpt_stage(&mut self) -> Result<(), Refusal> {
+    async fn rcpt_stage(&mut self) -> Result<(), Refusal> {
         let Some(rcpt) = self.ctx.recipient else {
             return Ok(());
         };
@@ -549,9 +562,9 @@ impl<'p, 'c> Eval<'p, 'c> {
             return Ok(());
         }
         if self.policy.delay_reject {
-            self.client_stage()?;
-            self.helo_stage()?;
-            self.sender_stage()?;
+            self.client_stage().await?;
+            self.helo_stage().await?;
+            self.sender_stage().await?;
         }
         let subject = Subject::new(rcpt.to_string(), RECIPIENT, Some(AccessKind::Recipient));
         let p = self.policy;
@@ -559,8 +572,8 @@ impl<'p, 'c> Eval<'p, 'c> {
             true => (&p.relay, &p.recipient),
             false => (&p.recipient, &p.relay),
         };
-        self.run_list(first, &subject)?;
-        self.run_list(second, &subject)?;
+        self.run_list(first, &subject).await?;
+        self.run_list(second, &subject).await?;
         if let Some(deferral) = self.defer_if_permit.take() {
             return Err(deferral);
         }
@@ -573,9 +586,9 @@ impl<'p, 'c> Eval<'p, 'c> {
         Ok(())
     }
 
-    fn data_stage(&mut self) -> Result<(), Refusal> {
+    async fn data_stage(&mut self) -> Result<(), Refusal> {
         let subject = Subject::new("DATA".into(), DATA, None);
-        self.run_list(&self.policy.data, &subject)?;
+        self.run_list(&self.policy.data, &subject).await?;
         match self.defer_if_permit.take() {
             Some(deferral) => Err(deferral),
             None => Ok(()),
@@ -583,17 +596,17 @@ impl<'p, 'c> Eval<'p, 'c> {
     }
 
     /// One top-level list; `defer_if_reject` lasts only within it.
-    fn run_list(&mut self, list: &[Restriction], subject: &Subject) -> Result<(), Refusal> {
+    async fn run_list(&mut self, list: &[Restriction], subject: &Subject) -> Result<(), Refusal> {
         self.defer_if_reject = None;
         self.warn_if_reject = false;
-        match self.generic(list, subject) {
+        match self.generic(list, subject).await {
             Verdict::Refuse(r) => Err(r),
-            Verdict::Dunno | Verdict::Permit => Ok(()),
+            Verdict::Dunno | Verdict::Permit | Verdict::Nested(_) => Ok(()),
         }
     }
 
     /// Postfix's generic_checks(): the first decisive restriction wins.
-    fn generic(&mut self, list: &[Restriction], subject: &Subject) -> Verdict {
+    async fn generic(&mut self, list: &[Restriction], subject: &Subject) -> Verdict {
         if self.depth > MAX_RECURSION {
             tracing::warn!("restriction classes or access tables nest too deeply");
             return Verdict::Refuse(config_error());
@@ -607,7 +620,7 @@ impl<'p, 'c> Eval<'p, 'c> {
             }
             let warn = std::mem::take(&mut self.warn_if_reject);
             self.warning = warn;
-            let v = self.one(r, subject);
+            let v = self.one(r, subject).await;
             self.warning = false;
             let v = match v {
                 Verdict::Refuse(refusal) if warn => {
@@ -643,7 +656,27 @@ impl<'p, 'c> Eval<'p, 'c> {
         Verdict::Refuse(Refusal::new(code, dsn, text))
     }
 
-    fn one(&mut self, r: &Restriction, s: &Subject) -> Verdict {
+    /// One restriction. Those that ask the network wait here; nested
+    /// lists are evaluated here (boxed: they recurse).
+    async fn one(&mut self, r: &Restriction, s: &Subject) -> Verdict {
+        let v = match r {
+            Restriction::Class(name) => match self.policy.classes.get(name) {
+                Some(list) => Box::pin(self.generic(list, s)).await,
+                None => Verdict::Refuse(config_error()),
+            },
+            r => self.immediate(r, s),
+        };
+        match v {
+            Verdict::Nested(n) => match Box::pin(self.generic(&n.list, &n.subject)).await {
+                Verdict::Permit if n.permit_is_dunno => Verdict::Dunno,
+                v => v,
+            },
+            v => v,
+        }
+    }
+
+    /// The restrictions that are decided from what is at hand.
+    fn immediate(&mut self, r: &Restriction, s: &Subject) -> Verdict {
         use Restriction as R;
         let codes = &self.policy.codes;
         let ctx = self.ctx;
@@ -831,10 +864,7 @@ impl<'p, 'c> Eval<'p, 'c> {
                     Verdict::Refuse(config_error())
                 }
             },
-            R::Class(name) => match self.policy.classes.get(name) {
-                Some(list) => self.generic(list, s),
-                None => Verdict::Refuse(config_error()),
-            },
+            R::Class(_) => unreachable!("evaluated by one()"),
         }
     }
 

@@ -139,7 +139,7 @@ impl Session {
             sasl_username: self.sasl.as_deref(),
             spf: None,
         };
-        p.check(stage, &ctx)
+        block_on(p.check(stage, &ctx))
     }
 
     /// The reply to RCPT TO:`rcpt`, "ok" when accepted.
@@ -151,6 +151,16 @@ impl Session {
     fn rcpt_addr(&self, p: &Policy, a: &Address) -> String {
         outcome(self.check(p, Stage::Rcpt, Some(a)))
     }
+}
+
+/// Runs a check to its end on a runtime of its own (checks that ask DNS
+/// or policy servers need one).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 fn outcome(r: Result<(), Refusal>) -> String {
