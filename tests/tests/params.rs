@@ -90,11 +90,18 @@ fn a_parameter_postern_does_not_implement_is_refused_unless_it_has_its_default()
 #[test]
 fn a_restriction_postern_does_not_implement_is_refused() {
     refused(
-        "smtpd_recipient_restrictions = \"permit_mynetworks, reject_rbl_client zen.example, \
-         reject_unauth_destination\"",
+        "smtpd_recipient_restrictions = \"permit_mynetworks, check_policy_service \
+         inet:127.0.0.1:10023, reject_unauth_destination\"",
         "",
         "smtpd_recipient_restrictions",
-        "restriction \"reject_rbl_client\" is not supported by Postern",
+        "restriction \"check_policy_service\" is not supported by Postern",
+    );
+    // A DNS list's result filter is checked at load.
+    refused(
+        "smtpd_client_restrictions = \"reject_rbl_client zen.example=127.0.0.x\"",
+        "",
+        "smtpd_client_restrictions",
+        "restriction \"reject_rbl_client\": bad DNSBL result filter \"127.0.0.x\"",
     );
     refused(
         "smtpd_client_restrictions = \"permit_mynetwork\"",

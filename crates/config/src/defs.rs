@@ -80,6 +80,9 @@ pub enum Kind {
     /// A shell command, taken as written: like Postfix's `mailbox_command`
     /// it is not subject to `$name` expansion (its `$` are the shell's).
     Command,
+    /// A reply template (`default_rbl_reply`): taken as written, its
+    /// `$name`s are those the daemon fills in when it replies.
+    Template,
     /// A decimal integer, as Postfix's integer parameters.
     Int,
     /// An integer of at least 1 (a limit Postfix refuses to set to 0).
@@ -178,6 +181,9 @@ impl ParamDef {
 
 use Kind::*;
 
+/// Until check_policy_service is implemented.
+const NO_POLICY_SERVICE: &str = "check_policy_service is not implemented yet";
+
 /// OpenSSL cipher grades, as Postfix's `*_tls_ciphers`.
 const CIPHER_GRADES: Kind = Enum(&["export", "low", "medium", "high", "null"]);
 /// The SASL security options of Postfix's `*_sasl_security_options`.
@@ -248,6 +254,12 @@ pub static PARAMS: &[ParamDef] = &[
     p("default_destination_recipient_limit", "50", Int),
     p("default_privs", "nobody", Str),
     p("default_process_limit", "100", Int),
+    p(
+        "default_rbl_reply",
+        "$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using \
+         $rbl_domain${rbl_reason?; $rbl_reason}",
+        Template,
+    ),
     p("default_transport", "smtp", Str),
     p("defer_code", "450", Code),
     p("delay_warning_time", "0h", Time('h')),
@@ -300,6 +312,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("mailbox_command", "", Command),
     p("mailbox_size_limit", "51200000", Int),
     p("maillog_file", "", Path),
+    p("maps_rbl_reject_code", "554", Code),
     p("max_idle", "100s", Time('s'))
         .not_yet("daemons serve many clients at once and do not exit when idle"),
     p("max_use", "100", Int).not_yet("daemons are not replaced after a number of clients"),
@@ -392,6 +405,7 @@ pub static PARAMS: &[ParamDef] = &[
     p("proxy_interfaces", "", List),
     p("queue_directory", "/var/spool/postern", Path),
     p("queue_run_delay", "300s", Time('s')),
+    p("rbl_reply_maps", "", Maps),
     p(
         "receive_override_options",
         "",
@@ -498,6 +512,19 @@ pub static PARAMS: &[ParamDef] = &[
     p("smtpd_milters", "", List),
     p("smtpd_null_access_lookup_key", "<>", Str),
     p("smtpd_peername_lookup", "yes", Bool),
+    p(
+        "smtpd_policy_service_default_action",
+        "451 4.3.5 Server configuration problem",
+        Str,
+    )
+    .not_yet(NO_POLICY_SERVICE),
+    p("smtpd_policy_service_max_idle", "300s", Time('s')).not_yet(NO_POLICY_SERVICE),
+    p("smtpd_policy_service_max_ttl", "1000s", Time('s')).not_yet(NO_POLICY_SERVICE),
+    p("smtpd_policy_service_policy_context", "", Str).not_yet(NO_POLICY_SERVICE),
+    p("smtpd_policy_service_request_limit", "0", Int).not_yet(NO_POLICY_SERVICE),
+    p("smtpd_policy_service_retry_delay", "1s", Time('s')).not_yet(NO_POLICY_SERVICE),
+    p("smtpd_policy_service_timeout", "100s", Time('s')).not_yet(NO_POLICY_SERVICE),
+    p("smtpd_policy_service_try_limit", "2", Positive).not_yet(NO_POLICY_SERVICE),
     p("smtpd_recipient_limit", "1000", Int),
     p("smtpd_recipient_overshoot_limit", "1000", Int),
     p("smtpd_recipient_restrictions", "", Restrictions),
@@ -602,6 +629,19 @@ mod tests {
     fn table_is_sorted_and_unique() {
         for w in PARAMS.windows(2) {
             assert!(w[0].name < w[1].name, "{} >= {}", w[0].name, w[1].name);
+        }
+    }
+
+    /// lookup() searches by halves.
+    #[test]
+    fn the_table_is_sorted() {
+        for pair in PARAMS.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} before {}",
+                pair[0].name,
+                pair[1].name
+            );
         }
     }
 

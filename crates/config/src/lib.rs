@@ -57,10 +57,13 @@
 //!   [`NetworkList`].
 
 pub mod defs;
+pub mod dnsbl;
 mod expand;
 mod host;
 mod load;
 mod params;
+mod peer;
+pub mod policy_server;
 pub mod restrictions;
 mod service;
 pub mod table;
@@ -70,9 +73,20 @@ use std::path::{Path, PathBuf};
 
 pub use defs::{Kind, PARAMS, ParamDef};
 pub use params::{ParamEntry, Params, ReceiveOverrides};
+pub use peer::{PeerEndpoint, parse_group};
 pub use service::{Endpoint, Service, ServiceType};
 pub use table::{Maps, NetworkList, Table, TableError};
-pub use value::TlsProtocols;
+pub use value::{TlsProtocols, parse_code};
+/// Fills in a reply template (`default_rbl_reply`, `rbl_reply_maps`
+/// results) with Postfix's `$name`, `${name?text}` and `${name:text}`
+/// forms; `vars` gives each name's value, taken literally.
+pub fn fill_template(template: &str, vars: &dyn Fn(&str) -> Option<String>) -> String {
+    let lookup = |name: &str, _: &[String]| Ok(vars(name).map(|v| v.replace('$', "$$")));
+    expand::expand(template, Vec::new(), &lookup)
+        .map(|e| e.text)
+        .unwrap_or_else(|_| template.to_string())
+}
+
 /// Postfix's time syntax (`30s`, `5m`), for values inside parameters
 /// (the per-milter settings of `smtpd_milters`).
 pub use value::parse_time;

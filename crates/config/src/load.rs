@@ -708,12 +708,13 @@ privileged = "yes"
             "master.toml:2: parameter \"relay_domains\": unsupported dictionary type \"ldap\" \
              in table \"ldap:/etc/ldap-relay.cf\""
         );
-        let e =
-            err("[main]\nsmtpd_relay_restrictions = \"permit_mynetworks, reject_rbl_client x\"\n");
+        let e = err(
+            "[main]\nsmtpd_relay_restrictions = \"permit_mynetworks, check_ccert_access hash:/x\"\n",
+        );
         assert_eq!(
             e,
             "master.toml:2: parameter \"smtpd_relay_restrictions\": restriction \
-             \"reject_rbl_client\" is not supported by Postern"
+             \"check_ccert_access\" is not supported by Postern"
         );
         // A restriction class is a restriction list too.
         let e = err(

@@ -414,7 +414,7 @@ impl Params {
 
     fn expanded(&self, name: &str) -> Result<expand::Expanded, Loop> {
         let raw = self.raw_or_default(name, &[])?.unwrap_or_default();
-        if defs::lookup(name).is_some_and(|d| d.kind == Kind::Command) {
+        if defs::lookup(name).is_some_and(|d| matches!(d.kind, Kind::Command | Kind::Template)) {
             return Ok(expand::Expanded {
                 text: raw,
                 undefined: Vec::new(),

@@ -3,32 +3,48 @@
 //! table, and which it refuses, so that load can refuse a list smtpd could
 //! not honour (smtpd itself turns the names into checks).
 
+use crate::dnsbl::DnsblSite;
+use crate::policy_server::PolicyServer;
 use crate::table::{TableError, check_spec};
+
+/// What the word after a restriction name is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arg {
+    None,
+    /// `check_*_access type:table`.
+    Table,
+    /// `reject_rbl_client domain[=filter]` and the other DNS lists.
+    Dnsbl,
+    /// `check_policy_service endpoint` or `{ endpoint, name=value... }`.
+    PolicyServer,
+    /// `sleep seconds`.
+    Seconds,
+}
 
 /// One restriction name.
 #[derive(Clone, Copy, Debug)]
 pub struct RestrictionDef {
     pub name: &'static str,
-    /// `check_*_access type:table`: the next word is a table.
-    pub takes_table: bool,
-    /// A Postfix restriction Postern does not implement (DNS blocklists,
-    /// policy servers, client certificates, DNS-based access checks...).
+    pub arg: Arg,
+    /// A Postfix restriction Postern does not implement (client
+    /// certificates, DNS-based access checks...).
     pub unsupported: bool,
 }
 
 const fn r(name: &'static str) -> RestrictionDef {
     RestrictionDef {
         name,
-        takes_table: false,
+        arg: Arg::None,
         unsupported: false,
     }
 }
 
+const fn with(name: &'static str, arg: Arg) -> RestrictionDef {
+    RestrictionDef { arg, ..r(name) }
+}
+
 const fn table(name: &'static str) -> RestrictionDef {
-    RestrictionDef {
-        takes_table: true,
-        ..r(name)
-    }
+    with(name, Arg::Table)
 }
 
 const fn no(name: &'static str) -> RestrictionDef {
@@ -78,45 +94,52 @@ pub static RESTRICTIONS: &[RestrictionDef] = &[
     r("reject_unlisted_recipient"),
     r("reject_unlisted_sender"),
     r("warn_if_reject"),
+    table("check_reverse_client_hostname_access"),
+    r("reject_unknown_forward_client_hostname"),
+    with("reject_rbl_client", Arg::Dnsbl),
+    with("reject_rhsbl_client", Arg::Dnsbl),
+    with("reject_rhsbl_reverse_client", Arg::Dnsbl),
+    with("reject_rhsbl_sender", Arg::Dnsbl),
+    with("reject_rhsbl_helo", Arg::Dnsbl),
+    with("reject_rhsbl_recipient", Arg::Dnsbl),
+    with("permit_dnswl_client", Arg::Dnsbl),
+    with("permit_rhswl_client", Arg::Dnsbl),
+    with("sleep", Arg::Seconds),
     no("check_ccert_access"),
     no("check_client_a_access"),
     no("check_client_mx_access"),
+    no("check_policy_service"),
     no("check_client_ns_access"),
     no("check_helo_a_access"),
     no("check_helo_mx_access"),
     no("check_helo_ns_access"),
-    no("check_policy_service"),
     no("check_recipient_a_access"),
     no("check_recipient_mx_access"),
     no("check_recipient_ns_access"),
     no("check_relay_domains"),
-    no("check_reverse_client_hostname_access"),
     no("check_sasl_access"),
     no("check_sender_a_access"),
     no("check_sender_mx_access"),
     no("check_sender_ns_access"),
-    no("permit_dnswl_client"),
     no("permit_inet_interfaces"),
     no("permit_mx_backup"),
-    no("permit_rhswl_client"),
     no("permit_tls_all_clientcerts"),
     no("permit_tls_clientcerts"),
     no("reject_maps_rbl"),
     no("reject_multi_recipient_bounce"),
     no("reject_plaintext_session"),
     no("reject_rbl"),
-    no("reject_rbl_client"),
-    no("reject_rhsbl_client"),
-    no("reject_rhsbl_helo"),
-    no("reject_rhsbl_recipient"),
-    no("reject_rhsbl_reverse_client"),
-    no("reject_rhsbl_sender"),
-    no("reject_unknown_forward_client_hostname"),
     no("reject_unlisted_sender_login"),
     no("reject_unverified_recipient"),
     no("reject_unverified_sender"),
-    no("sleep"),
 ];
+
+/// The argument of `sleep`: whole seconds (Postfix's limit is an int).
+pub fn parse_sleep(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<u32>()
+        .map(|s| std::time::Duration::from_secs(s.into()))
+        .map_err(|_| format!("bad number of seconds \"{text}\""))
+}
 
 /// The definition of a restriction name (compared without case).
 pub fn lookup(name: &str) -> Option<&'static RestrictionDef> {
@@ -133,6 +156,10 @@ pub enum RestrictionError {
     Unsupported(String),
     #[error("restriction \"{0}\" needs a type:table argument")]
     MissingTable(String),
+    #[error("restriction \"{0}\" needs {1}")]
+    MissingArg(String, &'static str),
+    #[error("restriction \"{0}\": {1}")]
+    BadArg(String, String),
     #[error(transparent)]
     Table(#[from] TableError),
 }
@@ -148,12 +175,31 @@ pub fn check_list(tokens: &[String], classes: &[String]) -> Result<(), Restricti
                 if def.unsupported {
                     return Err(RestrictionError::Unsupported(word.clone()));
                 }
-                if def.takes_table {
-                    let spec = words
+                let mut arg = |what| {
+                    words
                         .next()
-                        .filter(|s| s.contains(':'))
-                        .ok_or_else(|| RestrictionError::MissingTable(word.clone()))?;
-                    check_spec(spec)?;
+                        .ok_or_else(|| RestrictionError::MissingArg(word.clone(), what))
+                };
+                let bad = |e| RestrictionError::BadArg(word.clone(), e);
+                match def.arg {
+                    Arg::None => {}
+                    Arg::Table => {
+                        let spec = words
+                            .next()
+                            .filter(|s| s.contains(':'))
+                            .ok_or_else(|| RestrictionError::MissingTable(word.clone()))?;
+                        check_spec(spec)?;
+                    }
+                    Arg::Dnsbl => {
+                        DnsblSite::parse(arg("a DNS list domain")?, false).map_err(bad)?;
+                    }
+                    Arg::PolicyServer => {
+                        PolicyServer::check(arg("a policy server")?).map_err(bad)?;
+                    }
+                    Arg::Seconds => {
+                        let n = arg("a number of seconds")?;
+                        parse_sleep(n).map_err(bad)?;
+                    }
                 }
             }
             None if word.contains(':') => check_spec(word)?,
@@ -189,9 +235,27 @@ mod tests {
         assert!(check("permit_mynetworks, reject_unauth_destination", &[]).is_ok());
         assert!(check("check_client_access hash:/x, PERMIT", &[]).is_ok());
         assert!(check("cidr:/etc/postern/clients, mine", &["mine"]).is_ok());
+        assert!(
+            check(
+                "permit_mynetworks reject_rbl_client zen.example=127.0.0.[2..11]",
+                &[]
+            )
+            .is_ok()
+        );
         assert_eq!(
-            check("permit_mynetworks reject_rbl_client zen.example", &[]).unwrap_err(),
-            "restriction \"reject_rbl_client\" is not supported by Postern"
+            check("reject_rbl_client", &[]).unwrap_err(),
+            "restriction \"reject_rbl_client\" needs a DNS list domain"
+        );
+        assert_eq!(
+            check("reject_rhsbl_sender dbl.example=127.0.1", &[]).unwrap_err(),
+            "restriction \"reject_rhsbl_sender\": bad DNSBL result filter \"127.0.1\" in \
+             \"dbl.example=127.0.1\""
+        );
+        assert!(check("sleep 2", &[]).is_ok());
+        assert!(check("sleep x", &[]).is_err());
+        assert_eq!(
+            check("permit_mynetworks check_ccert_access hash:/x", &[]).unwrap_err(),
+            "restriction \"check_ccert_access\" is not supported by Postern"
         );
         assert_eq!(
             check("permit_mynetwork", &[]).unwrap_err(),

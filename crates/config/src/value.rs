@@ -210,7 +210,12 @@ pub fn parse_filter(s: &str) -> Result<Option<ContentFilter>, String> {
 /// configuration's restriction classes and are checked by `Params`.
 pub fn check(kind: Kind, value: &str) -> Result<(), String> {
     let ok = match kind {
-        Kind::Str | Kind::Command | Kind::List | Kind::Path | Kind::Restrictions => true,
+        Kind::Str
+        | Kind::Command
+        | Kind::Template
+        | Kind::List
+        | Kind::Path
+        | Kind::Restrictions => true,
         Kind::Int => parse_int(value).is_some(),
         Kind::Positive => parse_int(value).is_some_and(|n| n >= 1),
         Kind::Bool => parse_bool(value).is_some(),
@@ -349,7 +354,7 @@ pub fn canonical(kind: Kind, value: &str) -> String {
         | Kind::Resolvers
         | Kind::TlsProtocols => Some(split_list(value).join(" ")),
         Kind::Filter => Some(value.trim().to_string()),
-        Kind::Str | Kind::Command | Kind::Path | Kind::Ipv4 | Kind::Ipv6 => None,
+        Kind::Str | Kind::Command | Kind::Template | Kind::Path | Kind::Ipv4 | Kind::Ipv6 => None,
     }
     .unwrap_or_else(|| value.trim().to_string())
 }

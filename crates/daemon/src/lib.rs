@@ -42,6 +42,7 @@ pub mod configured;
 pub mod date;
 pub mod delivery;
 pub mod dns;
+pub mod dnsbl;
 pub mod enqueue;
 pub mod inherit;
 pub mod ipc;

@@ -11,7 +11,6 @@
 //!       protocol=6 }
 //! ```
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,52 +40,7 @@ impl MilterList {
 }
 
 /// Where a filter listens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `inet:host:port` (`inet:[::1]:port` for IPv6; `inet6:` too).
-    Inet { host: String, port: u16 },
-    /// `unix:/path` (or `local:`); a relative path is taken from
-    /// `queue_directory`, as Postfix's chrooted smtpd does.
-    Unix(PathBuf),
-}
-
-impl Endpoint {
-    /// Parses `transport:endpoint`. `base` resolves relative unix paths.
-    pub fn parse(text: &str, base: &std::path::Path) -> Result<Endpoint, String> {
-        let bad = || format!("Milter service needs transport:endpoint instead of \"{text}\"");
-        let (transport, rest) = text.split_once(':').ok_or_else(bad)?;
-        if transport.is_empty() || rest.is_empty() {
-            return Err(bad());
-        }
-        match transport {
-            "inet" | "inet6" => {
-                let (host, port) = match rest.strip_prefix('[') {
-                    Some(r) => {
-                        let (host, port) = r.split_once("]:").ok_or_else(bad)?;
-                        (host, port)
-                    }
-                    None => rest.rsplit_once(':').ok_or_else(bad)?,
-                };
-                let port: u16 = port
-                    .parse()
-                    .ok()
-                    .filter(|&p| p != 0)
-                    .ok_or_else(|| format!("bad port \"{port}\" in Milter service {text}"))?;
-                if host.is_empty() || (rest.starts_with('[') && host.parse::<IpAddr>().is_err()) {
-                    return Err(format!("bad host in Milter service {text}"));
-                }
-                Ok(Endpoint::Inet {
-                    host: host.to_string(),
-                    port,
-                })
-            }
-            "unix" | "local" => Ok(Endpoint::Unix(base.join(rest))),
-            other => Err(format!(
-                "invalid transport name: {other} in Milter service: {text}"
-            )),
-        }
-    }
-}
+pub use postern_config::PeerEndpoint as Endpoint;
 
 /// One filter and the settings it runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +65,7 @@ impl MilterSpec {
     pub fn new(endpoint: &str) -> Result<MilterSpec, String> {
         Ok(MilterSpec {
             name: endpoint.to_string(),
-            endpoint: Endpoint::parse(endpoint, std::path::Path::new("/"))?,
+            endpoint: Endpoint::parse(endpoint, std::path::Path::new("/"), MILTER)?,
             connect_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(30),
             content_timeout: Duration::from_secs(300),
@@ -208,6 +162,9 @@ impl MilterSettings {
     }
 }
 
+/// How errors name a filter.
+const MILTER: &str = "Milter service";
+
 /// One list entry: `endpoint` or `{ endpoint, name=value, ... }`.
 fn parse_entry(
     entry: &str,
@@ -215,36 +172,15 @@ fn parse_entry(
     queue_dir: &std::path::Path,
 ) -> Result<MilterSpec, String> {
     let mut spec = base.clone();
-    let mut words: Vec<&str> = Vec::new();
-    match entry.strip_prefix('{') {
-        Some(inner) => {
-            let inner = inner.strip_suffix('}').ok_or_else(|| {
-                format!("milter service syntax error: missing '}}' in \"{entry}\"")
-            })?;
-            words.extend(
-                inner
-                    .split(|c: char| c == ',' || c.is_whitespace())
-                    .filter(|w| !w.is_empty()),
-            );
-            if words.is_empty() {
-                return Err(format!("empty milter definition: \"{entry}\""));
-            }
-        }
-        None => words.push(entry),
-    }
-    let name = words[0];
-    spec.name = name.to_string();
-    spec.endpoint = Endpoint::parse(name, queue_dir)?;
-    for setting in &words[1..] {
-        let (key, value) = setting
-            .split_once('=')
-            .ok_or_else(|| format!("missing '=' after attribute name: \"{setting}\""))?;
-        let key = key.trim();
-        let value = value.trim();
+    let (name, settings) = postern_config::parse_group(entry, MILTER)?;
+    spec.endpoint = Endpoint::parse(&name, queue_dir, MILTER)?;
+    spec.name = name;
+    for (key, value) in settings {
+        let (key, value) = (key.as_str(), value.as_str());
         let time = || {
             postern_config::parse_time(value, 's')
                 .filter(|d| !d.is_zero())
-                .ok_or_else(|| format!("bad time value: \"{setting}\""))
+                .ok_or_else(|| format!("bad time value: \"{key}={value}\""))
         };
         match key {
             "connect_timeout" => spec.connect_timeout = time()?,
@@ -267,52 +203,6 @@ mod tests {
 
     fn base() -> MilterSpec {
         MilterSpec::new("inet:127.0.0.1:1").unwrap()
-    }
-
-    #[test]
-    fn endpoints() {
-        let q = std::path::Path::new("/var/spool/postern");
-        assert_eq!(
-            Endpoint::parse("inet:127.0.0.1:8891", q),
-            Ok(Endpoint::Inet {
-                host: "127.0.0.1".into(),
-                port: 8891
-            })
-        );
-        assert_eq!(
-            Endpoint::parse("inet:[::1]:8891", q),
-            Ok(Endpoint::Inet {
-                host: "::1".into(),
-                port: 8891
-            })
-        );
-        assert_eq!(
-            Endpoint::parse("inet:localhost:10025", q),
-            Ok(Endpoint::Inet {
-                host: "localhost".into(),
-                port: 10025
-            })
-        );
-        assert_eq!(
-            Endpoint::parse("unix:/run/m.sock", q),
-            Ok(Endpoint::Unix("/run/m.sock".into()))
-        );
-        assert_eq!(
-            Endpoint::parse("unix:private/m", q),
-            Ok(Endpoint::Unix("/var/spool/postern/private/m".into()))
-        );
-        for bad in [
-            "inet:127.0.0.1",
-            "inet:127.0.0.1:0",
-            "inet:127.0.0.1:x",
-            "inet::25",
-            "inet:[nothost]:25",
-            "tcp:1.2.3.4:5",
-            "unix:",
-            "8891",
-        ] {
-            assert!(Endpoint::parse(bad, q).is_err(), "{bad}");
-        }
     }
 
     #[test]

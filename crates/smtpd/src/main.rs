@@ -181,6 +181,16 @@
 //!   `localhost` without a query (RFC 6761), where Postfix asks
 //!   /etc/hosts.
 //!
+//!   DNS lists (reject_rbl_client, reject_rhsbl_client,
+//!   reject_rhsbl_reverse_client, reject_rhsbl_helo, reject_rhsbl_sender,
+//!   reject_rhsbl_recipient, permit_dnswl_client, permit_rhswl_client)
+//!   are asked of dns_servers through the resolver's cache, which keeps
+//!   answers for their TTLs; Postfix keeps the last 100 answers of each
+//!   process, failures included, for the life of the process. Each
+//!   query is bounded at 10 s. A `domain=filter` that does not parse
+//!   refuses the configuration at load (Postfix stops smtpd the first
+//!   time the filter is used).
+//!
 //!   A command line longer than line_length_limit is refused with `500
 //!   5.5.2 Error: line too long` instead of being cut and then obeyed.
 //!
@@ -407,6 +417,15 @@
 //!     unknown_client_reject_code  reject_unknown_client_hostname and
 //!                           reject_unknown_reverse_client_hostname when
 //!                           the lookup did not fail temporarily (450)
+//!
+//!   DNS lists
+//!     default_rbl_reply     the reply to a listed name: `$rbl_code
+//!                           Service unavailable; $rbl_class [$rbl_what]
+//!                           blocked using $rbl_domain${rbl_reason?;
+//!                           $rbl_reason}` (the TXT record)
+//!     rbl_reply_maps        templates by list, as written (`domain` or
+//!                           `domain=filter`)
+//!     maps_rbl_reject_code  $rbl_code (554)
 //!
 //!   SASL authentication
 //!     smtpd_sasl_auth_enable  offer AUTH (no)

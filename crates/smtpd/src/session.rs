@@ -616,6 +616,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send, Q: Queue> Session<S, Q> {
         let check = Check {
             client_addr: self.client.addr,
             client_name: &self.client.name,
+            reverse_name: &self.client.reverse_name,
             name_status: self.client.name_status,
             reverse_status: self.client.reverse_status,
             helo: self.helo.as_deref(),

@@ -27,9 +27,16 @@ impl Eval<'_, '_> {
     pub(super) fn access(&mut self, kind: AccessKind, table: &Table, list: &Subject) -> Verdict {
         let ctx = self.ctx;
         let found = match kind {
-            AccessKind::Client => {
-                let s = Subject::new(self.client_namaddr(), CLIENT, list.acl);
-                let name = ctx.client_name.to_lowercase();
+            AccessKind::Client | AccessKind::ReverseClient => {
+                let (name, namaddr) = match kind {
+                    AccessKind::Client => (ctx.client_name, self.client_namaddr()),
+                    _ => (
+                        ctx.reverse_name,
+                        format!("{}[{}]", ctx.reverse_name, ctx.client_addr.to_canonical()),
+                    ),
+                };
+                let s = Subject::new(namaddr, CLIENT, list.acl);
+                let name = name.to_lowercase();
                 let addr = ctx.client_addr.to_canonical().to_string();
                 self.domain_access(table, &name, false, &s)
                     .and_then(|f| match f {

@@ -31,12 +31,12 @@
 //!
 //! Where Postern differs:
 //!
-//! * No DNS here. `reject_unknown_sender_domain`,
-//!   `reject_unknown_recipient_domain` and `reject_unknown_helo_hostname`
-//!   treat a non-local domain as unknown only when it is not a valid host
-//!   name or has no dot; a domain that merely lacks A/AAAA/MX records
-//!   passes. DNS blocklists, policy servers and MX/NS access checks are
-//!   refused at load as unsupported.
+//! * `reject_unknown_sender_domain`, `reject_unknown_recipient_domain`
+//!   and `reject_unknown_helo_hostname` make no DNS query: they treat a
+//!   non-local domain as unknown only when it is not a valid host name or
+//!   has no dot; a domain that merely lacks A/AAAA/MX records passes.
+//!   Policy servers, client certificates and MX/NS access checks are
+//!   refused at load as unsupported. DNS lists are in `dns_lists`.
 //! * An unknown restriction name, a missing table argument or a bare
 //!   `type:table` in `smtpd_data_restrictions` is an error at load
 //!   ([`PolicyError`]), not a `451 4.3.5` at run time; Postfix's check that
@@ -63,8 +63,10 @@
 //! * `restriction` — restriction names to [`Restriction`] values.
 //! * `access` — access(5) table lookups and their results; recipient table
 //!   checks (`reject_unlisted_*`).
+//! * `dns_lists` — DNS blocklists and allowlists (`reject_rbl_client`...).
 
 mod access;
+mod dns_lists;
 mod restriction;
 #[cfg(test)]
 mod tests;
@@ -72,6 +74,7 @@ mod tests;
 use crate::peername::NameStatus;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use postern_auth::verify::SpfResults;
 use postern_config::{Maps, NetworkList, Params, Table, TableError};
@@ -97,6 +100,8 @@ pub struct Check<'a> {
     pub client_addr: IpAddr,
     /// The verified client host name, or `unknown`.
     pub client_name: &'a str,
+    /// The PTR name, verified or not, or `unknown`.
+    pub reverse_name: &'a str,
     /// How the name lookup went, and the PTR lookup.
     pub name_status: NameStatus,
     pub reverse_status: NameStatus,
@@ -174,6 +179,12 @@ pub enum PolicyError {
     BareTable { param: String, spec: String },
     #[error("parameter \"{param}\": {source}")]
     Table { param: String, source: TableError },
+    #[error("parameter \"{param}\": restriction \"{name}\": {reason}")]
+    BadArg {
+        param: String,
+        name: String,
+        reason: String,
+    },
     /// The routing parameters (domain lists, transports) are unusable.
     #[error(transparent)]
     Routing(RoutingError),
@@ -263,6 +274,8 @@ pub struct Policy {
     null_key: String,
     show_table: bool,
     codes: Codes,
+    /// DNS lists: the resolver (`dns_servers`) and the replies.
+    dns: Arc<dns_lists::DnsLists>,
 }
 
 /// `smtpd_delay_reject`: whether client, HELO and sender restrictions wait
@@ -304,6 +317,11 @@ impl Policy {
                     ParseError::Table(source) => PolicyError::Table {
                         param: param.into(),
                         source,
+                    },
+                    ParseError::BadArg(name, reason) => PolicyError::BadArg {
+                        param: param.into(),
+                        name,
+                        reason,
                     },
                 })?;
             if !allow_bare
@@ -383,6 +401,9 @@ impl Policy {
             null_key: params.get("smtpd_null_access_lookup_key"),
             show_table: params.bool("show_user_unknown_table_name"),
             codes: Codes::from_params(params),
+            dns: Arc::new(
+                dns_lists::DnsLists::from_params(params).map_err(table_err("rbl_reply_maps"))?,
+            ),
         };
         if !restriction::restricts_relay(&policy.relay, &policy.classes, 0)
             && !restriction::restricts_relay(&policy.recipient, &policy.classes, 0)
@@ -664,6 +685,11 @@ impl<'p, 'c> Eval<'p, 'c> {
                 Some(list) => Box::pin(self.generic(list, s)).await,
                 None => Verdict::Refuse(config_error()),
             },
+            Restriction::Dns(list, site) => self.dns_list(*list, site).await,
+            Restriction::Sleep(pause) => {
+                tokio::time::sleep(*pause).await;
+                Verdict::Dunno
+            }
             r => self.immediate(r, s),
         };
         match v {
@@ -864,7 +890,25 @@ impl<'p, 'c> Eval<'p, 'c> {
                     Verdict::Refuse(config_error())
                 }
             },
-            R::Class(_) => unreachable!("evaluated by one()"),
+            R::Class(_) | R::Dns(..) | R::Sleep(_) => unreachable!("evaluated by one()"),
+            R::RejectUnknownForwardClientHostname => {
+                // A PTR name whose addresses do not list the client.
+                if !ctx.reverse_status.is_ok() || ctx.name_status.is_ok() {
+                    return Verdict::Dunno;
+                }
+                let code = match ctx.name_status {
+                    NameStatus::Temporary => 450,
+                    _ => codes.unknown_client,
+                };
+                self.reject(
+                    code,
+                    EnhancedStatus::of(4, 7, 25),
+                    format!(
+                        "Client host rejected: cannot find your hostname, [{}]",
+                        ctx.client_addr.to_canonical()
+                    ),
+                )
+            }
         }
     }
 

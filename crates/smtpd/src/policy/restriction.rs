@@ -5,7 +5,10 @@
 //! it, so here only names inside access table results can be unknown.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
+use postern_config::dnsbl::DnsblSite;
 use postern_config::{Table, TableError, restrictions};
 
 /// Which access check a bare `type:table` in a list stands for, and which
@@ -16,6 +19,33 @@ pub(super) enum AccessKind {
     Helo,
     Sender,
     Recipient,
+    /// check_reverse_client_hostname_access: the PTR name, verified or not.
+    ReverseClient,
+}
+
+/// Which name a DNS list is asked about, and what a listing means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DnsList {
+    /// reject_rbl_client: the client address.
+    RblClient,
+    /// reject_rhsbl_client: the verified client name.
+    RhsblClient,
+    /// reject_rhsbl_reverse_client: the PTR name.
+    RhsblReverseClient,
+    RhsblHelo,
+    RhsblSender,
+    RhsblRecipient,
+    /// permit_dnswl_client: a listed address is permitted.
+    DnswlClient,
+    /// permit_rhswl_client: a listed client name is permitted.
+    RhswlClient,
+}
+
+impl DnsList {
+    /// An allowlist: a listing permits.
+    pub(super) fn permits(self) -> bool {
+        matches!(self, DnsList::DnswlClient | DnsList::RhswlClient)
+    }
 }
 
 /// One restriction, with its table already opened.
@@ -37,6 +67,8 @@ pub(super) enum Restriction {
     RejectUnlistedSender,
     RejectUnknownClientHostname,
     RejectUnknownReverseClientHostname,
+    /// A PTR name whose addresses do not list the client.
+    RejectUnknownForwardClientHostname,
     RejectInvalidHeloHostname,
     RejectNonFqdnHeloHostname,
     RejectUnknownHeloHostname,
@@ -58,6 +90,10 @@ pub(super) enum Restriction {
     BareMap(Table),
     /// A name from `smtpd_restriction_classes`.
     Class(String),
+    /// A DNS blocklist or allowlist lookup.
+    Dns(DnsList, Arc<DnsblSite>),
+    /// sleep N: pause (a defence against clients that talk too soon).
+    Sleep(Duration),
 }
 
 /// The `reject_*sender_login_mismatch` family.
@@ -81,11 +117,12 @@ pub(super) enum ParseError {
     Unsupported(String),
     MissingTable(String),
     Table(TableError),
+    /// A restriction whose argument is missing or wrong.
+    BadArg(String, String),
 }
 
 /// Parses restriction names. `open` opens the table after a
-/// `check_*_access` (or a bare `type:table`); `classes` are the names
-/// defined in `smtpd_restriction_classes`.
+/// `check_*_access` (or a bare `type:table`) and `classes` are the names defined in `smtpd_restriction_classes`.
 pub(super) fn parse_list(
     tokens: &[String],
     classes: &HashSet<String>,
@@ -101,6 +138,7 @@ pub(super) fn parse_list(
             "check_helo_access" => Some(AccessKind::Helo),
             "check_sender_access" => Some(AccessKind::Sender),
             "check_recipient_access" => Some(AccessKind::Recipient),
+            "check_reverse_client_hostname_access" => Some(AccessKind::ReverseClient),
             _ => None,
         };
         if let Some(kind) = access {
@@ -109,6 +147,33 @@ pub(super) fn parse_list(
                 .filter(|s| s.contains(':'))
                 .ok_or_else(|| ParseError::MissingTable(name.clone()))?;
             out.push(R::Access(kind, open(spec).map_err(ParseError::Table)?));
+            continue;
+        }
+        let dns = match name.as_str() {
+            "reject_rbl_client" => Some(DnsList::RblClient),
+            "reject_rhsbl_client" => Some(DnsList::RhsblClient),
+            "reject_rhsbl_reverse_client" => Some(DnsList::RhsblReverseClient),
+            "reject_rhsbl_helo" => Some(DnsList::RhsblHelo),
+            "reject_rhsbl_sender" => Some(DnsList::RhsblSender),
+            "reject_rhsbl_recipient" => Some(DnsList::RhsblRecipient),
+            "permit_dnswl_client" => Some(DnsList::DnswlClient),
+            "permit_rhswl_client" => Some(DnsList::RhswlClient),
+            _ => None,
+        };
+        let mut arg = || {
+            iter.next()
+                .ok_or_else(|| ParseError::BadArg(name.clone(), "argument missing".into()))
+        };
+        if let Some(list) = dns {
+            let site =
+                DnsblSite::parse(arg()?, false).map_err(|e| ParseError::BadArg(name.clone(), e))?;
+            out.push(R::Dns(list, Arc::new(site)));
+            continue;
+        }
+        if name == "sleep" {
+            let pause = restrictions::parse_sleep(arg()?)
+                .map_err(|e| ParseError::BadArg(name.clone(), e))?;
+            out.push(R::Sleep(pause));
             continue;
         }
         let r = match name.as_str() {
@@ -129,6 +194,7 @@ pub(super) fn parse_list(
                 R::RejectUnknownClientHostname
             }
             "reject_unknown_reverse_client_hostname" => R::RejectUnknownReverseClientHostname,
+            "reject_unknown_forward_client_hostname" => R::RejectUnknownForwardClientHostname,
             "reject_invalid_helo_hostname" | "reject_invalid_hostname" => {
                 R::RejectInvalidHeloHostname
             }
@@ -212,8 +278,12 @@ mod tests {
         let classes = HashSet::new();
         for def in restrictions::RESTRICTIONS {
             let mut words = vec![def.name.to_string()];
-            if def.takes_table {
-                words.push("static:OK".into());
+            match def.arg {
+                restrictions::Arg::None => {}
+                restrictions::Arg::Table => words.push("static:OK".into()),
+                restrictions::Arg::Dnsbl => words.push("bl.example=127.0.0.2".into()),
+                restrictions::Arg::PolicyServer => words.push("inet:127.0.0.1:9".into()),
+                restrictions::Arg::Seconds => words.push("1".into()),
             }
             let parsed = parse_list(&words, &classes, &mut open);
             match def.unsupported {

@@ -123,6 +123,7 @@ impl Session {
         let ctx = Check {
             client_addr: self.ip,
             client_name: &self.name,
+            reverse_name: &self.name,
             name_status: if self.name == "unknown" {
                 NameStatus::Permanent
             } else {
@@ -666,9 +667,14 @@ fn unknown_restriction_is_an_error() {
         "parameter \"smtpd_recipient_restrictions\": unknown restriction \"reject_everything\""
     );
     assert_eq!(
-        f.error("smtpd_client_restrictions = \"reject_rbl_client zen.spamhaus.org\""),
-        "parameter \"smtpd_client_restrictions\": restriction \"reject_rbl_client\" is not \
+        f.error("smtpd_client_restrictions = \"check_policy_service inet:127.0.0.1:9\""),
+        "parameter \"smtpd_client_restrictions\": restriction \"check_policy_service\" is not \
          supported by Postern"
+    );
+    assert_eq!(
+        f.error("smtpd_client_restrictions = \"reject_rbl_client zen.example=127.0.0.[2..]\""),
+        "parameter \"smtpd_client_restrictions\": restriction \"reject_rbl_client\": bad DNSBL \
+         result filter \"127.0.0.[2..]\" in \"zen.example=127.0.0.[2..]\""
     );
     assert_eq!(
         f.error("smtpd_sender_restrictions = \"check_sender_access\""),
@@ -734,6 +740,46 @@ fn open_relay_configuration_is_refused() {
 }
 
 // ---- client and HELO checks ------------------------------------------------
+
+/// A PTR name whose addresses do not list the client (not a missing PTR).
+#[test]
+fn unknown_forward_client_hostname() {
+    let f = Fixture::new();
+    let p = f.policy("smtpd_client_restrictions = \"reject_unknown_forward_client_hostname\"");
+    let forged = Check {
+        client_addr: "192.0.2.7".parse().unwrap(),
+        client_name: "unknown",
+        reverse_name: "forged.example",
+        name_status: NameStatus::Forged,
+        reverse_status: NameStatus::Ok,
+        helo: None,
+        sender: None,
+        recipient: None,
+        sasl_username: None,
+        spf: None,
+    };
+    let rcpt = addr("<user@mx.example.local>");
+    let at_rcpt = |c: Check<'_>| {
+        outcome(block_on(p.check(
+            Stage::Rcpt,
+            &Check {
+                recipient: Some(&rcpt),
+                ..c
+            },
+        )))
+    };
+    assert_eq!(
+        at_rcpt(forged),
+        "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.7]"
+    );
+    let no_ptr = Check {
+        reverse_name: "unknown",
+        name_status: NameStatus::Permanent,
+        reverse_status: NameStatus::Permanent,
+        ..forged
+    };
+    assert_eq!(at_rcpt(no_ptr), "ok");
+}
 
 #[test]
 fn unknown_client_hostname() {
